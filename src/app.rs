@@ -1,0 +1,201 @@
+//! Putting the parts together: the same start-up for `bulletin serve` and the tests.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::Clock;
+use crate::config::{Settings, TransportKind};
+use crate::delivery::{ConfirmationSender, RetryPolicy};
+use crate::domain::LinkKeys;
+use crate::mail::{Mailer, Transport};
+use crate::signup::{Catalog, Links, Rules, Signup};
+use crate::store::{MailCap, Store};
+use crate::web::{self, AppState, client::IpLimiter};
+
+/// Opens the database named by the settings and brings its schema up to date.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    let store = Store::connect(
+        settings.database.url.expose_secret(),
+        settings.database.max_connections,
+    )
+    .await
+    .context("could not open the database (database.url)")?;
+    store
+        .migrate()
+        .await
+        .context("could not migrate the database")?;
+    Ok(store)
+}
+
+/// The signing keys: the configured secret, or one generated on first run and kept in the database.
+async fn link_keys(settings: &Settings, store: &Store) -> anyhow::Result<LinkKeys> {
+    let configured = settings.server.secret.expose_secret();
+    let current = if configured.is_empty() {
+        store
+            .setting_or_insert("link_secret", || {
+                let mut bytes = [0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            })
+            .await
+            .context("could not read or create the link secret")?
+    } else {
+        configured.to_owned()
+    };
+    let previous = settings
+        .server
+        .previous_secrets
+        .iter()
+        .map(|s| s.expose_secret().as_bytes().to_vec())
+        .collect();
+    Ok(LinkKeys::new(current.into_bytes(), previous))
+}
+
+fn transport(settings: &Settings) -> anyhow::Result<Transport> {
+    Ok(match settings.mail.transport {
+        TransportKind::File => Transport::file(Path::new(&settings.mail.file_dir))?,
+        TransportKind::Smtp => Transport::smtp(settings.mail.smtp_url.expose_secret())?,
+    })
+}
+
+/// Everything a running instance is made of, before it listens.
+pub struct Services {
+    pub store: Store,
+    pub signup: Signup,
+    pub sender: ConfirmationSender,
+    pub outbox_ready: Arc<Notify>,
+}
+
+pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Services> {
+    let store = open_store(settings).await?;
+    let newsletters = store
+        .sync_newsletters(&settings.newsletters, clock.now())
+        .await
+        .context("could not store the configured newsletters")?;
+    let catalog = Arc::new(Catalog::new(newsletters));
+    let links = Links::new(settings.public_url(), link_keys(settings, &store).await?);
+    let mailer = Mailer::new(
+        transport(settings)?,
+        settings.mail.from.parse().context("mail.from")?,
+    );
+    let outbox_ready = Arc::new(Notify::new());
+    let rules = Rules {
+        confirm_ttl_hours: settings.signup.confirm_ttl_hours,
+        cap: MailCap {
+            min_interval_secs: i64::from(settings.signup.confirm_mail_interval_minutes) * 60,
+            per_day: i64::from(settings.signup.confirm_mails_per_day),
+        },
+    };
+    let signup = Signup::new(
+        store.clone(),
+        catalog.clone(),
+        links.clone(),
+        clock.clone(),
+        rules,
+        outbox_ready.clone(),
+    );
+    let sender = ConfirmationSender {
+        store: store.clone(),
+        mailer,
+        links,
+        catalog,
+        clock,
+        confirm_ttl_hours: settings.signup.confirm_ttl_hours,
+        retry: RetryPolicy {
+            max_attempts: settings.mail.max_attempts,
+            base_secs: settings.mail.retry_base_seconds,
+        },
+    };
+    Ok(Services {
+        store,
+        signup,
+        sender,
+        outbox_ready,
+    })
+}
+
+/// A serving instance: HTTP, the outbox worker and the limiter pruner.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub store: Store,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts serving on `listener`; `stop` (or dropping the process) ends it.
+pub async fn start(
+    settings: &Settings,
+    clock: Clock,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
+    let services = services(settings, clock).await?;
+    let addr = listener.local_addr()?;
+    let limiter = IpLimiter::per_minute(settings.signup.per_ip_per_minute).map(Arc::new);
+    let state = AppState {
+        signup: services.signup,
+        limiter: limiter.clone(),
+        trusted_proxies: settings.server.trusted_proxies.clone().into(),
+        form_min_secs: settings.signup.min_submit_seconds,
+        form_max_age_secs: settings.signup.max_form_age_hours * 3600,
+    };
+    let (shutdown, stopped) = watch::channel(false);
+    let mut tasks = vec![];
+
+    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut server_stop = stopped.clone();
+    tasks.push(tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = server_stop.wait_for(|stop| *stop).await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    }));
+    tasks.push(tokio::spawn(
+        services.sender.run(services.outbox_ready, stopped.clone()),
+    ));
+    if let Some(limiter) = limiter {
+        let mut prune_stop = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => limiter.prune(),
+                    _ = prune_stop.wait_for(|stop| *stop) => break,
+                }
+            }
+        }));
+    }
+    Ok(Running {
+        addr,
+        store: services.store,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets requests and the mail in hand finish, then returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a task did not stop within 10 s");
+            }
+        }
+        self.store.close().await;
+    }
+}

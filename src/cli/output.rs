@@ -1,0 +1,167 @@
+//! How the CLI prints lists: aligned tables for people, CSV and JSON for programs.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use clap::ValueEnum;
+use serde_json::json;
+
+use crate::clock::format_timestamp;
+use crate::domain::{Newsletter, SubscriptionStatus};
+use crate::store::{Store, SubscriberRow};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+/// Rows fetched per query when walking a subscriber list.
+const PAGE: i64 = 1000;
+
+pub fn newsletters(
+    out: &mut impl Write,
+    format: Format,
+    newsletters: &[Newsletter],
+    counts: &HashMap<(i64, SubscriptionStatus), i64>,
+) -> anyhow::Result<()> {
+    let count = |id, status| counts.get(&(id, status)).copied().unwrap_or(0);
+    let rows: Vec<[String; 5]> = newsletters
+        .iter()
+        .map(|n| {
+            [
+                n.slug.to_string(),
+                n.name.clone(),
+                count(n.id, SubscriptionStatus::Confirmed).to_string(),
+                count(n.id, SubscriptionStatus::Pending).to_string(),
+                count(n.id, SubscriptionStatus::Unsubscribed).to_string(),
+            ]
+        })
+        .collect();
+    let header = ["slug", "name", "confirmed", "pending", "unsubscribed"];
+    match format {
+        Format::Table => table(out, &header, &rows)?,
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(header)?;
+            for row in &rows {
+                w.write_record(row)?;
+            }
+            w.flush()?;
+        }
+        Format::Json => {
+            let list: Vec<_> = rows
+                .iter()
+                .map(|r| {
+                    json!({"slug": r[0], "name": r[1], "confirmed": r[2].parse::<i64>().unwrap_or(0),
+                           "pending": r[3].parse::<i64>().unwrap_or(0), "unsubscribed": r[4].parse::<i64>().unwrap_or(0)})
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &list)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams a newsletter's subscribers page by page, so memory stays flat on
+/// any list size (a table is the exception: it needs every width first).
+pub async fn subscribers(
+    out: &mut impl Write,
+    format: Format,
+    store: &Store,
+    newsletter_id: i64,
+    status: Option<SubscriptionStatus>,
+) -> anyhow::Result<()> {
+    let header = ["email", "status", "created_at", "confirmed_at"];
+    let record = |row: &SubscriberRow| {
+        [
+            row.email.clone(),
+            row.status.to_string(),
+            format_timestamp(row.created_at),
+            row.confirmed_at.map(format_timestamp).unwrap_or_default(),
+        ]
+    };
+    match format {
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(header)?;
+            walk(store, newsletter_id, status, |row| {
+                Ok(w.write_record(record(row))?)
+            })
+            .await?;
+            w.flush()?;
+        }
+        Format::Json => {
+            let mut first = true;
+            write!(out, "[")?;
+            walk(store, newsletter_id, status, |row| {
+                let value = json!({"email": row.email, "status": row.status, "created_at": format_timestamp(row.created_at),
+                                   "confirmed_at": row.confirmed_at.map(format_timestamp)});
+                write!(out, "{}{value}", if first { "\n  " } else { ",\n  " })?;
+                first = false;
+                Ok(())
+            })
+            .await?;
+            writeln!(out, "{}]", if first { "" } else { "\n" })?;
+        }
+        Format::Table => {
+            let mut rows = vec![];
+            walk(store, newsletter_id, status, |row| {
+                rows.push(record(row));
+                Ok(())
+            })
+            .await?;
+            table(out, &header, &rows)?;
+            writeln!(out, "{} subscriber(s)", rows.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// Calls `each` for every subscriber of the newsletter, fetching a page at a time.
+async fn walk(
+    store: &Store,
+    newsletter_id: i64,
+    status: Option<SubscriptionStatus>,
+    mut each: impl FnMut(&SubscriberRow) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut after = 0;
+    loop {
+        let page = store
+            .subscribers_page(newsletter_id, status, after, PAGE)
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        after = last.subscriber_id;
+        page.iter().try_for_each(&mut each)?;
+    }
+}
+
+fn table<const N: usize>(
+    out: &mut impl Write,
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
+    let mut widths: [usize; N] = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}

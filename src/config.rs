@@ -1,0 +1,320 @@
+//! Settings: `config.toml`, then `BULLETIN_<SECTION>__<KEY>` environment overrides.
+//!
+//! Every setting has a default here equal to the one in the shipped
+//! `config.toml` (a test keeps them equal), unknown keys are an error that
+//! names the key, and values are checked once, at load.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::NewsletterSlug;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub mail: MailSettings,
+    pub signup: SignupSettings,
+    pub newsletters: Vec<NewsletterSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub trusted_proxies: Vec<IpNet>,
+    /// Signs unsubscribe and preference links. Empty: generated once and kept in the database.
+    #[serde(serialize_with = "serialize_secret")]
+    pub secret: SecretString,
+    /// Old secrets that still verify links after a rotation.
+    #[serde(serialize_with = "serialize_secrets")]
+    pub previous_secrets: Vec<SecretString>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    #[serde(serialize_with = "serialize_secret")]
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    pub from: String,
+    pub transport: TransportKind,
+    pub file_dir: PathBuf,
+    #[serde(serialize_with = "serialize_secret")]
+    pub smtp_url: SecretString,
+    pub max_attempts: u32,
+    pub retry_base_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignupSettings {
+    pub per_ip_per_minute: u32,
+    pub confirm_ttl_hours: u32,
+    pub confirm_mail_interval_minutes: u32,
+    pub confirm_mails_per_day: u32,
+    pub min_submit_seconds: u64,
+    pub max_form_age_hours: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NewsletterSettings {
+    pub slug: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn serialize_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    ser.serialize_str(s.expose_secret())
+}
+
+fn serialize_secrets<S: serde::Serializer>(s: &[SecretString], ser: S) -> Result<S::Ok, S::Error> {
+    use secrecy::ExposeSecret;
+    ser.collect_seq(s.iter().map(|s| s.expose_secret().to_owned()))
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().expect("valid"),
+            public_url: "http://127.0.0.1:8080".into(),
+            trusted_proxies: vec![],
+            secret: SecretString::from(""),
+            previous_secrets: vec![],
+        }
+    }
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("sqlite://data/bulletin.db"),
+            max_connections: 8,
+        }
+    }
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            from: "Bulletin <newsletters@example.com>".into(),
+            transport: TransportKind::File,
+            file_dir: "data/outbox".into(),
+            smtp_url: SecretString::from("smtp://127.0.0.1:25"),
+            max_attempts: 8,
+            retry_base_seconds: 30,
+        }
+    }
+}
+
+impl Default for SignupSettings {
+    fn default() -> Self {
+        Self {
+            per_ip_per_minute: 20,
+            confirm_ttl_hours: 72,
+            confirm_mail_interval_minutes: 15,
+            confirm_mails_per_day: 3,
+            min_submit_seconds: 2,
+            max_form_age_hours: 24,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let newsletter = |slug: &str, name: &str, description: &str| NewsletterSettings {
+            slug: slug.into(),
+            name: name.into(),
+            description: description.into(),
+        };
+        Self {
+            server: ServerSettings::default(),
+            database: DatabaseSettings::default(),
+            mail: MailSettings::default(),
+            signup: SignupSettings::default(),
+            newsletters: vec![
+                newsletter(
+                    "morning-briefing",
+                    "Morning Briefing",
+                    "The stories you need to know, every weekday at 7am.",
+                ),
+                newsletter(
+                    "explaining-ukraine",
+                    "Explaining Ukraine",
+                    "Our correspondents on the war, its causes and its consequences. Weekly.",
+                ),
+                newsletter(
+                    "weekend-reads",
+                    "Weekend Reads",
+                    "Long reads and the week's best journalism, every Saturday.",
+                ),
+            ],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("{0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads `path` (which must exist) under environment overrides.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.exists() {
+            return Err(ConfigError::Missing(path.to_owned()));
+        }
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file_exact(path))
+            .merge(
+                Env::prefixed("BULLETIN_")
+                    .ignore(&["CONFIG", "TEST_PG_URL", "TEST_REQUIRE_POSTGRES"])
+                    .split("__"),
+            );
+        // A newsletter list from the file replaces the built-in examples instead of merging index-wise.
+        let settings: Settings = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what serde cannot: cross-field rules and parseable strings.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let url = self.server.public_url.trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return invalid(format!(
+                "server.public_url must start with http:// or https://, got {url:?}"
+            ));
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return invalid(format!(
+                "mail.from is not a valid mailbox: {:?} (expected \"Name <address@example.com>\")",
+                self.mail.from
+            ));
+        }
+        if self.mail.max_attempts == 0 {
+            return invalid("mail.max_attempts must be at least 1".into());
+        }
+        if self.signup.confirm_ttl_hours == 0 {
+            return invalid("signup.confirm_ttl_hours must be at least 1".into());
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for n in &self.newsletters {
+            if let Err(e) = NewsletterSlug::parse(&n.slug) {
+                return invalid(format!("newsletters: {:?}: {e}", n.slug));
+            }
+            if !seen.insert(&n.slug) {
+                return invalid(format!("newsletters: slug {:?} is declared twice", n.slug));
+            }
+            if n.name.trim().is_empty() {
+                return invalid(format!("newsletters: {:?} needs a name", n.slug));
+            }
+        }
+        Ok(())
+    }
+
+    /// `public_url` without a trailing slash, ready to have paths appended.
+    pub fn public_url(&self) -> &str {
+        self.server.public_url.trim_end_matches('/')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn shipped_config_equals_defaults() {
+        let shipped = Settings::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config.toml"
+        )))
+        .expect("config.toml loads");
+        let defaults = Settings::default();
+        assert_eq!(
+            serde_json::to_value(&shipped).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n",
+        );
+        let err = Settings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("listne"), "{err}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "[database]\nurl = \"sqlite://a.db\"\n");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BULLETIN_DATABASE__URL", "postgres://postgres@127.0.0.1/x");
+            jail.set_env("BULLETIN_SIGNUP__PER_IP_PER_MINUTE", "5");
+            let s = Settings::load(&path).expect("loads");
+            assert_eq!(
+                s.database.url.expose_secret(),
+                "postgres://postgres@127.0.0.1/x"
+            );
+            assert_eq!(s.signup.per_ip_per_minute, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "[[newsletters]]\nslug = \"Bad Slug\"\nname = \"x\"\n",
+        );
+        let err = Settings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("Bad Slug"), "{err}");
+        let path = write(dir.path(), "[mail]\nfrom = \"not a mailbox\"\n");
+        let err = Settings::load(&path).unwrap_err().to_string();
+        assert!(err.contains("mail.from"), "{err}");
+    }
+}

@@ -1,0 +1,11 @@
+//! Pure types of the newsletter world. No I/O here.
+
+pub mod email;
+pub mod newsletter;
+pub mod status;
+pub mod token;
+
+pub use email::{EmailAddress, EmailError};
+pub use newsletter::{Newsletter, NewsletterSlug};
+pub use status::{ConsentSource, SubscriptionStatus};
+pub use token::{ConfirmationToken, LinkClaim, LinkKeys, LinkPurpose, TokenHash};

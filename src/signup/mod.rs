@@ -1,0 +1,327 @@
+//! The reader's rules: subscribe, confirm, unsubscribe, preferences.
+//!
+//! Used by the web handlers and the CLI alike. Every token from a URL is
+//! checked here; nothing below this layer sees raw input.
+
+mod catalog;
+mod links;
+pub mod stamp;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+pub use catalog::Catalog;
+pub use links::Links;
+
+use crate::clock::Clock;
+use crate::domain::{
+    ConsentSource, EmailAddress, LinkPurpose, Newsletter, NewsletterSlug, SubscriptionStatus,
+    TokenHash,
+};
+use crate::store::{ConfirmOutcome, Consent, MailCap, Store, StoreError, TokenState};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SignupError {
+    #[error("choose at least one newsletter")]
+    NoNewsletter,
+    #[error("there is no newsletter called {0:?}")]
+    UnknownNewsletter(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The visitor behind a request, for the consent record.
+#[derive(Debug, Clone, Default)]
+pub struct Visitor {
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// The knobs of the signup rules, from `[signup]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    pub confirm_ttl_hours: u32,
+    pub cap: MailCap,
+}
+
+/// What a confirmation link shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfirmPreview {
+    Ready { newsletters: Vec<String> },
+    AlreadyConfirmed,
+    Expired,
+    Invalid,
+}
+
+/// What pressing "Confirm subscription" did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    Confirmed {
+        newsletters: Vec<String>,
+        preferences_url: String,
+    },
+    AlreadyConfirmed {
+        preferences_url: String,
+    },
+    Expired,
+    Invalid,
+}
+
+/// One row of the preferences page.
+#[derive(Debug, Clone)]
+pub struct Preference {
+    pub newsletter: Newsletter,
+    pub status: Option<SubscriptionStatus>,
+    pub unsubscribe_url: String,
+}
+
+#[derive(Clone)]
+pub struct Signup {
+    store: Store,
+    catalog: Arc<Catalog>,
+    links: Links,
+    clock: Clock,
+    rules: Rules,
+    outbox_ready: Arc<Notify>,
+}
+
+impl Signup {
+    pub fn new(
+        store: Store,
+        catalog: Arc<Catalog>,
+        links: Links,
+        clock: Clock,
+        rules: Rules,
+        outbox_ready: Arc<Notify>,
+    ) -> Self {
+        Self {
+            store,
+            catalog,
+            links,
+            clock,
+            rules,
+            outbox_ready,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn links(&self) -> &Links {
+        &self.links
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Resolves submitted slugs against the catalog, rejecting unknown ones.
+    pub fn resolve(&self, slugs: &[String]) -> Result<Vec<i64>, SignupError> {
+        let mut ids = vec![];
+        for raw in slugs {
+            let newsletter = NewsletterSlug::parse(raw.trim())
+                .ok()
+                .and_then(|slug| self.catalog.by_slug(&slug))
+                .ok_or_else(|| SignupError::UnknownNewsletter(raw.chars().take(64).collect()))?;
+            if !ids.contains(&newsletter.id) {
+                ids.push(newsletter.id);
+            }
+        }
+        if ids.is_empty() {
+            return Err(SignupError::NoNewsletter);
+        }
+        Ok(ids)
+    }
+
+    /// Records a signup and, within the per-address cap, queues the
+    /// confirmation mail. The caller learns nothing about the address's
+    /// previous state: that is what keeps the responses identical.
+    pub async fn subscribe(
+        &self,
+        email: &EmailAddress,
+        newsletters: &[i64],
+        source: ConsentSource,
+        visitor: &Visitor,
+    ) -> Result<(), SignupError> {
+        let consent = self.consent(source, visitor);
+        let outcome = self
+            .store
+            .record_signup(email, newsletters, &consent, self.rules.cap)
+            .await?;
+        tracing::info!(
+            email = %email.masked(),
+            pending = outcome.pending.len(),
+            mail_queued = outcome.mail_queued,
+            "signup recorded"
+        );
+        if outcome.mail_queued {
+            self.outbox_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    pub async fn preview_confirmation(&self, token: &str) -> Result<ConfirmPreview, SignupError> {
+        let Some(hash) = TokenHash::from_presented(token) else {
+            return Ok(ConfirmPreview::Invalid);
+        };
+        Ok(
+            match self.store.token_state(&hash, self.clock.now()).await? {
+                TokenState::Valid { pending, .. } => ConfirmPreview::Ready {
+                    newsletters: self.catalog.names(&pending),
+                },
+                TokenState::Used { .. } => ConfirmPreview::AlreadyConfirmed,
+                TokenState::Expired => ConfirmPreview::Expired,
+                TokenState::Unknown => ConfirmPreview::Invalid,
+            },
+        )
+    }
+
+    pub async fn confirm(
+        &self,
+        token: &str,
+        visitor: &Visitor,
+    ) -> Result<Confirmation, SignupError> {
+        let Some(hash) = TokenHash::from_presented(token) else {
+            return Ok(Confirmation::Invalid);
+        };
+        let consent = self.consent(ConsentSource::ConfirmLink, visitor);
+        Ok(match self.store.confirm(&hash, &consent).await? {
+            ConfirmOutcome::Confirmed {
+                subscriber_id,
+                newsletters,
+            } => Confirmation::Confirmed {
+                newsletters: self.catalog.names(&newsletters),
+                preferences_url: self.links.preferences_url(subscriber_id),
+            },
+            ConfirmOutcome::AlreadyConfirmed { subscriber_id } => Confirmation::AlreadyConfirmed {
+                preferences_url: self.links.preferences_url(subscriber_id),
+            },
+            ConfirmOutcome::Expired => Confirmation::Expired,
+            ConfirmOutcome::Unknown => Confirmation::Invalid,
+        })
+    }
+
+    /// The newsletter an unsubscribe link is for, and whether the reader is
+    /// still on it; `None` for a link that is not ours or whose subscriber was erased.
+    pub async fn unsubscribe_target(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Newsletter, bool)>, SignupError> {
+        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Unsubscribe) else {
+            return Ok(None);
+        };
+        let Some(newsletter) = self.catalog.by_id(claim.newsletter_id) else {
+            return Ok(None);
+        };
+        let states = self.store.subscriptions_of(claim.subscriber_id).await?;
+        let Some(state) = states
+            .iter()
+            .find(|s| s.newsletter_id == claim.newsletter_id)
+        else {
+            return Ok(None);
+        };
+        Ok(Some((
+            newsletter.clone(),
+            state.status != SubscriptionStatus::Unsubscribed,
+        )))
+    }
+
+    /// Leaves the newsletter the link names. Idempotent: a second POST is a success too.
+    pub async fn unsubscribe(
+        &self,
+        token: &str,
+        source: ConsentSource,
+        visitor: &Visitor,
+    ) -> Result<Option<Newsletter>, SignupError> {
+        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Unsubscribe) else {
+            return Ok(None);
+        };
+        let Some(newsletter) = self.catalog.by_id(claim.newsletter_id) else {
+            return Ok(None);
+        };
+        let consent = self.consent(source, visitor);
+        let changed = self
+            .store
+            .unsubscribe(claim.subscriber_id, claim.newsletter_id, &consent)
+            .await?;
+        if changed {
+            tracing::info!(newsletter = %newsletter.slug, "unsubscribed");
+        }
+        Ok(Some(newsletter.clone()))
+    }
+
+    /// Every newsletter with the reader's state on it; `None` for a bad link.
+    pub async fn preferences(&self, token: &str) -> Result<Option<Vec<Preference>>, SignupError> {
+        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Preferences) else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .subscriber_email(claim.subscriber_id)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let states = self.store.subscriptions_of(claim.subscriber_id).await?;
+        Ok(Some(
+            self.catalog
+                .all()
+                .iter()
+                .map(|n| Preference {
+                    newsletter: n.clone(),
+                    status: states
+                        .iter()
+                        .find(|s| s.newsletter_id == n.id)
+                        .map(|s| s.status),
+                    unsubscribe_url: self.links.unsubscribe_url(claim.subscriber_id, n.id),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Makes the reader's confirmed newsletters exactly `wanted`.
+    pub async fn update_preferences(
+        &self,
+        token: &str,
+        wanted: &[String],
+        visitor: &Visitor,
+    ) -> Result<Option<Vec<Preference>>, SignupError> {
+        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Preferences) else {
+            return Ok(None);
+        };
+        if self
+            .store
+            .subscriber_email(claim.subscriber_id)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let wanted = match self.resolve(wanted) {
+            Ok(ids) => ids,
+            Err(SignupError::NoNewsletter) => vec![],
+            Err(e) => return Err(e),
+        };
+        let consent = self.consent(ConsentSource::Preferences, visitor);
+        self.store
+            .set_subscriptions(claim.subscriber_id, &wanted, &consent)
+            .await?;
+        self.preferences(token).await
+    }
+
+    fn consent(&self, source: ConsentSource, visitor: &Visitor) -> Consent {
+        Consent {
+            source,
+            ip: visitor.ip.map(|ip| ip.to_string()),
+            user_agent: visitor
+                .user_agent
+                .as_ref()
+                .map(|ua| ua.chars().take(512).collect()),
+            at: self.clock.now(),
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Errors at the HTTP edge: a clear 4xx for bad input, a logged and
+//! generic 500 for our own faults. Internals never reach the client.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::pages::MessagePage;
+use crate::signup::SignupError;
+
+/// An error answered with an HTML page.
+#[derive(Debug)]
+pub struct PageError {
+    pub status: StatusCode,
+    pub title: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl PageError {
+    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "Link not valid",
+            "This link is not valid. Please check that you copied all of it.",
+        )
+    }
+
+    pub fn internal(error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Something went wrong on our side. Please try again in a minute.",
+        )
+    }
+
+    /// Maps a rejected request body (wrong type, too large, broken) to a clear 4xx.
+    pub fn rejected(status: StatusCode, detail: String) -> Self {
+        let message = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "The form you sent is too large.".to_owned(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "Please send the form as a web form.".to_owned(),
+            _ => format!("The form could not be read: {detail}"),
+        };
+        let status = if status.is_client_error() {
+            status
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        Self::new(status, "Request not understood", message)
+    }
+}
+
+impl From<SignupError> for PageError {
+    fn from(e: SignupError) -> Self {
+        match e {
+            SignupError::NoNewsletter | SignupError::UnknownNewsletter(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unknown newsletter",
+                e.to_string(),
+            ),
+            SignupError::Store(e) => Self::internal(&e),
+        }
+    }
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let page = MessagePage::new(self.title)
+            .line(self.message)
+            .link("/", "Back to the newsletters");
+        let mut response = (self.status, page).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// An error of the JSON API: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl From<SignupError> for ApiError {
+    fn from(e: SignupError) -> Self {
+        match e {
+            SignupError::NoNewsletter => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_newsletter",
+                e.to_string(),
+            ),
+            SignupError::UnknownNewsletter(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_newsletter",
+                e.to_string(),
+            ),
+            SignupError::Store(e) => {
+                tracing::error!(error = %e, "request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong on our side",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut response = (self.status, body).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
