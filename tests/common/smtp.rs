@@ -1,0 +1,172 @@
+//! A real SMTP server on loopback for tests (mailin-embedded), keeping every
+//! message it accepts as raw bytes, with optional per-recipient replies.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mailin_embedded::{Handler, Response, Server, response};
+
+#[derive(Debug, Clone)]
+pub struct ReceivedMail {
+    pub to: Vec<String>,
+    pub raw: Vec<u8>,
+}
+
+impl ReceivedMail {
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(&self.raw)
+            .expect("a parseable message")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.parsed().header_raw(name).map(|v| v.trim().to_owned())
+    }
+
+    pub fn text(&self) -> String {
+        self.parsed()
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn html(&self) -> String {
+        self.parsed()
+            .body_html(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The first link in the text part that starts with `prefix`.
+    pub fn link_to(&self, prefix: &str) -> Option<String> {
+        let text = self.text();
+        let start = text.find(prefix)?;
+        let link: String = text[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        Some(link)
+    }
+}
+
+#[derive(Clone)]
+struct Sink {
+    mails: Arc<Mutex<Vec<ReceivedMail>>>,
+    replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    to: Vec<String>,
+    buffer: Vec<u8>,
+}
+
+impl Handler for Sink {
+    fn rcpt(&mut self, to: &str) -> Response {
+        match self.replies.lock().unwrap().get(&to.to_lowercase()) {
+            Some((code, text)) => Response::custom(*code, text.clone()),
+            None => response::OK,
+        }
+    }
+
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.to = to.to_vec();
+        self.buffer.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.buffer.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let mail = ReceivedMail {
+            to: std::mem::take(&mut self.to),
+            raw: std::mem::take(&mut self.buffer),
+        };
+        self.mails.lock().unwrap().push(mail);
+        response::OK
+    }
+}
+
+/// The server lives on its own threads until the test process ends.
+#[derive(Clone)]
+pub struct MailSink {
+    pub addr: SocketAddr,
+    mails: Arc<Mutex<Vec<ReceivedMail>>>,
+    replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
+}
+
+impl MailSink {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind smtp");
+        let addr = listener.local_addr().expect("smtp addr");
+        let mails = Arc::new(Mutex::new(vec![]));
+        let replies = Arc::new(Mutex::new(HashMap::new()));
+        let handler = Sink {
+            mails: mails.clone(),
+            replies: replies.clone(),
+            to: vec![],
+            buffer: vec![],
+        };
+        std::thread::spawn(move || {
+            let mut server = Server::new(handler);
+            server
+                .with_name("sink.test")
+                .with_num_threads(4)
+                .with_tcp_listener(listener);
+            let _ = server.serve();
+        });
+        Self {
+            addr,
+            mails,
+            replies,
+        }
+    }
+
+    /// Answers RCPT TO for `address` with this reply from now on.
+    pub fn reply_to_rcpt(&self, address: &str, code: u16, text: &str) {
+        self.replies
+            .lock()
+            .unwrap()
+            .insert(address.to_lowercase(), (code, text.to_owned()));
+    }
+
+    /// Every mail received so far for `to`.
+    pub fn mails_to(&self, to: &str) -> Vec<ReceivedMail> {
+        let to = to.to_lowercase();
+        self.mails
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.to.iter().any(|t| t.to_lowercase() == to))
+            .cloned()
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.mails.lock().unwrap().len()
+    }
+
+    /// Waits (up to 10 s) until at least `n` mails reached `to`.
+    pub async fn wait_for(&self, to: &str, n: usize) -> Vec<ReceivedMail> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mails = self.mails_to(to);
+            if mails.len() >= n {
+                return mails;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} mail(s) to {to}, got {}",
+                mails.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Asserts that no mail beyond `n` reaches `to` within a short wait for the worker.
+    pub async fn assert_stays_at(&self, to: &str, n: usize) {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(self.mails_to(to).len(), n, "mails to {to}");
+    }
+}
