@@ -134,7 +134,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_iter()
                 .find(|n| n.slug == slug)
             else {
-                bail!("there is no newsletter {slug:?}; `bulletin newsletters list` shows them");
+                bail!("there is no newsletter \"{slug}\"; `bulletin newsletters list` shows them");
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             output::subscribers(&mut out, format, &store, found.id, status.map(Into::into)).await?;

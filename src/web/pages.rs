@@ -4,7 +4,8 @@
 use askama::Template;
 use axum::Extension;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -237,12 +238,27 @@ pub fn visitor(ip: std::net::IpAddr, headers: &HeaderMap) -> Visitor {
     }
 }
 
+/// The token in an emailed link's path. A path that cannot even be read
+/// (broken UTF-8) is just another link that is not valid.
+pub struct LinkToken(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for LinkToken {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(token) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| PageError::not_found())?;
+        Ok(Self(token))
+    }
+}
+
 const EXPIRED: &str =
     "This confirmation link has expired. Please sign up again and we will send you a new one.";
 
 pub async fn confirm_page(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
     Ok(match state.signup.preview_confirmation(&token).await? {
         ConfirmPreview::Ready { newsletters } => MessagePage::new("Confirm your subscription")
@@ -260,7 +276,7 @@ pub async fn confirm(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     headers: HeaderMap,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
     Ok(
         match state.signup.confirm(&token, &visitor(ip, &headers)).await? {
@@ -300,7 +316,7 @@ fn expired() -> Response {
 
 pub async fn unsubscribe_page(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
     Ok(match state.signup.unsubscribe_target(&token).await? {
         Some((newsletter, true)) => {
@@ -325,7 +341,7 @@ pub async fn unsubscribe(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     headers: HeaderMap,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
     body: Bytes,
 ) -> Result<Response, PageError> {
     let one_click = body.windows(9).any(|w| w == b"One-Click");
@@ -389,7 +405,7 @@ fn preferences_view(preferences: Vec<Preference>, saved: bool) -> Response {
 
 pub async fn preferences_page(
     State(state): State<AppState>,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
     Ok(match state.signup.preferences(&token).await? {
         Some(preferences) => preferences_view(preferences, false),
@@ -407,11 +423,17 @@ pub async fn update_preferences(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     headers: HeaderMap,
-    Path(token): Path<String>,
+    LinkToken(token): LinkToken,
     form: Result<axum_extra::extract::Form<PreferencesForm>, axum_extra::extract::FormRejection>,
 ) -> Result<Response, PageError> {
-    let axum_extra::extract::Form(form) =
-        form.map_err(|e| PageError::rejected(e.status(), e.body_text()))?;
+    let form = match form {
+        Ok(axum_extra::extract::Form(form)) => form,
+        // A bad link is the clearer answer, whatever the body.
+        Err(_) if state.signup.preferences(&token).await?.is_none() => {
+            return Err(PageError::not_found());
+        }
+        Err(e) => return Err(PageError::rejected(e.status(), e.body_text())),
+    };
     Ok(
         match state
             .signup

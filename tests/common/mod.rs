@@ -321,6 +321,7 @@ pub fn visible(html: &str) -> String {
     html.replace("&#39;", "'")
         .replace("&#x27;", "'")
         .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")

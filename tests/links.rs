@@ -1,0 +1,222 @@
+//! Emailed links: scanners that open them change nothing, tokens expire, are
+//! single use, and bad ones get a clear page.
+
+mod common;
+
+use bulletin::domain::SubscriptionStatus::{Confirmed, Pending};
+use common::{Backend, TestApp};
+
+/// A confirmed reader, their confirmation link and their preferences and unsubscribe links.
+async fn confirmed_reader(app: &TestApp, email: &str) -> (String, String, String) {
+    app.signup_api(email, &["morning-briefing"]).await;
+    let confirm = app.confirmation_link(email, 1).await;
+    let page = app
+        .http
+        .post(&confirm)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let preferences = href(&page, "/preferences/");
+    let prefs = app
+        .http
+        .get(&preferences)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (confirm, preferences, href(&prefs, "/unsubscribe/"))
+}
+
+fn href(html: &str, needle: &str) -> String {
+    html.split("href=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap_or(0)])
+        .find(|h| h.contains(needle))
+        .unwrap_or_else(|| panic!("no link with {needle}"))
+        .to_owned()
+}
+
+/// Outlook Safe Links and friends GET and HEAD every link in a mail.
+async fn scanners_change_nothing(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup_api("pending@example.org", &["morning-briefing"])
+        .await;
+    let confirm = app.confirmation_link("pending@example.org", 1).await;
+    let (_, preferences, unsubscribe) = confirmed_reader(&app, "confirmed@example.org").await;
+
+    for link in [&confirm, &preferences, &unsubscribe] {
+        for _ in 0..3 {
+            let get = app.http.get(link).send().await.unwrap();
+            assert_eq!(get.status(), 200, "{link}");
+            assert_eq!(get.headers()["cache-control"], "no-store");
+            assert_eq!(get.headers()["referrer-policy"], "no-referrer");
+            let head = app.http.head(link).send().await.unwrap();
+            assert_eq!(head.status(), 200);
+        }
+    }
+    assert_eq!(
+        app.status_of("pending@example.org", "morning-briefing")
+            .await,
+        Some(Pending)
+    );
+    assert_eq!(
+        app.status_of("confirmed@example.org", "morning-briefing")
+            .await,
+        Some(Confirmed)
+    );
+    app.stop().await;
+}
+
+async fn expired_link_says_so(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    app.signup_api("late@example.org", &["weekend-reads"]).await;
+    let link = app.confirmation_link("late@example.org", 1).await;
+    app.clock.advance(73 * 3600);
+
+    for response in [
+        app.http.get(&link).send().await.unwrap(),
+        app.http.post(&link).send().await.unwrap(),
+    ] {
+        assert_eq!(response.status(), 410);
+        let html = response.text().await.unwrap();
+        assert!(html.contains("expired"), "{html}");
+        assert!(html.contains("href=\"/\""), "offers the form again");
+    }
+    assert_eq!(
+        app.status_of("late@example.org", "weekend-reads").await,
+        Some(Pending)
+    );
+
+    // Signing up again sends a fresh link that works.
+    app.signup_api("late@example.org", &["weekend-reads"]).await;
+    let fresh = app.confirmation_link("late@example.org", 2).await;
+    assert_ne!(fresh, link);
+    assert_eq!(app.http.post(&fresh).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.status_of("late@example.org", "weekend-reads").await,
+        Some(Confirmed)
+    );
+    app.stop().await;
+}
+
+async fn tokens_are_single_use_and_hashed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (confirm, _, _) = confirmed_reader(&app, "once@example.org").await;
+    let again = app.http.post(&confirm).send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert!(again.text().await.unwrap().contains("already confirmed"));
+
+    // Only a hash of the token is in the database.
+    let token = confirm.rsplit('/').next().unwrap();
+    let url = app.database_url().to_owned();
+    let stored: Vec<String> = match url.starts_with("sqlite") {
+        true => {
+            let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT token_hash FROM confirmation_tokens")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+        false => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT token_hash FROM confirmation_tokens")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(stored.len(), 1);
+    assert!(
+        !stored[0].contains(token) && stored[0].len() == 64,
+        "stored {stored:?}"
+    );
+    app.stop().await;
+}
+
+async fn bad_tokens_get_a_clear_404(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let (_, preferences, unsubscribe) = confirmed_reader(&app, "real@example.org").await;
+    let tampered_unsub = {
+        // Change one character inside the signature (never the same character).
+        let mut chars: Vec<char> = unsubscribe.chars().collect();
+        let i = chars.len() - 6;
+        chars[i] = if chars[i] == 'x' { 'y' } else { 'x' };
+        chars.into_iter().collect::<String>()
+    };
+    let swapped = preferences.replace("/preferences/", "/unsubscribe/");
+    let bad = [
+        "/confirm/nonsense".to_owned(),
+        format!("/confirm/{}", "A".repeat(43)),
+        format!("/confirm/{}", "%FF".repeat(20)),
+        "/unsubscribe/AAAA".to_owned(),
+        "/preferences/!!".to_owned(),
+        tampered_unsub.replace(&app.base, ""),
+        swapped.replace(&app.base, ""),
+    ];
+    for path in &bad {
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let r = app
+                .http
+                .request(method.clone(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 404, "{method} {path}");
+            assert!(r.text().await.unwrap().contains("This link is not valid"));
+        }
+    }
+    assert_eq!(
+        app.status_of("real@example.org", "morning-briefing").await,
+        Some(Confirmed)
+    );
+    app.stop().await;
+}
+
+/// Links keep working after the secret is rotated, as long as the old one is listed.
+async fn links_survive_key_rotation(backend: Backend) {
+    let Some(mut app) = TestApp::spawn_with(backend, |s| {
+        s.server.secret = "first-secret".to_owned().into()
+    })
+    .await
+    else {
+        return;
+    };
+    let (_, preferences, _) = confirmed_reader(&app, "rotate@example.org").await;
+    let path = preferences.replace(&app.base, "");
+    app.settings.server.secret = "second-secret".to_owned().into();
+    app.restart().await;
+    assert_eq!(
+        app.http.get(app.url(&path)).send().await.unwrap().status(),
+        404,
+        "unknown key"
+    );
+    app.settings.server.previous_secrets = vec!["first-secret".to_owned().into()];
+    app.restart().await;
+    assert_eq!(
+        app.http.get(app.url(&path)).send().await.unwrap().status(),
+        200,
+        "old key still verifies"
+    );
+    app.stop().await;
+}
+
+on_both_backends!(
+    scanners_change_nothing,
+    expired_link_says_so,
+    tokens_are_single_use_and_hashed,
+    bad_tokens_get_a_clear_404,
+    links_survive_key_rotation,
+);
