@@ -1,12 +1,11 @@
 //! Putting the parts together: the same start-up for `bulletin serve` and the tests.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use base64::Engine;
+use base64::Engine as _;
 use rand::RngCore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
@@ -14,26 +13,20 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::config::{Settings, TransportKind};
-use crate::delivery::{ConfirmationSender, RetryPolicy};
+use crate::config::Settings;
+use crate::delivery::{Composer, Engine, Pace};
 use crate::domain::LinkKeys;
-use crate::mail::{Mailer, Transport};
+use crate::mail::{Mailer, Outbound};
 use crate::signup::{Catalog, Links, Rules, Signup};
 use crate::store::{MailCap, Store};
 use crate::web::{self, AppState, client::IpLimiter};
 
 /// Opens the database named by the settings and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
-    let store = Store::connect(
-        settings.database.url.expose_secret(),
-        settings.database.max_connections,
-    )
-    .await
-    .context("could not open the database (database.url)")?;
-    store
-        .migrate()
+    let store = Store::connect(settings.database.url.expose_secret(), settings.database.max_connections)
         .await
-        .context("could not migrate the database")?;
+        .context("could not open the database (database.url)")?;
+    store.migrate().await.context("could not migrate the database")?;
     Ok(store)
 }
 
@@ -52,27 +45,16 @@ async fn link_keys(settings: &Settings, store: &Store) -> anyhow::Result<LinkKey
     } else {
         configured.to_owned()
     };
-    let previous = settings
-        .server
-        .previous_secrets
-        .iter()
-        .map(|s| s.expose_secret().as_bytes().to_vec())
-        .collect();
+    let previous = settings.server.previous_secrets.iter().map(|s| s.expose_secret().as_bytes().to_vec()).collect();
     Ok(LinkKeys::new(current.into_bytes(), previous))
-}
-
-fn transport(settings: &Settings) -> anyhow::Result<Transport> {
-    Ok(match settings.mail.transport {
-        TransportKind::File => Transport::file(Path::new(&settings.mail.file_dir))?,
-        TransportKind::Smtp => Transport::smtp(settings.mail.smtp_url.expose_secret())?,
-    })
 }
 
 /// Everything a running instance is made of, before it listens.
 pub struct Services {
     pub store: Store,
     pub signup: Signup,
-    pub sender: ConfirmationSender,
+    pub engine: Engine,
+    pub composer: Composer,
     pub outbox_ready: Arc<Notify>,
 }
 
@@ -84,10 +66,8 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
         .context("could not store the configured newsletters")?;
     let catalog = Arc::new(Catalog::new(newsletters));
     let links = Links::new(settings.public_url(), link_keys(settings, &store).await?);
-    let mailer = Mailer::new(
-        transport(settings)?,
-        settings.mail.from.parse().context("mail.from")?,
-    );
+    let mailer = Mailer::from_settings(&settings.mail)?;
+    let outbound = Outbound::from_settings(&settings.mail)?;
     let outbox_ready = Arc::new(Notify::new());
     let rules = Rules {
         confirm_ttl_hours: settings.signup.confirm_ttl_hours,
@@ -96,32 +76,11 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
             per_day: i64::from(settings.signup.confirm_mails_per_day),
         },
     };
-    let signup = Signup::new(
-        store.clone(),
-        catalog.clone(),
-        links.clone(),
-        clock.clone(),
-        rules,
-        outbox_ready.clone(),
-    );
-    let sender = ConfirmationSender {
-        store: store.clone(),
-        mailer,
-        links,
-        catalog,
-        clock,
-        confirm_ttl_hours: settings.signup.confirm_ttl_hours,
-        retry: RetryPolicy {
-            max_attempts: settings.mail.max_attempts,
-            base_secs: settings.mail.retry_base_seconds,
-        },
-    };
-    Ok(Services {
-        store,
-        signup,
-        sender,
-        outbox_ready,
-    })
+    let signup = Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), rules, outbox_ready.clone());
+    let composer =
+        Composer::new(store.clone(), mailer, links, catalog, clock.clone(), settings.signup.confirm_ttl_hours);
+    let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));
+    Ok(Services { store, signup, engine, composer, outbox_ready })
 }
 
 /// A serving instance: HTTP, the outbox worker and the limiter pruner.
@@ -133,11 +92,7 @@ pub struct Running {
 }
 
 /// Starts serving on `listener`; `stop` (or dropping the process) ends it.
-pub async fn start(
-    settings: &Settings,
-    clock: Clock,
-    listener: TcpListener,
-) -> anyhow::Result<Running> {
+pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> anyhow::Result<Running> {
     let services = services(settings, clock).await?;
     let addr = listener.local_addr()?;
     let limiter = IpLimiter::per_minute(settings.signup.per_ip_per_minute).map(Arc::new);
@@ -161,9 +116,7 @@ pub async fn start(
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));
-    tasks.push(tokio::spawn(
-        services.sender.run(services.outbox_ready, stopped.clone()),
-    ));
+    tasks.push(tokio::spawn(services.engine.run(services.outbox_ready, stopped.clone())));
     if let Some(limiter) = limiter {
         let mut prune_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {
@@ -176,12 +129,7 @@ pub async fn start(
             }
         }));
     }
-    Ok(Running {
-        addr,
-        store: services.store,
-        shutdown,
-        tasks,
-    })
+    Ok(Running { addr, store: services.store, shutdown, tasks })
 }
 
 impl Running {
@@ -189,10 +137,7 @@ impl Running {
     pub async fn stop(self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks {
-            if tokio::time::timeout(Duration::from_secs(10), task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
                 tracing::warn!("a task did not stop within 10 s");
             }
         }

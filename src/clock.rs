@@ -21,25 +21,17 @@ impl Clock {
 
     /// A clock that runs with the system clock but can be moved ahead.
     pub fn adjustable() -> Self {
-        Self {
-            offset: Some(Arc::new(AtomicI64::new(0))),
-        }
+        Self { offset: Some(Arc::new(AtomicI64::new(0))) }
     }
 
     pub fn now(&self) -> Timestamp {
         let real = chrono::Utc::now().timestamp();
-        real + self
-            .offset
-            .as_ref()
-            .map_or(0, |o| o.load(Ordering::Relaxed))
+        real + self.offset.as_ref().map_or(0, |o| o.load(Ordering::Relaxed))
     }
 
     /// Moves an adjustable clock ahead; panics on the system clock.
     pub fn advance(&self, seconds: i64) {
-        self.offset
-            .as_ref()
-            .expect("only an adjustable clock can be advanced")
-            .fetch_add(seconds, Ordering::Relaxed);
+        self.offset.as_ref().expect("only an adjustable clock can be advanced").fetch_add(seconds, Ordering::Relaxed);
     }
 }
 

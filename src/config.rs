@@ -22,6 +22,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub mail: MailSettings,
     pub signup: SignupSettings,
+    pub sending: SendingSettings,
     pub newsletters: Vec<NewsletterSettings>,
 }
 
@@ -62,8 +63,43 @@ pub struct MailSettings {
     pub file_dir: PathBuf,
     #[serde(serialize_with = "serialize_secret")]
     pub smtp_url: SecretString,
+    /// DKIM signing; off unless configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dkim: Option<DkimSettings>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSettings {
+    pub selector: String,
+    pub domain: String,
+    /// PEM file with the RSA private key.
+    pub key_file: PathBuf,
+}
+
+/// How fast and how hard the delivery engine sends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SendingSettings {
+    pub rate_per_second: u32,
+    pub concurrency: u32,
     pub max_attempts: u32,
     pub retry_base_seconds: u64,
+    pub lease_seconds: u64,
+    pub pause_after_policy_failures: u32,
+}
+
+impl Default for SendingSettings {
+    fn default() -> Self {
+        Self {
+            rate_per_second: 0,
+            concurrency: 8,
+            max_attempts: 8,
+            retry_base_seconds: 30,
+            lease_seconds: 60,
+            pause_after_policy_failures: 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,10 +146,7 @@ impl Default for ServerSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self {
-            url: SecretString::from("sqlite://data/bulletin.db"),
-            max_connections: 8,
-        }
+        Self { url: SecretString::from("sqlite://data/bulletin.db"), max_connections: 8 }
     }
 }
 
@@ -124,8 +157,7 @@ impl Default for MailSettings {
             transport: TransportKind::File,
             file_dir: "data/outbox".into(),
             smtp_url: SecretString::from("smtp://127.0.0.1:25"),
-            max_attempts: 8,
-            retry_base_seconds: 30,
+            dkim: None,
         }
     }
 }
@@ -155,6 +187,7 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             mail: MailSettings::default(),
             signup: SignupSettings::default(),
+            sending: SendingSettings::default(),
             newsletters: vec![
                 newsletter(
                     "morning-briefing",
@@ -194,11 +227,7 @@ impl Settings {
         }
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file_exact(path))
-            .merge(
-                Env::prefixed("BULLETIN_")
-                    .ignore(&["CONFIG", "TEST_PG_URL", "TEST_REQUIRE_POSTGRES"])
-                    .split("__"),
-            );
+            .merge(Env::prefixed("BULLETIN_").ignore(&["CONFIG", "TEST_PG_URL", "TEST_REQUIRE_POSTGRES"]).split("__"));
         // A newsletter list from the file replaces the built-in examples instead of merging index-wise.
         let settings: Settings = figment.extract().map_err(Box::new)?;
         settings.validate()?;
@@ -210,9 +239,7 @@ impl Settings {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         let url = self.server.public_url.trim_end_matches('/');
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return invalid(format!(
-                "server.public_url must start with http:// or https://, got {url:?}"
-            ));
+            return invalid(format!("server.public_url must start with http:// or https://, got {url:?}"));
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return invalid(format!(
@@ -220,8 +247,14 @@ impl Settings {
                 self.mail.from
             ));
         }
-        if self.mail.max_attempts == 0 {
-            return invalid("mail.max_attempts must be at least 1".into());
+        if self.sending.max_attempts == 0 {
+            return invalid("sending.max_attempts must be at least 1".into());
+        }
+        if self.sending.concurrency == 0 {
+            return invalid("sending.concurrency must be at least 1".into());
+        }
+        if self.sending.lease_seconds < 5 {
+            return invalid("sending.lease_seconds must be at least 5".into());
         }
         if self.signup.confirm_ttl_hours == 0 {
             return invalid("signup.confirm_ttl_hours must be at least 1".into());
@@ -263,25 +296,16 @@ mod tests {
 
     #[test]
     fn shipped_config_equals_defaults() {
-        let shipped = Settings::load(Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/config.toml"
-        )))
-        .expect("config.toml loads");
+        let shipped =
+            Settings::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))).expect("config.toml loads");
         let defaults = Settings::default();
-        assert_eq!(
-            serde_json::to_value(&shipped).unwrap(),
-            serde_json::to_value(&defaults).unwrap()
-        );
+        assert_eq!(serde_json::to_value(&shipped).unwrap(), serde_json::to_value(&defaults).unwrap());
     }
 
     #[test]
     fn unknown_keys_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(
-            dir.path(),
-            "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n",
-        );
+        let path = write(dir.path(), "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n");
         let err = Settings::load(&path).unwrap_err().to_string();
         assert!(err.contains("listne"), "{err}");
     }
@@ -295,10 +319,7 @@ mod tests {
             jail.set_env("BULLETIN_DATABASE__URL", "postgres://postgres@127.0.0.1/x");
             jail.set_env("BULLETIN_SIGNUP__PER_IP_PER_MINUTE", "5");
             let s = Settings::load(&path).expect("loads");
-            assert_eq!(
-                s.database.url.expose_secret(),
-                "postgres://postgres@127.0.0.1/x"
-            );
+            assert_eq!(s.database.url.expose_secret(), "postgres://postgres@127.0.0.1/x");
             assert_eq!(s.signup.per_ip_per_minute, 5);
             Ok(())
         });
@@ -307,10 +328,7 @@ mod tests {
     #[test]
     fn bad_values_are_explained() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(
-            dir.path(),
-            "[[newsletters]]\nslug = \"Bad Slug\"\nname = \"x\"\n",
-        );
+        let path = write(dir.path(), "[[newsletters]]\nslug = \"Bad Slug\"\nname = \"x\"\n");
         let err = Settings::load(&path).unwrap_err().to_string();
         assert!(err.contains("Bad Slug"), "{err}");
         let path = write(dir.path(), "[mail]\nfrom = \"not a mailbox\"\n");

@@ -17,41 +17,13 @@ async fn responses_do_not_reveal_membership(backend: Backend) {
     // confirmed@: confirmed; unsub@: confirmed then unsubscribed; pending@: pending.
     app.signup_form("confirmed@example.org", &nl).await;
     let link = app.confirmation_link("confirmed@example.org", 1).await;
-    let confirmed_page = app
-        .http
-        .post(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let confirmed_page = app.http.post(&link).send().await.unwrap().text().await.unwrap();
     app.signup_form("unsub@example.org", &nl).await;
     let link = app.confirmation_link("unsub@example.org", 1).await;
-    let page = app
-        .http
-        .post(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.http.post(&link).send().await.unwrap().text().await.unwrap();
     let prefs = href(&page, "/preferences/");
-    let prefs_page = app
-        .http
-        .get(&prefs)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    app.http
-        .post(href(&prefs_page, "/unsubscribe/"))
-        .send()
-        .await
-        .unwrap();
+    let prefs_page = app.http.get(&prefs).send().await.unwrap().text().await.unwrap();
+    app.http.post(href(&prefs_page, "/unsubscribe/")).send().await.unwrap();
     app.signup_form("pending@example.org", &nl).await;
     assert!(confirmed_page.contains("Successfully subscribed"));
 
@@ -63,44 +35,26 @@ async fn responses_do_not_reveal_membership(backend: Backend) {
     let honeypot = snapshot(
         app.post_form(
             "/subscribe",
-            &[
-                ("email", "bot@example.org"),
-                ("newsletter", "morning-briefing"),
-                ("website", "http://spam"),
-            ],
+            &[("email", "bot@example.org"), ("newsletter", "morning-briefing"), ("website", "http://spam")],
             None,
         )
         .await,
     )
     .await;
     assert_eq!(new.0, 200);
-    for (label, other) in [
-        ("pending", &pending),
-        ("confirmed", &confirmed),
-        ("unsubscribed", &unsubscribed),
-        ("honeypot", &honeypot),
-    ] {
+    for (label, other) in
+        [("pending", &pending), ("confirmed", &confirmed), ("unsubscribed", &unsubscribed), ("honeypot", &honeypot)]
+    {
         assert_eq!(&new, other, "{label} answers exactly like a new address");
     }
 
     let new = snapshot(app.signup_api("new2@example.org", &nl).await).await;
-    for email in [
-        "pending@example.org",
-        "confirmed@example.org",
-        "unsub@example.org",
-    ] {
-        assert_eq!(
-            new,
-            snapshot(app.signup_api(email, &nl).await).await,
-            "API answer for {email}"
-        );
+    for email in ["pending@example.org", "confirmed@example.org", "unsub@example.org"] {
+        assert_eq!(new, snapshot(app.signup_api(email, &nl).await).await, "API answer for {email}");
     }
 
     // The honeypot hit was dropped: no subscriber, no mail.
-    assert_eq!(
-        app.status_of("bot@example.org", "morning-briefing").await,
-        None
-    );
+    assert_eq!(app.status_of("bot@example.org", "morning-briefing").await, None);
     app.mail.assert_stays_at("bot@example.org", 0).await;
     // A confirmed reader signing up again gets no new mail.
     assert_eq!(app.mail.mails_to("confirmed@example.org").len(), 1);
@@ -170,13 +124,7 @@ async fn per_address_cap_holds_across_ips_and_restarts(backend: Backend) {
 async fn burst(app: &TestApp, victim: &str, round: u8) {
     for i in 0..10u8 {
         let ip = format!("198.51.{round}.{i}");
-        let r = app
-            .post_form(
-                "/subscribe",
-                &[("email", victim), ("newsletter", "morning-briefing")],
-                Some(&ip),
-            )
-            .await;
+        let r = app.post_form("/subscribe", &[("email", victim), ("newsletter", "morning-briefing")], Some(&ip)).await;
         assert_eq!(r.status(), 200, "each IP is within its own limit");
     }
 }
@@ -188,12 +136,9 @@ async fn concurrent_signups_send_one_mail(backend: Backend) {
     };
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..20 {
-        let request = app
-            .http
-            .post(app.url("/api/subscriptions"))
-            .json(&serde_json::json!({
-                "email": "race@example.org", "newsletters": ["weekend-reads"]
-            }));
+        let request = app.http.post(app.url("/api/subscriptions")).json(&serde_json::json!({
+            "email": "race@example.org", "newsletters": ["weekend-reads"]
+        }));
         set.spawn(async move { request.send().await.unwrap().status() });
     }
     for status in set.join_all().await {
@@ -214,44 +159,27 @@ async fn per_ip_limit(backend: Backend) {
         let r = app
             .post_form(
                 "/subscribe",
-                &[
-                    ("email", &format!("r{i}@example.org")),
-                    ("newsletter", "weekend-reads"),
-                ],
+                &[("email", &format!("r{i}@example.org")), ("newsletter", "weekend-reads")],
                 Some(&format!("203.0.113.{i}")),
             )
             .await;
         assert_eq!(r.status(), 200);
     }
     let limited = app
-        .post_form(
-            "/subscribe",
-            &[("email", "r9@example.org"), ("newsletter", "weekend-reads")],
-            Some("203.0.113.99"),
-        )
+        .post_form("/subscribe", &[("email", "r9@example.org"), ("newsletter", "weekend-reads")], Some("203.0.113.99"))
         .await;
     assert_eq!(limited.status(), 429);
-    let retry_after: u64 = limited.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!(retry_after >= 1, "Retry-After {retry_after}");
     assert!(common::visible(&limited.text().await.unwrap()).contains("Too many"));
 
     let api = app.signup_api("r10@example.org", &["weekend-reads"]).await;
     assert_eq!(api.status(), 429);
     assert!(api.headers().contains_key("retry-after"));
-    assert_eq!(
-        api.json::<serde_json::Value>().await.unwrap()["error"]["code"],
-        "rate_limited"
-    );
+    assert_eq!(api.json::<serde_json::Value>().await.unwrap()["error"]["code"], "rate_limited");
 
     // Reading pages is not limited.
-    assert_eq!(
-        app.http.get(app.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(app.http.get(app.url("/")).send().await.unwrap().status(), 200);
     app.stop().await;
 }
 
@@ -261,30 +189,13 @@ async fn time_trap(backend: Backend) {
     let Some(app) = TestApp::spawn_with(backend, |s| s.signup.min_submit_seconds = 2).await else {
         return;
     };
-    let page = app
-        .http
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let stamp = page
-        .split("name=\"ts\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("stamp")
-        .to_owned();
+    let page = app.http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+    let stamp = page.split("name=\"ts\" value=\"").nth(1).and_then(|r| r.split('"').next()).expect("stamp").to_owned();
 
     let fast = app
         .post_form(
             "/subscribe",
-            &[
-                ("email", "fast@example.org"),
-                ("newsletter", "weekend-reads"),
-                ("ts", &stamp),
-            ],
+            &[("email", "fast@example.org"), ("newsletter", "weekend-reads"), ("ts", &stamp)],
             None,
         )
         .await;
@@ -292,11 +203,7 @@ async fn time_trap(backend: Backend) {
     let forged = app
         .post_form(
             "/subscribe",
-            &[
-                ("email", "forged@example.org"),
-                ("newsletter", "weekend-reads"),
-                ("ts", "1.AAAAAAAAAAAAAAAAAAAAAA"),
-            ],
+            &[("email", "forged@example.org"), ("newsletter", "weekend-reads"), ("ts", "1.AAAAAAAAAAAAAAAAAAAAAA")],
             None,
         )
         .await;
@@ -306,24 +213,14 @@ async fn time_trap(backend: Backend) {
     let human = app
         .post_form(
             "/subscribe",
-            &[
-                ("email", "human@example.org"),
-                ("newsletter", "weekend-reads"),
-                ("ts", &stamp),
-            ],
+            &[("email", "human@example.org"), ("newsletter", "weekend-reads"), ("ts", &stamp)],
             None,
         )
         .await;
     assert_eq!(human.status(), 200);
     app.mail.wait_for("human@example.org", 1).await;
-    assert_eq!(
-        app.status_of("fast@example.org", "weekend-reads").await,
-        None
-    );
-    assert_eq!(
-        app.status_of("forged@example.org", "weekend-reads").await,
-        None
-    );
+    assert_eq!(app.status_of("fast@example.org", "weekend-reads").await, None);
+    assert_eq!(app.status_of("forged@example.org", "weekend-reads").await, None);
     app.mail.assert_stays_at("fast@example.org", 0).await;
     app.stop().await;
 }

@@ -29,11 +29,7 @@ fn write_config(dir: &Path, database_url: &str, extra: &str) -> std::path::PathB
 }
 
 fn stdout(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
@@ -41,76 +37,37 @@ async fn lists_subscribers(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    app.signup_api("confirmed@example.org", &["morning-briefing"])
-        .await;
+    app.signup_api("confirmed@example.org", &["morning-briefing"]).await;
     let link = app.confirmation_link("confirmed@example.org", 1).await;
     app.http.post(&link).send().await.unwrap();
-    app.signup_api("pending@example.org", &["morning-briefing"])
-        .await;
+    app.signup_api("pending@example.org", &["morning-briefing"]).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), app.database_url(), "");
-    let csv = stdout(&bulletin(
-        &config,
-        &[
-            "subscribers",
-            "list",
-            "--newsletter",
-            "morning-briefing",
-            "--format",
-            "csv",
-        ],
-    ));
+    let csv =
+        stdout(&bulletin(&config, &["subscribers", "list", "--newsletter", "morning-briefing", "--format", "csv"]));
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "email,status,created_at,confirmed_at");
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(
-        lines[1].starts_with("confirmed@example.org,confirmed,20") && lines[1].ends_with('Z'),
-        "{csv}"
-    );
-    assert!(
-        lines[2].starts_with("pending@example.org,pending,20") && lines[2].ends_with(','),
-        "{csv}"
-    );
+    assert!(lines[1].starts_with("confirmed@example.org,confirmed,20") && lines[1].ends_with('Z'), "{csv}");
+    assert!(lines[2].starts_with("pending@example.org,pending,20") && lines[2].ends_with(','), "{csv}");
 
     let confirmed = stdout(&bulletin(
         &config,
-        &[
-            "subscribers",
-            "list",
-            "--newsletter",
-            "morning-briefing",
-            "--status",
-            "confirmed",
-            "--format",
-            "json",
-        ],
+        &["subscribers", "list", "--newsletter", "morning-briefing", "--status", "confirmed", "--format", "json"],
     ));
     let json: serde_json::Value = serde_json::from_str(&confirmed).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 1);
     assert_eq!(json[0]["email"], "confirmed@example.org");
     assert_eq!(json[0]["status"], "confirmed");
 
-    let table = stdout(&bulletin(
-        &config,
-        &["subscribers", "list", "--newsletter", "morning-briefing"],
-    ));
-    assert!(
-        table.contains("pending@example.org") && table.contains("2 subscriber(s)"),
-        "{table}"
-    );
+    let table = stdout(&bulletin(&config, &["subscribers", "list", "--newsletter", "morning-briefing"]));
+    assert!(table.contains("pending@example.org") && table.contains("2 subscriber(s)"), "{table}");
 
     let newsletters = stdout(&bulletin(&config, &["newsletters", "list"]));
-    let row = newsletters
-        .lines()
-        .find(|l| l.starts_with("morning-briefing"))
-        .expect("listed");
+    let row = newsletters.lines().find(|l| l.starts_with("morning-briefing")).expect("listed");
     assert!(row.contains("Morning Briefing"), "{newsletters}");
-    assert_eq!(
-        row.split_whitespace().rev().take(3).collect::<Vec<_>>(),
-        vec!["0", "1", "1"],
-        "{newsletters}"
-    );
+    assert_eq!(row.split_whitespace().rev().take(3).collect::<Vec<_>>(), vec!["0", "1", "1"], "{newsletters}");
 
     let unknown = bulletin(&config, &["subscribers", "list", "--newsletter", "nope"]);
     assert!(!unknown.status.success());
@@ -125,24 +82,14 @@ async fn migrate_and_bad_config(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db.url, "");
     let out = bulletin(&config, &["migrate"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("up to date"));
-    assert!(
-        bulletin(&config, &["migrate"]).status.success(),
-        "migrating twice is fine"
-    );
+    assert!(bulletin(&config, &["migrate"]).status.success(), "migrating twice is fine");
 
     let bad = write_config(dir.path(), &db.url, "[signup]\nper_ip_per_minit = 5\n");
     let out = bulletin(&bad, &["migrate"]);
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("per_ip_per_minit"),
-        "names the key"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("per_ip_per_minit"), "names the key");
 
     let missing = bulletin(&dir.path().join("nope.toml"), &["migrate"]);
     assert!(!missing.status.success());
@@ -156,11 +103,7 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let extra = format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[signup]\nmin_submit_seconds = 0\n"
     );
@@ -181,10 +124,7 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
     }
     let r = http
         .post(format!("{base}/subscribe"))
-        .form(&[
-            ("email", "file@example.org"),
-            ("newsletter", "weekend-reads"),
-        ])
+        .form(&[("email", "file@example.org"), ("newsletter", "weekend-reads")])
         .send()
         .await
         .unwrap();
@@ -192,27 +132,17 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
     let outbox = dir.path().join("outbox");
     let deadline = Instant::now() + Duration::from_secs(10);
     let eml = loop {
-        let found = std::fs::read_dir(&outbox)
-            .ok()
-            .and_then(|mut d| d.next())
-            .and_then(|e| e.ok());
+        let found = std::fs::read_dir(&outbox).ok().and_then(|mut d| d.next()).and_then(|e| e.ok());
         if let Some(entry) = found {
             break std::fs::read_to_string(entry.path()).unwrap();
         }
         assert!(Instant::now() < deadline, "no .eml written");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(
-        eml.contains("To: file@example.org") && eml.contains(&format!("{base}/confirm/")),
-        "{eml}"
-    );
+    assert!(eml.contains("To: file@example.org") && eml.contains(&format!("{base}/confirm/")), "{eml}");
 
     // Stop by PID with SIGTERM; it must exit promptly and cleanly.
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -227,19 +157,10 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
     assert!(status.success(), "{status}");
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
-    assert!(
-        log.contains("route=\"/subscribe\"") && log.contains("status=200"),
-        "one line per request: {log}"
-    );
-    assert!(
-        !log.contains("file@example.org"),
-        "addresses are masked in logs: {log}"
-    );
+    assert!(log.contains("route=\"/subscribe\"") && log.contains("status=200"), "one line per request: {log}");
+    assert!(!log.contains("file@example.org"), "addresses are masked in logs: {log}");
     assert!(log.contains("f***@example.org"), "{log}");
-    assert!(
-        !log.contains("/confirm/") || log.contains("/confirm/{token}"),
-        "no token URLs in logs"
-    );
+    assert!(!log.contains("/confirm/") || log.contains("/confirm/{token}"), "no token URLs in logs");
 }
 
 #[test]
@@ -251,20 +172,10 @@ fn every_command_explains_itself() {
         vec!["newsletters", "list", "--help"],
         vec!["subscribers", "list", "--help"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_bulletin")).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("Usage"),
-            "{args:?}"
-        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
     }
 }
 
-on_both_backends!(
-    lists_subscribers,
-    migrate_and_bad_config,
-    serve_writes_mail_and_stops_on_sigterm
-);
+on_both_backends!(lists_subscribers, migrate_and_bad_config, serve_writes_mail_and_stops_on_sigterm);

@@ -38,31 +38,18 @@ async fn addresses_through_the_api(backend: Backend) {
         match stored {
             Some(stored) => {
                 assert_eq!(response.status(), 202, "{typed:?}");
-                assert_eq!(
-                    app.status_of(stored, "weekend-reads").await,
-                    Some(Pending),
-                    "{typed:?} stored as {stored}"
-                );
+                assert_eq!(app.status_of(stored, "weekend-reads").await, Some(Pending), "{typed:?} stored as {stored}");
             }
             None => {
                 assert_eq!(response.status(), 422, "{typed:?}");
                 let body: Value = response.json().await.unwrap();
                 assert_eq!(body["error"]["code"], "invalid_email", "{typed:?}");
-                assert!(
-                    body["error"]["message"]
-                        .as_str()
-                        .unwrap()
-                        .contains("Please enter a correct email address")
-                );
+                assert!(body["error"]["message"].as_str().unwrap().contains("Please enter a correct email address"));
             }
         }
     }
     let accepted = ADDRESSES.iter().filter(|(_, s)| s.is_some()).count();
-    assert_eq!(
-        app.subscribers("weekend-reads").await.len(),
-        accepted,
-        "nothing refused was stored"
-    );
+    assert_eq!(app.subscribers("weekend-reads").await.len(), accepted, "nothing refused was stored");
     app.stop().await;
 }
 
@@ -74,11 +61,7 @@ async fn addresses_through_the_form(backend: Backend) {
         let response = app
             .post_form(
                 "/subscribe",
-                &[
-                    ("email", typed),
-                    ("newsletter", "explaining-ukraine"),
-                    ("form", "explaining-ukraine"),
-                ],
+                &[("email", typed), ("newsletter", "explaining-ukraine"), ("form", "explaining-ukraine")],
                 None,
             )
             .await;
@@ -88,20 +71,13 @@ async fn addresses_through_the_form(backend: Backend) {
             Some(_) => assert_eq!(status, 200, "{typed:?}"),
             None => {
                 assert_eq!(status, 422, "{typed:?}");
-                assert!(
-                    html.contains("Please enter a correct email address"),
-                    "{typed:?}"
-                );
+                assert!(html.contains("Please enter a correct email address"), "{typed:?}");
                 // The typed value comes back in the field, escaped.
                 if !typed.contains('\r') && !typed.is_empty() {
-                    let escaped = typed
-                        .replace('&', "&amp;")
-                        .replace('"', "&#34;")
-                        .replace('<', "&lt;");
+                    let escaped = typed.replace('&', "&amp;").replace('"', "&#34;").replace('<', "&lt;");
                     assert!(
                         html.contains(&format!("value=\"{escaped}\""))
-                            || html
-                                .contains(&format!("value=\"{}\"", typed.replace('"', "&quot;"))),
+                            || html.contains(&format!("value=\"{}\"", typed.replace('"', "&quot;"))),
                         "{typed:?} kept in the field"
                     );
                 }
@@ -116,43 +92,18 @@ async fn form_errors_are_explained(backend: Backend) {
         return;
     };
     // No newsletter ticked on the several-at-once form.
-    let r = app
-        .post_form(
-            "/subscribe",
-            &[("email", "a@example.org"), ("form", "several")],
-            None,
-        )
-        .await;
+    let r = app.post_form("/subscribe", &[("email", "a@example.org"), ("form", "several")], None).await;
     assert_eq!(r.status(), 422);
-    assert!(
-        r.text()
-            .await
-            .unwrap()
-            .contains("Please choose at least one newsletter")
-    );
+    assert!(r.text().await.unwrap().contains("Please choose at least one newsletter"));
 
     // An unknown newsletter.
-    let r = app
-        .post_form(
-            "/subscribe",
-            &[("email", "a@example.org"), ("newsletter", "nope")],
-            None,
-        )
-        .await;
+    let r = app.post_form("/subscribe", &[("email", "a@example.org"), ("newsletter", "nope")], None).await;
     assert_eq!(r.status(), 422);
     assert!(common::visible(&r.text().await.unwrap()).contains("no newsletter called \"nope\""));
 
     // Markup in the typed value is escaped, never rendered.
-    let r = app
-        .post_form(
-            "/subscribe",
-            &[
-                ("email", "<script>x</script>"),
-                ("newsletter", "weekend-reads"),
-            ],
-            None,
-        )
-        .await;
+    let r =
+        app.post_form("/subscribe", &[("email", "<script>x</script>"), ("newsletter", "weekend-reads")], None).await;
     assert_eq!(r.status(), 422);
     assert!(!r.text().await.unwrap().contains("<script>x"));
 
@@ -168,14 +119,8 @@ async fn form_errors_are_explained(backend: Backend) {
     assert!(r.status().is_client_error(), "{}", r.status());
 
     // Wrong content type and an oversized body.
-    let r = app
-        .http
-        .post(app.url("/subscribe"))
-        .header("content-type", "text/plain")
-        .body("email=a")
-        .send()
-        .await
-        .unwrap();
+    let r =
+        app.http.post(app.url("/subscribe")).header("content-type", "text/plain").body("email=a").send().await.unwrap();
     assert_eq!(r.status(), 415);
     let big = format!("email={}&newsletter=weekend-reads", "a".repeat(100_000));
     let r = app
@@ -188,10 +133,7 @@ async fn form_errors_are_explained(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 413);
     assert!(r.text().await.unwrap().contains("too large"));
-    assert!(
-        app.subscribers("weekend-reads").await.is_empty(),
-        "nothing stored from bad requests"
-    );
+    assert!(app.subscribers("weekend-reads").await.is_empty(), "nothing stored from bad requests");
     app.stop().await;
 }
 
@@ -200,44 +142,15 @@ async fn api_errors_are_explained(backend: Backend) {
         return;
     };
     let send = |body: &'static str, content_type: &'static str| {
-        app.http
-            .post(app.url("/api/subscriptions"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        app.http.post(app.url("/api/subscriptions")).header("content-type", content_type).body(body).send()
     };
     let cases: &[(&str, &str, u16, &str)] = &[
-        (
-            "{\"email\": \"a@example.org\", ",
-            "application/json",
-            400,
-            "invalid_json",
-        ),
+        ("{\"email\": \"a@example.org\", ", "application/json", 400, "invalid_json"),
         ("not json", "application/json", 400, "invalid_json"),
-        (
-            "{\"email\": 5, \"newsletters\": []}",
-            "application/json",
-            422,
-            "invalid_request",
-        ),
-        (
-            "{\"email\": \"a@example.org\"}",
-            "application/json",
-            422,
-            "invalid_request",
-        ),
-        (
-            "{\"email\": \"a@example.org\", \"newsletters\": [\"nope\"]}",
-            "application/json",
-            422,
-            "unknown_newsletter",
-        ),
-        (
-            "{\"email\": \"a@example.org\", \"newsletters\": []}",
-            "application/json",
-            422,
-            "no_newsletter",
-        ),
+        ("{\"email\": 5, \"newsletters\": []}", "application/json", 422, "invalid_request"),
+        ("{\"email\": \"a@example.org\"}", "application/json", 422, "invalid_request"),
+        ("{\"email\": \"a@example.org\", \"newsletters\": [\"nope\"]}", "application/json", 422, "unknown_newsletter"),
+        ("{\"email\": \"a@example.org\", \"newsletters\": []}", "application/json", 422, "no_newsletter"),
         (
             "{\"email\": \"a@example.org\", \"newsletters\": [\"weekend-reads\"]}",
             "text/plain",
@@ -258,8 +171,7 @@ async fn api_errors_are_explained(backend: Backend) {
         assert_eq!(json["error"]["code"], *code, "{body}");
         assert!(!json["error"]["message"].as_str().unwrap().is_empty());
     }
-    let big =
-        json!({"email": "a@example.org", "newsletters": vec!["weekend-reads"; 5000]}).to_string();
+    let big = json!({"email": "a@example.org", "newsletters": vec!["weekend-reads"; 5000]}).to_string();
     let r = app
         .http
         .post(app.url("/api/subscriptions"))
@@ -269,10 +181,7 @@ async fn api_errors_are_explained(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    assert!(
-        app.subscribers("weekend-reads").await.is_empty(),
-        "nothing stored from bad requests"
-    );
+    assert!(app.subscribers("weekend-reads").await.is_empty(), "nothing stored from bad requests");
 
     let health = app.http.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);

@@ -10,25 +10,9 @@ use common::{Backend, TestApp};
 async fn confirmed_reader(app: &TestApp, email: &str) -> (String, String, String) {
     app.signup_api(email, &["morning-briefing"]).await;
     let confirm = app.confirmation_link(email, 1).await;
-    let page = app
-        .http
-        .post(&confirm)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.http.post(&confirm).send().await.unwrap().text().await.unwrap();
     let preferences = href(&page, "/preferences/");
-    let prefs = app
-        .http
-        .get(&preferences)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prefs = app.http.get(&preferences).send().await.unwrap().text().await.unwrap();
     (confirm, preferences, href(&prefs, "/unsubscribe/"))
 }
 
@@ -46,8 +30,7 @@ async fn scanners_change_nothing(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    app.signup_api("pending@example.org", &["morning-briefing"])
-        .await;
+    app.signup_api("pending@example.org", &["morning-briefing"]).await;
     let confirm = app.confirmation_link("pending@example.org", 1).await;
     let (_, preferences, unsubscribe) = confirmed_reader(&app, "confirmed@example.org").await;
 
@@ -61,16 +44,8 @@ async fn scanners_change_nothing(backend: Backend) {
             assert_eq!(head.status(), 200);
         }
     }
-    assert_eq!(
-        app.status_of("pending@example.org", "morning-briefing")
-            .await,
-        Some(Pending)
-    );
-    assert_eq!(
-        app.status_of("confirmed@example.org", "morning-briefing")
-            .await,
-        Some(Confirmed)
-    );
+    assert_eq!(app.status_of("pending@example.org", "morning-briefing").await, Some(Pending));
+    assert_eq!(app.status_of("confirmed@example.org", "morning-briefing").await, Some(Confirmed));
     app.stop().await;
 }
 
@@ -82,29 +57,20 @@ async fn expired_link_says_so(backend: Backend) {
     let link = app.confirmation_link("late@example.org", 1).await;
     app.clock.advance(73 * 3600);
 
-    for response in [
-        app.http.get(&link).send().await.unwrap(),
-        app.http.post(&link).send().await.unwrap(),
-    ] {
+    for response in [app.http.get(&link).send().await.unwrap(), app.http.post(&link).send().await.unwrap()] {
         assert_eq!(response.status(), 410);
         let html = response.text().await.unwrap();
         assert!(html.contains("expired"), "{html}");
         assert!(html.contains("href=\"/\""), "offers the form again");
     }
-    assert_eq!(
-        app.status_of("late@example.org", "weekend-reads").await,
-        Some(Pending)
-    );
+    assert_eq!(app.status_of("late@example.org", "weekend-reads").await, Some(Pending));
 
     // Signing up again sends a fresh link that works.
     app.signup_api("late@example.org", &["weekend-reads"]).await;
     let fresh = app.confirmation_link("late@example.org", 2).await;
     assert_ne!(fresh, link);
     assert_eq!(app.http.post(&fresh).send().await.unwrap().status(), 200);
-    assert_eq!(
-        app.status_of("late@example.org", "weekend-reads").await,
-        Some(Confirmed)
-    );
+    assert_eq!(app.status_of("late@example.org", "weekend-reads").await, Some(Confirmed));
     app.stop().await;
 }
 
@@ -123,24 +89,15 @@ async fn tokens_are_single_use_and_hashed(backend: Backend) {
     let stored: Vec<String> = match url.starts_with("sqlite") {
         true => {
             let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-            sqlx::query_scalar("SELECT token_hash FROM confirmation_tokens")
-                .fetch_all(&pool)
-                .await
-                .unwrap()
+            sqlx::query_scalar("SELECT token_hash FROM confirmation_tokens").fetch_all(&pool).await.unwrap()
         }
         false => {
             let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            sqlx::query_scalar("SELECT token_hash FROM confirmation_tokens")
-                .fetch_all(&pool)
-                .await
-                .unwrap()
+            sqlx::query_scalar("SELECT token_hash FROM confirmation_tokens").fetch_all(&pool).await.unwrap()
         }
     };
     assert_eq!(stored.len(), 1);
-    assert!(
-        !stored[0].contains(token) && stored[0].len() == 64,
-        "stored {stored:?}"
-    );
+    assert!(!stored[0].contains(token) && stored[0].len() == 64, "stored {stored:?}");
     app.stop().await;
 }
 
@@ -168,29 +125,18 @@ async fn bad_tokens_get_a_clear_404(backend: Backend) {
     ];
     for path in &bad {
         for method in [reqwest::Method::GET, reqwest::Method::POST] {
-            let r = app
-                .http
-                .request(method.clone(), app.url(path))
-                .send()
-                .await
-                .unwrap();
+            let r = app.http.request(method.clone(), app.url(path)).send().await.unwrap();
             assert_eq!(r.status(), 404, "{method} {path}");
             assert!(r.text().await.unwrap().contains("This link is not valid"));
         }
     }
-    assert_eq!(
-        app.status_of("real@example.org", "morning-briefing").await,
-        Some(Confirmed)
-    );
+    assert_eq!(app.status_of("real@example.org", "morning-briefing").await, Some(Confirmed));
     app.stop().await;
 }
 
 /// Links keep working after the secret is rotated, as long as the old one is listed.
 async fn links_survive_key_rotation(backend: Backend) {
-    let Some(mut app) = TestApp::spawn_with(backend, |s| {
-        s.server.secret = "first-secret".to_owned().into()
-    })
-    .await
+    let Some(mut app) = TestApp::spawn_with(backend, |s| s.server.secret = "first-secret".to_owned().into()).await
     else {
         return;
     };
@@ -198,18 +144,10 @@ async fn links_survive_key_rotation(backend: Backend) {
     let path = preferences.replace(&app.base, "");
     app.settings.server.secret = "second-secret".to_owned().into();
     app.restart().await;
-    assert_eq!(
-        app.http.get(app.url(&path)).send().await.unwrap().status(),
-        404,
-        "unknown key"
-    );
+    assert_eq!(app.http.get(app.url(&path)).send().await.unwrap().status(), 404, "unknown key");
     app.settings.server.previous_secrets = vec!["first-secret".to_owned().into()];
     app.restart().await;
-    assert_eq!(
-        app.http.get(app.url(&path)).send().await.unwrap().status(),
-        200,
-        "old key still verifies"
-    );
+    assert_eq!(app.http.get(app.url(&path)).send().await.unwrap().status(), 200, "old key still verifies");
     app.stop().await;
 }
 

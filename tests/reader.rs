@@ -14,97 +14,47 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
     let page = app.http.get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    for name in [
-        "Morning Briefing",
-        "Explaining Ukraine",
-        "Weekend Reads",
-        "Enter your email to subscribe",
-    ] {
+    for name in ["Morning Briefing", "Explaining Ukraine", "Weekend Reads", "Enter your email to subscribe"] {
         assert!(html.contains(name), "front page lists {name}");
     }
 
-    let response = app
-        .signup_form("Reader@Example.org", &["morning-briefing", "weekend-reads"])
-        .await;
+    let response = app.signup_form("Reader@Example.org", &["morning-briefing", "weekend-reads"]).await;
     assert_eq!(response.status(), 200);
     let body = response.text().await.unwrap();
     assert!(
-        common::visible(&body)
-            .contains("Thank you for signing up. We've sent you a confirmation email."),
+        common::visible(&body).contains("Thank you for signing up. We've sent you a confirmation email."),
         "{body}"
     );
-    assert_eq!(
-        app.status_of("Reader@example.org", "morning-briefing")
-            .await,
-        Some(Pending)
-    );
+    assert_eq!(app.status_of("Reader@example.org", "morning-briefing").await, Some(Pending));
 
     // One mail covers both newsletters, as system mail.
     let mails = app.mail.wait_for("Reader@example.org", 1).await;
     let mail = &mails[0];
     let text = mail.text();
-    assert!(
-        text.contains("Morning Briefing") && text.contains("Weekend Reads"),
-        "{text}"
-    );
-    assert_eq!(
-        mail.header("Auto-Submitted").as_deref(),
-        Some("auto-generated")
-    );
+    assert!(text.contains("Morning Briefing") && text.contains("Weekend Reads"), "{text}");
+    assert_eq!(mail.header("Auto-Submitted").as_deref(), Some("auto-generated"));
     assert!(mail.header("List-Unsubscribe-Post").is_none());
-    assert!(
-        mail.header("Message-ID")
-            .unwrap()
-            .ends_with("@example.com>")
-    );
-    let link = mail
-        .link_to(&format!("{}/confirm/", app.base))
-        .expect("link");
-    assert!(
-        mail.html().contains(&link),
-        "the HTML part carries the same link"
-    );
+    assert!(mail.header("Message-ID").unwrap().ends_with("@example.com>"));
+    let link = mail.link_to(&format!("{}/confirm/", app.base)).expect("link");
+    assert!(mail.html().contains(&link), "the HTML part carries the same link");
 
     // Opening the link shows a button and changes nothing.
     let page = app.http.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Confirm subscription"));
-    assert_eq!(
-        app.status_of("Reader@example.org", "morning-briefing")
-            .await,
-        Some(Pending)
-    );
+    assert_eq!(app.status_of("Reader@example.org", "morning-briefing").await, Some(Pending));
 
     // Pressing it confirms both.
     let confirmed = app.http.post(&link).send().await.unwrap();
     assert_eq!(confirmed.status(), 200);
     let html = confirmed.text().await.unwrap();
     assert!(html.contains("Successfully subscribed"), "{html}");
-    assert_eq!(
-        app.status_of("Reader@example.org", "morning-briefing")
-            .await,
-        Some(Confirmed)
-    );
-    assert_eq!(
-        app.status_of("Reader@example.org", "weekend-reads").await,
-        Some(Confirmed)
-    );
-    assert_eq!(
-        app.status_of("Reader@example.org", "explaining-ukraine")
-            .await,
-        None
-    );
+    assert_eq!(app.status_of("Reader@example.org", "morning-briefing").await, Some(Confirmed));
+    assert_eq!(app.status_of("Reader@example.org", "weekend-reads").await, Some(Confirmed));
+    assert_eq!(app.status_of("Reader@example.org", "explaining-ukraine").await, None);
 
     // Pressing again says so.
-    let again = app
-        .http
-        .post(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let again = app.http.post(&link).send().await.unwrap().text().await.unwrap();
     assert!(again.contains("already confirmed"), "{again}");
 
     // The preferences page (linked from the success page) lists every newsletter with its state.
@@ -112,10 +62,7 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
     let page = app.http.get(&preferences).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let prefs = page.text().await.unwrap();
-    assert!(
-        prefs.contains("Explaining Ukraine") && prefs.contains("Not subscribed"),
-        "{prefs}"
-    );
+    assert!(prefs.contains("Explaining Ukraine") && prefs.contains("Not subscribed"), "{prefs}");
     let unsubscribe = extract_href(&prefs, "/unsubscribe/").expect("unsubscribe link");
 
     // A mail client's one-click unsubscribe: urlencoded, no cookies, no Origin, 200 without redirect.
@@ -128,41 +75,17 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(one_click.status(), 200);
-    assert_eq!(
-        app.status_of("Reader@example.org", "morning-briefing")
-            .await,
-        Some(Unsubscribed)
-    );
-    assert_eq!(
-        app.status_of("Reader@example.org", "weekend-reads").await,
-        Some(Confirmed),
-        "only that newsletter"
-    );
+    assert_eq!(app.status_of("Reader@example.org", "morning-briefing").await, Some(Unsubscribed));
+    assert_eq!(app.status_of("Reader@example.org", "weekend-reads").await, Some(Confirmed), "only that newsletter");
 
     // The consent record holds the signup, the confirmation and the withdrawal.
     let subscriber = app.store.subscribers_page(1, None, 0, 10).await.unwrap();
-    let events = app
-        .store
-        .consent_events(subscriber[0].subscriber_id)
-        .await
-        .unwrap();
-    let actions: Vec<(&str, &str)> = events
-        .iter()
-        .map(|e| (e.1.as_str(), e.2.as_str()))
-        .collect();
+    let events = app.store.consent_events(subscriber[0].subscriber_id).await.unwrap();
+    let actions: Vec<(&str, &str)> = events.iter().map(|e| (e.1.as_str(), e.2.as_str())).collect();
     assert!(actions.contains(&("signup", "form")), "{actions:?}");
-    assert!(
-        actions.contains(&("confirm", "confirm-link")),
-        "{actions:?}"
-    );
-    assert!(
-        actions.contains(&("unsubscribe", "one-click")),
-        "{actions:?}"
-    );
-    assert!(
-        events.iter().all(|e| e.3.as_deref() == Some("127.0.0.1")),
-        "IP recorded"
-    );
+    assert!(actions.contains(&("confirm", "confirm-link")), "{actions:?}");
+    assert!(actions.contains(&("unsubscribe", "one-click")), "{actions:?}");
+    assert!(events.iter().all(|e| e.3.as_deref() == Some("127.0.0.1")), "IP recorded");
     app.stop().await;
 }
 
@@ -171,98 +94,38 @@ async fn one_click_multipart_and_resubscribe(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    app.signup_api("multi@example.org", &["explaining-ukraine"])
-        .await;
+    app.signup_api("multi@example.org", &["explaining-ukraine"]).await;
     let link = app.confirmation_link("multi@example.org", 1).await;
-    let html = app
-        .http
-        .post(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.http.post(&link).send().await.unwrap().text().await.unwrap();
     let preferences = extract_href(&html, "/preferences/").unwrap();
-    let prefs = app
-        .http
-        .get(&preferences)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let prefs = app.http.get(&preferences).send().await.unwrap().text().await.unwrap();
     let unsubscribe = extract_href(&prefs, "/unsubscribe/").unwrap();
 
     let form = reqwest::multipart::Form::new().text("List-Unsubscribe", "One-Click");
-    let response = app
-        .http
-        .post(&unsubscribe)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let response = app.http.post(&unsubscribe).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("unsubscribed from Explaining Ukraine")
-    );
-    assert_eq!(
-        app.status_of("multi@example.org", "explaining-ukraine")
-            .await,
-        Some(Unsubscribed)
-    );
+    assert!(response.text().await.unwrap().contains("unsubscribed from Explaining Ukraine"));
+    assert_eq!(app.status_of("multi@example.org", "explaining-ukraine").await, Some(Unsubscribed));
 
     // A second POST is still a success (mail clients retry).
-    assert_eq!(
-        app.http.post(&unsubscribe).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(app.http.post(&unsubscribe).send().await.unwrap().status(), 200);
 
     // Back through the preferences page: tick two newsletters and save.
     let saved = app
         .post_form(
             &preferences.replace(&app.base, ""),
-            &[
-                ("newsletter", "explaining-ukraine"),
-                ("newsletter", "weekend-reads"),
-            ],
+            &[("newsletter", "explaining-ukraine"), ("newsletter", "weekend-reads")],
             None,
         )
         .await;
     assert_eq!(saved.status(), 200);
-    assert!(
-        saved
-            .text()
-            .await
-            .unwrap()
-            .contains("Your preferences have been saved")
-    );
-    assert_eq!(
-        app.status_of("multi@example.org", "explaining-ukraine")
-            .await,
-        Some(Confirmed)
-    );
-    assert_eq!(
-        app.status_of("multi@example.org", "weekend-reads").await,
-        Some(Confirmed)
-    );
+    assert!(saved.text().await.unwrap().contains("Your preferences have been saved"));
+    assert_eq!(app.status_of("multi@example.org", "explaining-ukraine").await, Some(Confirmed));
+    assert_eq!(app.status_of("multi@example.org", "weekend-reads").await, Some(Confirmed));
 
     // Unticking everything leaves everything.
-    app.post_form(
-        &preferences.replace(&app.base, ""),
-        &[("submitted", "1")],
-        None,
-    )
-    .await;
-    assert_eq!(
-        app.status_of("multi@example.org", "weekend-reads").await,
-        Some(Unsubscribed)
-    );
+    app.post_form(&preferences.replace(&app.base, ""), &[("submitted", "1")], None).await;
+    assert_eq!(app.status_of("multi@example.org", "weekend-reads").await, Some(Unsubscribed));
     app.stop().await;
 }
 
@@ -270,36 +133,18 @@ async fn api_signup_and_case_insensitive_identity(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let response = app
-        .signup_api("  Kim@Bücher.Example ", &["morning-briefing"])
-        .await;
+    let response = app.signup_api("  Kim@Bücher.Example ", &["morning-briefing"]).await;
     assert_eq!(response.status(), 202);
-    assert_eq!(
-        response.json::<serde_json::Value>().await.unwrap(),
-        serde_json::json!({"status": "pending"})
-    );
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"status": "pending"}));
 
     // The same reader in other letter case is the same subscriber.
-    assert_eq!(
-        app.signup_api("kim@BÜCHER.example", &["morning-briefing"])
-            .await
-            .status(),
-        202
-    );
+    assert_eq!(app.signup_api("kim@BÜCHER.example", &["morning-briefing"]).await.status(), 202);
     let subscribers = app.subscribers("morning-briefing").await;
-    assert_eq!(
-        subscribers,
-        vec![("Kim@xn--bcher-kva.example".to_owned(), Pending)],
-        "stored once, domain in punycode"
-    );
+    assert_eq!(subscribers, vec![("Kim@xn--bcher-kva.example".to_owned(), Pending)], "stored once, domain in punycode");
 
     let link = app.confirmation_link("Kim@xn--bcher-kva.example", 1).await;
     assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200);
-    assert_eq!(
-        app.status_of("Kim@xn--bcher-kva.example", "morning-briefing")
-            .await,
-        Some(Confirmed)
-    );
+    assert_eq!(app.status_of("Kim@xn--bcher-kva.example", "morning-briefing").await, Some(Confirmed));
     app.stop().await;
 }
 

@@ -22,12 +22,7 @@ use output::Format;
 )]
 pub struct Cli {
     /// Configuration file; every setting can also be set as BULLETIN_<SECTION>__<KEY>.
-    #[arg(
-        long,
-        global = true,
-        env = "BULLETIN_CONFIG",
-        default_value = "config.toml"
-    )]
+    #[arg(long, global = true, env = "BULLETIN_CONFIG", default_value = "config.toml")]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -93,47 +88,27 @@ impl From<StatusArg> for SubscriptionStatus {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings =
-        Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
+    let settings = Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
     match cli.command {
         Command::Serve => serve(&settings).await,
         Command::Migrate => {
             let store = app::open_store(&settings).await?;
-            store
-                .sync_newsletters(&settings.newsletters, Clock::system().now())
-                .await?;
+            store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
             eprintln!("Database ({}) is up to date.", store.backend_name());
             Ok(())
         }
-        Command::Newsletters {
-            command: NewslettersCommand::List { format },
-        } => {
+        Command::Newsletters { command: NewslettersCommand::List { format } } => {
             let store = app::open_store(&settings).await?;
-            store
-                .sync_newsletters(&settings.newsletters, Clock::system().now())
-                .await?;
+            store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
             let newsletters = store.list_newsletters().await?;
             let counts = store.subscription_counts().await?;
             output::newsletters(&mut std::io::stdout().lock(), format, &newsletters, &counts)?;
             Ok(())
         }
-        Command::Subscribers {
-            command:
-                SubscribersCommand::List {
-                    newsletter,
-                    status,
-                    format,
-                },
-        } => {
-            let slug = NewsletterSlug::parse(&newsletter)
-                .with_context(|| format!("--newsletter {newsletter:?}"))?;
+        Command::Subscribers { command: SubscribersCommand::List { newsletter, status, format } } => {
+            let slug = NewsletterSlug::parse(&newsletter).with_context(|| format!("--newsletter {newsletter:?}"))?;
             let store = app::open_store(&settings).await?;
-            let Some(found) = store
-                .list_newsletters()
-                .await?
-                .into_iter()
-                .find(|n| n.slug == slug)
-            else {
+            let Some(found) = store.list_newsletters().await?.into_iter().find(|n| n.slug == slug) else {
                 bail!("there is no newsletter \"{slug}\"; `bulletin newsletters list` shows them");
             };
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -147,12 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
-        .with_context(|| {
-            format!(
-                "could not listen on {} (server.listen)",
-                settings.server.listen
-            )
-        })?;
+        .with_context(|| format!("could not listen on {} (server.listen)", settings.server.listen))?;
     let running = app::start(settings, Clock::system(), listener).await?;
     tracing::info!(
         "Bulletin listening on http://{} (public URL {}), database {}, mail via {:?}",

@@ -87,10 +87,7 @@ pub async fn subscribers(
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(header)?;
-            walk(store, newsletter_id, status, |row| {
-                Ok(w.write_record(record(row))?)
-            })
-            .await?;
+            walk(store, newsletter_id, status, |row| Ok(w.write_record(record(row))?)).await?;
             w.flush()?;
         }
         Format::Json => {
@@ -129,9 +126,7 @@ async fn walk(
 ) -> anyhow::Result<()> {
     let mut after = 0;
     loop {
-        let page = store
-            .subscribers_page(newsletter_id, status, after, PAGE)
-            .await?;
+        let page = store.subscribers_page(newsletter_id, status, after, PAGE).await?;
         let Some(last) = page.last() else {
             return Ok(());
         };
@@ -140,11 +135,7 @@ async fn walk(
     }
 }
 
-fn table<const N: usize>(
-    out: &mut impl Write,
-    header: &[&str; N],
-    rows: &[[String; N]],
-) -> std::io::Result<()> {
+fn table<const N: usize>(out: &mut impl Write, header: &[&str; N], rows: &[[String; N]]) -> std::io::Result<()> {
     let mut widths: [usize; N] = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -152,11 +143,7 @@ fn table<const N: usize>(
         }
     }
     let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(c, w)| format!("{c:<w$}")).collect();
         padded.join("  ").trim_end().to_owned()
     };
     writeln!(out, "{}", line(header.to_vec()))?;

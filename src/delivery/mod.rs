@@ -1,156 +1,240 @@
-//! Sends what the outbox holds: for now the double opt-in mail.
+//! The delivery engine: every message Bulletin sends goes through here,
+//! confirmation mail and issues alike.
 //!
-//! A worker claims due rows with a lease, builds each mail at send time
-//! (the confirmation token is generated here, so its plain form only ever
-//! exists in the mail), sends it and records the result right after the
-//! reply. Transient failures retry with jittered exponential backoff up to
-//! `mail.max_attempts`; permanent ones fail at once.
+//! A claim loop takes due ledger rows in small batches under a lease and
+//! feeds `concurrency` sender tasks, each owning one SMTP connection. A
+//! sender marks its row `sending` (re-checking that the reader still wants
+//! it), sends, and settles the row right after the reply. Memory holds a
+//! batch at a time, whatever the list size. On shutdown nothing new is
+//! claimed, senders finish the message in hand, and claimed rows not yet
+//! started are released for the next worker.
 
+mod compose;
+mod reply;
+
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, mpsc, watch};
+
+pub use compose::{ComposeError, Composer};
+pub use reply::{Verdict, judge};
 
 use crate::clock::Clock;
-use crate::domain::{ConfirmationToken, EmailAddress};
-use crate::mail::{ConfirmationMail, MailError, Mailer};
-use crate::signup::{Catalog, Links};
-use crate::store::{ClaimedMail, MailOutcome, Store, StoreError};
+use crate::config::SendingSettings;
+use crate::mail::Outbound;
+use crate::store::{ClaimedDelivery, DeliveryKind, Handover, Settlement, Store, StoreError};
 
-/// How long a claim lives: a worker that dies mid-send frees its rows after this.
-const LEASE_SECS: i64 = 60;
-const BATCH: i64 = 32;
-/// How often an idle worker looks for due rows (another instance may have queued some).
-const POLL: Duration = Duration::from_secs(1);
+/// How often an idle engine looks for due rows (another instance may have queued some).
+const POLL: Duration = Duration::from_millis(500);
 
-#[derive(Clone)]
-pub struct RetryPolicy {
+/// Pace and persistence, from `[sending]`.
+#[derive(Debug, Clone)]
+pub struct Pace {
+    pub rate_per_second: u32,
+    pub concurrency: usize,
     pub max_attempts: u32,
-    pub base_secs: u64,
+    pub retry_base_secs: u64,
+    pub lease_secs: i64,
+    pub pause_after_policy_failures: u32,
 }
 
-impl RetryPolicy {
-    /// Full-jitter exponential backoff: up to base·2^(attempt-1), capped at an hour.
-    pub fn delay_secs(&self, attempt: i64) -> i64 {
+impl From<&SendingSettings> for Pace {
+    fn from(s: &SendingSettings) -> Self {
+        Self {
+            rate_per_second: s.rate_per_second,
+            concurrency: s.concurrency.max(1) as usize,
+            max_attempts: s.max_attempts,
+            retry_base_secs: s.retry_base_seconds,
+            lease_secs: s.lease_seconds as i64,
+            pause_after_policy_failures: s.pause_after_policy_failures.max(1),
+        }
+    }
+}
+
+impl Pace {
+    /// Full-jitter exponential backoff: between half and all of base·2^(attempt-1), at most an hour.
+    pub fn retry_delay_secs(&self, attempt: i64) -> i64 {
         let exp = (attempt - 1).clamp(0, 16) as u32;
-        let ceiling = self.base_secs.saturating_mul(1 << exp).clamp(1, 3600);
+        let ceiling = self.retry_base_secs.saturating_mul(1 << exp).clamp(1, 3600);
         rand::rng().random_range(ceiling / 2..=ceiling) as i64
     }
 }
 
+/// A claimed row with the token of the claim that holds it.
+type Claimed = (ClaimedDelivery, Arc<str>);
+
 #[derive(Clone)]
-pub struct ConfirmationSender {
-    pub store: Store,
-    pub mailer: Mailer,
-    pub links: Links,
-    pub catalog: Arc<Catalog>,
-    pub clock: Clock,
-    pub confirm_ttl_hours: u32,
-    pub retry: RetryPolicy,
+pub struct Engine {
+    store: Store,
+    outbound: Outbound,
+    composer: Composer,
+    clock: Clock,
+    pace: Pace,
 }
 
-impl ConfirmationSender {
-    /// Runs until `shutdown` turns true, waking on `ready` or every second.
+impl Engine {
+    pub fn new(store: Store, outbound: Outbound, composer: Composer, clock: Clock, pace: Pace) -> Self {
+        Self { store, outbound, composer, clock, pace }
+    }
+
+    /// Runs until `shutdown` turns true, waking early on `ready`.
     pub async fn run(self, ready: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-        loop {
+        let limiter =
+            NonZeroU32::new(self.pace.rate_per_second).map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
+        let (tx, rx) = mpsc::channel::<Claimed>(self.pace.concurrency);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let senders: Vec<_> = (0..self.pace.concurrency)
+            .map(|_| tokio::spawn(self.clone().sender(rx.clone(), limiter.clone(), shutdown.clone())))
+            .collect();
+
+        let mut tokens: Vec<Arc<str>> = vec![];
+        'claiming: loop {
             if *shutdown.borrow() {
                 break;
             }
-            let worked = match self.send_due().await {
-                Ok(n) => n > 0,
+            let batch = match self.claim().await {
+                Ok(batch) => batch,
                 Err(e) => {
-                    tracing::error!(error = %e, "outbox: claiming failed");
-                    false
+                    tracing::error!(error = %e, "delivery: claiming failed");
+                    vec![]
                 }
             };
-            if worked {
+            if batch.is_empty() {
+                tokio::select! {
+                    _ = ready.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
                 continue;
             }
-            tokio::select! {
-                _ = ready.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = shutdown.changed() => {}
+            for (delivery, token) in batch {
+                if !tokens.contains(&token) {
+                    tokens.push(token.clone());
+                    if tokens.len() > 64 {
+                        tokens.remove(0);
+                    }
+                }
+                tokio::select! {
+                    sent = tx.send((delivery, token)) => if sent.is_err() { break 'claiming },
+                    _ = shutdown.changed() => break 'claiming,
+                }
             }
         }
-        tracing::debug!("outbox worker stopped");
-    }
-
-    /// Claims and sends one batch of due mail; returns how many rows it handled.
-    pub async fn send_due(&self) -> Result<usize, StoreError> {
-        let claimed = self
-            .store
-            .claim_outbox(self.clock.now(), LEASE_SECS, BATCH)
-            .await?;
-        for item in &claimed {
-            let outcome = self.attempt(item).await;
-            if let MailOutcome::Retry { error, .. } | MailOutcome::Failed { error } = &outcome {
-                tracing::warn!(outbox_id = item.id, attempt = item.attempts, %error, "confirmation mail not sent");
+        drop(tx);
+        for sender in senders {
+            let _ = sender.await;
+        }
+        for token in tokens {
+            if let Err(e) = self.store.release_claim(&token).await {
+                tracing::warn!(error = %e, "delivery: could not release claimed rows; their lease will expire");
             }
-            self.store
-                .finish_outbox(item.id, &outcome, self.clock.now())
-                .await?;
         }
-        Ok(claimed.len())
+        tracing::debug!("delivery engine stopped");
     }
 
-    async fn attempt(&self, item: &ClaimedMail) -> MailOutcome {
-        match self.deliver(item).await {
-            Ok(outcome) => outcome,
-            Err(DeliverError::Mail(MailError::Permanent(error))) => MailOutcome::Failed { error },
-            Err(e) if item.attempts >= i64::from(self.retry.max_attempts) => MailOutcome::Failed {
-                error: e.to_string(),
-            },
-            Err(e) => MailOutcome::Retry {
-                at: self.clock.now() + self.retry.delay_secs(item.attempts),
-                error: e.to_string(),
-            },
-        }
-    }
-
-    async fn deliver(&self, item: &ClaimedMail) -> Result<MailOutcome, DeliverError> {
-        // Read at send time: an unsubscribe or erasure since the signup wins.
-        let Some(stored) = self.store.subscriber_email(item.subscriber_id).await? else {
-            return Ok(MailOutcome::Skipped);
-        };
-        let pending: Vec<i64> = self
-            .store
-            .subscriptions_of(item.subscriber_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.status == crate::domain::SubscriptionStatus::Pending)
-            .map(|s| s.newsletter_id)
-            .collect();
-        let names = self.catalog.names(&pending);
-        if names.is_empty() {
-            return Ok(MailOutcome::Skipped);
-        }
-        let to = EmailAddress::parse(&stored)
-            .map_err(|e| DeliverError::Mail(MailError::Permanent(e.to_string())))?;
-        let token = ConfirmationToken::generate();
+    /// Recovers rows of dead workers, completes finished issues and claims a batch.
+    async fn claim(&self) -> Result<Vec<Claimed>, StoreError> {
         let now = self.clock.now();
-        let expires = now + i64::from(self.confirm_ttl_hours) * 3600;
-        self.store
-            .insert_confirmation_token(&token.hash(), item.subscriber_id, now, expires)
-            .await?;
-        let confirm_url = self.links.confirm_url(&token);
-        let message = ConfirmationMail {
-            to: &to,
-            newsletters: &names,
-            confirm_url: &confirm_url,
-            ttl_hours: self.confirm_ttl_hours,
+        let recovered = self.store.recover_expired(now).await?;
+        if recovered > 0 {
+            tracing::warn!(recovered, "delivery: rows left 'sending' by a stopped worker are now ambiguous");
         }
-        .build(&self.mailer)?;
-        self.mailer.send(message).await?;
-        tracing::info!(email = %to.masked(), "confirmation mail sent");
-        Ok(MailOutcome::Sent)
+        self.store.complete_issues(now).await?;
+        let token: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+        let limit = (self.pace.concurrency * 4) as i64;
+        let claimed = self.store.claim_deliveries(now, self.pace.lease_secs, &token, limit).await?;
+        Ok(claimed.into_iter().map(|d| (d, token.clone())).collect())
     }
-}
 
-#[derive(Debug, thiserror::Error)]
-enum DeliverError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Mail(#[from] MailError),
+    async fn sender(
+        self,
+        queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Claimed>>>,
+        limiter: Option<Arc<DefaultDirectRateLimiter>>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let mut channel = self.outbound.channel();
+        loop {
+            let next = queue.lock().await.recv().await;
+            let Some((delivery, token)) = next else { break };
+            if *shutdown.borrow() {
+                continue; // drain without sending; the claim is released by the loop
+            }
+            if let Some(limiter) = &limiter {
+                limiter.until_ready().await;
+            }
+            if let Err(e) = self.deliver(&mut channel, &delivery, &token).await {
+                tracing::error!(delivery = delivery.id, error = %e, "delivery: could not record a result");
+            }
+        }
+        channel.close().await;
+    }
+
+    async fn deliver(
+        &self,
+        channel: &mut crate::mail::Channel,
+        delivery: &ClaimedDelivery,
+        token: &str,
+    ) -> Result<(), StoreError> {
+        let message = match self.composer.compose(delivery).await {
+            Ok(Some(message)) => message,
+            Ok(None) => {
+                let reason = "not sent: nothing left to send".to_owned();
+                return self.store.settle(delivery.id, &Settlement::Skipped { reason }, self.clock.now()).await;
+            }
+            Err(ComposeError::Store(e)) => return Err(e),
+            Err(e) => {
+                let reply = format!("could not build the message: {e}");
+                return self.store.settle(delivery.id, &Settlement::Failed { reply }, self.clock.now()).await;
+            }
+        };
+        let lease_until = self.clock.now() + self.pace.lease_secs;
+        match self.store.hand_over(delivery.id, token, lease_until).await? {
+            Handover::Go => {}
+            Handover::Skipped | Handover::Paused | Handover::Lost => return Ok(()),
+        }
+        let verdict = judge(channel.send(&message).await);
+        let attempt = delivery.attempts + 1;
+        let exhausted = attempt >= i64::from(self.pace.max_attempts);
+        let settlement = match verdict.clone() {
+            Verdict::Sent(reply) => Settlement::Sent { reply },
+            Verdict::TryAgain(reply) if exhausted => Settlement::Failed { reply },
+            Verdict::TryAgain(reply) => {
+                Settlement::Retry { at: self.clock.now() + self.pace.retry_delay_secs(attempt), reply }
+            }
+            Verdict::NoSuchMailbox(reply) => Settlement::Bounced { reply },
+            Verdict::Policy(reply) | Verdict::Refused(reply) => Settlement::Failed { reply },
+            Verdict::Ambiguous(reply) => Settlement::Ambiguous { reply },
+        };
+        let now = self.clock.now();
+        self.store.settle(delivery.id, &settlement, now).await?;
+        match verdict {
+            Verdict::Sent(_) => {
+                tracing::debug!(delivery = delivery.id, "sent");
+            }
+            Verdict::NoSuchMailbox(reply) => {
+                tracing::warn!(delivery = delivery.id, email = %crate::domain::email::mask(&delivery.email), %reply, "mailbox does not exist: address suppressed");
+                self.store.suppress_bounced(delivery.subscriber_id, now).await?;
+            }
+            Verdict::Policy(reply) => {
+                tracing::warn!(delivery = delivery.id, %reply, "refused by policy");
+                if let (DeliveryKind::Issue, Some(issue)) = (delivery.kind, delivery.issue_id) {
+                    let limit = i64::from(self.pace.pause_after_policy_failures);
+                    if self.store.record_policy_failure(issue, limit, &reply).await? {
+                        tracing::error!(
+                            issue,
+                            "issue paused after repeated policy refusals; `bulletin issue resume` continues it"
+                        );
+                    }
+                }
+            }
+            Verdict::TryAgain(reply) | Verdict::Refused(reply) | Verdict::Ambiguous(reply) => {
+                tracing::warn!(delivery = delivery.id, attempt, %reply, "not delivered");
+            }
+        }
+        Ok(())
+    }
 }

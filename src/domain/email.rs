@@ -124,18 +124,13 @@ fn normalize_domain(domain: &str) -> Result<String, EmailError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     if labels.len() < 2 || !labels.iter().all(valid_label) {
         return Err(EmailError::InvalidDomain);
     }
     // A top-level domain is never all digits; this also rejects dotted IPv4 forms.
-    if labels
-        .last()
-        .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
         return Err(EmailError::InvalidDomain);
     }
     Ok(ascii)
@@ -158,10 +153,7 @@ mod tests {
         let cases = [
             ("reader@example.org", "reader@example.org"),
             ("  Reader@Example.ORG \n", "Reader@example.org"),
-            (
-                "first.last+tag@news.example.co.uk",
-                "first.last+tag@news.example.co.uk",
-            ),
+            ("first.last+tag@news.example.co.uk", "first.last+tag@news.example.co.uk"),
             ("kim@bücher.example", "kim@xn--bcher-kva.example"),
             ("o'brien@example.ie", "o'brien@example.ie"),
         ];

@@ -3,9 +3,7 @@
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "a newsletter slug is 1 to 64 characters of a-z, 0-9 and '-', not starting or ending with '-'"
-)]
+#[error("a newsletter slug is 1 to 64 characters of a-z, 0-9 and '-', not starting or ending with '-'")]
 pub struct SlugError;
 
 /// A newsletter's stable name: lowercase ASCII letters, digits and dashes.
@@ -17,14 +15,8 @@ impl NewsletterSlug {
         let ok = (1..=64).contains(&input.len())
             && !input.starts_with('-')
             && !input.ends_with('-')
-            && input
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if ok {
-            Ok(Self(input.to_owned()))
-        } else {
-            Err(SlugError)
-        }
+            && input.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok { Ok(Self(input.to_owned())) } else { Err(SlugError) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -56,16 +48,7 @@ mod tests {
         for ok in ["a", "morning-briefing", "news2go"] {
             assert!(NewsletterSlug::parse(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "-a",
-            "a-",
-            "Morning",
-            "a b",
-            "a_b",
-            "ü",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "-a", "a-", "Morning", "a b", "a_b", "ü", &"a".repeat(65)] {
             assert!(NewsletterSlug::parse(bad).is_err(), "{bad}");
         }
     }

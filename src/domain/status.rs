@@ -61,6 +61,8 @@ pub enum ConsentSource {
     OneClick,
     /// The preferences page.
     Preferences,
+    /// `bulletin subscribers import`.
+    Import,
 }
 
 impl ConsentSource {
@@ -72,6 +74,7 @@ impl ConsentSource {
             Self::UnsubscribePage => "unsubscribe-page",
             Self::OneClick => "one-click",
             Self::Preferences => "preferences",
+            Self::Import => "import",
         }
     }
 }

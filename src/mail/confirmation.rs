@@ -32,25 +32,19 @@ pub struct ConfirmationMail<'a> {
 }
 
 impl ConfirmationMail<'_> {
-    pub fn build(&self, mailer: &Mailer) -> Result<Message, MailError> {
-        let text = Text {
-            newsletters: self.newsletters,
-            confirm_url: self.confirm_url,
-            ttl_hours: self.ttl_hours,
-        }
-        .render()?;
-        let html = Html {
-            newsletters: self.newsletters,
-            confirm_url: self.confirm_url,
-            ttl_hours: self.ttl_hours,
-        }
-        .render()?;
-        Ok(Message::builder()
+    pub fn build(&self, mailer: &Mailer, message_id: String) -> Result<Message, MailError> {
+        let text = Text { newsletters: self.newsletters, confirm_url: self.confirm_url, ttl_hours: self.ttl_hours }
+            .render()?;
+        let html = Html { newsletters: self.newsletters, confirm_url: self.confirm_url, ttl_hours: self.ttl_hours }
+            .render()?;
+        let mut message = Message::builder()
             .from(mailer.from().clone())
             .to(Mailbox::new(None, self.to.to_lettre()))
             .subject("Please confirm your subscription")
-            .message_id(Some(mailer.new_message_id()))
+            .message_id(Some(message_id))
             .header(AutoSubmitted)
-            .multipart(MultiPart::alternative_plain_html(text, html))?)
+            .multipart(MultiPart::alternative_plain_html(text, html))?;
+        mailer.sign(&mut message);
+        Ok(message)
     }
 }

@@ -1,84 +1,61 @@
-//! Outgoing mail: message building and the transports that carry it.
+//! Outgoing mail: message building (headers, MIME, templates, DKIM) and the
+//! ways a message leaves this process.
 //!
-//! The transport is an enum (SMTP, or `.eml` files for a box with no mail
-//! server) so the rest of the code holds one concrete `Mailer`. Send errors
-//! are classified once here, into retry-later or give-up.
+//! `Mailer` is who mail is from and how it is signed; `Outbound` is where it
+//! goes: an SMTP server, or `.eml` files for a box with no mail server.
 
 mod confirmation;
+mod issue;
+pub mod smtp;
 
 use std::path::Path;
 
 use lettre::message::Mailbox;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
+};
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
 pub use confirmation::ConfirmationMail;
+pub use issue::{IssueMail, RenderedIssue, markdown_to_html};
+pub use smtp::{SendFailure, SmtpConnection, SmtpTarget};
+
+use crate::config::{DkimSettings, MailSettings, TransportKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("could not set up the mail transport: {0}")]
+    #[error("mail setup: {0}")]
     Setup(String),
     #[error("could not render the message: {0}")]
     Render(#[from] askama::Error),
     #[error("could not build the message: {0}")]
     Build(#[from] lettre::error::Error),
-    /// Worth trying again later (4xx replies, connection trouble).
+    /// Worth trying again later (connection trouble).
     #[error("temporary delivery failure: {0}")]
     Transient(String),
-    /// The receiving side refused for good (5xx replies).
-    #[error("permanent delivery failure: {0}")]
-    Permanent(String),
 }
 
-/// How mail leaves this process.
-#[derive(Clone)]
-pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
-    File(AsyncFileTransport<Tokio1Executor>),
-}
-
-impl Transport {
-    pub fn smtp(url: &str) -> Result<Self, MailError> {
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| MailError::Setup(format!("mail.smtp_url: {e}")))?
-            .build();
-        Ok(Self::Smtp(transport))
-    }
-
-    pub fn file(dir: &Path) -> Result<Self, MailError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| MailError::Setup(format!("mail.file_dir {}: {e}", dir.display())))?;
-        Ok(Self::File(AsyncFileTransport::new(dir)))
-    }
-
-    pub async fn send(&self, message: Message) -> Result<(), MailError> {
-        match self {
-            Self::Smtp(t) => t.send(message).await.map(drop).map_err(|e| {
-                if e.is_permanent() {
-                    MailError::Permanent(e.to_string())
-                } else {
-                    MailError::Transient(e.to_string())
-                }
-            }),
-            Self::File(t) => t
-                .send(message)
-                .await
-                .map(drop)
-                .map_err(|e| MailError::Transient(e.to_string())),
-        }
-    }
-}
-
-/// Who mail comes from and how its Message-IDs are made.
+/// Who mail is from, how Message-IDs are made and whether it is DKIM-signed.
 #[derive(Clone)]
 pub struct Mailer {
-    transport: Transport,
     from: Mailbox,
+    dkim: Option<std::sync::Arc<DkimConfig>>,
 }
 
 impl Mailer {
-    pub fn new(transport: Transport, from: Mailbox) -> Self {
-        Self { transport, from }
+    pub fn new(from: Mailbox) -> Self {
+        Self { from, dkim: None }
+    }
+
+    /// Reads the DKIM key when `[mail.dkim]` is set.
+    pub fn from_settings(settings: &MailSettings) -> Result<Self, MailError> {
+        let from: Mailbox = settings.from.parse().map_err(|e| MailError::Setup(format!("mail.from: {e}")))?;
+        let mut mailer = Self::new(from);
+        if let Some(dkim) = &settings.dkim {
+            mailer.dkim = Some(std::sync::Arc::new(dkim_config(dkim)?));
+        }
+        Ok(mailer)
     }
 
     pub fn from(&self) -> &Mailbox {
@@ -87,15 +64,120 @@ impl Mailer {
 
     /// `<random@sending-domain>`: on the From domain, never the host's name.
     pub fn new_message_id(&self) -> String {
-        format!(
-            "<{}@{}>",
-            uuid::Uuid::new_v4().simple(),
-            self.from.email.domain()
-        )
+        format!("<{}@{}>", uuid::Uuid::new_v4().simple(), self.from.email.domain())
     }
 
-    pub async fn send(&self, message: Message) -> Result<(), MailError> {
-        self.transport.send(message).await
+    /// A Message-ID fixed by `key`, so every retry of one delivery carries the same one.
+    pub fn stable_message_id(&self, key: &str) -> String {
+        format!("<{key}@{}>", self.from.email.domain())
+    }
+
+    /// Signs the message when DKIM is configured; a no-op otherwise.
+    pub fn sign(&self, message: &mut Message) {
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+    }
+}
+
+/// The headers a receiver must be able to trust: the RFC 8058 pair among them.
+const DKIM_HEADERS: [&str; 9] = [
+    "From",
+    "To",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "MIME-Version",
+    "List-Id",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+];
+
+fn dkim_config(settings: &DkimSettings) -> Result<DkimConfig, MailError> {
+    let pem = std::fs::read_to_string(&settings.key_file)
+        .map_err(|e| MailError::Setup(format!("mail.dkim.key_file {}: {e}", settings.key_file.display())))?;
+    let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa)
+        .map_err(|e| MailError::Setup(format!("mail.dkim.key_file: not an RSA private key in PEM: {e}")))?;
+    Ok(DkimConfig::new(
+        settings.selector.clone(),
+        settings.domain.clone(),
+        key,
+        DKIM_HEADERS.iter().map(|h| HeaderName::new_from_ascii_str(h)).collect(),
+        DkimCanonicalization { header: DkimCanonicalizationType::Relaxed, body: DkimCanonicalizationType::Relaxed },
+    ))
+}
+
+/// Where messages go.
+#[derive(Clone)]
+pub enum Outbound {
+    Smtp(SmtpTarget),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+impl Outbound {
+    pub fn from_settings(settings: &MailSettings) -> Result<Self, MailError> {
+        use secrecy::ExposeSecret;
+        Ok(match settings.transport {
+            TransportKind::Smtp => Self::Smtp(SmtpTarget::parse(settings.smtp_url.expose_secret())?),
+            TransportKind::File => Self::file(&settings.file_dir)?,
+        })
+    }
+
+    pub fn file(dir: &Path) -> Result<Self, MailError> {
+        std::fs::create_dir_all(dir).map_err(|e| MailError::Setup(format!("mail.file_dir {}: {e}", dir.display())))?;
+        Ok(Self::File(AsyncFileTransport::new(dir)))
+    }
+
+    /// A sender's own channel: one SMTP connection, opened when first needed.
+    pub fn channel(&self) -> Channel {
+        Channel { outbound: self.clone(), connection: None }
+    }
+}
+
+/// One sender's way out: for SMTP a long-lived connection, reopened after a failure.
+pub struct Channel {
+    outbound: Outbound,
+    connection: Option<SmtpConnection>,
+}
+
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Channel {
+    /// Sends one message to one recipient; `Ok` carries the server's reply.
+    pub async fn send(&mut self, message: &Message) -> Result<String, SendFailure> {
+        match &self.outbound {
+            Outbound::File(t) => t
+                .send(message.clone())
+                .await
+                .map(|id| format!("written to file {id}"))
+                .map_err(|e| SendFailure::Connection(e.to_string())),
+            Outbound::Smtp(target) => {
+                let envelope = message.envelope();
+                let (Some(from), [to]) = (envelope.from(), envelope.to()) else {
+                    return Err(SendFailure::Rejected {
+                        code: 0,
+                        reply: "one sender and one recipient expected".into(),
+                    });
+                };
+                if self.connection.as_ref().is_none_or(SmtpConnection::is_broken) {
+                    let conn =
+                        target.connect(CONNECT_TIMEOUT).await.map_err(|e| SendFailure::Connection(e.to_string()))?;
+                    self.connection = Some(conn);
+                }
+                let conn = self.connection.as_mut().expect("connected above");
+                let result = conn.send(from, to, &message.formatted()).await;
+                if result.is_err() {
+                    self.connection = None;
+                }
+                result
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        if let Some(conn) = self.connection.take() {
+            conn.quit().await;
+        }
     }
 }
 

@@ -26,10 +26,6 @@ impl Catalog {
 
     /// Names of the given newsletters in catalog order, skipping unknown ids.
     pub fn names(&self, ids: &[i64]) -> Vec<String> {
-        self.newsletters
-            .iter()
-            .filter(|n| ids.contains(&n.id))
-            .map(|n| n.name.clone())
-            .collect()
+        self.newsletters.iter().filter(|n| ids.contains(&n.id)).map(|n| n.name.clone()).collect()
     }
 }

@@ -11,10 +11,7 @@ pub struct Links {
 
 impl Links {
     pub fn new(public_url: &str, keys: LinkKeys) -> Self {
-        Self {
-            public_url: public_url.trim_end_matches('/').to_owned(),
-            keys,
-        }
+        Self { public_url: public_url.trim_end_matches('/').to_owned(), keys }
     }
 
     pub fn keys(&self) -> &LinkKeys {
@@ -26,20 +23,12 @@ impl Links {
     }
 
     pub fn unsubscribe_url(&self, subscriber_id: i64, newsletter_id: i64) -> String {
-        let token = self.keys.sign(LinkClaim {
-            purpose: LinkPurpose::Unsubscribe,
-            subscriber_id,
-            newsletter_id,
-        });
+        let token = self.keys.sign(LinkClaim { purpose: LinkPurpose::Unsubscribe, subscriber_id, newsletter_id });
         format!("{}/unsubscribe/{token}", self.public_url)
     }
 
     pub fn preferences_url(&self, subscriber_id: i64) -> String {
-        let token = self.keys.sign(LinkClaim {
-            purpose: LinkPurpose::Preferences,
-            subscriber_id,
-            newsletter_id: 0,
-        });
+        let token = self.keys.sign(LinkClaim { purpose: LinkPurpose::Preferences, subscriber_id, newsletter_id: 0 });
         format!("{}/preferences/{token}", self.public_url)
     }
 }

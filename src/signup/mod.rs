@@ -17,8 +17,7 @@ pub use links::Links;
 
 use crate::clock::Clock;
 use crate::domain::{
-    ConsentSource, EmailAddress, LinkPurpose, Newsletter, NewsletterSlug, SubscriptionStatus,
-    TokenHash,
+    ConsentSource, EmailAddress, LinkPurpose, Newsletter, NewsletterSlug, SubscriptionStatus, TokenHash,
 };
 use crate::store::{ConfirmOutcome, Consent, MailCap, Store, StoreError, TokenState};
 
@@ -58,13 +57,8 @@ pub enum ConfirmPreview {
 /// What pressing "Confirm subscription" did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {
-    Confirmed {
-        newsletters: Vec<String>,
-        preferences_url: String,
-    },
-    AlreadyConfirmed {
-        preferences_url: String,
-    },
+    Confirmed { newsletters: Vec<String>, preferences_url: String },
+    AlreadyConfirmed { preferences_url: String },
     Expired,
     Invalid,
 }
@@ -96,14 +90,7 @@ impl Signup {
         rules: Rules,
         outbox_ready: Arc<Notify>,
     ) -> Self {
-        Self {
-            store,
-            catalog,
-            links,
-            clock,
-            rules,
-            outbox_ready,
-        }
+        Self { store, catalog, links, clock, rules, outbox_ready }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -147,10 +134,7 @@ impl Signup {
         visitor: &Visitor,
     ) -> Result<(), SignupError> {
         let consent = self.consent(source, visitor);
-        let outcome = self
-            .store
-            .record_signup(email, newsletters, &consent, self.rules.cap)
-            .await?;
+        let outcome = self.store.record_signup(email, newsletters, &consent, self.rules.cap).await?;
         tracing::info!(
             email = %email.masked(),
             pending = outcome.pending.len(),
@@ -167,38 +151,27 @@ impl Signup {
         let Some(hash) = TokenHash::from_presented(token) else {
             return Ok(ConfirmPreview::Invalid);
         };
-        Ok(
-            match self.store.token_state(&hash, self.clock.now()).await? {
-                TokenState::Valid { pending, .. } => ConfirmPreview::Ready {
-                    newsletters: self.catalog.names(&pending),
-                },
-                TokenState::Used { .. } => ConfirmPreview::AlreadyConfirmed,
-                TokenState::Expired => ConfirmPreview::Expired,
-                TokenState::Unknown => ConfirmPreview::Invalid,
-            },
-        )
+        Ok(match self.store.token_state(&hash, self.clock.now()).await? {
+            TokenState::Valid { pending, .. } => ConfirmPreview::Ready { newsletters: self.catalog.names(&pending) },
+            TokenState::Used { .. } => ConfirmPreview::AlreadyConfirmed,
+            TokenState::Expired => ConfirmPreview::Expired,
+            TokenState::Unknown => ConfirmPreview::Invalid,
+        })
     }
 
-    pub async fn confirm(
-        &self,
-        token: &str,
-        visitor: &Visitor,
-    ) -> Result<Confirmation, SignupError> {
+    pub async fn confirm(&self, token: &str, visitor: &Visitor) -> Result<Confirmation, SignupError> {
         let Some(hash) = TokenHash::from_presented(token) else {
             return Ok(Confirmation::Invalid);
         };
         let consent = self.consent(ConsentSource::ConfirmLink, visitor);
         Ok(match self.store.confirm(&hash, &consent).await? {
-            ConfirmOutcome::Confirmed {
-                subscriber_id,
-                newsletters,
-            } => Confirmation::Confirmed {
+            ConfirmOutcome::Confirmed { subscriber_id, newsletters } => Confirmation::Confirmed {
                 newsletters: self.catalog.names(&newsletters),
                 preferences_url: self.links.preferences_url(subscriber_id),
             },
-            ConfirmOutcome::AlreadyConfirmed { subscriber_id } => Confirmation::AlreadyConfirmed {
-                preferences_url: self.links.preferences_url(subscriber_id),
-            },
+            ConfirmOutcome::AlreadyConfirmed { subscriber_id } => {
+                Confirmation::AlreadyConfirmed { preferences_url: self.links.preferences_url(subscriber_id) }
+            }
             ConfirmOutcome::Expired => Confirmation::Expired,
             ConfirmOutcome::Unknown => Confirmation::Invalid,
         })
@@ -206,10 +179,7 @@ impl Signup {
 
     /// The newsletter an unsubscribe link is for, and whether the reader is
     /// still on it; `None` for a link that is not ours or whose subscriber was erased.
-    pub async fn unsubscribe_target(
-        &self,
-        token: &str,
-    ) -> Result<Option<(Newsletter, bool)>, SignupError> {
+    pub async fn unsubscribe_target(&self, token: &str) -> Result<Option<(Newsletter, bool)>, SignupError> {
         let Some(claim) = self.links.keys().verify(token, LinkPurpose::Unsubscribe) else {
             return Ok(None);
         };
@@ -217,16 +187,10 @@ impl Signup {
             return Ok(None);
         };
         let states = self.store.subscriptions_of(claim.subscriber_id).await?;
-        let Some(state) = states
-            .iter()
-            .find(|s| s.newsletter_id == claim.newsletter_id)
-        else {
+        let Some(state) = states.iter().find(|s| s.newsletter_id == claim.newsletter_id) else {
             return Ok(None);
         };
-        Ok(Some((
-            newsletter.clone(),
-            state.status != SubscriptionStatus::Unsubscribed,
-        )))
+        Ok(Some((newsletter.clone(), state.status != SubscriptionStatus::Unsubscribed)))
     }
 
     /// Leaves the newsletter the link names. Idempotent: a second POST is a success too.
@@ -243,10 +207,7 @@ impl Signup {
             return Ok(None);
         };
         let consent = self.consent(source, visitor);
-        let changed = self
-            .store
-            .unsubscribe(claim.subscriber_id, claim.newsletter_id, &consent)
-            .await?;
+        let changed = self.store.unsubscribe(claim.subscriber_id, claim.newsletter_id, &consent).await?;
         if changed {
             tracing::info!(newsletter = %newsletter.slug, "unsubscribed");
         }
@@ -258,12 +219,7 @@ impl Signup {
         let Some(claim) = self.links.keys().verify(token, LinkPurpose::Preferences) else {
             return Ok(None);
         };
-        if self
-            .store
-            .subscriber_email(claim.subscriber_id)
-            .await?
-            .is_none()
-        {
+        if self.store.subscriber_email(claim.subscriber_id).await?.is_none() {
             return Ok(None);
         }
         let states = self.store.subscriptions_of(claim.subscriber_id).await?;
@@ -273,10 +229,7 @@ impl Signup {
                 .iter()
                 .map(|n| Preference {
                     newsletter: n.clone(),
-                    status: states
-                        .iter()
-                        .find(|s| s.newsletter_id == n.id)
-                        .map(|s| s.status),
+                    status: states.iter().find(|s| s.newsletter_id == n.id).map(|s| s.status),
                     unsubscribe_url: self.links.unsubscribe_url(claim.subscriber_id, n.id),
                 })
                 .collect(),
@@ -293,12 +246,7 @@ impl Signup {
         let Some(claim) = self.links.keys().verify(token, LinkPurpose::Preferences) else {
             return Ok(None);
         };
-        if self
-            .store
-            .subscriber_email(claim.subscriber_id)
-            .await?
-            .is_none()
-        {
+        if self.store.subscriber_email(claim.subscriber_id).await?.is_none() {
             return Ok(None);
         }
         let wanted = match self.resolve(wanted) {
@@ -307,9 +255,7 @@ impl Signup {
             Err(e) => return Err(e),
         };
         let consent = self.consent(ConsentSource::Preferences, visitor);
-        self.store
-            .set_subscriptions(claim.subscriber_id, &wanted, &consent)
-            .await?;
+        self.store.set_subscriptions(claim.subscriber_id, &wanted, &consent).await?;
         self.preferences(token).await
     }
 
@@ -317,10 +263,7 @@ impl Signup {
         Consent {
             source,
             ip: visitor.ip.map(|ip| ip.to_string()),
-            user_agent: visitor
-                .user_agent
-                .as_ref()
-                .map(|ua| ua.chars().take(512).collect()),
+            user_agent: visitor.user_agent.as_ref().map(|ua| ua.chars().take(512).collect()),
             at: self.clock.now(),
         }
     }

@@ -16,13 +16,7 @@ pub fn issue(keys: &LinkKeys, now: Timestamp) -> String {
 }
 
 /// Whether a stamp sent back with a form looks like a person filled it in.
-pub fn is_human(
-    keys: &LinkKeys,
-    stamp: &str,
-    now: Timestamp,
-    min_secs: u64,
-    max_age_secs: u64,
-) -> bool {
+pub fn is_human(keys: &LinkKeys, stamp: &str, now: Timestamp, min_secs: u64, max_age_secs: u64) -> bool {
     let Some((issued, tag)) = stamp.split_once('.') else {
         return false;
     };
@@ -48,10 +42,7 @@ mod tests {
         assert!(is_human(&keys, &stamp, 1002, 2, 3600));
         assert!(!is_human(&keys, &stamp, 1000 + 3601, 2, 3600), "too old");
         assert!(!is_human(&keys, "1000.AAAA", 1005, 2, 3600), "forged");
-        assert!(
-            !is_human(&keys, &stamp.replace("1000", "900"), 1005, 2, 3600),
-            "altered time"
-        );
+        assert!(!is_human(&keys, &stamp.replace("1000", "900"), 1005, 2, 3600), "altered time");
         assert!(!is_human(&keys, "junk", 1005, 2, 3600));
     }
 }

@@ -5,23 +5,23 @@
 //! and run on whichever pool the store holds by [`with_pool!`]/[`in_tx!`];
 //! per-backend SQL appears only where the dialects really differ.
 
+mod deliveries;
+mod issues;
 mod newsletters;
-mod outbox;
 mod subscribers;
+mod suppressions;
 mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
-pub use outbox::{ClaimedMail, MailOutcome};
-pub use subscribers::{
-    Consent, MailCap, PreferenceChange, SignupOutcome, SubscriberRow, SubscriptionState,
-};
+pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
+pub use issues::IssueRow;
+pub use subscribers::{Consent, MailCap, PreferenceChange, SignupOutcome, SubscriberRow, SubscriptionState};
+pub use suppressions::{ImportOutcome, ImportRow};
 pub use tokens::{ConfirmOutcome, TokenState};
 
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +97,8 @@ impl Store {
             {
                 std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
-            let pool = SqlitePoolOptions::new()
-                .max_connections(max_connections)
-                .connect_with(options)
-                .await?;
-            Ok(Self {
-                db: Db::Sqlite(pool),
-            })
+            let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
+            Ok(Self { db: Db::Sqlite(pool) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -111,9 +106,7 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            Ok(Self {
-                db: Db::Postgres(pool),
-            })
+            Ok(Self { db: Db::Postgres(pool) })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -143,24 +136,16 @@ impl Store {
     ///
     /// Safe when several instances start at once: the first insert wins and
     /// everyone reads the same value back.
-    pub async fn setting_or_insert(
-        &self,
-        name: &str,
-        generate: impl FnOnce() -> String,
-    ) -> Result<String> {
+    pub async fn setting_or_insert(&self, name: &str, generate: impl FnOnce() -> String) -> Result<String> {
         let candidate = generate();
         with_pool!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(&candidate)
-            .execute(pool)
-            .await?;
-            let value: String = sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+            sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                 .bind(name)
-                .fetch_one(pool)
+                .bind(&candidate)
+                .execute(pool)
                 .await?;
+            let value: String =
+                sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_one(pool).await?;
             Ok(value)
         })
     }

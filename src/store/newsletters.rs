@@ -9,22 +9,14 @@ use crate::domain::{Newsletter, NewsletterSlug};
 
 impl Store {
     /// Inserts or updates the configured newsletters and returns them in config order.
-    pub async fn sync_newsletters(
-        &self,
-        configured: &[NewsletterSettings],
-        now: Timestamp,
-    ) -> Result<Vec<Newsletter>> {
+    pub async fn sync_newsletters(&self, configured: &[NewsletterSettings], now: Timestamp) -> Result<Vec<Newsletter>> {
         if configured.is_empty() {
             return Ok(vec![]);
         }
         let rows: Vec<(i64, String, String, String)> = with_pool!(self, |pool| {
-            let mut qb =
-                QueryBuilder::new("INSERT INTO newsletters (slug, name, description, created_at) ");
+            let mut qb = QueryBuilder::new("INSERT INTO newsletters (slug, name, description, created_at) ");
             qb.push_values(configured, |mut b, n| {
-                b.push_bind(&n.slug)
-                    .push_bind(&n.name)
-                    .push_bind(&n.description)
-                    .push_bind(now);
+                b.push_bind(&n.slug).push_bind(&n.name).push_bind(&n.description).push_bind(now);
             });
             qb.push(
                 " ON CONFLICT (slug) DO UPDATE SET name = excluded.name, description = excluded.description \
@@ -32,8 +24,7 @@ impl Store {
             );
             qb.build_query_as().fetch_all(pool).await?
         });
-        let mut newsletters: Vec<Newsletter> =
-            rows.into_iter().filter_map(newsletter_from_row).collect();
+        let mut newsletters: Vec<Newsletter> = rows.into_iter().filter_map(newsletter_from_row).collect();
         newsletters.sort_by_key(|n| configured.iter().position(|c| c.slug == n.slug.as_str()));
         Ok(newsletters)
     }
@@ -41,21 +32,12 @@ impl Store {
     /// Every newsletter in the database, configured now or not, by slug.
     pub async fn list_newsletters(&self) -> Result<Vec<Newsletter>> {
         let rows: Vec<(i64, String, String, String)> = with_pool!(self, |pool| {
-            sqlx::query_as("SELECT id, slug, name, description FROM newsletters ORDER BY slug")
-                .fetch_all(pool)
-                .await?
+            sqlx::query_as("SELECT id, slug, name, description FROM newsletters ORDER BY slug").fetch_all(pool).await?
         });
         Ok(rows.into_iter().filter_map(newsletter_from_row).collect())
     }
 }
 
-fn newsletter_from_row(
-    (id, slug, name, description): (i64, String, String, String),
-) -> Option<Newsletter> {
-    Some(Newsletter {
-        id,
-        slug: NewsletterSlug::parse(&slug).ok()?,
-        name,
-        description,
-    })
+fn newsletter_from_row((id, slug, name, description): (i64, String, String, String)) -> Option<Newsletter> {
+    Some(Newsletter { id, slug: NewsletterSlug::parse(&slug).ok()?, name, description })
 }

@@ -54,15 +54,17 @@ pub struct SubscriberRow {
     pub confirmed_at: Option<Timestamp>,
 }
 
-/// Appends consent events for `newsletters` to the open transaction.
+/// Appends consent events for (subscriber, newsletter) `pairs` to the open
+/// transaction, in one statement.
 macro_rules! record_consent_impl {
-    ($tx:expr, $subscriber:expr, $newsletters:expr, $action:expr, $consent:expr) => {
-        if !$newsletters.is_empty() {
+    ($tx:expr, $pairs:expr, $action:expr, $consent:expr) => {
+        let pairs: Vec<(i64, i64)> = $pairs.into_iter().collect();
+        if !pairs.is_empty() {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO consent_events (subscriber_id, newsletter_id, action, source, ip, user_agent, created_at) ",
             );
-            qb.push_values($newsletters.iter(), |mut b, newsletter_id| {
-                b.push_bind($subscriber)
+            qb.push_values(pairs.iter(), |mut b, (subscriber_id, newsletter_id)| {
+                b.push_bind(*subscriber_id)
                     .push_bind(*newsletter_id)
                     .push_bind($action)
                     .push_bind($consent.source.as_str())
@@ -104,14 +106,10 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
 
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at) ",
-            );
+            let mut qb =
+                QueryBuilder::new("INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at) ");
             qb.push_values(newsletters, |mut b, id| {
-                b.push_bind(subscriber_id)
-                    .push_bind(*id)
-                    .push_bind("pending")
-                    .push_bind(now);
+                b.push_bind(subscriber_id).push_bind(*id).push_bind("pending").push_bind(now);
             });
             qb.push(
                 " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET status = \
@@ -119,17 +117,14 @@ impl Store {
                  RETURNING newsletter_id, status",
             );
             let states: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            let pending: Vec<i64> = states
-                .into_iter()
-                .filter(|(_, status)| status == "pending")
-                .map(|(id, _)| id)
-                .collect();
+            let pending: Vec<i64> =
+                states.into_iter().filter(|(_, status)| status == "pending").map(|(id, _)| id).collect();
 
             let mut mail_queued = false;
             if !pending.is_empty() {
-                record_consent!(tx, subscriber_id, pending, "signup", consent);
+                record_consent!(tx, pending.iter().map(|n| (subscriber_id, *n)), "signup", consent);
                 let (sent_today, last): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT COUNT(*), MAX(created_at) FROM outbox \
+                    "SELECT COUNT(*), MAX(created_at) FROM deliveries \
                      WHERE subscriber_id = $1 AND kind = 'confirmation' AND created_at > $2",
                 )
                 .bind(subscriber_id)
@@ -139,7 +134,7 @@ impl Store {
                 let spaced = last.is_none_or(|last| last <= now - cap.min_interval_secs);
                 if sent_today < cap.per_day && spaced {
                     sqlx::query(
-                        "INSERT INTO outbox (kind, subscriber_id, status, next_attempt_at, created_at) \
+                        "INSERT INTO deliveries (kind, subscriber_id, status, next_attempt_at, created_at) \
                          VALUES ('confirmation', $1, 'queued', $2, $2)",
                     )
                     .bind(subscriber_id)
@@ -149,21 +144,12 @@ impl Store {
                     mail_queued = true;
                 }
             }
-            Ok(SignupOutcome {
-                subscriber_id,
-                pending,
-                mail_queued,
-            })
+            Ok(SignupOutcome { subscriber_id, pending, mail_queued })
         })
     }
 
     /// Marks one subscription unsubscribed; returns whether anything changed.
-    pub async fn unsubscribe(
-        &self,
-        subscriber_id: i64,
-        newsletter_id: i64,
-        consent: &Consent,
-    ) -> Result<bool> {
+    pub async fn unsubscribe(&self, subscriber_id: i64, newsletter_id: i64, consent: &Consent) -> Result<bool> {
         in_tx!(self, |tx| {
             let changed: Vec<i64> = sqlx::query_scalar(
                 "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = $3 \
@@ -175,7 +161,7 @@ impl Store {
             .bind(consent.at)
             .fetch_all(&mut *tx)
             .await?;
-            record_consent!(tx, subscriber_id, changed, "unsubscribe", consent);
+            record_consent!(tx, changed.iter().map(|n| (subscriber_id, *n)), "unsubscribe", consent);
             Ok(!changed.is_empty())
         })
     }
@@ -183,32 +169,25 @@ impl Store {
     /// The subscriber's address, or `None` once erased.
     pub async fn subscriber_email(&self, subscriber_id: i64) -> Result<Option<String>> {
         with_pool!(self, |pool| {
-            Ok(
-                sqlx::query_scalar("SELECT email FROM subscribers WHERE id = $1")
-                    .bind(subscriber_id)
-                    .fetch_optional(pool)
-                    .await?,
-            )
+            Ok(sqlx::query_scalar("SELECT email FROM subscribers WHERE id = $1")
+                .bind(subscriber_id)
+                .fetch_optional(pool)
+                .await?)
         })
     }
 
     /// Every subscription the subscriber has, in any state.
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionState>> {
         let rows: Vec<(i64, String)> = with_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT newsletter_id, status FROM subscriptions WHERE subscriber_id = $1",
-            )
-            .bind(subscriber_id)
-            .fetch_all(pool)
-            .await?
+            sqlx::query_as("SELECT newsletter_id, status FROM subscriptions WHERE subscriber_id = $1")
+                .bind(subscriber_id)
+                .fetch_all(pool)
+                .await?
         });
         Ok(rows
             .into_iter()
             .filter_map(|(newsletter_id, status)| {
-                Some(SubscriptionState {
-                    newsletter_id,
-                    status: status.parse().ok()?,
-                })
+                Some(SubscriptionState { newsletter_id, status: status.parse().ok()? })
             })
             .collect())
     }
@@ -223,9 +202,7 @@ impl Store {
         consent: &Consent,
     ) -> Result<PreferenceChange> {
         in_tx!(self, |tx| {
-            let mut qb = QueryBuilder::new(
-                "UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = ",
-            );
+            let mut qb = QueryBuilder::new("UPDATE subscriptions SET status = 'unsubscribed', unsubscribed_at = ");
             qb.push_bind(consent.at);
             qb.push(" WHERE subscriber_id = ").push_bind(subscriber_id);
             qb.push(" AND status <> 'unsubscribed'");
@@ -239,7 +216,7 @@ impl Store {
             }
             qb.push(" RETURNING newsletter_id");
             let unsubscribed: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-            record_consent!(tx, subscriber_id, unsubscribed, "unsubscribe", consent);
+            record_consent!(tx, unsubscribed.iter().map(|n| (subscriber_id, *n)), "unsubscribe", consent);
 
             let mut subscribed: Vec<i64> = vec![];
             if !wanted.is_empty() {
@@ -259,12 +236,9 @@ impl Store {
                      WHERE subscriptions.status <> 'confirmed' RETURNING newsletter_id",
                 );
                 subscribed = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                record_consent!(tx, subscriber_id, subscribed, "confirm", consent);
+                record_consent!(tx, subscribed.iter().map(|n| (subscriber_id, *n)), "confirm", consent);
             }
-            Ok(PreferenceChange {
-                subscribed,
-                unsubscribed,
-            })
+            Ok(PreferenceChange { subscribed, unsubscribed })
         })
     }
 
@@ -294,13 +268,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(subscriber_id, email, status, created_at, confirmed_at)| {
-                Some(SubscriberRow {
-                    subscriber_id,
-                    email,
-                    status: status.parse().ok()?,
-                    created_at,
-                    confirmed_at,
-                })
+                Some(SubscriberRow { subscriber_id, email, status: status.parse().ok()?, created_at, confirmed_at })
             })
             .collect())
     }
@@ -309,16 +277,7 @@ impl Store {
     pub async fn consent_events(
         &self,
         subscriber_id: i64,
-    ) -> Result<
-        Vec<(
-            i64,
-            String,
-            String,
-            Option<String>,
-            Option<String>,
-            Timestamp,
-        )>,
-    > {
+    ) -> Result<Vec<(i64, String, String, Option<String>, Option<String>, Timestamp)>> {
         with_pool!(self, |pool| {
             Ok(sqlx::query_as(
                 "SELECT newsletter_id, action, source, ip, user_agent, created_at FROM consent_events \
@@ -333,17 +292,12 @@ impl Store {
 
 impl Store {
     /// Subscriptions per (newsletter, status), for `bulletin newsletters list`.
-    pub async fn subscription_counts(
-        &self,
-    ) -> Result<std::collections::HashMap<(i64, SubscriptionStatus), i64>> {
+    pub async fn subscription_counts(&self) -> Result<std::collections::HashMap<(i64, SubscriptionStatus), i64>> {
         let rows: Vec<(i64, String, i64)> = with_pool!(self, |pool| {
             sqlx::query_as("SELECT newsletter_id, status, COUNT(*) FROM subscriptions GROUP BY newsletter_id, status")
                 .fetch_all(pool)
                 .await?
         });
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, status, n)| Some(((id, status.parse().ok()?), n)))
-            .collect())
+        Ok(rows.into_iter().filter_map(|(id, status, n)| Some(((id, status.parse().ok()?), n))).collect())
     }
 }

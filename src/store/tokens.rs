@@ -25,13 +25,8 @@ pub enum TokenState {
 /// What pressing the button did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmOutcome {
-    Confirmed {
-        subscriber_id: i64,
-        newsletters: Vec<i64>,
-    },
-    AlreadyConfirmed {
-        subscriber_id: i64,
-    },
+    Confirmed { subscriber_id: i64, newsletters: Vec<i64> },
+    AlreadyConfirmed { subscriber_id: i64 },
     Expired,
     Unknown,
 }
@@ -62,12 +57,10 @@ impl Store {
     /// Reads a token's state without changing anything (GET and HEAD use this).
     pub async fn token_state(&self, hash: &TokenHash, now: Timestamp) -> Result<TokenState> {
         let row: Option<(i64, i64, Option<i64>)> = with_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT subscriber_id, expires_at, used_at FROM confirmation_tokens WHERE token_hash = $1",
-            )
-            .bind(hash.as_str())
-            .fetch_optional(pool)
-            .await?
+            sqlx::query_as("SELECT subscriber_id, expires_at, used_at FROM confirmation_tokens WHERE token_hash = $1")
+                .bind(hash.as_str())
+                .fetch_optional(pool)
+                .await?
         });
         let Some((subscriber_id, expires_at, used_at)) = row else {
             return Ok(TokenState::Unknown);
@@ -90,10 +83,7 @@ impl Store {
         if pending.is_empty() {
             return Ok(TokenState::Used { subscriber_id });
         }
-        Ok(TokenState::Valid {
-            subscriber_id,
-            pending,
-        })
+        Ok(TokenState::Valid { subscriber_id, pending })
     }
 
     /// Uses the token: every pending subscription of its subscriber becomes
@@ -111,17 +101,14 @@ impl Store {
             .await?;
             match claimed {
                 None => {
-                    let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-                        "SELECT subscriber_id, used_at FROM confirmation_tokens WHERE token_hash = $1",
-                    )
-                    .bind(hash.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    let row: Option<(i64, Option<i64>)> =
+                        sqlx::query_as("SELECT subscriber_id, used_at FROM confirmation_tokens WHERE token_hash = $1")
+                            .bind(hash.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
                     Ok(match row {
                         None => ConfirmOutcome::Unknown,
-                        Some((subscriber_id, Some(_))) => {
-                            ConfirmOutcome::AlreadyConfirmed { subscriber_id }
-                        }
+                        Some((subscriber_id, Some(_))) => ConfirmOutcome::AlreadyConfirmed { subscriber_id },
                         Some((_, None)) => ConfirmOutcome::Expired,
                     })
                 }
@@ -137,11 +124,8 @@ impl Store {
                     if newsletters.is_empty() {
                         Ok(ConfirmOutcome::AlreadyConfirmed { subscriber_id })
                     } else {
-                        record_consent!(tx, subscriber_id, newsletters, "confirm", consent);
-                        Ok(ConfirmOutcome::Confirmed {
-                            subscriber_id,
-                            newsletters,
-                        })
+                        record_consent!(tx, newsletters.iter().map(|n| (subscriber_id, *n)), "confirm", consent);
+                        Ok(ConfirmOutcome::Confirmed { subscriber_id, newsletters })
                     }
                 }
             }

@@ -30,21 +30,9 @@ pub async fn create_subscription(
     let Json(request) = body.map_err(rejection)?;
     let newsletters = state.signup.resolve(&request.newsletters)?;
     let email = EmailAddress::parse(&request.email).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_email",
-            format!("{INVALID_EMAIL}: {e}"),
-        )
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email", format!("{INVALID_EMAIL}: {e}"))
     })?;
-    state
-        .signup
-        .subscribe(
-            &email,
-            &newsletters,
-            ConsentSource::Api,
-            &visitor(ip, &headers),
-        )
-        .await?;
+    state.signup.subscribe(&email, &newsletters, ConsentSource::Api, &visitor(ip, &headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "pending"}))))
 }
 
@@ -63,16 +51,11 @@ fn rejection(e: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
-            format!(
-                "expected {{\"email\": \"...\", \"newsletters\": [\"slug\", ...]}}: {}",
-                e.body_text()
-            ),
+            format!("expected {{\"email\": \"...\", \"newsletters\": [\"slug\", ...]}}: {}", e.body_text()),
         ),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        ),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        }
         other => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", other.body_text()),
     }
 }

@@ -23,12 +23,8 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(&peer) {
         return peer;
     }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .collect();
+    let hops: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
         let Ok(ip) = hop.trim().parse::<IpAddr>().map(canonical) else {
@@ -73,9 +69,7 @@ impl IpLimiter {
     /// `None` when the limit is disabled (`per_minute = 0`).
     pub fn per_minute(per_minute: u32) -> Option<Self> {
         let quota = Quota::per_minute(NonZeroU32::new(per_minute)?);
-        Some(Self {
-            limiter: RateLimiter::keyed(quota),
-        })
+        Some(Self { limiter: RateLimiter::keyed(quota) })
     }
 
     /// `Err(retry_after)` when the client must wait, rounded up to whole seconds, at least 1.
@@ -112,18 +106,11 @@ mod tests {
     fn forwarded_for_only_from_trusted_proxies() {
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let peer: IpAddr = "203.0.113.9".parse().unwrap();
-        assert_eq!(
-            client_ip(peer, &headers("198.51.100.1"), &trusted),
-            peer,
-            "untrusted peer"
-        );
+        assert_eq!(client_ip(peer, &headers("198.51.100.1"), &trusted), peer, "untrusted peer");
 
         let proxy: IpAddr = "10.0.0.2".parse().unwrap();
         let spoofed = headers("6.6.6.6, 198.51.100.1, 10.0.0.5");
-        assert_eq!(
-            client_ip(proxy, &spoofed, &trusted),
-            "198.51.100.1".parse::<IpAddr>().unwrap()
-        );
+        assert_eq!(client_ip(proxy, &spoofed, &trusted), "198.51.100.1".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
         assert_eq!(client_ip(proxy, &headers("garbage"), &trusted), proxy);
     }
@@ -147,10 +134,7 @@ mod tests {
         assert!(limiter.check("2001:db8::2".parse().unwrap()).is_ok());
         let retry = limiter.check(ip).unwrap_err();
         assert!((1..=30).contains(&retry), "{retry}");
-        assert!(
-            limiter.check("192.0.2.1".parse().unwrap()).is_ok(),
-            "other clients unaffected"
-        );
+        assert!(limiter.check("192.0.2.1".parse().unwrap()).is_ok(), "other clients unaffected");
         assert!(IpLimiter::per_minute(0).is_none());
     }
 }

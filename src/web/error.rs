@@ -20,12 +20,7 @@ pub struct PageError {
 
 impl PageError {
     pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            title,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self { status, title, message: message.into(), retry_after: None }
     }
 
     pub fn not_found() -> Self {
@@ -52,11 +47,7 @@ impl PageError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "Please send the form as a web form.".to_owned(),
             _ => format!("The form could not be read: {detail}"),
         };
-        let status = if status.is_client_error() {
-            status
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+        let status = if status.is_client_error() { status } else { StatusCode::BAD_REQUEST };
         Self::new(status, "Request not understood", message)
     }
 }
@@ -64,11 +55,9 @@ impl PageError {
 impl From<SignupError> for PageError {
     fn from(e: SignupError) -> Self {
         match e {
-            SignupError::NoNewsletter | SignupError::UnknownNewsletter(_) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Unknown newsletter",
-                e.to_string(),
-            ),
+            SignupError::NoNewsletter | SignupError::UnknownNewsletter(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Unknown newsletter", e.to_string())
+            }
             SignupError::Store(e) => Self::internal(&e),
         }
     }
@@ -76,14 +65,10 @@ impl From<SignupError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let page = MessagePage::new(self.title)
-            .line(self.message)
-            .link("/", "Back to the newsletters");
+        let page = MessagePage::new(self.title).line(self.message).link("/", "Back to the newsletters");
         let mut response = (self.status, page).into_response();
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }
@@ -100,35 +85,20 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-        }
+        Self { status, code, message: message.into(), retry_after: None }
     }
 }
 
 impl From<SignupError> for ApiError {
     fn from(e: SignupError) -> Self {
         match e {
-            SignupError::NoNewsletter => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "no_newsletter",
-                e.to_string(),
-            ),
-            SignupError::UnknownNewsletter(_) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_newsletter",
-                e.to_string(),
-            ),
+            SignupError::NoNewsletter => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "no_newsletter", e.to_string()),
+            SignupError::UnknownNewsletter(_) => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_newsletter", e.to_string())
+            }
             SignupError::Store(e) => {
                 tracing::error!(error = %e, "request failed");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "something went wrong on our side",
-                )
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
             }
         }
     }
@@ -139,9 +109,7 @@ impl IntoResponse for ApiError {
         let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
         let mut response = (self.status, body).into_response();
         if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -43,42 +43,21 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), limit_per_ip));
     // Pages behind emailed tokens: never cached, never leaked by Referer.
     let tokened = Router::new()
-        .route(
-            "/confirm/{token}",
-            get(pages::confirm_page).post(pages::confirm),
-        )
-        .route(
-            "/unsubscribe/{token}",
-            get(pages::unsubscribe_page).post(pages::unsubscribe),
-        )
-        .route(
-            "/preferences/{token}",
-            get(pages::preferences_page).post(pages::update_preferences),
-        )
-        .layer(SetResponseHeaderLayer::overriding(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ));
+        .route("/confirm/{token}", get(pages::confirm_page).post(pages::confirm))
+        .route("/unsubscribe/{token}", get(pages::unsubscribe_page).post(pages::unsubscribe))
+        .route("/preferences/{token}", get(pages::preferences_page).post(pages::update_preferences))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     Router::new()
         .route("/", get(pages::index))
         .route("/healthz", get(healthz))
         .merge(signups)
         .merge(tokened)
         .fallback(pages::not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            identify_client,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), identify_client))
         .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .with_state(state)
 }
 
@@ -88,42 +67,29 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Puts the client's address (after trusted proxies) into the request.
 async fn identify_client(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
+    let peer =
+        req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip());
     let ip = client::client_ip(peer, req.headers(), &state.trusted_proxies);
     req.extensions_mut().insert(ClientIp(ip));
     next.run(req).await
 }
 
 async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let (Some(limiter), Some(ClientIp(ip))) =
-        (&state.limiter, req.extensions().get::<ClientIp>().copied())
-    else {
+    let (Some(limiter), Some(ClientIp(ip))) = (&state.limiter, req.extensions().get::<ClientIp>().copied()) else {
         return next.run(req).await;
     };
     match limiter.check(ip) {
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
             tracing::info!(retry_after, "signup rate limited");
-            let message = format!(
-                "Too many signups from your network. Please try again in {retry_after} seconds."
-            );
+            let message = format!("Too many signups from your network. Please try again in {retry_after} seconds.");
             if req.uri().path().starts_with("/api/") {
-                let mut e = error::ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    message,
-                );
+                let mut e = error::ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
                 e.retry_after = Some(retry_after);
                 e.into_response()
             } else {
-                let mut e = error::PageError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "Too many requests",
-                    message,
-                );
+                let mut e =
+                    error::PageError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many requests", message);
                 e.retry_after = Some(retry_after);
                 e.into_response()
             }
@@ -134,10 +100,7 @@ async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -
 /// One line per request: method, route template, status, latency.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let started = Instant::now();
     let response = next.run(req).await;
     tracing::info!(

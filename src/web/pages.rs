@@ -40,13 +40,7 @@ pub struct MessagePage {
 
 impl MessagePage {
     pub fn new(title: impl Into<String>) -> Self {
-        Self {
-            title: title.into(),
-            lines: vec![],
-            items: vec![],
-            button: None,
-            link: None,
-        }
+        Self { title: title.into(), lines: vec![], items: vec![], button: None, link: None }
     }
     pub fn line(mut self, line: impl Into<String>) -> Self {
         self.lines.push(line.into());
@@ -128,19 +122,10 @@ fn index_page(state: &AppState, feedback: Option<FormFeedback<'_>>) -> IndexPage
         stamp,
     };
     if let Some(f) = feedback {
-        let field = FieldState {
-            value: f.value.to_owned(),
-            error: f.email_error,
-        };
+        let field = FieldState { value: f.value.to_owned(), error: f.email_error };
         match page.newsletters.iter_mut().find(|n| n.slug == f.form) {
             Some(n) if f.choice_error.is_none() => n.state = field,
-            _ => {
-                page.several = SeveralForm {
-                    email: field,
-                    picked: f.picked.to_vec(),
-                    choice_error: f.choice_error,
-                }
-            }
+            _ => page.several = SeveralForm { email: field, picked: f.picked.to_vec(), choice_error: f.choice_error },
         }
     }
     page
@@ -180,18 +165,11 @@ pub async fn subscribe(
     headers: HeaderMap,
     form: Result<axum_extra::extract::Form<SubscribeForm>, axum_extra::extract::FormRejection>,
 ) -> Result<Response, PageError> {
-    let axum_extra::extract::Form(form) =
-        form.map_err(|e| PageError::rejected(e.status(), e.body_text()))?;
+    let axum_extra::extract::Form(form) = form.map_err(|e| PageError::rejected(e.status(), e.body_text()))?;
     let now = state.signup.clock().now();
     let looks_human = form.website.is_empty()
         && form.ts.as_deref().is_none_or(|ts| {
-            stamp::is_human(
-                state.signup.links().keys(),
-                ts,
-                now,
-                state.form_min_secs,
-                state.form_max_age_secs,
-            )
+            stamp::is_human(state.signup.links().keys(), ts, now, state.form_min_secs, state.form_max_age_secs)
         });
     if !looks_human {
         tracing::info!("signup dropped by the bot trap");
@@ -216,25 +194,14 @@ pub async fn subscribe(
         let page = index_page(&state, Some(feedback(Some(INVALID_EMAIL), None)));
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response());
     };
-    state
-        .signup
-        .subscribe(
-            &email,
-            &newsletters,
-            ConsentSource::Form,
-            &visitor(ip, &headers),
-        )
-        .await?;
+    state.signup.subscribe(&email, &newsletters, ConsentSource::Form, &visitor(ip, &headers)).await?;
     Ok(thank_you())
 }
 
 pub fn visitor(ip: std::net::IpAddr, headers: &HeaderMap) -> Visitor {
     Visitor {
         ip: Some(ip),
-        user_agent: headers
-            .get(axum::http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        user_agent: headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
     }
 }
 
@@ -246,20 +213,14 @@ impl<S: Send + Sync> FromRequestParts<S> for LinkToken {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(token) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| PageError::not_found())?;
+        let Path(token) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| PageError::not_found())?;
         Ok(Self(token))
     }
 }
 
-const EXPIRED: &str =
-    "This confirmation link has expired. Please sign up again and we will send you a new one.";
+const EXPIRED: &str = "This confirmation link has expired. Please sign up again and we will send you a new one.";
 
-pub async fn confirm_page(
-    State(state): State<AppState>,
-    LinkToken(token): LinkToken,
-) -> Result<Response, PageError> {
+pub async fn confirm_page(State(state): State<AppState>, LinkToken(token): LinkToken) -> Result<Response, PageError> {
     Ok(match state.signup.preview_confirmation(&token).await? {
         ConfirmPreview::Ready { newsletters } => MessagePage::new("Confirm your subscription")
             .line("Press the button to confirm your subscription to:")
@@ -278,23 +239,16 @@ pub async fn confirm(
     headers: HeaderMap,
     LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
-    Ok(
-        match state.signup.confirm(&token, &visitor(ip, &headers)).await? {
-            Confirmation::Confirmed {
-                newsletters,
-                preferences_url,
-            } => MessagePage::new("Successfully subscribed")
-                .line("Successfully subscribed. You will receive:")
-                .items(newsletters)
-                .link(preferences_url, "Manage your newsletters")
-                .into_response(),
-            Confirmation::AlreadyConfirmed { preferences_url } => {
-                already_confirmed(Some(preferences_url))
-            }
-            Confirmation::Expired => expired(),
-            Confirmation::Invalid => PageError::not_found().into_response(),
-        },
-    )
+    Ok(match state.signup.confirm(&token, &visitor(ip, &headers)).await? {
+        Confirmation::Confirmed { newsletters, preferences_url } => MessagePage::new("Successfully subscribed")
+            .line("Successfully subscribed. You will receive:")
+            .items(newsletters)
+            .link(preferences_url, "Manage your newsletters")
+            .into_response(),
+        Confirmation::AlreadyConfirmed { preferences_url } => already_confirmed(Some(preferences_url)),
+        Confirmation::Expired => expired(),
+        Confirmation::Invalid => PageError::not_found().into_response(),
+    })
 }
 
 fn already_confirmed(preferences_url: Option<String>) -> Response {
@@ -308,9 +262,7 @@ fn already_confirmed(preferences_url: Option<String>) -> Response {
 }
 
 fn expired() -> Response {
-    let page = MessagePage::new("Link expired")
-        .line(EXPIRED)
-        .link("/", "Sign up again");
+    let page = MessagePage::new("Link expired").line(EXPIRED).link("/", "Sign up again");
     (StatusCode::GONE, page).into_response()
 }
 
@@ -319,15 +271,10 @@ pub async fn unsubscribe_page(
     LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
     Ok(match state.signup.unsubscribe_target(&token).await? {
-        Some((newsletter, true)) => {
-            MessagePage::new(format!("Unsubscribe from {}", newsletter.name))
-                .line(format!(
-                    "Press the button to stop receiving {}.",
-                    newsletter.name
-                ))
-                .button("Unsubscribe")
-                .into_response()
-        }
+        Some((newsletter, true)) => MessagePage::new(format!("Unsubscribe from {}", newsletter.name))
+            .line(format!("Press the button to stop receiving {}.", newsletter.name))
+            .button("Unsubscribe")
+            .into_response(),
         Some((newsletter, false)) => MessagePage::new("Not subscribed")
             .line(format!("You are not subscribed to {}.", newsletter.name))
             .into_response(),
@@ -345,26 +292,13 @@ pub async fn unsubscribe(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let one_click = body.windows(9).any(|w| w == b"One-Click");
-    let source = if one_click {
-        ConsentSource::OneClick
-    } else {
-        ConsentSource::UnsubscribePage
-    };
-    Ok(
-        match state
-            .signup
-            .unsubscribe(&token, source, &visitor(ip, &headers))
-            .await?
-        {
-            Some(newsletter) => MessagePage::new("Unsubscribed")
-                .line(format!(
-                    "You have been unsubscribed from {}. You will not receive it any more.",
-                    newsletter.name
-                ))
-                .into_response(),
-            None => PageError::not_found().into_response(),
-        },
-    )
+    let source = if one_click { ConsentSource::OneClick } else { ConsentSource::UnsubscribePage };
+    Ok(match state.signup.unsubscribe(&token, source, &visitor(ip, &headers)).await? {
+        Some(newsletter) => MessagePage::new("Unsubscribed")
+            .line(format!("You have been unsubscribed from {}. You will not receive it any more.", newsletter.name))
+            .into_response(),
+        None => PageError::not_found().into_response(),
+    })
 }
 
 struct PreferenceRow {
@@ -434,22 +368,12 @@ pub async fn update_preferences(
         }
         Err(e) => return Err(PageError::rejected(e.status(), e.body_text())),
     };
-    Ok(
-        match state
-            .signup
-            .update_preferences(&token, &form.newsletter, &visitor(ip, &headers))
-            .await?
-        {
-            Some(preferences) => preferences_view(preferences, true),
-            None => PageError::not_found().into_response(),
-        },
-    )
+    Ok(match state.signup.update_preferences(&token, &form.newsletter, &visitor(ip, &headers)).await? {
+        Some(preferences) => preferences_view(preferences, true),
+        None => PageError::not_found().into_response(),
+    })
 }
 
 pub async fn not_found() -> PageError {
-    PageError::new(
-        StatusCode::NOT_FOUND,
-        "Page not found",
-        "There is no page at this address.",
-    )
+    PageError::new(StatusCode::NOT_FOUND, "Page not found", "There is no page at this address.")
 }

@@ -43,9 +43,7 @@ macro_rules! on_both_backends {
 
 /// Fails a test that runs longer than a minute instead of hanging CI.
 pub async fn bounded(test: impl std::future::Future<Output = ()>) {
-    tokio::time::timeout(Duration::from_secs(60), test)
-        .await
-        .expect("test timed out after 60 s");
+    tokio::time::timeout(Duration::from_secs(60), test).await.expect("test timed out after 60 s");
 }
 
 /// A fresh database for one test, removed when dropped.
@@ -64,17 +62,11 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("bulletin.db").display());
-                Some(Self {
-                    url,
-                    _dir: Some(dir),
-                    pg: None,
-                })
+                Some(Self { url, _dir: Some(dir), pg: None })
             }
             Backend::Postgres => {
-                let admin_url =
-                    std::env::var("BULLETIN_TEST_PG_URL").unwrap_or_else(|_| PG_DEFAULT.into());
-                let required =
-                    std::env::var("BULLETIN_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+                let admin_url = std::env::var("BULLETIN_TEST_PG_URL").unwrap_or_else(|_| PG_DEFAULT.into());
+                let required = std::env::var("BULLETIN_TEST_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
                 use sqlx::Connection;
                 let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
                     Ok(c) => c,
@@ -82,23 +74,17 @@ impl TestDb {
                         eprintln!("skipping: PostgreSQL not reachable at {admin_url}: {e}");
                         return None;
                     }
-                    Err(e) => panic!(
-                        "PostgreSQL is required (BULLETIN_TEST_REQUIRE_POSTGRES=1) but {admin_url} failed: {e}"
-                    ),
+                    Err(e) => {
+                        panic!("PostgreSQL is required (BULLETIN_TEST_REQUIRE_POSTGRES=1) but {admin_url} failed: {e}")
+                    }
                 };
                 let name = format!("bulletin_test_{}", uuid::Uuid::new_v4().simple());
                 sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
                     .execute(&mut admin)
                     .await
                     .expect("create test database");
-                let base = admin_url
-                    .rsplit_once('/')
-                    .map_or(admin_url.as_str(), |(b, _)| b);
-                Some(Self {
-                    url: format!("{base}/{name}"),
-                    _dir: None,
-                    pg: Some((admin_url.clone(), name)),
-                })
+                let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(b, _)| b);
+                Some(Self { url: format!("{base}/{name}"), _dir: None, pg: Some((admin_url.clone(), name)) })
             }
         }
     }
@@ -111,18 +97,13 @@ impl Drop for TestDb {
         };
         // Drop runs outside any runtime guarantee, so use a small one of our own.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                        .execute(&mut admin)
+                        .await;
                 }
             });
         })
@@ -160,10 +141,7 @@ impl TestApp {
         Self::spawn_with(backend, |_| {}).await
     }
 
-    pub async fn spawn_with(
-        backend: Backend,
-        configure: impl FnOnce(&mut Settings),
-    ) -> Option<Self> {
+    pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
         let db = TestDb::create(backend).await?;
         let mail = MailSink::start();
         let mut settings = test_settings(&db.url, &mail);
@@ -176,16 +154,7 @@ impl TestApp {
             .build()
             .expect("client");
         let store = Store::connect(&db.url, 2).await.expect("test store");
-        Some(Self {
-            base,
-            http,
-            mail,
-            clock,
-            settings,
-            store,
-            running: Some(running),
-            db,
-        })
+        Some(Self { base, http, mail, clock, settings, store, running: Some(running), db })
     }
 
     /// Stops the instance and starts a new one on the same database, mail server and clock.
@@ -223,11 +192,8 @@ impl TestApp {
         forwarded_for: Option<&str>,
     ) -> reqwest::Response {
         let body = serde_urlencoded_pairs(fields);
-        let mut req = self
-            .http
-            .post(self.url(path))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body);
+        let mut req =
+            self.http.post(self.url(path)).header("content-type", "application/x-www-form-urlencoded").body(body);
         if let Some(ip) = forwarded_for {
             req = req.header("x-forwarded-for", ip);
         }
@@ -246,9 +212,7 @@ impl TestApp {
     /// Waits for the next confirmation mail to `to` and returns its link.
     pub async fn confirmation_link(&self, to: &str, nth: usize) -> String {
         let mails = self.mail.wait_for(to, nth).await;
-        mails[nth - 1]
-            .link_to(&format!("{}/confirm/", self.base))
-            .expect("confirmation link in mail")
+        mails[nth - 1].link_to(&format!("{}/confirm/", self.base)).expect("confirmation link in mail")
     }
 
     /// Every (email, status) on a newsletter, as `bulletin subscribers list` shows them.
@@ -271,11 +235,7 @@ impl TestApp {
     }
 
     pub async fn status_of(&self, email: &str, slug: &str) -> Option<SubscriptionStatus> {
-        self.subscribers(slug)
-            .await
-            .into_iter()
-            .find(|(e, _)| e == email)
-            .map(|(_, s)| s)
+        self.subscribers(slug).await.into_iter().find(|(e, _)| e == email).map(|(_, s)| s)
     }
 
     pub fn database_url(&self) -> &str {
@@ -284,33 +244,23 @@ impl TestApp {
 }
 
 async fn start(settings: &mut Settings, clock: &Clock) -> (Running, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     settings.server.listen = addr;
     settings.server.public_url = base.clone();
-    let running = app::start(settings, clock.clone(), listener)
-        .await
-        .expect("app starts");
+    let running = app::start(settings, clock.clone(), listener).await.expect("app starts");
     (running, base)
 }
 
 pub fn serde_urlencoded_pairs(fields: &[(&str, &str)]) -> String {
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
 }
 
 fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()

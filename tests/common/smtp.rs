@@ -16,9 +16,7 @@ pub struct ReceivedMail {
 
 impl ReceivedMail {
     pub fn parsed(&self) -> mail_parser::Message<'_> {
-        mail_parser::MessageParser::default()
-            .parse(&self.raw)
-            .expect("a parseable message")
+        mail_parser::MessageParser::default().parse(&self.raw).expect("a parseable message")
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -26,27 +24,18 @@ impl ReceivedMail {
     }
 
     pub fn text(&self) -> String {
-        self.parsed()
-            .body_text(0)
-            .map(|t| t.into_owned())
-            .unwrap_or_default()
+        self.parsed().body_text(0).map(|t| t.into_owned()).unwrap_or_default()
     }
 
     pub fn html(&self) -> String {
-        self.parsed()
-            .body_html(0)
-            .map(|t| t.into_owned())
-            .unwrap_or_default()
+        self.parsed().body_html(0).map(|t| t.into_owned()).unwrap_or_default()
     }
 
     /// The first link in the text part that starts with `prefix`.
     pub fn link_to(&self, prefix: &str) -> Option<String> {
         let text = self.text();
         let start = text.find(prefix)?;
-        let link: String = text[start..]
-            .chars()
-            .take_while(|c| !c.is_whitespace())
-            .collect();
+        let link: String = text[start..].chars().take_while(|c| !c.is_whitespace()).collect();
         Some(link)
     }
 }
@@ -79,10 +68,7 @@ impl Handler for Sink {
     }
 
     fn data_end(&mut self) -> Response {
-        let mail = ReceivedMail {
-            to: std::mem::take(&mut self.to),
-            raw: std::mem::take(&mut self.buffer),
-        };
+        let mail = ReceivedMail { to: std::mem::take(&mut self.to), raw: std::mem::take(&mut self.buffer) };
         self.mails.lock().unwrap().push(mail);
         response::OK
     }
@@ -102,45 +88,24 @@ impl MailSink {
         let addr = listener.local_addr().expect("smtp addr");
         let mails = Arc::new(Mutex::new(vec![]));
         let replies = Arc::new(Mutex::new(HashMap::new()));
-        let handler = Sink {
-            mails: mails.clone(),
-            replies: replies.clone(),
-            to: vec![],
-            buffer: vec![],
-        };
+        let handler = Sink { mails: mails.clone(), replies: replies.clone(), to: vec![], buffer: vec![] };
         std::thread::spawn(move || {
             let mut server = Server::new(handler);
-            server
-                .with_name("sink.test")
-                .with_num_threads(4)
-                .with_tcp_listener(listener);
+            server.with_name("sink.test").with_num_threads(4).with_tcp_listener(listener);
             let _ = server.serve();
         });
-        Self {
-            addr,
-            mails,
-            replies,
-        }
+        Self { addr, mails, replies }
     }
 
     /// Answers RCPT TO for `address` with this reply from now on.
     pub fn reply_to_rcpt(&self, address: &str, code: u16, text: &str) {
-        self.replies
-            .lock()
-            .unwrap()
-            .insert(address.to_lowercase(), (code, text.to_owned()));
+        self.replies.lock().unwrap().insert(address.to_lowercase(), (code, text.to_owned()));
     }
 
     /// Every mail received so far for `to`.
     pub fn mails_to(&self, to: &str) -> Vec<ReceivedMail> {
         let to = to.to_lowercase();
-        self.mails
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|m| m.to.iter().any(|t| t.to_lowercase() == to))
-            .cloned()
-            .collect()
+        self.mails.lock().unwrap().iter().filter(|m| m.to.iter().any(|t| t.to_lowercase() == to)).cloned().collect()
     }
 
     pub fn count(&self) -> usize {
@@ -155,11 +120,7 @@ impl MailSink {
             if mails.len() >= n {
                 return mails;
             }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} mail(s) to {to}, got {}",
-                mails.len()
-            );
+            assert!(Instant::now() < deadline, "expected {n} mail(s) to {to}, got {}", mails.len());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

@@ -1,0 +1,134 @@
+//! Builds the message for a claimed delivery, at send time: the
+//! confirmation token is generated here (its plain form exists only in the
+//! mail), and issues are rendered once and cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use lettre::Message;
+
+use crate::clock::Clock;
+use crate::domain::{ConfirmationToken, EmailAddress, SubscriptionStatus};
+use crate::mail::{ConfirmationMail, IssueMail, MailError, Mailer, RenderedIssue};
+use crate::signup::{Catalog, Links};
+use crate::store::{ClaimedDelivery, DeliveryKind, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComposeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error("the stored address is no longer valid: {0}")]
+    Address(#[from] crate::domain::EmailError),
+}
+
+/// Rendered issues with their newsletter id, by issue id.
+type IssueCache = HashMap<i64, (i64, Arc<RenderedIssue>)>;
+
+#[derive(Clone)]
+pub struct Composer {
+    pub store: Store,
+    pub mailer: Mailer,
+    pub links: Links,
+    pub catalog: Arc<Catalog>,
+    pub clock: Clock,
+    pub confirm_ttl_hours: u32,
+    /// Rendered issues with their newsletter id, by issue id.
+    issues: Arc<Mutex<IssueCache>>,
+}
+
+impl Composer {
+    pub fn new(
+        store: Store,
+        mailer: Mailer,
+        links: Links,
+        catalog: Arc<Catalog>,
+        clock: Clock,
+        confirm_ttl_hours: u32,
+    ) -> Self {
+        Self { store, mailer, links, catalog, clock, confirm_ttl_hours, issues: Arc::default() }
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
+    }
+
+    /// The message for `delivery`, or `None` when there is nothing to send any more.
+    pub async fn compose(&self, delivery: &ClaimedDelivery) -> Result<Option<Message>, ComposeError> {
+        let to = EmailAddress::parse(&delivery.email)?;
+        // Stable per delivery: a retry carries the same Message-ID.
+        let message_id = self.mailer.stable_message_id(&format!(
+            "{}.{}",
+            delivery.id,
+            hex(&self.links.keys().mac(b"message-id", &delivery.id.to_be_bytes())[..8])
+        ));
+        match delivery.kind {
+            DeliveryKind::Confirmation => self.confirmation(delivery, &to, message_id).await,
+            DeliveryKind::Issue => {
+                let Some(issue_id) = delivery.issue_id else { return Ok(None) };
+                let Some((newsletter, issue)) = self.rendered(issue_id).await? else { return Ok(None) };
+                let message = IssueMail {
+                    issue: &issue,
+                    to: &to,
+                    unsubscribe_url: &self.links.unsubscribe_url(delivery.subscriber_id, newsletter),
+                    preferences_url: &self.links.preferences_url(delivery.subscriber_id),
+                    message_id,
+                }
+                .build(&self.mailer)?;
+                Ok(Some(message))
+            }
+        }
+    }
+
+    async fn confirmation(
+        &self,
+        delivery: &ClaimedDelivery,
+        to: &EmailAddress,
+        message_id: String,
+    ) -> Result<Option<Message>, ComposeError> {
+        let pending: Vec<i64> = self
+            .store
+            .subscriptions_of(delivery.subscriber_id)
+            .await?
+            .into_iter()
+            .filter(|s| s.status == SubscriptionStatus::Pending)
+            .map(|s| s.newsletter_id)
+            .collect();
+        let names = self.catalog.names(&pending);
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let token = ConfirmationToken::generate();
+        let now = self.clock.now();
+        let expires = now + i64::from(self.confirm_ttl_hours) * 3600;
+        self.store.insert_confirmation_token(&token.hash(), delivery.subscriber_id, now, expires).await?;
+        let confirm_url = self.links.confirm_url(&token);
+        let message =
+            ConfirmationMail { to, newsletters: &names, confirm_url: &confirm_url, ttl_hours: self.confirm_ttl_hours }
+                .build(&self.mailer, message_id)?;
+        Ok(Some(message))
+    }
+
+    /// The issue rendered once per process and kept; issues do not change once sent.
+    async fn rendered(&self, issue_id: i64) -> Result<Option<(i64, Arc<RenderedIssue>)>, ComposeError> {
+        if let Some(hit) = self.issues.lock().expect("cache lock").get(&issue_id) {
+            return Ok(Some(hit.clone()));
+        }
+        let Some(issue) = self.store.issue(issue_id).await? else { return Ok(None) };
+        let Some(newsletter) = self.catalog.by_id(issue.newsletter_id) else { return Ok(None) };
+        let rendered = Arc::new(RenderedIssue::new(
+            &newsletter.name,
+            newsletter.slug.as_str(),
+            &issue.subject,
+            &issue.body_markdown,
+            &self.mailer,
+        ));
+        self.issues.lock().expect("cache lock").insert(issue_id, (newsletter.id, rendered.clone()));
+        Ok(Some((newsletter.id, rendered)))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

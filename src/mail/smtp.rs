@@ -1,0 +1,188 @@
+//! A long-lived SMTP connection that knows where a send failed.
+//!
+//! lettre's pooled transport hides two things the delivery engine needs:
+//! its sockets lack `TCP_NODELAY` (Nagle meets delayed ACKs and every
+//! message stalls ~40 ms on loopback), and its errors do not say whether the
+//! message body had been handed over. Here each sender task owns one
+//! connection opened on a socket we configured, and drives MAIL, RCPT, DATA
+//! and the body separately, so a failure after the body is `AfterData` —
+//! the message may have been delivered — and anything earlier is safe to retry.
+
+use std::time::Duration;
+
+use lettre::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::ClientId;
+
+use super::MailError;
+
+/// How to reach the SMTP server, parsed once from `mail.smtp_url`.
+#[derive(Debug, Clone)]
+pub struct SmtpTarget {
+    host: String,
+    port: u16,
+    tls: Tls,
+    credentials: Option<(String, String)>,
+    hello: ClientId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    None,
+    Opportunistic,
+    Required,
+    Implicit,
+}
+
+impl SmtpTarget {
+    /// Parses `smtp://[user:pass@]host[:port][?tls=required|opportunistic]` or `smtps://…`.
+    pub fn parse(raw: &str) -> Result<Self, MailError> {
+        let url = url::Url::parse(raw).map_err(|e| MailError::Setup(format!("mail.smtp_url: {e}")))?;
+        let implicit = match url.scheme() {
+            "smtp" => false,
+            "smtps" => true,
+            other => return Err(MailError::Setup(format!("mail.smtp_url: unknown scheme {other:?} (smtp or smtps)"))),
+        };
+        let host = url.host_str().ok_or_else(|| MailError::Setup("mail.smtp_url: no host".into()))?.to_owned();
+        let tls = match (implicit, url.query_pairs().find(|(k, _)| k == "tls").map(|(_, v)| v.into_owned())) {
+            (true, _) => Tls::Implicit,
+            (false, None) => Tls::None,
+            (false, Some(v)) if v == "required" => Tls::Required,
+            (false, Some(v)) if v == "opportunistic" => Tls::Opportunistic,
+            (false, Some(v)) => {
+                return Err(MailError::Setup(format!("mail.smtp_url: tls={v} (expected required or opportunistic)")));
+            }
+        };
+        let credentials = (!url.username().is_empty()).then(|| {
+            let decode = |s: &str| percent_decode(s);
+            (decode(url.username()), decode(url.password().unwrap_or_default()))
+        });
+        let port = url.port().unwrap_or(if implicit { 465 } else { 25 });
+        let hello = hostname_client_id();
+        Ok(Self { host, port, tls, credentials, hello })
+    }
+
+    /// Opens a connection: TCP with `TCP_NODELAY`, EHLO, TLS and AUTH as configured.
+    pub async fn connect(&self, timeout: Duration) -> Result<SmtpConnection, MailError> {
+        let transient =
+            |e: &dyn std::fmt::Display| MailError::Transient(format!("connecting to {}:{}: {e}", self.host, self.port));
+        let mut conn = if self.tls == Tls::Implicit {
+            let tls = TlsParameters::new(self.host.clone()).map_err(|e| MailError::Setup(e.to_string()))?;
+            AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(timeout),
+                &self.hello,
+                Some(tls),
+                None,
+            )
+            .await
+            .map_err(|e| transient(&e))?
+        } else {
+            let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
+                .await
+                .map_err(|_| transient(&"timed out"))?
+                .map_err(|e| transient(&e))?;
+            stream.set_nodelay(true).map_err(|e| transient(&e))?;
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+                .await
+                .map_err(|e| transient(&e))?
+        };
+        let starttls = match self.tls {
+            Tls::Required => true,
+            Tls::Opportunistic => conn.can_starttls(),
+            Tls::None | Tls::Implicit => false,
+        };
+        if starttls {
+            let tls = TlsParameters::new(self.host.clone()).map_err(|e| MailError::Setup(e.to_string()))?;
+            conn.starttls(tls, &self.hello).await.map_err(|e| transient(&e))?;
+        }
+        if let Some((user, pass)) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], &Credentials::new(user.clone(), pass.clone()))
+                .await
+                .map_err(|e| {
+                    if e.is_permanent() { MailError::Setup(format!("SMTP authentication: {e}")) } else { transient(&e) }
+                })?;
+        }
+        Ok(SmtpConnection { conn })
+    }
+}
+
+/// The EHLO name: this host's name when it is a usable domain, else lettre's default.
+fn hostname_client_id() -> ClientId {
+    match hostname::get().ok().and_then(|h| h.into_string().ok()) {
+        Some(name) if name.contains('.') => ClientId::Domain(name),
+        _ => ClientId::default(),
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+}
+
+/// Where a send stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    /// The server replied with an error code before accepting the message.
+    Rejected { code: u16, reply: String },
+    /// The connection failed before the body was handed over: nothing was delivered.
+    Connection(String),
+    /// The body was handed over but no final reply came: it may have been delivered.
+    AfterData(String),
+}
+
+pub struct SmtpConnection {
+    conn: AsyncSmtpConnection,
+}
+
+impl SmtpConnection {
+    pub fn is_broken(&self) -> bool {
+        self.conn.has_broken()
+    }
+
+    /// Sends one message to one recipient. Any failure leaves the connection
+    /// closed (lettre aborts it), so the caller opens a new one next time.
+    pub async fn send(&mut self, from: &Address, to: &Address, message: &[u8]) -> Result<String, SendFailure> {
+        let before = |e: lettre::transport::smtp::Error| match e.status() {
+            Some(code) => SendFailure::Rejected { code: code_number(code), reply: e.to_string() },
+            None => SendFailure::Connection(e.to_string()),
+        };
+        self.conn.command(Mail::new(Some(from.clone()), vec![])).await.map_err(before)?;
+        self.conn.command(Rcpt::new(to.clone(), vec![])).await.map_err(before)?;
+        self.conn.command(Data).await.map_err(before)?;
+        match self.conn.message(message).await {
+            Ok(response) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
+            Err(e) => match e.status() {
+                Some(code) => Err(SendFailure::Rejected { code: code_number(code), reply: e.to_string() }),
+                None => Err(SendFailure::AfterData(e.to_string())),
+            },
+        }
+    }
+
+    pub async fn quit(mut self) {
+        let _ = self.conn.quit().await;
+    }
+}
+
+fn code_number(code: lettre::transport::smtp::response::Code) -> u16 {
+    code.to_string().parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let t = SmtpTarget::parse("smtp://127.0.0.1:2525").unwrap();
+        assert_eq!((t.host.as_str(), t.port, t.tls), ("127.0.0.1", 2525, Tls::None));
+        let t = SmtpTarget::parse("smtps://user%40x:p%26ss@mail.example.com").unwrap();
+        assert_eq!((t.port, t.tls), (465, Tls::Implicit));
+        assert_eq!(t.credentials, Some(("user@x".into(), "p&ss".into())));
+        let t = SmtpTarget::parse("smtp://mail.example.com:587?tls=required").unwrap();
+        assert_eq!(t.tls, Tls::Required);
+        assert!(SmtpTarget::parse("http://x").is_err());
+        assert!(SmtpTarget::parse("smtp://x?tls=maybe").is_err());
+    }
+}

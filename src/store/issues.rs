@@ -1,0 +1,209 @@
+//! Issues: what an editor sends, and their progress through the ledger.
+
+use super::{Result, Store, in_tx, with_pool};
+use crate::clock::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueRow {
+    pub id: i64,
+    pub newsletter_id: i64,
+    pub subject: String,
+    pub body_markdown: String,
+    pub status: String,
+    pub paused_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+type IssueTuple = (i64, i64, String, String, String, Option<String>, i64, Option<i64>);
+
+fn issue_from(t: IssueTuple) -> IssueRow {
+    IssueRow {
+        id: t.0,
+        newsletter_id: t.1,
+        subject: t.2,
+        body_markdown: t.3,
+        status: t.4,
+        paused_reason: t.5,
+        created_at: t.6,
+        completed_at: t.7,
+    }
+}
+
+impl Store {
+    /// Confirmed, unsuppressed subscribers of a newsletter: the audience of an issue.
+    pub async fn audience_size(&self, newsletter_id: i64) -> Result<i64> {
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_scalar(
+                "SELECT COUNT(*) FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
+                 WHERE sub.newsletter_id = $1 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL",
+            )
+            .bind(newsletter_id)
+            .fetch_one(pool)
+            .await?)
+        })
+    }
+
+    /// An earlier issue of the same content to the same newsletter, if any: (id, created_at).
+    pub async fn find_issue_by_content(&self, newsletter_id: i64, content_hash: &str) -> Result<Option<(i64, i64)>> {
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT id, created_at FROM issues WHERE newsletter_id = $1 AND content_hash = $2 ORDER BY id LIMIT 1",
+            )
+            .bind(newsletter_id)
+            .bind(content_hash)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
+    /// Creates an issue and its whole ledger in one transaction, with one
+    /// `INSERT … SELECT`: no list of subscribers ever passes through memory.
+    pub async fn create_issue(
+        &self,
+        newsletter_id: i64,
+        subject: &str,
+        body_markdown: &str,
+        content_hash: &str,
+        now: Timestamp,
+    ) -> Result<(i64, u64)> {
+        in_tx!(self, |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at) \
+                 VALUES ($1, $2, $3, $4, 'sending', $5) RETURNING id",
+            )
+            .bind(newsletter_id)
+            .bind(subject)
+            .bind(body_markdown)
+            .bind(content_hash)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let queued = sqlx::query(
+                "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
+                 SELECT 'issue', $1, sub.subscriber_id, 'queued', $2, $2 \
+                 FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
+                 WHERE sub.newsletter_id = $3 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL \
+                 ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(newsletter_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok((id, queued))
+        })
+    }
+
+    pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
+        let row: Option<IssueTuple> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
+                 FROM issues WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(issue_from))
+    }
+
+    pub async fn issues(&self, newsletter_id: Option<i64>) -> Result<Vec<IssueRow>> {
+        let rows: Vec<IssueTuple> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
+                 FROM issues WHERE ($1 IS NULL OR newsletter_id = $1) ORDER BY id DESC",
+            )
+            .bind(newsletter_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(issue_from).collect())
+    }
+
+    /// Pauses a sending issue; returns whether it was sending.
+    pub async fn pause_issue(&self, id: i64, reason: &str) -> Result<bool> {
+        with_pool!(self, |pool| {
+            Ok(sqlx::query(
+                "UPDATE issues SET status = 'paused', paused_reason = $2 WHERE id = $1 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(reason)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1)
+        })
+    }
+
+    /// Resumes a paused issue; returns whether it was paused. Policy failures start counting afresh.
+    pub async fn resume_issue(&self, id: i64) -> Result<bool> {
+        with_pool!(self, |pool| {
+            Ok(sqlx::query(
+                "UPDATE issues SET status = 'sending', paused_reason = NULL, policy_failures = 0 \
+                 WHERE id = $1 AND status = 'paused'",
+            )
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1)
+        })
+    }
+
+    /// Counts a policy refusal (5.7.x) against an issue, pausing it at `limit`.
+    /// Returns whether this refusal paused it.
+    pub async fn record_policy_failure(&self, id: i64, limit: i64, reply: &str) -> Result<bool> {
+        with_pool!(self, |pool| {
+            let failures: Option<i64> = sqlx::query_scalar(
+                "UPDATE issues SET policy_failures = policy_failures + 1 WHERE id = $1 RETURNING policy_failures",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            if failures.is_some_and(|f| f >= limit) {
+                let reason = format!("paused after {limit} policy refusal(s); last reply: {reply}");
+                return Ok(sqlx::query(
+                    "UPDATE issues SET status = 'paused', paused_reason = $2 WHERE id = $1 AND status = 'sending'",
+                )
+                .bind(id)
+                .bind(reason)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                    == 1);
+            }
+            Ok(false)
+        })
+    }
+
+    /// Marks sending issues with nothing left to send as done.
+    pub async fn complete_issues(&self, now: Timestamp) -> Result<u64> {
+        with_pool!(self, |pool| {
+            Ok(sqlx::query(
+                "UPDATE issues SET status = 'done', completed_at = $1 WHERE status = 'sending' \
+                 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = issues.id \
+                                 AND d.status IN ('queued', 'retry', 'sending'))",
+            )
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected())
+        })
+    }
+
+    /// Failed, bounced and ambiguous deliveries of an issue with their replies: (email, status, reply).
+    pub async fn issue_failures(&self, id: i64, limit: i64) -> Result<Vec<(String, String, Option<String>)>> {
+        with_pool!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT s.email, d.status, d.last_reply FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
+                 WHERE d.issue_id = $1 AND d.status IN ('failed', 'bounced', 'ambiguous', 'retry') ORDER BY d.id LIMIT $2",
+            )
+            .bind(id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+}

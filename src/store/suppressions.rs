@@ -1,0 +1,187 @@
+//! Suppression (addresses we must not mail) and erasure, plus bulk import.
+
+use std::collections::HashSet;
+
+use sqlx::QueryBuilder;
+
+use super::subscribers::record_consent;
+use super::{Consent, MailCap, Result, Store, in_tx, with_pool};
+use crate::clock::Timestamp;
+use crate::domain::EmailAddress;
+
+/// One row of an import batch.
+#[derive(Debug, Clone)]
+pub struct ImportRow {
+    pub email: EmailAddress,
+    /// On the suppression list (erased earlier): needs a new opt-in whatever `--confirmed` says.
+    pub suppressed: bool,
+}
+
+/// What one import batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    pub confirmed: u64,
+    pub pending: u64,
+    pub unchanged: u64,
+    pub mails_queued: u64,
+}
+
+impl Store {
+    /// Stops all mail to a subscriber whose mailbox does not exist (5.1.x).
+    pub async fn suppress_bounced(&self, subscriber_id: i64, now: Timestamp) -> Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE subscribers SET suppressed_at = $2 WHERE id = $1 AND suppressed_at IS NULL")
+                .bind(subscriber_id)
+                .bind(now)
+                .execute(pool)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// Which of these keyed hashes are on the suppression list.
+    pub async fn suppressed_hashes(&self, hashes: &[String]) -> Result<HashSet<String>> {
+        if hashes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<String> = with_pool!(self, |pool| {
+            let mut qb = QueryBuilder::new("SELECT email_hash FROM suppressions WHERE email_hash IN (");
+            let mut list = qb.separated(", ");
+            for h in hashes {
+                list.push_bind(h.as_str());
+            }
+            qb.push(")");
+            qb.build_query_scalar().fetch_all(pool).await?
+        });
+        Ok(found.into_iter().collect())
+    }
+
+    /// Removes every trace of an address but a keyed hash on the suppression
+    /// list. Returns whether a subscriber existed.
+    pub async fn erase(&self, email: &EmailAddress, suppression_hash: &str, now: Timestamp) -> Result<bool> {
+        in_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO suppressions (email_hash, reason, created_at) VALUES ($1, 'erased', $2) \
+                 ON CONFLICT (email_hash) DO NOTHING",
+            )
+            .bind(suppression_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let deleted = sqlx::query("DELETE FROM subscribers WHERE email_key = $1")
+                .bind(email.key())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            Ok(deleted > 0)
+        })
+    }
+
+    /// Lifts suppression after a new opt-in.
+    pub async fn lift_suppression(&self, subscriber_id: i64, hashes: &[String]) -> Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("UPDATE subscribers SET suppressed_at = NULL WHERE id = $1")
+                .bind(subscriber_id)
+                .execute(pool)
+                .await?;
+            for hash in hashes {
+                sqlx::query("DELETE FROM suppressions WHERE email_hash = $1").bind(hash).execute(pool).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Imports one batch into a newsletter with a handful of set-based
+    /// statements. `confirmed` rows become confirmed (consent source
+    /// "import") unless suppressed; the rest become pending and get the
+    /// double opt-in mail under the per-address cap. Never overrides an unsubscribe.
+    pub async fn import_batch(
+        &self,
+        newsletter_id: i64,
+        rows: &[ImportRow],
+        confirmed: bool,
+        consent: &Consent,
+        cap: MailCap,
+    ) -> Result<ImportOutcome> {
+        if rows.is_empty() {
+            return Ok(ImportOutcome::default());
+        }
+        let now = consent.at;
+        in_tx!(self, |tx| {
+            let mut qb = QueryBuilder::new("INSERT INTO subscribers (email, email_key, created_at) ");
+            qb.push_values(rows, |mut b, row| {
+                b.push_bind(row.email.as_str()).push_bind(row.email.key()).push_bind(now);
+            });
+            qb.push(" ON CONFLICT (email_key) DO UPDATE SET email_key = excluded.email_key RETURNING id, email_key");
+            let ids: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let id_of = |row: &ImportRow| {
+                let key = row.email.key();
+                ids.iter().find(|(_, k)| *k == key).map(|(id, _)| *id)
+            };
+            let (direct, opt_in): (Vec<i64>, Vec<i64>) = {
+                let mut direct = vec![];
+                let mut opt_in = vec![];
+                for row in rows {
+                    let Some(id) = id_of(row) else { continue };
+                    if confirmed && !row.suppressed { direct.push(id) } else { opt_in.push(id) }
+                }
+                (direct, opt_in)
+            };
+
+            let mut outcome = ImportOutcome::default();
+            if !direct.is_empty() {
+                let mut qb = QueryBuilder::new(
+                    "INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at, confirmed_at) ",
+                );
+                qb.push_values(&direct, |mut b, id| {
+                    b.push_bind(*id).push_bind(newsletter_id).push_bind("confirmed").push_bind(now).push_bind(now);
+                });
+                qb.push(
+                    " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET status = 'confirmed', \
+                     confirmed_at = excluded.confirmed_at WHERE subscriptions.status = 'pending' \
+                     RETURNING subscriber_id",
+                );
+                let changed: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                record_consent!(tx, changed.iter().map(|id| (*id, newsletter_id)), "confirm", consent);
+                outcome.confirmed = changed.len() as u64;
+            }
+            if !opt_in.is_empty() {
+                let mut qb =
+                    QueryBuilder::new("INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at) ");
+                qb.push_values(&opt_in, |mut b, id| {
+                    b.push_bind(*id).push_bind(newsletter_id).push_bind("pending").push_bind(now);
+                });
+                qb.push(" ON CONFLICT (subscriber_id, newsletter_id) DO NOTHING RETURNING subscriber_id");
+                let pending: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
+                outcome.pending = pending.len() as u64;
+                if !pending.is_empty() {
+                    record_consent!(tx, pending.iter().map(|id| (*id, newsletter_id)), "signup", consent);
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO deliveries (kind, subscriber_id, status, next_attempt_at, created_at) \
+                         SELECT 'confirmation', s.id, 'queued', ",
+                    );
+                    qb.push_bind(now).push(", ").push_bind(now);
+                    qb.push(" FROM subscribers s WHERE s.id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in &pending {
+                        list.push_bind(*id);
+                    }
+                    qb.push(
+                        ") AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = s.id \
+                             AND d.kind = 'confirmation' AND d.created_at > ",
+                    );
+                    qb.push_bind(now - cap.min_interval_secs);
+                    qb.push(
+                        ") AND (SELECT COUNT(*) FROM deliveries d WHERE d.subscriber_id = s.id \
+                             AND d.kind = 'confirmation' AND d.created_at > ",
+                    );
+                    qb.push_bind(now - 86_400);
+                    qb.push(") < ").push_bind(cap.per_day);
+                    outcome.mails_queued = qb.build().execute(&mut *tx).await?.rows_affected();
+                }
+            }
+            outcome.unchanged = rows.len() as u64 - outcome.confirmed - outcome.pending;
+            Ok(outcome)
+        })
+    }
+}
