@@ -1,6 +1,8 @@
 //! The `bulletin` command line for operators and editors.
 
+mod issue;
 mod output;
+mod progress;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::app;
 use crate::clock::Clock;
 use crate::config::Settings;
-use crate::domain::{NewsletterSlug, SubscriptionStatus};
+use crate::domain::{EmailAddress, NewsletterSlug, SubscriptionStatus};
+use crate::signup::roster;
 use output::Format;
 
 #[derive(Debug, Parser)]
@@ -32,6 +35,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the web server (signup forms, confirmation and unsubscribe pages) and the mail worker.
     Serve,
+    /// Run the delivery engine only (no web server): sends queued confirmation mail and issues.
+    Worker,
     /// Create or update the database schema and the configured newsletters, then exit.
     Migrate,
     /// Inspect the configured newsletters.
@@ -39,10 +44,15 @@ pub enum Command {
         #[command(subcommand)]
         command: NewslettersCommand,
     },
-    /// Inspect subscribers.
+    /// List, import, export and erase subscribers.
     Subscribers {
         #[command(subcommand)]
         command: SubscribersCommand,
+    },
+    /// Send issues and watch them go out.
+    Issue {
+        #[command(subcommand)]
+        command: issue::IssueCommand,
     },
 }
 
@@ -68,6 +78,28 @@ pub enum SubscribersCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Import a CSV file (header must contain `email`; `-` reads stdin).
+    ///
+    /// New addresses get the double opt-in mail (under the per-address cap),
+    /// unless --confirmed says they already gave consent. Bad rows are reported
+    /// with their line numbers and skipped; unsubscribed readers stay unsubscribed.
+    Import {
+        #[arg(long)]
+        newsletter: String,
+        /// The subscribers already consented elsewhere: confirm them, send nothing.
+        #[arg(long)]
+        confirmed: bool,
+        /// CSV file, or `-` for standard input.
+        file: PathBuf,
+    },
+    /// Export a newsletter's subscribers as CSV to standard output.
+    Export {
+        #[arg(long)]
+        newsletter: String,
+    },
+    /// Erase an address: its personal data goes, a keyed hash stays on the
+    /// suppression list so a later import needs a new opt-in.
+    Erase { email: String },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -91,6 +123,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
     match cli.command {
         Command::Serve => serve(&settings).await,
+        Command::Worker => worker(&settings).await,
+        Command::Issue { command } => issue::run(&settings, command).await,
+        Command::Subscribers { command: SubscribersCommand::Import { newsletter, confirmed, file } } => {
+            import(&settings, &newsletter, confirmed, &file).await
+        }
+        Command::Subscribers { command: SubscribersCommand::Export { newsletter } } => {
+            let services = app::services(&settings, Clock::system()).await?;
+            let found = newsletter_by_slug(&services, &newsletter)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            output::subscribers(&mut out, Format::Csv, &services.store, found.id, None).await?;
+            out.flush()?;
+            Ok(())
+        }
+        Command::Subscribers { command: SubscribersCommand::Erase { email } } => {
+            let email = EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
+            let services = app::services(&settings, Clock::system()).await?;
+            let clock = Clock::system();
+            let existed = roster::erase(&services.store, services.signup.links().keys(), &clock, &email).await?;
+            if existed {
+                eprintln!("Erased {}: personal data removed, address kept only as a keyed hash.", email.as_str());
+            } else {
+                eprintln!("No subscriber {}; it is on the suppression list now.", email.as_str());
+            }
+            Ok(())
+        }
         Command::Migrate => {
             let store = app::open_store(&settings).await?;
             store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
@@ -137,7 +194,70 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// A configured newsletter by slug, or an error that says where to look.
+pub(crate) fn newsletter_by_slug(services: &app::Services, slug: &str) -> anyhow::Result<crate::domain::Newsletter> {
+    let parsed = NewsletterSlug::parse(slug).with_context(|| format!("--newsletter {slug:?}"))?;
+    services
+        .signup
+        .catalog()
+        .by_slug(&parsed)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("there is no newsletter \"{slug}\"; `bulletin newsletters list` shows them"))
+}
+
+async fn worker(settings: &Settings) -> anyhow::Result<()> {
+    let services = app::services(settings, Clock::system()).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let engine = tokio::spawn(services.engine.run(services.outbox_ready, stopped));
+    tracing::info!("Bulletin worker running (database {})", services.store.backend_name());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = engine.await;
+    services.store.close().await;
+    Ok(())
+}
+
+async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &std::path::Path) -> anyhow::Result<()> {
+    let services = app::services(settings, Clock::system()).await?;
+    let found = newsletter_by_slug(&services, newsletter)?;
+    let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
+    };
+    let cap = crate::store::MailCap {
+        min_interval_secs: i64::from(settings.signup.confirm_mail_interval_minutes) * 60,
+        per_day: i64::from(settings.signup.confirm_mails_per_day),
+    };
+    let keys = services.signup.links().keys().clone();
+    let report = roster::import_csv(&services.store, &keys, &Clock::system(), &found, input, confirmed, cap).await?;
+    for bad in &report.bad {
+        eprintln!("line {}: skipped: {}", bad.line, bad.reason);
+    }
+    let o = &report.outcome;
+    println!(
+        "Imported into {}: {} confirmed, {} pending ({} confirmation mail(s) queued), {} already there, {} bad row(s) skipped.",
+        found.slug,
+        o.confirmed,
+        o.pending,
+        o.mails_queued,
+        o.unchanged,
+        report.bad.len()
+    );
+    if report.needed_opt_in > 0 {
+        println!(
+            "{} address(es) had been erased before: they were not confirmed and get a new opt-in mail instead.",
+            report.needed_opt_in
+        );
+    }
+    if o.mails_queued > 0 {
+        println!("Confirmation mail is sent by `bulletin serve` or `bulletin worker`.");
+    }
+    Ok(())
+}
+
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -10,6 +10,7 @@
 //! started are released for the next worker.
 
 mod compose;
+mod issues;
 mod reply;
 
 use std::num::NonZeroU32;
@@ -21,6 +22,7 @@ use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use compose::{ComposeError, Composer};
+pub use issues::{Draft, QueueError};
 pub use reply::{Verdict, judge};
 
 use crate::clock::Clock;

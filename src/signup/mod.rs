@@ -5,6 +5,7 @@
 
 mod catalog;
 mod links;
+pub mod roster;
 pub mod stamp;
 
 use std::net::IpAddr;
@@ -165,10 +166,17 @@ impl Signup {
         };
         let consent = self.consent(ConsentSource::ConfirmLink, visitor);
         Ok(match self.store.confirm(&hash, &consent).await? {
-            ConfirmOutcome::Confirmed { subscriber_id, newsletters } => Confirmation::Confirmed {
-                newsletters: self.catalog.names(&newsletters),
-                preferences_url: self.links.preferences_url(subscriber_id),
-            },
+            ConfirmOutcome::Confirmed { subscriber_id, newsletters } => {
+                // A new opt-in lifts an earlier erasure or bounce.
+                if let Some(email) = self.store.subscriber_email(subscriber_id).await? {
+                    let hashes = self.links.keys().suppression_hashes(&email.to_lowercase());
+                    self.store.lift_suppression(subscriber_id, &hashes).await?;
+                }
+                Confirmation::Confirmed {
+                    newsletters: self.catalog.names(&newsletters),
+                    preferences_url: self.links.preferences_url(subscriber_id),
+                }
+            }
             ConfirmOutcome::AlreadyConfirmed { subscriber_id } => {
                 Confirmation::AlreadyConfirmed { preferences_url: self.links.preferences_url(subscriber_id) }
             }

@@ -1,0 +1,249 @@
+//! `bulletin issue …`: the editor's commands.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use tokio::sync::{Notify, watch};
+
+use super::progress::{Progress, Tally, sleep_tick};
+use super::{newsletter_by_slug, shutdown_signal};
+use crate::app::{self, Services};
+use crate::clock::{Clock, format_timestamp};
+use crate::config::Settings;
+use crate::delivery::Draft;
+use crate::domain::EmailAddress;
+use crate::mail::{IssueMail, Outbound, RenderedIssue};
+
+#[derive(Debug, Subcommand)]
+pub enum IssueCommand {
+    /// Send a Markdown file to every confirmed subscriber of a newsletter.
+    Send {
+        /// The newsletter's slug.
+        #[arg(long)]
+        newsletter: String,
+        /// The subject line.
+        #[arg(long)]
+        subject: String,
+        /// The issue, in Markdown.
+        file: PathBuf,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// Only queue it; `bulletin serve` or `bulletin worker` sends it.
+        #[arg(long)]
+        detach: bool,
+        /// Render and count the recipients, send nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Send one copy to this address only.
+        #[arg(long, value_name = "EMAIL")]
+        test_to: Option<String>,
+        /// Send even if this file was already sent to this newsletter.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List issues, newest first.
+    List {
+        #[arg(long)]
+        newsletter: Option<String>,
+    },
+    /// Show an issue's delivery counts and failures with their SMTP replies.
+    Status { id: i64 },
+    /// Continue a paused or interrupted issue (in the foreground unless --detach).
+    Resume {
+        id: i64,
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Pause an issue: nothing more is handed to SMTP until it is resumed.
+    Pause { id: i64 },
+}
+
+pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<()> {
+    let services = app::services(settings, Clock::system()).await?;
+    match command {
+        IssueCommand::Send { newsletter, subject, file, yes, detach, dry_run, test_to, force } => {
+            let newsletter = newsletter_by_slug(&services, &newsletter)?;
+            let markdown = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let draft = Draft::new(newsletter, &subject, markdown)?;
+            if let Some(to) = test_to {
+                return send_test(settings, &services, &draft, &to).await;
+            }
+            let recipients = services.store.audience_size(draft.newsletter.id).await?;
+            eprintln!("Newsletter: {} ({})", draft.newsletter.name, draft.newsletter.slug);
+            eprintln!("Subject:    {}", draft.subject);
+            eprintln!("Recipients: {recipients} confirmed subscriber(s)");
+            if dry_run {
+                crate::mail::markdown_to_html(&draft.markdown);
+                eprintln!("Dry run: rendered, nothing queued.");
+                return Ok(());
+            }
+            draft.check_not_sent(&services.store, force).await?;
+            if !yes {
+                confirm(&format!("Send to {recipients} subscriber(s)?"))?;
+            }
+            let (id, queued) = draft.queue(&services.store, Clock::system().now()).await?;
+            eprintln!("Queued issue #{id} for {queued} subscriber(s).");
+            if detach {
+                eprintln!(
+                    "`bulletin serve` or `bulletin worker` will send it; watch with `bulletin issue status {id}`."
+                );
+                return Ok(());
+            }
+            deliver_in_foreground(services, id).await
+        }
+        IssueCommand::List { newsletter } => {
+            let filter = match newsletter {
+                Some(slug) => Some(newsletter_by_slug(&services, &slug)?.id),
+                None => None,
+            };
+            let issues = services.store.issues(filter).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{:>5}  {:<20}  {:<8}  {:<20}  subject", "id", "newsletter", "status", "created")?;
+            for issue in issues {
+                let slug = services.signup.catalog().by_id(issue.newsletter_id).map(|n| n.slug.to_string());
+                writeln!(
+                    out,
+                    "{:>5}  {:<20}  {:<8}  {:<20}  {}",
+                    issue.id,
+                    slug.unwrap_or_default(),
+                    issue.status,
+                    format_timestamp(issue.created_at),
+                    issue.subject
+                )?;
+            }
+            Ok(())
+        }
+        IssueCommand::Status { id } => {
+            let Some(issue) = services.store.issue(id).await? else { bail!("there is no issue #{id}") };
+            let tally = Tally::of(&services.store, id).await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "Issue #{id}: {}", issue.subject)?;
+            writeln!(out, "Status: {}", issue.status)?;
+            if let Some(reason) = &issue.paused_reason {
+                writeln!(out, "Paused: {reason}")?;
+            }
+            for (status, n) in services.store.delivery_counts(Some(id)).await? {
+                writeln!(out, "  {status:<10} {n}")?;
+            }
+            writeln!(out, "  {:<10} {}", "total", tally.total)?;
+            let failures = services.store.issue_failures(id, 50).await?;
+            if !failures.is_empty() {
+                writeln!(out, "Not delivered (first {}):", failures.len())?;
+                for (email, status, reply) in failures {
+                    writeln!(out, "  {email}  {status}  {}", reply.unwrap_or_default())?;
+                }
+            }
+            Ok(())
+        }
+        IssueCommand::Resume { id, detach } => {
+            let Some(issue) = services.store.issue(id).await? else { bail!("there is no issue #{id}") };
+            match issue.status.as_str() {
+                "paused" => {
+                    services.store.resume_issue(id).await?;
+                    eprintln!("Issue #{id} resumed.");
+                }
+                "done" => {
+                    eprintln!("Issue #{id} is done: {}", Tally::of(&services.store, id).await?.summary());
+                    return Ok(());
+                }
+                _ => eprintln!("Issue #{id} is sending; continuing."),
+            }
+            if detach { Ok(()) } else { deliver_in_foreground(services, id).await }
+        }
+        IssueCommand::Pause { id } => {
+            if services.store.pause_issue(id, "paused by an editor").await? {
+                eprintln!("Issue #{id} paused. `bulletin issue resume {id}` continues it.");
+                Ok(())
+            } else {
+                bail!("issue #{id} is not sending (see `bulletin issue status {id}`)")
+            }
+        }
+    }
+}
+
+/// Asks on the terminal; refuses when nobody is there to answer.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("refusing to send without --yes: standard input is not a terminal");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("not sent");
+    }
+    Ok(())
+}
+
+/// Runs the delivery engine here until the issue is done, paused or interrupted.
+async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let engine = tokio::spawn(services.engine.run(Arc::new(Notify::new()), stopped));
+    let store = services.store.clone();
+    let mut progress = Progress::new(Tally::of(&store, id).await?.total);
+    let interrupted = {
+        let signal = shutdown_signal();
+        tokio::pin!(signal);
+        loop {
+            let tally = Tally::of(&store, id).await?;
+            progress.update(&tally);
+            let status = store.issue(id).await?.map(|i| i.status).unwrap_or_default();
+            if tally.waiting == 0 || status == "paused" {
+                break false;
+            }
+            tokio::select! {
+                _ = &mut signal => break true,
+                _ = sleep_tick() => {}
+            }
+        }
+    };
+    let _ = stop.send(true);
+    let _ = engine.await;
+    store.complete_issues(Clock::system().now()).await?;
+    progress.finish();
+    let tally = Tally::of(&store, id).await?;
+    let issue = store.issue(id).await?;
+    eprintln!("Issue #{id}: {}", tally.summary());
+    if interrupted {
+        eprintln!("Stopped. Nothing sent is sent again: `bulletin issue resume {id}` continues where this stopped.");
+    } else if let Some(reason) = issue.and_then(|i| i.paused_reason) {
+        eprintln!("Paused: {reason}");
+        eprintln!("`bulletin issue status {id}` shows the replies; `bulletin issue resume {id}` continues.");
+    }
+    if tally.failed + tally.ambiguous > 0 {
+        eprintln!("`bulletin issue status {id}` lists what was not delivered and why.");
+    }
+    Ok(())
+}
+
+/// One copy to one address, outside the ledger, marked as a test.
+async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: &str) -> anyhow::Result<()> {
+    let to = EmailAddress::parse(to).map_err(|e| anyhow::anyhow!("--test-to {to:?}: {e}"))?;
+    let mailer = services.composer.mailer();
+    let issue = RenderedIssue::new(
+        &draft.newsletter.name,
+        draft.newsletter.slug.as_str(),
+        &format!("[TEST] {}", draft.subject),
+        &draft.markdown,
+        mailer,
+    );
+    let links = services.signup.links();
+    let message = IssueMail {
+        issue: &issue,
+        to: &to,
+        unsubscribe_url: &links.unsubscribe_url(0, draft.newsletter.id),
+        preferences_url: &links.preferences_url(0),
+        message_id: mailer.new_message_id(),
+    }
+    .build(mailer)?;
+    let mut channel = Outbound::from_settings(&settings.mail)?.channel();
+    let reply = channel.send(&message).await.map_err(|e| anyhow::anyhow!("test copy not sent: {e:?}"))?;
+    channel.close().await;
+    eprintln!("Test copy sent to {}: {reply}", to.as_str());
+    Ok(())
+}

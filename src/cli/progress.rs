@@ -1,0 +1,96 @@
+//! Watching an issue go out: a progress bar on a terminal, plain lines elsewhere.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::store::Store;
+
+/// Ledger counts of one issue.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub total: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub ambiguous: i64,
+    pub skipped: i64,
+    pub waiting: i64,
+}
+
+impl Tally {
+    pub async fn of(store: &Store, issue: i64) -> anyhow::Result<Self> {
+        let mut t = Tally::default();
+        for (status, n) in store.delivery_counts(Some(issue)).await? {
+            t.total += n;
+            match status.as_str() {
+                "sent" => t.sent += n,
+                "failed" | "bounced" => t.failed += n,
+                "ambiguous" => t.ambiguous += n,
+                "skipped" => t.skipped += n,
+                _ => t.waiting += n,
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn settled(&self) -> i64 {
+        self.total - self.waiting
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} sent, {} failed, {} ambiguous, {} skipped, {} waiting (of {})",
+            self.sent, self.failed, self.ambiguous, self.skipped, self.waiting, self.total
+        )
+    }
+}
+
+pub enum Progress {
+    Bar(ProgressBar),
+    Lines { last: Instant, started: Instant },
+}
+
+impl Progress {
+    pub fn new(total: i64) -> Self {
+        if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total.max(0) as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} · {msg} · {per_sec} · ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("█▉▊▋▌▍▎▏ "),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Self::Bar(bar)
+        } else {
+            Self::Lines { last: Instant::now(), started: Instant::now() }
+        }
+    }
+
+    pub fn update(&mut self, tally: &Tally) {
+        match self {
+            Self::Bar(bar) => {
+                bar.set_length(tally.total.max(0) as u64);
+                bar.set_position(tally.settled().max(0) as u64);
+                bar.set_message(format!("{} sent, {} failed", tally.sent, tally.failed));
+            }
+            Self::Lines { last, started } => {
+                if last.elapsed() >= Duration::from_secs(2) {
+                    *last = Instant::now();
+                    let rate = tally.settled() as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    eprintln!("{} · {rate:.0}/s", tally.summary());
+                }
+            }
+        }
+    }
+
+    pub fn finish(self) {
+        if let Self::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+pub async fn sleep_tick() {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}

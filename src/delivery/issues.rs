@@ -1,0 +1,62 @@
+//! Putting an issue on the ledger, once.
+
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+use crate::domain::Newsletter;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("this file was already sent to {newsletter} as issue #{issue} on {when}; pass --force to send it again")]
+    AlreadySent { newsletter: String, issue: i64, when: String },
+    #[error("the subject is empty")]
+    EmptySubject,
+    #[error("the issue is empty")]
+    EmptyBody,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An issue as the editor wrote it, checked but not yet queued.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub newsletter: Newsletter,
+    pub subject: String,
+    pub markdown: String,
+    pub content_hash: String,
+}
+
+impl Draft {
+    pub fn new(newsletter: Newsletter, subject: &str, markdown: String) -> Result<Self, QueueError> {
+        let subject = subject.split(['\r', '\n']).map(str::trim).collect::<Vec<_>>().join(" ").trim().to_owned();
+        if subject.is_empty() {
+            return Err(QueueError::EmptySubject);
+        }
+        if markdown.trim().is_empty() {
+            return Err(QueueError::EmptyBody);
+        }
+        let content_hash = Sha256::digest(markdown.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Self { newsletter, subject, markdown, content_hash })
+    }
+
+    /// Refuses a file already sent to this newsletter unless `force`.
+    pub async fn check_not_sent(&self, store: &Store, force: bool) -> Result<(), QueueError> {
+        if force {
+            return Ok(());
+        }
+        match store.find_issue_by_content(self.newsletter.id, &self.content_hash).await? {
+            Some((issue, at)) => Err(QueueError::AlreadySent {
+                newsletter: self.newsletter.slug.to_string(),
+                issue,
+                when: crate::clock::format_timestamp(at),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Creates the issue and its ledger (every confirmed reader, once). Returns (issue id, recipients).
+    pub async fn queue(&self, store: &Store, now: Timestamp) -> Result<(i64, u64), QueueError> {
+        Ok(store.create_issue(self.newsletter.id, &self.subject, &self.markdown, &self.content_hash, now).await?)
+    }
+}
