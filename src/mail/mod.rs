@@ -141,6 +141,8 @@ pub struct Channel {
 }
 
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long one SMTP step may take; RFC 5321 §4.5.3.2 allows minutes, real servers answer in seconds.
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Channel {
     /// Sends one message to one recipient; `Ok` carries the server's reply.
@@ -165,7 +167,7 @@ impl Channel {
                     self.connection = Some(conn);
                 }
                 let conn = self.connection.as_mut().expect("connected above");
-                let result = conn.send(from, to, &message.formatted()).await;
+                let result = conn.send(from, to, &message.formatted(), REPLY_TIMEOUT).await;
                 if result.is_err() {
                     self.connection = None;
                 }

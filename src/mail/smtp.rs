@@ -85,8 +85,9 @@ impl SmtpTarget {
                 .map_err(|_| transient(&"timed out"))?
                 .map_err(|e| transient(&e))?;
             stream.set_nodelay(true).map_err(|e| transient(&e))?;
-            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+            tokio::time::timeout(timeout, AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello))
                 .await
+                .map_err(|_| transient(&"no greeting in time"))?
                 .map_err(|e| transient(&e))?
         };
         let starttls = match self.tls {
@@ -141,19 +142,36 @@ impl SmtpConnection {
         self.conn.has_broken()
     }
 
-    /// Sends one message to one recipient. Any failure leaves the connection
-    /// closed (lettre aborts it), so the caller opens a new one next time.
-    pub async fn send(&mut self, from: &Address, to: &Address, message: &[u8]) -> Result<String, SendFailure> {
+    /// Sends one message to one recipient. Every step is bounded by
+    /// `timeout`; a step that times out counts like a dropped connection at
+    /// that step. Any failure leaves the connection closed, so the caller
+    /// opens a new one next time.
+    pub async fn send(
+        &mut self,
+        from: &Address,
+        to: &Address,
+        message: &[u8],
+        timeout: Duration,
+    ) -> Result<String, SendFailure> {
         let before = |e: lettre::transport::smtp::Error| match e.status() {
             Some(code) => SendFailure::Rejected { code: code_number(code), reply: e.to_string() },
             None => SendFailure::Connection(e.to_string()),
         };
-        self.conn.command(Mail::new(Some(from.clone()), vec![])).await.map_err(before)?;
-        self.conn.command(Rcpt::new(to.clone(), vec![])).await.map_err(before)?;
-        self.conn.command(Data).await.map_err(before)?;
-        match self.conn.message(message).await {
-            Ok(response) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
-            Err(e) => match e.status() {
+        let timed_out = |step: &str| SendFailure::Connection(format!("no reply to {step} within {timeout:?}"));
+        let conn = &mut self.conn;
+        tokio::time::timeout(timeout, conn.command(Mail::new(Some(from.clone()), vec![])))
+            .await
+            .map_err(|_| timed_out("MAIL FROM"))?
+            .map_err(before)?;
+        tokio::time::timeout(timeout, conn.command(Rcpt::new(to.clone(), vec![])))
+            .await
+            .map_err(|_| timed_out("RCPT TO"))?
+            .map_err(before)?;
+        tokio::time::timeout(timeout, conn.command(Data)).await.map_err(|_| timed_out("DATA"))?.map_err(before)?;
+        match tokio::time::timeout(timeout, conn.message(message)).await {
+            Err(_) => Err(SendFailure::AfterData(format!("no reply to the end of data within {timeout:?}"))),
+            Ok(Ok(response)) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
+            Ok(Err(e)) => match e.status() {
                 Some(code) => Err(SendFailure::Rejected { code: code_number(code), reply: e.to_string() }),
                 None => Err(SendFailure::AfterData(e.to_string())),
             },

@@ -10,8 +10,10 @@ use std::time::Duration;
 use bulletin::app::{self, Running};
 use bulletin::clock::Clock;
 use bulletin::config::{Settings, TransportKind};
-use bulletin::domain::SubscriptionStatus;
-use bulletin::store::Store;
+use bulletin::delivery::Draft;
+use bulletin::domain::{LinkKeys, Newsletter, SubscriptionStatus};
+use bulletin::signup::{Links, roster};
+use bulletin::store::{MailCap, Store};
 use secrecy::SecretString;
 pub use smtp::MailSink;
 
@@ -133,8 +135,13 @@ pub fn test_settings(db_url: &str, smtp: &MailSink) -> Settings {
     s.mail.smtp_url = SecretString::from(format!("smtp://{}", smtp.addr));
     s.signup.min_submit_seconds = 0;
     s.signup.per_ip_per_minute = 1000;
+    s.server.secret = SecretString::from(TEST_SECRET);
+    s.sending.retry_base_seconds = 1;
     s
 }
+
+/// The link secret tests run with, so a test can sign links as mail would carry them.
+pub const TEST_SECRET: &str = "test-link-secret";
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> Option<Self> {
@@ -240,6 +247,56 @@ impl TestApp {
 
     pub fn database_url(&self) -> &str {
         &self.db.url
+    }
+
+    /// The links Bulletin puts in mail, signed with the test secret.
+    pub fn links(&self) -> Links {
+        Links::new(&self.base, self.keys())
+    }
+
+    pub fn keys(&self) -> LinkKeys {
+        use secrecy::ExposeSecret;
+        let previous = self.settings.server.previous_secrets.iter().map(|s| s.expose_secret().as_bytes().to_vec());
+        LinkKeys::new(self.settings.server.secret.expose_secret().as_bytes().to_vec(), previous.collect())
+    }
+
+    pub async fn newsletter(&self, slug: &str) -> Newsletter {
+        self.store.list_newsletters().await.unwrap().into_iter().find(|n| n.slug.as_str() == slug).expect("newsletter")
+    }
+
+    /// Imports confirmed subscribers the way `bulletin subscribers import --confirmed` does.
+    pub async fn import_confirmed(&self, slug: &str, emails: &[String]) {
+        let csv = format!("email\n{}\n", emails.join("\n"));
+        let newsletter = self.newsletter(slug).await;
+        let cap = MailCap { min_interval_secs: 900, per_day: 3 };
+        let report = roster::import_csv(&self.store, &self.keys(), &self.clock, &newsletter, csv.as_bytes(), true, cap)
+            .await
+            .expect("import");
+        assert!(report.bad.is_empty(), "{:?}", report.bad);
+    }
+
+    /// Queues an issue the way `bulletin issue send --detach` does; the running engine sends it.
+    pub async fn queue_issue(&self, slug: &str, subject: &str, markdown: &str) -> i64 {
+        let draft = Draft::new(self.newsletter(slug).await, subject, markdown.to_owned()).expect("draft");
+        draft.queue(&self.store, self.clock.now()).await.expect("queued").0
+    }
+
+    /// Waits (up to 30 s) until the issue reaches `status`.
+    pub async fn wait_issue(&self, id: i64, status: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let issue = self.store.issue(id).await.unwrap().expect("issue");
+            if issue.status == status {
+                return;
+            }
+            let counts = self.delivery_counts(id).await;
+            assert!(std::time::Instant::now() < deadline, "issue {id} is {}, not {status}: {counts:?}", issue.status);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn delivery_counts(&self, issue: i64) -> std::collections::HashMap<String, i64> {
+        self.store.delivery_counts(Some(issue)).await.unwrap().into_iter().collect()
     }
 }
 

@@ -74,7 +74,9 @@ impl Handler for Sink {
     }
 }
 
-/// The server lives on its own threads until the test process ends.
+/// The server lives on its own threads until the test process ends. It
+/// serves one connection per thread, so it has more threads than any test
+/// opens connections.
 #[derive(Clone)]
 pub struct MailSink {
     pub addr: SocketAddr,
@@ -91,7 +93,7 @@ impl MailSink {
         let handler = Sink { mails: mails.clone(), replies: replies.clone(), to: vec![], buffer: vec![] };
         std::thread::spawn(move || {
             let mut server = Server::new(handler);
-            server.with_name("sink.test").with_num_threads(4).with_tcp_listener(listener);
+            server.with_name("sink.test").with_num_threads(64).with_tcp_listener(listener);
             let _ = server.serve();
         });
         Self { addr, mails, replies }
@@ -100,6 +102,11 @@ impl MailSink {
     /// Answers RCPT TO for `address` with this reply from now on.
     pub fn reply_to_rcpt(&self, address: &str, code: u16, text: &str) {
         self.replies.lock().unwrap().insert(address.to_lowercase(), (code, text.to_owned()));
+    }
+
+    /// Accepts `address` normally again.
+    pub fn clear_reply(&self, address: &str) {
+        self.replies.lock().unwrap().remove(&address.to_lowercase());
     }
 
     /// Every mail received so far for `to`.
