@@ -171,6 +171,15 @@ fn every_command_explains_itself() {
         vec!["migrate", "--help"],
         vec!["newsletters", "list", "--help"],
         vec!["subscribers", "list", "--help"],
+        vec!["subscribers", "import", "--help"],
+        vec!["subscribers", "export", "--help"],
+        vec!["subscribers", "erase", "--help"],
+        vec!["worker", "--help"],
+        vec!["issue", "send", "--help"],
+        vec!["issue", "list", "--help"],
+        vec!["issue", "status", "--help"],
+        vec!["issue", "resume", "--help"],
+        vec!["issue", "pause", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_bulletin")).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -179,3 +188,131 @@ fn every_command_explains_itself() {
 }
 
 on_both_backends!(lists_subscribers, migrate_and_bad_config, serve_writes_mail_and_stops_on_sigterm);
+
+/// Import with bad rows, export, erase, then re-import: the erased address
+/// needs a new opt-in.
+async fn import_export_erase(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        write_config(dir.path(), app.database_url(), &format!("[server]\nsecret = \"{}\"\n", common::TEST_SECRET));
+    let csv = dir.path().join("readers.csv");
+    std::fs::write(
+        &csv,
+        "name,Email\nAda,ada@example.org\nBad,not-an-address\nBob,BOB@Example.org\nAda again,ada@example.org\n,\nCy,cy@example\n",
+    )
+    .unwrap();
+    let out = bulletin(
+        &config,
+        &["subscribers", "import", "--newsletter", "weekend-reads", "--confirmed", csv.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("line 3: skipped") && stderr.contains("not-an-address"), "{stderr}");
+    assert!(stderr.contains("line 7: skipped"), "{stderr}");
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(summary.contains("2 confirmed"), "{summary}");
+    assert!(app.mail.mails_to("ada@example.org").is_empty(), "--confirmed sends nothing");
+
+    // Export is the CSV a spreadsheet opens.
+    let export = stdout(&bulletin(&config, &["subscribers", "export", "--newsletter", "weekend-reads"]));
+    let lines: Vec<&str> = export.lines().collect();
+    assert_eq!(lines[0], "email,status,created_at,confirmed_at");
+    assert_eq!(lines.len(), 3, "{export}");
+    assert!(lines[1].starts_with("ada@example.org,confirmed,") && lines[2].starts_with("BOB@example.org,confirmed,"));
+
+    // Erase: gone from every list, consent record included.
+    let out = bulletin(&config, &["subscribers", "erase", "ada@example.org"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let export = stdout(&bulletin(&config, &["subscribers", "export", "--newsletter", "weekend-reads"]));
+    assert!(!export.contains("ada@"), "{export}");
+
+    // Re-importing the erased address as confirmed is refused: it gets a new opt-in instead.
+    let out = bulletin(
+        &config,
+        &["subscribers", "import", "--newsletter", "weekend-reads", "--confirmed", csv.to_str().unwrap()],
+    );
+    let summary = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(summary.contains("1 address(es) had been erased before"), "{summary}");
+    assert_eq!(
+        app.status_of("ada@example.org", "weekend-reads").await,
+        Some(bulletin::domain::SubscriptionStatus::Pending)
+    );
+    let link = app.confirmation_link("ada@example.org", 1).await;
+    assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.status_of("ada@example.org", "weekend-reads").await,
+        Some(bulletin::domain::SubscriptionStatus::Confirmed)
+    );
+
+    // Reading from standard input, with a header that lacks `email`: a clear error, nothing stored.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .args(["--config", config.to_str().unwrap(), "subscribers", "import", "--newsletter", "weekend-reads", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"address\nx@example.org\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no `email` column"));
+    app.stop().await;
+}
+
+/// `bulletin issue send` as an editor runs it, without a terminal: it
+/// refuses without --yes, sends with it, and refuses the same file twice.
+async fn issue_send_from_the_cli(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.sending.concurrency = 2).await else { return };
+    app.import_confirmed("morning-briefing", &["ed1@example.org".to_owned(), "ed2@example.org".to_owned()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[server]\nsecret = \"{}\"\npublic_url = \"{}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://{}\"\n",
+        common::TEST_SECRET,
+        app.base,
+        app.mail.addr
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("[database]\nurl = \"{}\"\n{extra}", app.database_url())).unwrap();
+    let issue = dir.path().join("issue.md");
+    std::fs::write(&issue, "# Hello\n\nNews.\n").unwrap();
+    let send = |extra: &[&str]| {
+        let mut args = vec!["issue", "send", "--newsletter", "morning-briefing", "--subject", "CLI issue"];
+        args.extend_from_slice(extra);
+        args.push(issue.to_str().unwrap());
+        let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(&config)
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, err) = send(&["--dry-run"]);
+    assert!(ok && err.contains("Recipients: 2"), "{err}");
+    let (ok, err) = send(&[]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, err) = send(&["--test-to", "editor@example.org"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        app.mail.wait_for("editor@example.org", 1).await[0].header("Subject").as_deref(),
+        Some("[TEST] CLI issue")
+    );
+    assert!(app.mail.mails_to("ed1@example.org").is_empty(), "dry run and test copy send nothing to readers");
+
+    let (ok, err) = send(&["--yes"]);
+    assert!(ok && err.contains("2 sent"), "{err}");
+    assert_eq!(app.mail.mails_to("ed1@example.org").len(), 1);
+    let (ok, err) = send(&["--yes"]);
+    assert!(!ok && err.contains("already sent") && err.contains("--force"), "{err}");
+    assert_eq!(app.mail.mails_to("ed1@example.org").len(), 1);
+
+    let list = stdout(&bulletin(&config, &["issue", "list"]));
+    assert!(list.contains("CLI issue") && list.contains("done"), "{list}");
+    let status = stdout(&bulletin(&config, &["issue", "status", "1"]));
+    assert!(status.contains("sent") && status.contains('2'), "{status}");
+    app.stop().await;
+}
+
+on_both_backends!(import_export_erase, issue_send_from_the_cli);
