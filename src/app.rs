@@ -55,7 +55,7 @@ pub struct Services {
     pub signup: Signup,
     pub engine: Engine,
     pub composer: Composer,
-    pub outbox_ready: Arc<Notify>,
+    pub mail_queued: Arc<Notify>,
 }
 
 pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Services> {
@@ -68,7 +68,7 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     let links = Links::new(settings.public_url(), link_keys(settings, &store).await?);
     let mailer = Mailer::from_settings(&settings.mail)?;
     let outbound = Outbound::from_settings(&settings.mail)?;
-    let outbox_ready = Arc::new(Notify::new());
+    let mail_queued = Arc::new(Notify::new());
     let rules = Rules {
         confirm_ttl_hours: settings.signup.confirm_ttl_hours,
         cap: MailCap {
@@ -76,14 +76,14 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
             per_day: i64::from(settings.signup.confirm_mails_per_day),
         },
     };
-    let signup = Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), rules, outbox_ready.clone());
+    let signup = Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), rules, mail_queued.clone());
     let composer =
         Composer::new(store.clone(), mailer, links, catalog, clock.clone(), settings.signup.confirm_ttl_hours);
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));
-    Ok(Services { store, signup, engine, composer, outbox_ready })
+    Ok(Services { store, signup, engine, composer, mail_queued })
 }
 
-/// A serving instance: HTTP, the outbox worker and the limiter pruner.
+/// A serving instance: HTTP, the delivery engine and the limiter pruner.
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Store,
@@ -116,7 +116,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
             tracing::error!(error = %e, "HTTP server failed");
         }
     }));
-    tasks.push(tokio::spawn(services.engine.run(services.outbox_ready, stopped.clone())));
+    tasks.push(tokio::spawn(services.engine.run(services.mail_queued, stopped.clone())));
     if let Some(limiter) = limiter {
         let mut prune_stop = stopped.clone();
         tasks.push(tokio::spawn(async move {

@@ -194,7 +194,40 @@ async fn unsubscribe_during_a_send(backend: Backend) {
     app.stop().await;
 }
 
+/// With `[mail.dkim]`, every copy is signed over the RFC 8058 headers too.
+async fn dkim_signs_the_list_headers(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.dkim = Some(bulletin::config::DkimSettings {
+            selector: "test".into(),
+            domain: "example.com".into(),
+            key_file: concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dkim-test.pem").into(),
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    app.import_confirmed("weekend-reads", &["signed@example.org".to_owned()]).await;
+    let id = app.queue_issue("weekend-reads", "Signed", ISSUE).await;
+    app.wait_issue(id, "done").await;
+    let mail = &app.mail.wait_for("signed@example.org", 1).await[0];
+    let signature = mail.header("DKIM-Signature").expect("signed").replace(['\r', '\n', ' ', '\t'], "");
+    assert!(signature.contains("d=example.com;") && signature.contains("s=test;"), "{signature}");
+    let signed: Vec<String> = signature
+        .split(';')
+        .find_map(|tag| tag.strip_prefix("h="))
+        .expect("h= tag")
+        .split(':')
+        .map(str::to_lowercase)
+        .collect();
+    for header in ["from", "subject", "list-unsubscribe", "list-unsubscribe-post", "list-id", "message-id"] {
+        assert!(signed.contains(&header.to_owned()), "{header} not signed: {signed:?}");
+    }
+    app.stop().await;
+}
+
 on_both_backends!(
+    dkim_signs_the_list_headers,
     issue_arrives_once_with_list_headers,
     soft_and_hard_failures,
     policy_refusals_pause_the_issue,

@@ -208,7 +208,7 @@ pub(crate) fn newsletter_by_slug(services: &app::Services, slug: &str) -> anyhow
 async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let engine = tokio::spawn(services.engine.run(services.outbox_ready, stopped));
+    let engine = tokio::spawn(services.engine.run(services.mail_queued, stopped));
     tracing::info!("Bulletin worker running (database {})", services.store.backend_name());
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -79,7 +79,7 @@ pub struct Signup {
     links: Links,
     clock: Clock,
     rules: Rules,
-    outbox_ready: Arc<Notify>,
+    mail_queued: Arc<Notify>,
 }
 
 impl Signup {
@@ -89,9 +89,9 @@ impl Signup {
         links: Links,
         clock: Clock,
         rules: Rules,
-        outbox_ready: Arc<Notify>,
+        mail_queued: Arc<Notify>,
     ) -> Self {
-        Self { store, catalog, links, clock, rules, outbox_ready }
+        Self { store, catalog, links, clock, rules, mail_queued }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -143,7 +143,7 @@ impl Signup {
             "signup recorded"
         );
         if outcome.mail_queued {
-            self.outbox_ready.notify_one();
+            self.mail_queued.notify_one();
         }
         Ok(())
     }
