@@ -194,7 +194,7 @@ impl Engine {
             }
         };
         let lease_until = self.clock.now() + self.pace.lease_secs;
-        match self.store.hand_over(delivery.id, token, lease_until).await? {
+        match self.store.hand_over(delivery.id, delivery.kind, token, lease_until).await? {
             Handover::Go => {}
             Handover::Skipped | Handover::Paused | Handover::Lost => return Ok(()),
         }

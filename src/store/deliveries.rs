@@ -8,7 +8,7 @@
 //! becomes `ambiguous`, never silently re-sent. A claimed row whose lease
 //! expired before it was marked is simply claimed again.
 
-use super::{Db, Result, Store, with_pool};
+use super::{Db, Result, Store, relaxed, with_pool};
 use crate::clock::Timestamp;
 
 /// A claimed row with what is needed to build its message.
@@ -158,24 +158,34 @@ impl Store {
     }
 
     /// Marks a claimed row `sending` if the reader still wants it, just before SMTP.
-    pub async fn hand_over(&self, id: i64, token: &str, lease_until: Timestamp) -> Result<Handover> {
-        let marked = with_pool!(self, |pool| {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $3 \
-                 WHERE id = $1 AND claim_token = $2 AND status IN ('queued', 'retry') \
-                 AND NOT EXISTS (SELECT 1 FROM subscribers s WHERE s.id = deliveries.subscriber_id \
-                                 AND s.suppressed_at IS NOT NULL) \
-                 AND (deliveries.issue_id IS NULL OR EXISTS (\
-                     SELECT 1 FROM subscriptions sub JOIN issues i ON i.newsletter_id = sub.newsletter_id \
-                     WHERE i.id = deliveries.issue_id AND i.status = 'sending' \
-                     AND sub.subscriber_id = deliveries.subscriber_id AND sub.status = 'confirmed'))",
-            )
-            .bind(id)
-            .bind(token)
-            .bind(lease_until)
-            .execute(pool)
-            .await?
-            .rows_affected()
+    ///
+    /// An issue goes out only while the issue is sending and the reader is
+    /// confirmed and not suppressed; a confirmation mail answers a request
+    /// just made, so it goes out whatever an old bounce said.
+    pub async fn hand_over(
+        &self,
+        id: i64,
+        kind: DeliveryKind,
+        token: &str,
+        lease_until: Timestamp,
+    ) -> Result<Handover> {
+        // Plain joins rather than EXISTS … OR …: PostgreSQL would otherwise
+        // hash the whole audience on every call.
+        const ISSUE: &str = "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $3 \
+             FROM issues, subscriptions, subscribers \
+             WHERE deliveries.id = $1 AND deliveries.claim_token = $2 AND deliveries.status IN ('queued', 'retry') \
+             AND issues.id = deliveries.issue_id AND issues.status = 'sending' \
+             AND subscriptions.subscriber_id = deliveries.subscriber_id \
+             AND subscriptions.newsletter_id = issues.newsletter_id AND subscriptions.status = 'confirmed' \
+             AND subscribers.id = deliveries.subscriber_id AND subscribers.suppressed_at IS NULL";
+        const CONFIRMATION: &str = "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $3 \
+             WHERE id = $1 AND claim_token = $2 AND status IN ('queued', 'retry')";
+        let sql = match kind {
+            DeliveryKind::Issue => ISSUE,
+            DeliveryKind::Confirmation => CONFIRMATION,
+        };
+        let marked = relaxed!(self, |conn| {
+            sqlx::query(sql).bind(id).bind(token).bind(lease_until).execute(conn).await?.rows_affected()
         });
         if marked == 1 {
             return Ok(Handover::Go);
@@ -235,7 +245,7 @@ impl Store {
             _ => now,
         };
         let sent_at = matches!(settlement, Settlement::Sent { .. }).then_some(now);
-        with_pool!(self, |pool| {
+        relaxed!(self, |conn| {
             sqlx::query(
                 "UPDATE deliveries SET status = $2, last_reply = $3, next_attempt_at = $4, sent_at = $5, \
                  claim_token = NULL, lease_until = NULL WHERE id = $1",
@@ -245,7 +255,7 @@ impl Store {
             .bind(truncate(settlement.reply()))
             .bind(next)
             .bind(sent_at)
-            .execute(pool)
+            .execute(conn)
             .await?;
             Ok(())
         })

@@ -80,7 +80,35 @@ macro_rules! in_tx {
     };
 }
 
-pub(crate) use {in_tx, with_pool};
+/// Runs one statement `$body` on `$conn` for the delivery engine's
+/// per-message bookkeeping. On PostgreSQL it commits without waiting for
+/// the WAL flush (`synchronous_commit = off`): an fsync per message would
+/// cap sending at a few hundred a second. A crash of the application loses
+/// nothing; only a crash of the database server itself can forget the last
+/// fraction of a second of ledger updates (a handful of rows sent again).
+/// SQLite in WAL mode with `synchronous = NORMAL` makes the same trade by default.
+macro_rules! relaxed {
+    ($store:expr, |$conn:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite(pool) => {
+                let $conn = pool;
+                $body
+            }
+            $crate::store::Db::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
+                let out = {
+                    let $conn = &mut *tx;
+                    $body
+                };
+                tx.commit().await?;
+                out
+            }
+        }
+    };
+}
+
+pub(crate) use {in_tx, relaxed, with_pool};
 
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
