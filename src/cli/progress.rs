@@ -48,7 +48,12 @@ impl Tally {
 
 pub enum Progress {
     Bar(ProgressBar),
-    Lines { last: Instant, started: Instant },
+    /// Plain lines every two seconds; `from` is what was settled before this run.
+    Lines {
+        last: Instant,
+        started: Instant,
+        from: Option<i64>,
+    },
 }
 
 impl Progress {
@@ -56,14 +61,17 @@ impl Progress {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(total.max(0) as u64);
             bar.set_style(
-                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} · {msg} · {per_sec} · ETA {eta}")
+                ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} · {msg} · {rate} · ETA {eta}")
                     .expect("valid template")
+                    .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0}/s", state.per_sec());
+                    })
                     .progress_chars("█▉▊▋▌▍▎▏ "),
             );
             bar.enable_steady_tick(Duration::from_millis(200));
             Self::Bar(bar)
         } else {
-            Self::Lines { last: Instant::now(), started: Instant::now() }
+            Self::Lines { last: Instant::now(), started: Instant::now(), from: None }
         }
     }
 
@@ -74,10 +82,11 @@ impl Progress {
                 bar.set_position(tally.settled().max(0) as u64);
                 bar.set_message(format!("{} sent, {} failed", tally.sent, tally.failed));
             }
-            Self::Lines { last, started } => {
+            Self::Lines { last, started, from } => {
+                let from = *from.get_or_insert(tally.settled());
                 if last.elapsed() >= Duration::from_secs(2) {
                     *last = Instant::now();
-                    let rate = tally.settled() as f64 / started.elapsed().as_secs_f64().max(0.001);
+                    let rate = (tally.settled() - from) as f64 / started.elapsed().as_secs_f64().max(0.001);
                     eprintln!("{} · {rate:.0}/s", tally.summary());
                 }
             }
