@@ -227,8 +227,9 @@ impl Settings {
         }
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file_exact(path))
-            .merge(Env::prefixed("BULLETIN_").ignore(&["CONFIG", "TEST_PG_URL", "TEST_REQUIRE_POSTGRES"]).split("__"));
-        // A newsletter list from the file replaces the built-in examples instead of merging index-wise.
+            // Only BULLETIN_<SECTION>__<KEY> is a setting; other BULLETIN_* variables
+            // (BULLETIN_CONFIG, the test harness's) are not ours to parse.
+            .merge(Env::prefixed("BULLETIN_").filter(|key| key.as_str().contains("__")).split("__"));
         let settings: Settings = figment.extract().map_err(Box::new)?;
         settings.validate()?;
         Ok(settings)
@@ -318,9 +319,23 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("BULLETIN_DATABASE__URL", "postgres://postgres@127.0.0.1/x");
             jail.set_env("BULLETIN_SIGNUP__PER_IP_PER_MINUTE", "5");
+            jail.set_env("BULLETIN_SOMETHING_ELSE", "not a setting");
             let s = Settings::load(&path).expect("loads");
             assert_eq!(s.database.url.expose_secret(), "postgres://postgres@127.0.0.1/x");
             assert_eq!(s.signup.per_ip_per_minute, 5);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn unknown_environment_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("BULLETIN_SIGNUP__PER_IP_PER_MINIT", "5");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("per_ip_per_minit"), "{err}");
             Ok(())
         });
     }

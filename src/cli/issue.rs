@@ -85,8 +85,9 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             if !yes {
                 confirm(&format!("Send to {recipients} subscriber(s)?"))?;
             }
+            let started = std::time::Instant::now();
             let (id, queued) = draft.queue(&services.store, Clock::system().now()).await?;
-            eprintln!("Queued issue #{id} for {queued} subscriber(s).");
+            eprintln!("Queued issue #{id} for {queued} subscriber(s) in {:.2} s.", started.elapsed().as_secs_f64());
             if detach {
                 eprintln!(
                     "`bulletin serve` or `bulletin worker` will send it; watch with `bulletin issue status {id}`."
