@@ -11,6 +11,7 @@
 
 mod compose;
 mod issues;
+mod ledger;
 mod reply;
 
 use std::num::NonZeroU32;
@@ -23,6 +24,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 pub use compose::{ComposeError, Composer};
 pub use issues::{Draft, QueueError};
+pub use ledger::{Ledger, LedgerError};
 pub use reply::{Verdict, judge};
 
 use crate::clock::Clock;
@@ -89,9 +91,11 @@ impl Engine {
             NonZeroU32::new(self.pace.rate_per_second).map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
         let (tx, rx) = mpsc::channel::<Claimed>(self.pace.concurrency);
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let (ledger, writer) = Ledger::start(self.store.clone(), self.clock.clone(), self.pace.lease_secs);
         let senders: Vec<_> = (0..self.pace.concurrency)
-            .map(|_| tokio::spawn(self.clone().sender(rx.clone(), limiter.clone(), shutdown.clone())))
+            .map(|_| tokio::spawn(self.clone().sender(rx.clone(), ledger.clone(), limiter.clone(), shutdown.clone())))
             .collect();
+        drop(ledger);
 
         let mut tokens: Vec<Arc<str>> = vec![];
         'claiming: loop {
@@ -130,6 +134,7 @@ impl Engine {
         for sender in senders {
             let _ = sender.await;
         }
+        let _ = writer.await;
         for token in tokens {
             if let Err(e) = self.store.release_claim(&token).await {
                 tracing::warn!(error = %e, "delivery: could not release claimed rows; their lease will expire");
@@ -155,6 +160,7 @@ impl Engine {
     async fn sender(
         self,
         queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Claimed>>>,
+        ledger: Ledger,
         limiter: Option<Arc<DefaultDirectRateLimiter>>,
         shutdown: watch::Receiver<bool>,
     ) {
@@ -168,7 +174,7 @@ impl Engine {
             if let Some(limiter) = &limiter {
                 limiter.until_ready().await;
             }
-            if let Err(e) = self.deliver(&mut channel, &delivery, &token).await {
+            if let Err(e) = self.deliver(&mut channel, &ledger, &delivery, token).await {
                 tracing::error!(delivery = delivery.id, error = %e, "delivery: could not record a result");
             }
         }
@@ -178,23 +184,23 @@ impl Engine {
     async fn deliver(
         &self,
         channel: &mut crate::mail::Channel,
+        ledger: &Ledger,
         delivery: &ClaimedDelivery,
-        token: &str,
-    ) -> Result<(), StoreError> {
+        token: Arc<str>,
+    ) -> Result<(), LedgerError> {
         let message = match self.composer.compose(delivery).await {
             Ok(Some(message)) => message,
             Ok(None) => {
                 let reason = "not sent: nothing left to send".to_owned();
-                return self.store.settle(delivery.id, &Settlement::Skipped { reason }, self.clock.now()).await;
+                return ledger.settle(delivery.id, Settlement::Skipped { reason }).await;
             }
-            Err(ComposeError::Store(e)) => return Err(e),
+            Err(ComposeError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 let reply = format!("could not build the message: {e}");
-                return self.store.settle(delivery.id, &Settlement::Failed { reply }, self.clock.now()).await;
+                return ledger.settle(delivery.id, Settlement::Failed { reply }).await;
             }
         };
-        let lease_until = self.clock.now() + self.pace.lease_secs;
-        match self.store.hand_over(delivery.id, delivery.kind, token, lease_until).await? {
+        match ledger.hand_over(delivery.id, delivery.kind, token).await? {
             Handover::Go => {}
             Handover::Skipped | Handover::Paused | Handover::Lost => return Ok(()),
         }
@@ -212,7 +218,7 @@ impl Engine {
             Verdict::Ambiguous(reply) => Settlement::Ambiguous { reply },
         };
         let now = self.clock.now();
-        self.store.settle(delivery.id, &settlement, now).await?;
+        ledger.settle(delivery.id, settlement).await?;
         match verdict {
             Verdict::Sent(_) => {
                 tracing::debug!(delivery = delivery.id, "sent");

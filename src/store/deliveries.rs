@@ -8,6 +8,8 @@
 //! becomes `ambiguous`, never silently re-sent. A claimed row whose lease
 //! expired before it was marked is simply claimed again.
 
+use sqlx::QueryBuilder;
+
 use super::{Db, Result, Store, relaxed, with_pool};
 use crate::clock::Timestamp;
 
@@ -157,39 +159,69 @@ impl Store {
             .collect())
     }
 
-    /// Marks a claimed row `sending` if the reader still wants it, just before SMTP.
+    /// Marks claimed rows `sending` if their readers still want them, just
+    /// before SMTP: one statement per kind for the whole batch, all rows held
+    /// under the claim `token`.
     ///
     /// An issue goes out only while the issue is sending and the reader is
     /// confirmed and not suppressed; a confirmation mail answers a request
     /// just made, so it goes out whatever an old bounce said.
     pub async fn hand_over(
         &self,
-        id: i64,
-        kind: DeliveryKind,
         token: &str,
+        rows: &[(i64, DeliveryKind)],
         lease_until: Timestamp,
-    ) -> Result<Handover> {
-        // Plain joins rather than EXISTS … OR …: PostgreSQL would otherwise
-        // hash the whole audience on every call.
-        const ISSUE: &str = "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $3 \
-             FROM issues, subscriptions, subscribers \
-             WHERE deliveries.id = $1 AND deliveries.claim_token = $2 AND deliveries.status IN ('queued', 'retry') \
-             AND issues.id = deliveries.issue_id AND issues.status = 'sending' \
-             AND subscriptions.subscriber_id = deliveries.subscriber_id \
-             AND subscriptions.newsletter_id = issues.newsletter_id AND subscriptions.status = 'confirmed' \
-             AND subscribers.id = deliveries.subscriber_id AND subscribers.suppressed_at IS NULL";
-        const CONFIRMATION: &str = "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, lease_until = $3 \
-             WHERE id = $1 AND claim_token = $2 AND status IN ('queued', 'retry')";
-        let sql = match kind {
-            DeliveryKind::Issue => ISSUE,
-            DeliveryKind::Confirmation => CONFIRMATION,
-        };
-        let marked = relaxed!(self, |conn| {
-            sqlx::query(sql).bind(id).bind(token).bind(lease_until).execute(conn).await?.rows_affected()
-        });
-        if marked == 1 {
-            return Ok(Handover::Go);
+    ) -> Result<Vec<(i64, Handover)>> {
+        // The claimed rows are picked first (a materialized CTE is an
+        // optimization fence on both backends), then joined: left to itself,
+        // PostgreSQL may walk the whole audience per call when its statistics
+        // are stale, as they are right after a big import.
+        const PICK_ISSUES: &str = "WITH picked AS MATERIALIZED (SELECT id, issue_id, subscriber_id FROM deliveries \
+             WHERE status IN ('queued', 'retry') AND claim_token = ";
+        const PICK_CONFIRMATIONS: &str = "WITH picked AS MATERIALIZED (SELECT id FROM deliveries \
+             WHERE status IN ('queued', 'retry') AND claim_token = ";
+        const MARK: &str =
+            ") UPDATE deliveries SET status = 'sending', attempts = deliveries.attempts + 1, lease_until = ";
+        const JOIN_ISSUES: &str = " FROM picked \
+             JOIN issues ON issues.id = picked.issue_id \
+             JOIN subscriptions ON subscriptions.subscriber_id = picked.subscriber_id \
+                  AND subscriptions.newsletter_id = issues.newsletter_id \
+             JOIN subscribers ON subscribers.id = picked.subscriber_id \
+             WHERE deliveries.id = picked.id AND issues.status = 'sending' AND subscriptions.status = 'confirmed' \
+             AND subscribers.suppressed_at IS NULL RETURNING deliveries.id";
+        const JOIN_CONFIRMATIONS: &str = " FROM picked WHERE deliveries.id = picked.id RETURNING deliveries.id";
+        let mut go: Vec<i64> = vec![];
+        for (kind, pick, join) in [
+            (DeliveryKind::Issue, PICK_ISSUES, JOIN_ISSUES),
+            (DeliveryKind::Confirmation, PICK_CONFIRMATIONS, JOIN_CONFIRMATIONS),
+        ] {
+            let ids: Vec<i64> = rows.iter().filter(|(_, k)| *k == kind).map(|(id, _)| *id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let marked: Vec<i64> = relaxed!(self, |conn| {
+                let mut qb = QueryBuilder::new(pick);
+                qb.push_bind(token).push(" AND id IN (");
+                let mut list = qb.separated(", ");
+                for id in &ids {
+                    list.push_bind(*id);
+                }
+                qb.push(")").push(MARK).push_bind(lease_until).push(join);
+                qb.build_query_scalar().fetch_all(conn).await?
+            });
+            go.extend(marked);
         }
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, _) in rows {
+            let handover = if go.contains(id) { Handover::Go } else { self.not_handed_over(*id, token).await? };
+            out.push((*id, handover));
+        }
+        Ok(out)
+    }
+
+    /// Settles a claimed row that could not be handed over: skipped while its
+    /// issue still sends (the reader left), released if the issue was paused.
+    async fn not_handed_over(&self, id: i64, token: &str) -> Result<Handover> {
         // Not marked. While its issue is still sending, the reader no longer
         // wants it: settle it as skipped. Otherwise (issue paused) just let it go.
         let skipped = with_pool!(self, |pool| {
@@ -238,25 +270,30 @@ impl Store {
         })
     }
 
-    /// Records how an attempt ended, right after the reply.
-    pub async fn settle(&self, id: i64, settlement: &Settlement, now: Timestamp) -> Result<()> {
-        let next = match settlement {
-            Settlement::Retry { at, .. } => *at,
-            _ => now,
-        };
-        let sent_at = matches!(settlement, Settlement::Sent { .. }).then_some(now);
+    /// Records how attempts ended, right after their replies, in one statement.
+    pub async fn settle(&self, settled: &[(i64, Settlement)], now: Timestamp) -> Result<()> {
+        if settled.is_empty() {
+            return Ok(());
+        }
         relaxed!(self, |conn| {
-            sqlx::query(
-                "UPDATE deliveries SET status = $2, last_reply = $3, next_attempt_at = $4, sent_at = $5, \
-                 claim_token = NULL, lease_until = NULL WHERE id = $1",
-            )
-            .bind(id)
-            .bind(settlement.status())
-            .bind(truncate(settlement.reply()))
-            .bind(next)
-            .bind(sent_at)
-            .execute(conn)
-            .await?;
+            let mut qb = QueryBuilder::new("WITH v (id, status, reply, next_at, sent_at) AS (");
+            qb.push_values(settled, |mut b, (id, settlement)| {
+                let next = match settlement {
+                    Settlement::Retry { at, .. } => *at,
+                    _ => now,
+                };
+                let sent_at = matches!(settlement, Settlement::Sent { .. }).then_some(now);
+                b.push_bind(*id)
+                    .push_bind(settlement.status())
+                    .push_bind(truncate(settlement.reply()))
+                    .push_bind(next)
+                    .push_bind(sent_at);
+            });
+            qb.push(
+                ") UPDATE deliveries SET status = v.status, last_reply = v.reply, next_attempt_at = v.next_at, \
+                 sent_at = v.sent_at, claim_token = NULL, lease_until = NULL FROM v WHERE deliveries.id = v.id",
+            );
+            qb.build().execute(conn).await?;
             Ok(())
         })
     }

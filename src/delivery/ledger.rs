@@ -1,0 +1,123 @@
+//! Group commit for the ledger's per-message writes.
+//!
+//! Every message needs two writes: `sending` just before SMTP, and its
+//! result right after. Done one by one they cost a statement and a commit
+//! each, which caps sending far below what an SMTP server takes. Here sender
+//! tasks hand their writes to one writer task, which takes whatever has
+//! queued up meanwhile and writes it in one statement per kind. A sender
+//! still waits for its own write to be stored before it goes on, so the
+//! guarantees are those of writing one by one.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::store::{DeliveryKind, Handover, Settlement, Store};
+
+/// Most writes taken into one batch.
+const BATCH: usize = 512;
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("ledger write failed: {0}")]
+pub struct LedgerError(String);
+
+/// Hand-overs under one claim token: the rows and who waits for each.
+type HandOverGroup = (Arc<str>, Vec<(i64, DeliveryKind)>, Vec<oneshot::Sender<Result<Handover, LedgerError>>>);
+
+enum Op {
+    HandOver { id: i64, kind: DeliveryKind, token: Arc<str>, done: oneshot::Sender<Result<Handover, LedgerError>> },
+    Settle { id: i64, settlement: Settlement, done: oneshot::Sender<Result<(), LedgerError>> },
+}
+
+/// A sender's handle on the writer.
+#[derive(Clone)]
+pub struct Ledger {
+    ops: mpsc::Sender<Op>,
+}
+
+impl Ledger {
+    /// Starts the writer; it ends when every handle is dropped.
+    pub fn start(store: Store, clock: Clock, lease_secs: i64) -> (Self, tokio::task::JoinHandle<()>) {
+        let (ops, rx) = mpsc::channel(BATCH);
+        (Self { ops }, tokio::spawn(write(store, clock, lease_secs, rx)))
+    }
+
+    /// Marks a claimed row `sending` if it may still go out (see [`Store::hand_over`]).
+    pub async fn hand_over(&self, id: i64, kind: DeliveryKind, token: Arc<str>) -> Result<Handover, LedgerError> {
+        let (done, result) = oneshot::channel();
+        self.send(Op::HandOver { id, kind, token, done }).await?;
+        result.await.map_err(|_| stopped())?
+    }
+
+    /// Records how an attempt ended.
+    pub async fn settle(&self, id: i64, settlement: Settlement) -> Result<(), LedgerError> {
+        let (done, result) = oneshot::channel();
+        self.send(Op::Settle { id, settlement, done }).await?;
+        result.await.map_err(|_| stopped())?
+    }
+
+    async fn send(&self, op: Op) -> Result<(), LedgerError> {
+        self.ops.send(op).await.map_err(|_| stopped())
+    }
+}
+
+impl From<crate::store::StoreError> for LedgerError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+fn stopped() -> LedgerError {
+    LedgerError("the ledger writer stopped".into())
+}
+
+async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiver<Op>) {
+    while let Some(first) = rx.recv().await {
+        let mut ops = vec![first];
+        while ops.len() < BATCH {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut settled = vec![];
+        let mut settle_done = vec![];
+        let mut handovers: Vec<HandOverGroup> = vec![];
+        for op in ops {
+            match op {
+                Op::Settle { id, settlement, done } => {
+                    settled.push((id, settlement));
+                    settle_done.push(done);
+                }
+                Op::HandOver { id, kind, token, done } => match handovers.iter_mut().find(|(t, _, _)| *t == token) {
+                    Some((_, rows, dones)) => {
+                        rows.push((id, kind));
+                        dones.push(done);
+                    }
+                    None => handovers.push((token, vec![(id, kind)], vec![done])),
+                },
+            }
+        }
+        let now = clock.now();
+        let result = store.settle(&settled, now).await.map_err(|e| LedgerError(e.to_string()));
+        for done in settle_done {
+            let _ = done.send(result.clone());
+        }
+        for (token, rows, dones) in handovers {
+            match store.hand_over(&token, &rows, now + lease_secs).await {
+                Ok(results) => {
+                    for ((_, handover), done) in results.into_iter().zip(dones) {
+                        let _ = done.send(Ok(handover));
+                    }
+                }
+                Err(e) => {
+                    let e = LedgerError(e.to_string());
+                    for done in dones {
+                        let _ = done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
