@@ -10,7 +10,7 @@
 
 use sqlx::QueryBuilder;
 
-use super::{Db, Result, Store, relaxed, with_pool};
+use super::{Db, Result, Store, reading, relaxed, with_pool};
 use crate::clock::Timestamp;
 
 /// A claimed row with what is needed to build its message.
@@ -116,12 +116,12 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
         let claimed = match &self.db {
-            Db::Sqlite(pool) => sqlx::query(CLAIM_SQLITE)
+            Db::Sqlite(pools) => sqlx::query(CLAIM_SQLITE)
                 .bind(now)
                 .bind(now + lease_secs)
                 .bind(token)
                 .bind(limit)
-                .execute(pool)
+                .execute(&pools.write)
                 .await?
                 .rows_affected(),
             Db::Postgres(pool) => sqlx::query(CLAIM_POSTGRES)
@@ -136,7 +136,7 @@ impl Store {
         if claimed == 0 {
             return Ok(vec![]);
         }
-        let rows: Vec<(i64, String, Option<i64>, i64, String, i64)> = with_pool!(self, |pool| {
+        let rows: Vec<(i64, String, Option<i64>, i64, String, i64)> = reading!(self, |pool| {
             sqlx::query_as(
                 "SELECT d.id, d.kind, d.issue_id, d.subscriber_id, s.email, d.attempts \
                  FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
@@ -316,7 +316,7 @@ impl Store {
 
     /// Counts ledger rows by status (all kinds), for status pages and tests.
     pub async fn delivery_counts(&self, issue_id: Option<i64>) -> Result<Vec<(String, i64)>> {
-        with_pool!(self, |pool| {
+        reading!(self, |pool| {
             Ok(sqlx::query_as(
                 "SELECT status, COUNT(*) FROM deliveries WHERE ($1 IS NULL OR issue_id = $1) \
                  GROUP BY status ORDER BY status",

@@ -1,6 +1,6 @@
 //! Issues: what an editor sends, and their progress through the ledger.
 
-use super::{Result, Store, in_tx, with_pool};
+use super::{Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +33,7 @@ fn issue_from(t: IssueTuple) -> IssueRow {
 impl Store {
     /// Confirmed, unsuppressed subscribers of a newsletter: the audience of an issue.
     pub async fn audience_size(&self, newsletter_id: i64) -> Result<i64> {
-        with_pool!(self, |pool| {
+        reading!(self, |pool| {
             Ok(sqlx::query_scalar(
                 "SELECT COUNT(*) FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
                  WHERE sub.newsletter_id = $1 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL",
@@ -46,7 +46,7 @@ impl Store {
 
     /// An earlier issue of the same content to the same newsletter, if any: (id, created_at).
     pub async fn find_issue_by_content(&self, newsletter_id: i64, content_hash: &str) -> Result<Option<(i64, i64)>> {
-        with_pool!(self, |pool| {
+        reading!(self, |pool| {
             Ok(sqlx::query_as(
                 "SELECT id, created_at FROM issues WHERE newsletter_id = $1 AND content_hash = $2 ORDER BY id LIMIT 1",
             )
@@ -97,7 +97,7 @@ impl Store {
     }
 
     pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
-        let row: Option<IssueTuple> = with_pool!(self, |pool| {
+        let row: Option<IssueTuple> = reading!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
                  FROM issues WHERE id = $1",
@@ -110,7 +110,7 @@ impl Store {
     }
 
     pub async fn issues(&self, newsletter_id: Option<i64>) -> Result<Vec<IssueRow>> {
-        let rows: Vec<IssueTuple> = with_pool!(self, |pool| {
+        let rows: Vec<IssueTuple> = reading!(self, |pool| {
             sqlx::query_as(
                 "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
                  FROM issues WHERE ($1 IS NULL OR newsletter_id = $1) ORDER BY id DESC",
@@ -195,7 +195,7 @@ impl Store {
 
     /// Failed, bounced and ambiguous deliveries of an issue with their replies: (email, status, reply).
     pub async fn issue_failures(&self, id: i64, limit: i64) -> Result<Vec<(String, String, Option<String>)>> {
-        with_pool!(self, |pool| {
+        reading!(self, |pool| {
             Ok(sqlx::query_as(
                 "SELECT s.email, d.status, d.last_reply FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
                  WHERE d.issue_id = $1 AND d.status IN ('failed', 'bounced', 'ambiguous', 'retry') ORDER BY d.id LIMIT $2",

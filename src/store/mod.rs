@@ -43,15 +43,43 @@ pub struct Store {
 
 #[derive(Clone)]
 enum Db {
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
     Postgres(PgPool),
 }
 
-/// Runs `$body` with `$pool` bound to the store's pool, whatever its backend.
+/// SQLite allows one writer at a time. Writers queue for the single write
+/// connection in the pool (in order, in memory) instead of contending inside
+/// SQLite, whose busy handler sleeps and turns a signup surge into
+/// half-second tail latencies. Reads run side by side on their own pool.
+#[derive(Clone)]
+struct SqlitePools {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+/// Runs `$body` with `$pool` bound to the store's pool, whatever its backend
+/// (on SQLite the write connection: anything may write here).
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.db {
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite(pools) => {
+                let $pool = &pools.write;
+                $body
+            }
+            $crate::store::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like [`with_pool!`] for statements that only read: on SQLite they run
+/// beside the writer instead of queueing for it.
+macro_rules! reading {
+    ($store:expr, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite(pools) => {
+                let $pool = &pools.read;
+                $body
+            }
             $crate::store::Db::Postgres($pool) => $body,
         }
     };
@@ -64,8 +92,8 @@ macro_rules! with_pool {
 macro_rules! in_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.db {
-            $crate::store::Db::Sqlite(pool) => {
-                let mut $tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            $crate::store::Db::Sqlite(pools) => {
+                let mut $tx = pools.write.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 $tx.commit().await?;
                 out
@@ -90,8 +118,8 @@ macro_rules! in_tx {
 macro_rules! relaxed {
     ($store:expr, |$conn:ident| $body:expr) => {
         match &$store.db {
-            $crate::store::Db::Sqlite(pool) => {
-                let $conn = pool;
+            $crate::store::Db::Sqlite(pools) => {
+                let $conn = &pools.write;
                 $body
             }
             $crate::store::Db::Postgres(pool) => {
@@ -108,7 +136,7 @@ macro_rules! relaxed {
     };
 }
 
-pub(crate) use {in_tx, relaxed, with_pool};
+pub(crate) use {in_tx, reading, relaxed, with_pool};
 
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
@@ -125,8 +153,9 @@ impl Store {
             {
                 std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
-            let pool = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
-            Ok(Self { db: Db::Sqlite(pool) })
+            let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            let read = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
+            Ok(Self { db: Db::Sqlite(SqlitePools { read, write }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -143,7 +172,7 @@ impl Store {
     /// Applies the embedded migrations of this backend; safe to run on every start.
     pub async fn migrate(&self) -> Result<()> {
         match &self.db {
-            Db::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+            Db::Sqlite(pools) => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?,
             Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
         }
         Ok(())
@@ -157,7 +186,13 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        with_pool!(self, |pool| pool.close().await)
+        match &self.db {
+            Db::Sqlite(pools) => {
+                pools.read.close().await;
+                pools.write.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
     }
 
     /// Returns the value stored under `name`, storing `generate()` first if there is none.

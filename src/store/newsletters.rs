@@ -2,7 +2,7 @@
 
 use sqlx::QueryBuilder;
 
-use super::{Result, Store, with_pool};
+use super::{Result, Store, reading, with_pool};
 use crate::clock::Timestamp;
 use crate::config::NewsletterSettings;
 use crate::domain::{Newsletter, NewsletterSlug};
@@ -31,7 +31,7 @@ impl Store {
 
     /// Every newsletter in the database, configured now or not, by slug.
     pub async fn list_newsletters(&self) -> Result<Vec<Newsletter>> {
-        let rows: Vec<(i64, String, String, String)> = with_pool!(self, |pool| {
+        let rows: Vec<(i64, String, String, String)> = reading!(self, |pool| {
             sqlx::query_as("SELECT id, slug, name, description FROM newsletters ORDER BY slug").fetch_all(pool).await?
         });
         Ok(rows.into_iter().filter_map(newsletter_from_row).collect())

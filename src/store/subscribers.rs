@@ -2,7 +2,7 @@
 
 use sqlx::QueryBuilder;
 
-use super::{Result, Store, in_tx, with_pool};
+use super::{Result, Store, in_tx, reading};
 use crate::clock::Timestamp;
 use crate::domain::{ConsentSource, EmailAddress, SubscriptionStatus};
 
@@ -168,7 +168,7 @@ impl Store {
 
     /// The subscriber's address, or `None` once erased.
     pub async fn subscriber_email(&self, subscriber_id: i64) -> Result<Option<String>> {
-        with_pool!(self, |pool| {
+        reading!(self, |pool| {
             Ok(sqlx::query_scalar("SELECT email FROM subscribers WHERE id = $1")
                 .bind(subscriber_id)
                 .fetch_optional(pool)
@@ -178,7 +178,7 @@ impl Store {
 
     /// Every subscription the subscriber has, in any state.
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionState>> {
-        let rows: Vec<(i64, String)> = with_pool!(self, |pool| {
+        let rows: Vec<(i64, String)> = reading!(self, |pool| {
             sqlx::query_as("SELECT newsletter_id, status FROM subscriptions WHERE subscriber_id = $1")
                 .bind(subscriber_id)
                 .fetch_all(pool)
@@ -251,7 +251,7 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<SubscriberRow>> {
-        let rows: Vec<(i64, String, String, i64, Option<i64>)> = with_pool!(self, |pool| {
+        let rows: Vec<(i64, String, String, i64, Option<i64>)> = reading!(self, |pool| {
             sqlx::query_as(
                 "SELECT s.id, s.email, sub.status, sub.created_at, sub.confirmed_at \
                  FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
@@ -278,7 +278,7 @@ impl Store {
         &self,
         subscriber_id: i64,
     ) -> Result<Vec<(i64, String, String, Option<String>, Option<String>, Timestamp)>> {
-        with_pool!(self, |pool| {
+        reading!(self, |pool| {
             Ok(sqlx::query_as(
                 "SELECT newsletter_id, action, source, ip, user_agent, created_at FROM consent_events \
                  WHERE subscriber_id = $1 ORDER BY id",
@@ -293,7 +293,7 @@ impl Store {
 impl Store {
     /// Subscriptions per (newsletter, status), for `bulletin newsletters list`.
     pub async fn subscription_counts(&self) -> Result<std::collections::HashMap<(i64, SubscriptionStatus), i64>> {
-        let rows: Vec<(i64, String, i64)> = with_pool!(self, |pool| {
+        let rows: Vec<(i64, String, i64)> = reading!(self, |pool| {
             sqlx::query_as("SELECT newsletter_id, status, COUNT(*) FROM subscriptions GROUP BY newsletter_id, status")
                 .fetch_all(pool)
                 .await?

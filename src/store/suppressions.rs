@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use sqlx::QueryBuilder;
 
 use super::subscribers::record_consent;
-use super::{Consent, MailCap, Result, Store, in_tx, with_pool};
+use super::{Consent, MailCap, Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
 use crate::domain::EmailAddress;
 
@@ -44,7 +44,7 @@ impl Store {
         if hashes.is_empty() {
             return Ok(HashSet::new());
         }
-        let found: Vec<String> = with_pool!(self, |pool| {
+        let found: Vec<String> = reading!(self, |pool| {
             let mut qb = QueryBuilder::new("SELECT email_hash FROM suppressions WHERE email_hash IN (");
             let mut list = qb.separated(", ");
             for h in hashes {

@@ -3,7 +3,7 @@
 use sqlx::QueryBuilder;
 
 use super::subscribers::record_consent;
-use super::{Consent, Result, Store, in_tx, with_pool};
+use super::{Consent, Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
 use crate::domain::TokenHash;
 
@@ -56,7 +56,7 @@ impl Store {
 
     /// Reads a token's state without changing anything (GET and HEAD use this).
     pub async fn token_state(&self, hash: &TokenHash, now: Timestamp) -> Result<TokenState> {
-        let row: Option<(i64, i64, Option<i64>)> = with_pool!(self, |pool| {
+        let row: Option<(i64, i64, Option<i64>)> = reading!(self, |pool| {
             sqlx::query_as("SELECT subscriber_id, expires_at, used_at FROM confirmation_tokens WHERE token_hash = $1")
                 .bind(hash.as_str())
                 .fetch_optional(pool)
@@ -71,7 +71,7 @@ impl Store {
         if expires_at <= now {
             return Ok(TokenState::Expired);
         }
-        let pending: Vec<i64> = with_pool!(self, |pool| {
+        let pending: Vec<i64> = reading!(self, |pool| {
             sqlx::query_scalar(
                 "SELECT newsletter_id FROM subscriptions WHERE subscriber_id = $1 AND status = 'pending' \
                  ORDER BY newsletter_id",
