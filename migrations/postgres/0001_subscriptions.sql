@@ -84,7 +84,8 @@ CREATE TABLE deliveries (
     sent_at         BIGINT ,
     UNIQUE (issue_id, subscriber_id)
 );
-CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+-- Claims walk this in order and stop at the batch size.
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at, id);
 CREATE INDEX deliveries_by_subscriber ON deliveries (subscriber_id, kind, created_at);
 CREATE INDEX deliveries_by_issue ON deliveries (issue_id, status);
 

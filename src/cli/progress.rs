@@ -101,5 +101,5 @@ impl Progress {
 }
 
 pub async fn sleep_tick() {
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }

@@ -94,14 +94,16 @@ pub enum Handover {
     Lost,
 }
 
+// One status at a time: with `status = $5` the claim walks `deliveries_due`
+// in order and stops at the limit; `status IN (…)` would sort every due row.
 const CLAIM_SQLITE: &str = "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
-     SELECT d.id FROM deliveries d WHERE d.status IN ('queued', 'retry') AND d.next_attempt_at <= $1 \
+     SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
      AND (d.lease_until IS NULL OR d.lease_until <= $1) \
      AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
      ORDER BY d.next_attempt_at, d.id LIMIT $4)";
 // PostgreSQL: row locks let several instances claim side by side without waiting or overlapping.
 const CLAIM_POSTGRES: &str = "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
-     SELECT d.id FROM deliveries d WHERE d.status IN ('queued', 'retry') AND d.next_attempt_at <= $1 \
+     SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
      AND (d.lease_until IS NULL OR d.lease_until <= $1) \
      AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
      ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE SKIP LOCKED)";
@@ -115,24 +117,33 @@ impl Store {
         token: &str,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let claimed = match &self.db {
-            Db::Sqlite(pools) => sqlx::query(CLAIM_SQLITE)
-                .bind(now)
-                .bind(now + lease_secs)
-                .bind(token)
-                .bind(limit)
-                .execute(&pools.write)
-                .await?
-                .rows_affected(),
-            Db::Postgres(pool) => sqlx::query(CLAIM_POSTGRES)
-                .bind(now)
-                .bind(now + lease_secs)
-                .bind(token)
-                .bind(limit)
-                .execute(pool)
-                .await?
-                .rows_affected(),
-        };
+        let mut claimed = 0;
+        for status in ["retry", "queued"] {
+            let room = limit - claimed as i64;
+            if room <= 0 {
+                break;
+            }
+            claimed += match &self.db {
+                Db::Sqlite(pools) => sqlx::query(CLAIM_SQLITE)
+                    .bind(now)
+                    .bind(now + lease_secs)
+                    .bind(token)
+                    .bind(room)
+                    .bind(status)
+                    .execute(&pools.write)
+                    .await?
+                    .rows_affected(),
+                Db::Postgres(pool) => sqlx::query(CLAIM_POSTGRES)
+                    .bind(now)
+                    .bind(now + lease_secs)
+                    .bind(token)
+                    .bind(room)
+                    .bind(status)
+                    .execute(pool)
+                    .await?
+                    .rows_affected(),
+            };
+        }
         if claimed == 0 {
             return Ok(vec![]);
         }
@@ -314,16 +325,25 @@ impl Store {
         })
     }
 
-    /// Counts ledger rows by status (all kinds), for status pages and tests.
+    /// Counts ledger rows by status: one issue's, or (`None`) every row.
     pub async fn delivery_counts(&self, issue_id: Option<i64>) -> Result<Vec<(String, i64)>> {
         reading!(self, |pool| {
-            Ok(sqlx::query_as(
-                "SELECT status, COUNT(*) FROM deliveries WHERE ($1 IS NULL OR issue_id = $1) \
-                 GROUP BY status ORDER BY status",
-            )
-            .bind(issue_id)
-            .fetch_all(pool)
-            .await?)
+            // Two statements, so the per-issue count walks only that issue's index range.
+            let rows =
+                match issue_id {
+                    Some(id) => sqlx::query_as(
+                        "SELECT status, COUNT(*) FROM deliveries WHERE issue_id = $1 GROUP BY status ORDER BY status",
+                    )
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await?,
+                    None => {
+                        sqlx::query_as("SELECT status, COUNT(*) FROM deliveries GROUP BY status ORDER BY status")
+                            .fetch_all(pool)
+                            .await?
+                    }
+                };
+            Ok(rows)
         })
     }
 }
