@@ -21,9 +21,9 @@ async fn responses_do_not_reveal_membership(backend: Backend) {
     app.signup_form("unsub@example.org", &nl).await;
     let link = app.confirmation_link("unsub@example.org", 1).await;
     let page = app.http.post(&link).send().await.unwrap().text().await.unwrap();
-    let prefs = href(&page, "/preferences/");
+    let prefs = common::href(&page, "/preferences/");
     let prefs_page = app.http.get(&prefs).send().await.unwrap().text().await.unwrap();
-    app.http.post(href(&prefs_page, "/unsubscribe/")).send().await.unwrap();
+    app.http.post(common::href(&prefs_page, "/unsubscribe/")).send().await.unwrap();
     app.signup_form("pending@example.org", &nl).await;
     assert!(confirmed_page.contains("Successfully subscribed"));
 
@@ -71,15 +71,6 @@ async fn snapshot(r: reqwest::Response) -> (reqwest::StatusCode, Vec<(String, St
         .collect();
     headers.sort();
     (r.status(), headers, r.bytes().await.unwrap().to_vec())
-}
-
-fn href(html: &str, needle: &str) -> String {
-    html.split("href=\"")
-        .skip(1)
-        .map(|rest| &rest[..rest.find('"').unwrap_or(0)])
-        .find(|h| h.contains(needle))
-        .unwrap_or_else(|| panic!("no link with {needle}"))
-        .to_owned()
 }
 
 /// Subscription bombing: one address submitted from many IPs gets at most

@@ -11,18 +11,9 @@ async fn confirmed_reader(app: &TestApp, email: &str) -> (String, String, String
     app.signup_api(email, &["morning-briefing"]).await;
     let confirm = app.confirmation_link(email, 1).await;
     let page = app.http.post(&confirm).send().await.unwrap().text().await.unwrap();
-    let preferences = href(&page, "/preferences/");
+    let preferences = common::href(&page, "/preferences/");
     let prefs = app.http.get(&preferences).send().await.unwrap().text().await.unwrap();
-    (confirm, preferences, href(&prefs, "/unsubscribe/"))
-}
-
-fn href(html: &str, needle: &str) -> String {
-    html.split("href=\"")
-        .skip(1)
-        .map(|rest| &rest[..rest.find('"').unwrap_or(0)])
-        .find(|h| h.contains(needle))
-        .unwrap_or_else(|| panic!("no link with {needle}"))
-        .to_owned()
+    (confirm, preferences, common::href(&prefs, "/unsubscribe/"))
 }
 
 /// Outlook Safe Links and friends GET and HEAD every link in a mail.

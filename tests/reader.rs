@@ -58,12 +58,12 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
     assert!(again.contains("already confirmed"), "{again}");
 
     // The preferences page (linked from the success page) lists every newsletter with its state.
-    let preferences = extract_href(&html, "/preferences/").expect("preferences link");
+    let preferences = common::href(&html, "/preferences/");
     let page = app.http.get(&preferences).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let prefs = page.text().await.unwrap();
     assert!(prefs.contains("Explaining Ukraine") && prefs.contains("Not subscribed"), "{prefs}");
-    let unsubscribe = extract_href(&prefs, "/unsubscribe/").expect("unsubscribe link");
+    let unsubscribe = common::href(&prefs, "/unsubscribe/");
 
     // A mail client's one-click unsubscribe: urlencoded, no cookies, no Origin, 200 without redirect.
     let one_click = app
@@ -97,9 +97,9 @@ async fn one_click_multipart_and_resubscribe(backend: Backend) {
     app.signup_api("multi@example.org", &["explaining-ukraine"]).await;
     let link = app.confirmation_link("multi@example.org", 1).await;
     let html = app.http.post(&link).send().await.unwrap().text().await.unwrap();
-    let preferences = extract_href(&html, "/preferences/").unwrap();
+    let preferences = common::href(&html, "/preferences/");
     let prefs = app.http.get(&preferences).send().await.unwrap().text().await.unwrap();
-    let unsubscribe = extract_href(&prefs, "/unsubscribe/").unwrap();
+    let unsubscribe = common::href(&prefs, "/unsubscribe/");
 
     let form = reqwest::multipart::Form::new().text("List-Unsubscribe", "One-Click");
     let response = app.http.post(&unsubscribe).multipart(form).send().await.unwrap();
@@ -146,15 +146,6 @@ async fn api_signup_and_case_insensitive_identity(backend: Backend) {
     assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200);
     assert_eq!(app.status_of("Kim@xn--bcher-kva.example", "morning-briefing").await, Some(Confirmed));
     app.stop().await;
-}
-
-/// Pulls the first `href` containing `needle` out of a page.
-pub fn extract_href(html: &str, needle: &str) -> Option<String> {
-    html.split("href=\"")
-        .skip(1)
-        .map(|rest| &rest[..rest.find('"').unwrap_or(0)])
-        .find(|h| h.contains(needle))
-        .map(str::to_owned)
 }
 
 on_both_backends!(

@@ -155,27 +155,19 @@ impl Store {
     /// Counts a policy refusal (5.7.x) against an issue, pausing it at `limit`.
     /// Returns whether this refusal paused it.
     pub async fn record_policy_failure(&self, id: i64, limit: i64, reply: &str) -> Result<bool> {
-        with_pool!(self, |pool| {
+        let failures: Option<i64> = with_pool!(self, |pool| {
             let failures: Option<i64> = sqlx::query_scalar(
                 "UPDATE issues SET policy_failures = policy_failures + 1 WHERE id = $1 RETURNING policy_failures",
             )
             .bind(id)
             .fetch_optional(pool)
             .await?;
-            if failures.is_some_and(|f| f >= limit) {
-                let reason = format!("paused after {limit} policy refusal(s); last reply: {reply}");
-                return Ok(sqlx::query(
-                    "UPDATE issues SET status = 'paused', paused_reason = $2 WHERE id = $1 AND status = 'sending'",
-                )
-                .bind(id)
-                .bind(reason)
-                .execute(pool)
-                .await?
-                .rows_affected()
-                    == 1);
-            }
-            Ok(false)
-        })
+            failures
+        });
+        if failures.is_some_and(|f| f >= limit) {
+            return self.pause_issue(id, &format!("paused after {limit} policy refusal(s); last reply: {reply}")).await;
+        }
+        Ok(false)
     }
 
     /// Marks sending issues with nothing left to send as done.

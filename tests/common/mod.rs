@@ -333,3 +333,13 @@ pub fn visible(html: &str) -> String {
         .replace("&gt;", ">")
         .replace("&amp;", "&")
 }
+
+/// The first `href` in a page that contains `needle`.
+pub fn href(html: &str, needle: &str) -> String {
+    html.split("href=\"")
+        .skip(1)
+        .map(|rest| &rest[..rest.find('"').unwrap_or(0)])
+        .find(|h| h.contains(needle))
+        .unwrap_or_else(|| panic!("no link with {needle}"))
+        .to_owned()
+}
