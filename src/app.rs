@@ -99,6 +99,13 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
     let state = AppState {
         signup: services.signup,
         limiter: limiter.clone(),
+        api_allowed_origins: settings
+            .server
+            .api_allowed_origins
+            .iter()
+            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+            .collect::<Vec<_>>()
+            .into(),
         trusted_proxies: settings.server.trusted_proxies.clone().into(),
         form_min_secs: settings.signup.min_submit_seconds,
         form_max_age_secs: settings.signup.max_form_age_hours * 3600,

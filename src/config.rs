@@ -32,6 +32,8 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub public_url: String,
     pub trusted_proxies: Vec<IpNet>,
+    /// Web origins whose pages may call the JSON API from a browser (CORS).
+    pub api_allowed_origins: Vec<String>,
     /// Signs unsubscribe and preference links. Empty: generated once and kept in the database.
     #[serde(serialize_with = "serialize_secret")]
     pub secret: SecretString,
@@ -138,6 +140,7 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8080".parse().expect("valid"),
             public_url: "http://127.0.0.1:8080".into(),
             trusted_proxies: vec![],
+            api_allowed_origins: vec![],
             secret: SecretString::from(""),
             previous_secrets: vec![],
         }
@@ -242,6 +245,16 @@ impl Settings {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return invalid(format!("server.public_url must start with http:// or https://, got {url:?}"));
         }
+        for origin in &self.server.api_allowed_origins {
+            let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && axum::http::HeaderValue::from_str(origin).is_ok();
+            if !ok {
+                return invalid(format!(
+                    "server.api_allowed_origins: {origin:?} is not an origin like \"https://news.example.org\""
+                ));
+            }
+        }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return invalid(format!(
                 "mail.from is not a valid mailbox: {:?} (expected \"Name <address@example.com>\")",
@@ -295,20 +308,34 @@ mod tests {
         path
     }
 
+    /// Loading reads the process environment, which the Jail tests change:
+    /// every test that loads runs inside a Jail, which serializes them.
+    #[allow(clippy::result_large_err)] // figment's Jail dictates the closure's error type
+    fn isolated(test: impl FnOnce()) {
+        figment::Jail::expect_with(|_| {
+            test();
+            Ok(())
+        });
+    }
+
     #[test]
     fn shipped_config_equals_defaults() {
-        let shipped =
-            Settings::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml"))).expect("config.toml loads");
-        let defaults = Settings::default();
-        assert_eq!(serde_json::to_value(&shipped).unwrap(), serde_json::to_value(&defaults).unwrap());
+        isolated(|| {
+            let shipped = Settings::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")))
+                .expect("config.toml loads");
+            let defaults = Settings::default();
+            assert_eq!(serde_json::to_value(&shipped).unwrap(), serde_json::to_value(&defaults).unwrap());
+        });
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n");
-        let err = Settings::load(&path).unwrap_err().to_string();
-        assert!(err.contains("listne"), "{err}");
+        isolated(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = write(dir.path(), "[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("listne"), "{err}");
+        });
     }
 
     #[test]
@@ -342,12 +369,14 @@ mod tests {
 
     #[test]
     fn bad_values_are_explained() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), "[[newsletters]]\nslug = \"Bad Slug\"\nname = \"x\"\n");
-        let err = Settings::load(&path).unwrap_err().to_string();
-        assert!(err.contains("Bad Slug"), "{err}");
-        let path = write(dir.path(), "[mail]\nfrom = \"not a mailbox\"\n");
-        let err = Settings::load(&path).unwrap_err().to_string();
-        assert!(err.contains("mail.from"), "{err}");
+        isolated(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = write(dir.path(), "[[newsletters]]\nslug = \"Bad Slug\"\nname = \"x\"\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("Bad Slug"), "{err}");
+            let path = write(dir.path(), "[mail]\nfrom = \"not a mailbox\"\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("mail.from"), "{err}");
+        });
     }
 }

@@ -190,7 +190,42 @@ async fn api_errors_are_explained(backend: Backend) {
     app.stop().await;
 }
 
+/// Browsers may call the JSON API only from configured origins; the forms need no CORS.
+async fn json_api_cors(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_with(backend, |s| s.server.api_allowed_origins = vec!["https://news.example.org".into()]).await
+    else {
+        return;
+    };
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, app.url("/api/subscriptions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://news.example.org").await.unwrap();
+    assert!(allowed.status().is_success(), "{}", allowed.status());
+    assert_eq!(allowed.headers()["access-control-allow-origin"], "https://news.example.org");
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+
+    let r = app
+        .http
+        .post(app.url("/api/subscriptions"))
+        .header("origin", "https://news.example.org")
+        .json(&json!({"email": "cors@example.org", "newsletters": ["weekend-reads"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://news.example.org");
+    app.stop().await;
+}
+
 on_both_backends!(
+    json_api_cors,
     addresses_through_the_api,
     addresses_through_the_form,
     form_errors_are_explained,

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ipnet::IpNet;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::signup::Signup;
@@ -30,6 +31,8 @@ const BODY_LIMIT: usize = 16 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub signup: Signup,
+    /// Origins allowed to call the JSON API from a browser.
+    pub api_allowed_origins: Arc<[HeaderValue]>,
     pub limiter: Option<Arc<IpLimiter>>,
     pub trusted_proxies: Arc<[IpNet]>,
     pub form_min_secs: u64,
@@ -37,10 +40,21 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    // Browsers on other sites may call the JSON API only from the configured
+    // origins; plain HTML forms post cross-origin without CORS anyway.
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(state.api_allowed_origins.iter().cloned()))
+        .allow_methods([Method::POST])
+        .allow_headers([header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(3600));
+    let api = Router::new()
+        .route("/api/subscriptions", post(api::create_subscription))
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
+        .layer(cors);
     let signups = Router::new()
         .route("/subscribe", post(pages::subscribe))
-        .route("/api/subscriptions", post(api::create_subscription))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit_per_ip));
+        .route_layer(middleware::from_fn_with_state(state.clone(), limit_per_ip))
+        .merge(api);
     // Pages behind emailed tokens: never cached, never leaked by Referer.
     let tokened = Router::new()
         .route("/confirm/{token}", get(pages::confirm_page).post(pages::confirm))
