@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::delivery::{Composer, Engine, Pace};
 use crate::domain::LinkKeys;
 use crate::mail::{Mailer, Outbound};
-use crate::signup::{Catalog, Links, Rules, Signup};
+use crate::signup::{Catalog, Links, Signup};
 use crate::store::{MailCap, Store};
 use crate::web::{self, AppState, client::IpLimiter};
 
@@ -69,14 +69,11 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     let mailer = Mailer::from_settings(&settings.mail)?;
     let outbound = Outbound::from_settings(&settings.mail)?;
     let mail_queued = Arc::new(Notify::new());
-    let rules = Rules {
-        confirm_ttl_hours: settings.signup.confirm_ttl_hours,
-        cap: MailCap {
-            min_interval_secs: i64::from(settings.signup.confirm_mail_interval_minutes) * 60,
-            per_day: i64::from(settings.signup.confirm_mails_per_day),
-        },
+    let cap = MailCap {
+        min_interval_secs: i64::from(settings.signup.confirm_mail_interval_minutes) * 60,
+        per_day: i64::from(settings.signup.confirm_mails_per_day),
     };
-    let signup = Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), rules, mail_queued.clone());
+    let signup = Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, mail_queued.clone());
     let composer =
         Composer::new(store.clone(), mailer, links, catalog, clock.clone(), settings.signup.confirm_ttl_hours);
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));

@@ -226,10 +226,7 @@ async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &s
     } else {
         Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
     };
-    let cap = crate::store::MailCap {
-        min_interval_secs: i64::from(settings.signup.confirm_mail_interval_minutes) * 60,
-        per_day: i64::from(settings.signup.confirm_mails_per_day),
-    };
+    let cap = services.signup.cap();
     let keys = services.signup.links().keys().clone();
     let report = roster::import_csv(&services.store, &keys, &Clock::system(), &found, input, confirmed, cap).await?;
     for bad in &report.bad {

@@ -61,7 +61,7 @@ impl Composer {
         let message_id = self.mailer.stable_message_id(&format!(
             "{}.{}",
             delivery.id,
-            hex(&self.links.keys().mac(b"message-id", &delivery.id.to_be_bytes())[..8])
+            crate::domain::token::hex(&self.links.keys().mac(b"message-id", &delivery.id.to_be_bytes())[..8])
         ));
         match delivery.kind {
             DeliveryKind::Confirmation => self.confirmation(delivery, &to, message_id).await,
@@ -127,8 +127,4 @@ impl Composer {
         self.issues.lock().expect("cache lock").insert(issue_id, (newsletter.id, rendered.clone()));
         Ok(Some((newsletter.id, rendered)))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

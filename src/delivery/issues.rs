@@ -36,7 +36,7 @@ impl Draft {
         if markdown.trim().is_empty() {
             return Err(QueueError::EmptyBody);
         }
-        let content_hash = Sha256::digest(markdown.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        let content_hash = crate::domain::token::hex(&Sha256::digest(markdown.as_bytes()));
         Ok(Self { newsletter, subject, markdown, content_hash })
     }
 

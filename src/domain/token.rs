@@ -55,7 +55,8 @@ impl TokenHash {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hexadecimal, for hashes and MACs kept as text.
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -39,13 +39,6 @@ pub struct Visitor {
     pub user_agent: Option<String>,
 }
 
-/// The knobs of the signup rules, from `[signup]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Rules {
-    pub confirm_ttl_hours: u32,
-    pub cap: MailCap,
-}
-
 /// What a confirmation link shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmPreview {
@@ -78,7 +71,8 @@ pub struct Signup {
     catalog: Arc<Catalog>,
     links: Links,
     clock: Clock,
-    rules: Rules,
+    /// The per-address cap on confirmation mail, from `[signup]`.
+    cap: MailCap,
     mail_queued: Arc<Notify>,
 }
 
@@ -88,10 +82,10 @@ impl Signup {
         catalog: Arc<Catalog>,
         links: Links,
         clock: Clock,
-        rules: Rules,
+        cap: MailCap,
         mail_queued: Arc<Notify>,
     ) -> Self {
-        Self { store, catalog, links, clock, rules, mail_queued }
+        Self { store, catalog, links, clock, cap, mail_queued }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -104,6 +98,10 @@ impl Signup {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    pub fn cap(&self) -> MailCap {
+        self.cap
     }
 
     /// Resolves submitted slugs against the catalog, rejecting unknown ones.
@@ -135,7 +133,7 @@ impl Signup {
         visitor: &Visitor,
     ) -> Result<(), SignupError> {
         let consent = self.consent(source, visitor);
-        let outcome = self.store.record_signup(email, newsletters, &consent, self.rules.cap).await?;
+        let outcome = self.store.record_signup(email, newsletters, &consent, self.cap).await?;
         tracing::info!(
             email = %email.masked(),
             pending = outcome.pending.len(),

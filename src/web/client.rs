@@ -86,10 +86,6 @@ impl IpLimiter {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
     }
-
-    pub fn tracked(&self) -> usize {
-        self.limiter.len()
-    }
 }
 
 #[cfg(test)]
