@@ -4,9 +4,13 @@
 //! result right after. Done one by one they cost a statement and a commit
 //! each, which caps sending far below what an SMTP server takes. Here sender
 //! tasks hand their writes to one writer task, which takes whatever has
-//! queued up meanwhile and writes it in one statement per kind. A sender
-//! still waits for its own write to be stored before it goes on, so the
-//! guarantees are those of writing one by one.
+//! queued up meanwhile and writes it in one statement per kind.
+//!
+//! A sender waits for its `sending` mark to be stored before the message
+//! body leaves, so a crash can never forget a message that went out. It does
+//! not wait for the result to be stored: until that write lands the row
+//! stays `sending`, which after a crash reads as "may have been delivered"
+//! (`ambiguous`), never as "send again".
 
 use std::sync::Arc;
 
@@ -27,7 +31,7 @@ type HandOverGroup = (Arc<str>, Vec<(i64, DeliveryKind)>, Vec<oneshot::Sender<Re
 
 enum Op {
     HandOver { id: i64, kind: DeliveryKind, token: Arc<str>, done: oneshot::Sender<Result<Handover, LedgerError>> },
-    Settle { id: i64, settlement: Settlement, done: oneshot::Sender<Result<(), LedgerError>> },
+    Settle { id: i64, settlement: Settlement },
 }
 
 /// A sender's handle on the writer.
@@ -50,11 +54,10 @@ impl Ledger {
         result.await.map_err(|_| stopped())?
     }
 
-    /// Records how an attempt ended.
+    /// Queues the record of how an attempt ended; the writer stores it with
+    /// the next batch (and logs a failure: the row then stays `sending`).
     pub async fn settle(&self, id: i64, settlement: Settlement) -> Result<(), LedgerError> {
-        let (done, result) = oneshot::channel();
-        self.send(Op::Settle { id, settlement, done }).await?;
-        result.await.map_err(|_| stopped())?
+        self.send(Op::Settle { id, settlement }).await
     }
 
     async fn send(&self, op: Op) -> Result<(), LedgerError> {
@@ -82,14 +85,10 @@ async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiv
             }
         }
         let mut settled = vec![];
-        let mut settle_done = vec![];
         let mut handovers: Vec<HandOverGroup> = vec![];
         for op in ops {
             match op {
-                Op::Settle { id, settlement, done } => {
-                    settled.push((id, settlement));
-                    settle_done.push(done);
-                }
+                Op::Settle { id, settlement } => settled.push((id, settlement)),
                 Op::HandOver { id, kind, token, done } => match handovers.iter_mut().find(|(t, _, _)| *t == token) {
                     Some((_, rows, dones)) => {
                         rows.push((id, kind));
@@ -100,9 +99,8 @@ async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiv
             }
         }
         let now = clock.now();
-        let result = store.settle(&settled, now).await.map_err(|e| LedgerError(e.to_string()));
-        for done in settle_done {
-            let _ = done.send(result.clone());
+        if let Err(e) = store.settle(&settled, now).await {
+            tracing::error!(error = %e, rows = settled.len(), "delivery: results not recorded; the rows stay 'sending' and turn ambiguous");
         }
         for (token, rows, dones) in handovers {
             match store.hand_over(&token, &rows, now + lease_secs).await {

@@ -1,10 +1,11 @@
 //! The delivery engine: every message Bulletin sends goes through here,
 //! confirmation mail and issues alike.
 //!
-//! A claim loop takes due ledger rows in small batches under a lease and
-//! feeds `concurrency` sender tasks, each owning one SMTP connection. A
-//! sender marks its row `sending` (re-checking that the reader still wants
-//! it), sends, and settles the row right after the reply. Memory holds a
+//! A claim loop takes due ledger rows in batches under a lease and feeds
+//! `concurrency` sender tasks, each owning one SMTP connection. A sender
+//! marks its row `sending` (re-checking that the reader still wants it)
+//! while it announces the envelope, sends the body once the mark is stored,
+//! and queues the row's result right after the reply. Memory holds a
 //! batch at a time, whatever the list size. On shutdown nothing new is
 //! claimed, senders finish the message in hand, and claimed rows not yet
 //! started are released for the next worker.
@@ -60,6 +61,16 @@ impl From<&SendingSettings> for Pace {
 }
 
 impl Pace {
+    /// Rows claimed at a time: enough to keep every sender busy between
+    /// claims, few enough to be sent well within the lease at the set rate.
+    pub fn batch_size(&self) -> usize {
+        let batch = (self.concurrency * 16).clamp(64, 512);
+        match self.rate_per_second {
+            0 => batch,
+            rate => batch.min((rate as usize * self.lease_secs.max(4) as usize / 4).max(1)),
+        }
+    }
+
     /// Full-jitter exponential backoff: between half and all of base·2^(attempt-1), at most an hour.
     pub fn retry_delay_secs(&self, attempt: i64) -> i64 {
         let exp = (attempt - 1).clamp(0, 16) as u32;
@@ -98,11 +109,16 @@ impl Engine {
         drop(ledger);
 
         let mut tokens: Vec<Arc<str>> = vec![];
+        let mut tidied: Option<tokio::time::Instant> = None;
         'claiming: loop {
             if *shutdown.borrow() {
                 break;
             }
-            let batch = match self.claim().await {
+            let tidy = tidied.is_none_or(|at| at.elapsed() >= POLL);
+            if tidy {
+                tidied = Some(tokio::time::Instant::now());
+            }
+            let batch = match self.claim(tidy).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     tracing::error!(error = %e, "delivery: claiming failed");
@@ -143,16 +159,19 @@ impl Engine {
         tracing::debug!("delivery engine stopped");
     }
 
-    /// Recovers rows of dead workers, completes finished issues and claims a batch.
-    async fn claim(&self) -> Result<Vec<Claimed>, StoreError> {
+    /// Claims a batch; with `tidy` first recovers rows of dead workers and
+    /// completes finished issues (twice a second is soon enough for those).
+    async fn claim(&self, tidy: bool) -> Result<Vec<Claimed>, StoreError> {
         let now = self.clock.now();
-        let recovered = self.store.recover_expired(now).await?;
-        if recovered > 0 {
-            tracing::warn!(recovered, "delivery: rows left 'sending' by a stopped worker are now ambiguous");
+        if tidy {
+            let recovered = self.store.recover_expired(now).await?;
+            if recovered > 0 {
+                tracing::warn!(recovered, "delivery: rows left 'sending' by a stopped worker are now ambiguous");
+            }
+            self.store.complete_issues(now).await?;
         }
-        self.store.complete_issues(now).await?;
         let token: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
-        let limit = (self.pace.concurrency * 4) as i64;
+        let limit = self.pace.batch_size() as i64;
         let claimed = self.store.claim_deliveries(now, self.pace.lease_secs, &token, limit).await?;
         Ok(claimed.into_iter().map(|d| (d, token.clone())).collect())
     }
@@ -200,11 +219,11 @@ impl Engine {
                 return ledger.settle(delivery.id, Settlement::Failed { reply }).await;
             }
         };
-        match ledger.hand_over(delivery.id, delivery.kind, token).await? {
-            Handover::Go => {}
-            Handover::Skipped | Handover::Paused | Handover::Lost => return Ok(()),
-        }
-        let verdict = judge(channel.send(&message).await);
+        // The hand-over is decided while the envelope is announced; the body leaves only after it is stored.
+        let handover = ledger.hand_over(delivery.id, delivery.kind, token);
+        let (handover, sent) = channel.send_if(&message, handover, |h| matches!(h, Ok(Handover::Go))).await;
+        let Some(sent) = sent else { return handover.map(drop) };
+        let verdict = judge(sent);
         let attempt = delivery.attempts + 1;
         let exhausted = attempt >= i64::from(self.pace.max_attempts);
         let settlement = match verdict.clone() {

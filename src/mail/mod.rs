@@ -147,33 +147,81 @@ const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 impl Channel {
     /// Sends one message to one recipient; `Ok` carries the server's reply.
     pub async fn send(&mut self, message: &Message) -> Result<String, SendFailure> {
-        match &self.outbound {
-            Outbound::File(t) => t
-                .send(message.clone())
-                .await
-                .map(|id| format!("written to file {id}"))
-                .map_err(|e| SendFailure::Connection(e.to_string())),
-            Outbound::Smtp(target) => {
-                let envelope = message.envelope();
-                let (Some(from), [to]) = (envelope.from(), envelope.to()) else {
-                    return Err(SendFailure::Rejected {
-                        code: 0,
-                        reply: "one sender and one recipient expected".into(),
-                    });
-                };
-                if self.connection.as_ref().is_none_or(SmtpConnection::is_broken) {
-                    let conn =
-                        target.connect(CONNECT_TIMEOUT).await.map_err(|e| SendFailure::Connection(e.to_string()))?;
-                    self.connection = Some(conn);
+        let ((), sent) = self.send_if(message, std::future::ready(()), |_| true).await;
+        sent.expect("always allowed")
+    }
+
+    /// Sends one message if `decision`, once known, passes `go`; `None` when it did not.
+    ///
+    /// Over SMTP the envelope (connecting if need be, MAIL FROM, RCPT TO) is
+    /// announced while `decision` is still being made, so the two waits
+    /// overlap; nothing is delivered before the body follows, and a message
+    /// that may not go is dropped with RSET.
+    pub async fn send_if<T>(
+        &mut self,
+        message: &Message,
+        decision: impl Future<Output = T>,
+        go: impl FnOnce(&T) -> bool,
+    ) -> (T, Option<Result<String, SendFailure>>) {
+        let target = match &self.outbound {
+            Outbound::File(t) => {
+                let decision = decision.await;
+                if !go(&decision) {
+                    return (decision, None);
                 }
-                let conn = self.connection.as_mut().expect("connected above");
-                let result = conn.send(from, to, &message.formatted(), REPLY_TIMEOUT).await;
-                if result.is_err() {
-                    self.connection = None;
-                }
-                result
+                let sent = t
+                    .send(message.clone())
+                    .await
+                    .map(|id| format!("written to file {id}"))
+                    .map_err(|e| SendFailure::Connection(e.to_string()));
+                return (decision, Some(sent));
             }
+            Outbound::Smtp(target) => target.clone(),
+        };
+        let envelope = message.envelope();
+        let (Some(from), [to]) = (envelope.from(), envelope.to()) else {
+            let decision = decision.await;
+            let refused = SendFailure::Rejected { code: 0, reply: "one sender and one recipient expected".into() };
+            let sent = go(&decision).then_some(Err(refused));
+            return (decision, sent);
+        };
+        let (decision, announced) = tokio::join!(decision, self.announce(&target, from, to));
+        if !go(&decision) {
+            if announced.is_ok() && self.connection_mut().reset(REPLY_TIMEOUT).await.is_err() {
+                self.connection = None;
+            }
+            return (decision, None);
         }
+        let sent = match announced {
+            Ok(()) => self.connection_mut().data(&message.formatted(), REPLY_TIMEOUT).await,
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
+            self.connection = None;
+        }
+        (decision, Some(sent))
+    }
+
+    /// MAIL FROM and RCPT TO on the open connection, opening one first if there is none.
+    async fn announce(
+        &mut self,
+        target: &SmtpTarget,
+        from: &lettre::Address,
+        to: &lettre::Address,
+    ) -> Result<(), SendFailure> {
+        if self.connection.as_ref().is_none_or(SmtpConnection::is_broken) {
+            let conn = target.connect(CONNECT_TIMEOUT).await.map_err(|e| SendFailure::Connection(e.to_string()))?;
+            self.connection = Some(conn);
+        }
+        let announced = self.connection_mut().envelope(from, to, REPLY_TIMEOUT).await;
+        if announced.is_err() {
+            self.connection = None;
+        }
+        announced
+    }
+
+    fn connection_mut(&mut self) -> &mut SmtpConnection {
+        self.connection.as_mut().expect("announce opened a connection")
     }
 
     pub async fn close(mut self) {

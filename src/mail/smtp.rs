@@ -13,7 +13,7 @@ use std::time::Duration;
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
 
 use super::MailError;
@@ -142,32 +142,20 @@ impl SmtpConnection {
         self.conn.has_broken()
     }
 
-    /// Sends one message to one recipient. Every step is bounded by
-    /// `timeout`; a step that times out counts like a dropped connection at
-    /// that step. Any failure leaves the connection closed, so the caller
-    /// opens a new one next time.
-    pub async fn send(
-        &mut self,
-        from: &Address,
-        to: &Address,
-        message: &[u8],
-        timeout: Duration,
-    ) -> Result<String, SendFailure> {
-        let before = |e: lettre::transport::smtp::Error| match e.status() {
-            Some(code) => SendFailure::Rejected { code: code_number(code), reply: e.to_string() },
-            None => SendFailure::Connection(e.to_string()),
-        };
-        let timed_out = |step: &str| SendFailure::Connection(format!("no reply to {step} within {timeout:?}"));
+    /// Announces one message: MAIL FROM and RCPT TO. Every step is bounded
+    /// by `timeout`; a step that times out counts like a dropped connection
+    /// at that step. Nothing is delivered until [`Self::data`].
+    pub async fn envelope(&mut self, from: &Address, to: &Address, timeout: Duration) -> Result<(), SendFailure> {
         let conn = &mut self.conn;
-        tokio::time::timeout(timeout, conn.command(Mail::new(Some(from.clone()), vec![])))
-            .await
-            .map_err(|_| timed_out("MAIL FROM"))?
-            .map_err(before)?;
-        tokio::time::timeout(timeout, conn.command(Rcpt::new(to.clone(), vec![])))
-            .await
-            .map_err(|_| timed_out("RCPT TO"))?
-            .map_err(before)?;
-        tokio::time::timeout(timeout, conn.command(Data)).await.map_err(|_| timed_out("DATA"))?.map_err(before)?;
+        step(timeout, "MAIL FROM", conn.command(Mail::new(Some(from.clone()), vec![]))).await?;
+        step(timeout, "RCPT TO", conn.command(Rcpt::new(to.clone(), vec![]))).await?;
+        Ok(())
+    }
+
+    /// Hands over the body of the announced message; `Ok` carries the final reply.
+    pub async fn data(&mut self, message: &[u8], timeout: Duration) -> Result<String, SendFailure> {
+        let conn = &mut self.conn;
+        step(timeout, "DATA", conn.command(Data)).await?;
         match tokio::time::timeout(timeout, conn.message(message)).await {
             Err(_) => Err(SendFailure::AfterData(format!("no reply to the end of data within {timeout:?}"))),
             Ok(Ok(response)) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
@@ -178,8 +166,31 @@ impl SmtpConnection {
         }
     }
 
+    /// Drops the announced message (RSET) so the connection can carry the next one.
+    pub async fn reset(&mut self, timeout: Duration) -> Result<(), SendFailure> {
+        step(timeout, "RSET", self.conn.command(Rset)).await.map(drop)
+    }
+
     pub async fn quit(mut self) {
         let _ = self.conn.quit().await;
+    }
+}
+
+/// One command before the body: a failure here means nothing was delivered.
+async fn step(
+    timeout: Duration,
+    name: &str,
+    command: impl std::future::Future<
+        Output = Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error>,
+    >,
+) -> Result<lettre::transport::smtp::response::Response, SendFailure> {
+    match tokio::time::timeout(timeout, command).await {
+        Err(_) => Err(SendFailure::Connection(format!("no reply to {name} within {timeout:?}"))),
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(match e.status() {
+            Some(code) => SendFailure::Rejected { code: code_number(code), reply: e.to_string() },
+            None => SendFailure::Connection(e.to_string()),
+        }),
     }
 }
 

@@ -100,13 +100,14 @@ const CLAIM_SQLITE: &str = "UPDATE deliveries SET claim_token = $3, lease_until 
      SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
      AND (d.lease_until IS NULL OR d.lease_until <= $1) \
      AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
-     ORDER BY d.next_attempt_at, d.id LIMIT $4)";
+     ORDER BY d.next_attempt_at, d.id LIMIT $4) RETURNING id, kind, issue_id, subscriber_id, attempts";
 // PostgreSQL: row locks let several instances claim side by side without waiting or overlapping.
 const CLAIM_POSTGRES: &str = "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
      SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
      AND (d.lease_until IS NULL OR d.lease_until <= $1) \
      AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
-     ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE SKIP LOCKED)";
+     ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE SKIP LOCKED) \
+     RETURNING id, kind, issue_id, subscriber_id, attempts";
 
 impl Store {
     /// Claims up to `limit` due rows for `lease_secs` under `token`, returning them in id order.
@@ -117,55 +118,54 @@ impl Store {
         token: &str,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
-        let mut claimed = 0;
+        // The claim returns its rows (there is no index on the token to find them by afterwards).
+        let mut rows: Vec<(i64, String, Option<i64>, i64, i64)> = vec![];
         for status in ["retry", "queued"] {
-            let room = limit - claimed as i64;
+            let room = limit - rows.len() as i64;
             if room <= 0 {
                 break;
             }
-            claimed += match &self.db {
-                Db::Sqlite(pools) => sqlx::query(CLAIM_SQLITE)
-                    .bind(now)
-                    .bind(now + lease_secs)
-                    .bind(token)
-                    .bind(room)
-                    .bind(status)
-                    .execute(&pools.write)
-                    .await?
-                    .rows_affected(),
-                Db::Postgres(pool) => sqlx::query(CLAIM_POSTGRES)
-                    .bind(now)
-                    .bind(now + lease_secs)
-                    .bind(token)
-                    .bind(room)
-                    .bind(status)
-                    .execute(pool)
-                    .await?
-                    .rows_affected(),
+            let sql = match &self.db {
+                Db::Sqlite(_) => CLAIM_SQLITE,
+                Db::Postgres(_) => CLAIM_POSTGRES,
             };
+            let claimed: Vec<(i64, String, Option<i64>, i64, i64)> = with_pool!(self, |pool| {
+                sqlx::query_as(sql)
+                    .bind(now)
+                    .bind(now + lease_secs)
+                    .bind(token)
+                    .bind(room)
+                    .bind(status)
+                    .fetch_all(pool)
+                    .await?
+            });
+            rows.extend(claimed);
         }
-        if claimed == 0 {
+        if rows.is_empty() {
             return Ok(vec![]);
         }
-        let rows: Vec<(i64, String, Option<i64>, i64, String, i64)> = reading!(self, |pool| {
-            sqlx::query_as(
-                "SELECT d.id, d.kind, d.issue_id, d.subscriber_id, s.email, d.attempts \
-                 FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
-                 WHERE d.claim_token = $1 AND d.status IN ('queued', 'retry') ORDER BY d.id",
-            )
-            .bind(token)
-            .fetch_all(pool)
-            .await?
+        rows.sort_unstable_by_key(|row| row.0);
+        let emails: Vec<(i64, String)> = reading!(self, |pool| {
+            let mut qb = QueryBuilder::new("SELECT id, email FROM subscribers WHERE id IN (");
+            let mut list = qb.separated(", ");
+            for row in &rows {
+                list.push_bind(row.3);
+            }
+            qb.push(")");
+            qb.build_query_as().fetch_all(pool).await?
         });
+        let emails: std::collections::HashMap<i64, String> = emails.into_iter().collect();
         Ok(rows
             .into_iter()
-            .map(|(id, kind, issue_id, subscriber_id, email, attempts)| ClaimedDelivery {
-                id,
-                kind: if kind == "issue" { DeliveryKind::Issue } else { DeliveryKind::Confirmation },
-                issue_id,
-                subscriber_id,
-                email,
-                attempts,
+            .filter_map(|(id, kind, issue_id, subscriber_id, attempts)| {
+                Some(ClaimedDelivery {
+                    id,
+                    kind: if kind == "issue" { DeliveryKind::Issue } else { DeliveryKind::Confirmation },
+                    issue_id,
+                    subscriber_id,
+                    email: emails.get(&subscriber_id)?.clone(),
+                    attempts,
+                })
             })
             .collect())
     }
@@ -187,20 +187,22 @@ impl Store {
         // optimization fence on both backends), then joined: left to itself,
         // PostgreSQL may walk the whole audience per call when its statistics
         // are stale, as they are right after a big import.
-        const PICK_ISSUES: &str = "WITH picked AS MATERIALIZED (SELECT id, issue_id, subscriber_id FROM deliveries \
-             WHERE status IN ('queued', 'retry') AND claim_token = ";
-        const PICK_CONFIRMATIONS: &str = "WITH picked AS MATERIALIZED (SELECT id FROM deliveries \
-             WHERE status IN ('queued', 'retry') AND claim_token = ";
+        // The rows are picked by id alone: with the status test in the CTE,
+        // SQLite walks `deliveries_due` through every queued row instead.
+        const PICK_ISSUES: &str =
+            "WITH picked AS MATERIALIZED (SELECT id, issue_id, subscriber_id FROM deliveries WHERE id IN (";
+        const PICK_CONFIRMATIONS: &str = "WITH picked AS MATERIALIZED (SELECT id FROM deliveries WHERE id IN (";
         const MARK: &str =
-            ") UPDATE deliveries SET status = 'sending', attempts = deliveries.attempts + 1, lease_until = ";
+            ")) UPDATE deliveries SET status = 'sending', attempts = deliveries.attempts + 1, lease_until = ";
         const JOIN_ISSUES: &str = " FROM picked \
              JOIN issues ON issues.id = picked.issue_id \
              JOIN subscriptions ON subscriptions.subscriber_id = picked.subscriber_id \
                   AND subscriptions.newsletter_id = issues.newsletter_id \
              JOIN subscribers ON subscribers.id = picked.subscriber_id \
              WHERE deliveries.id = picked.id AND issues.status = 'sending' AND subscriptions.status = 'confirmed' \
-             AND subscribers.suppressed_at IS NULL RETURNING deliveries.id";
-        const JOIN_CONFIRMATIONS: &str = " FROM picked WHERE deliveries.id = picked.id RETURNING deliveries.id";
+             AND subscribers.suppressed_at IS NULL";
+        const JOIN_CONFIRMATIONS: &str = " FROM picked WHERE deliveries.id = picked.id";
+        const HELD: &str = " AND deliveries.status IN ('queued', 'retry') AND deliveries.claim_token = ";
         let mut go: Vec<i64> = vec![];
         for (kind, pick, join) in [
             (DeliveryKind::Issue, PICK_ISSUES, JOIN_ISSUES),
@@ -212,12 +214,12 @@ impl Store {
             }
             let marked: Vec<i64> = relaxed!(self, |conn| {
                 let mut qb = QueryBuilder::new(pick);
-                qb.push_bind(token).push(" AND id IN (");
                 let mut list = qb.separated(", ");
                 for id in &ids {
                     list.push_bind(*id);
                 }
-                qb.push(")").push(MARK).push_bind(lease_until).push(join);
+                qb.push(MARK).push_bind(lease_until).push(join).push(HELD).push_bind(token);
+                qb.push(" RETURNING deliveries.id");
                 qb.build_query_scalar().fetch_all(conn).await?
             });
             go.extend(marked);
