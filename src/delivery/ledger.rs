@@ -99,9 +99,26 @@ async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiv
             }
         }
         let now = clock.now();
+        write_batch(&store, now, lease_secs, settled, handovers).await;
+    }
+}
+
+async fn write_batch(
+    store: &Store,
+    now: crate::clock::Timestamp,
+    lease_secs: i64,
+    settled: Vec<(i64, Settlement)>,
+    handovers: Vec<HandOverGroup>,
+) {
+    // One batch at a time (writes queue up meanwhile and make the next batch
+    // bigger); within it, results and hand-overs touch disjoint rows and go
+    // side by side (on PostgreSQL on two connections).
+    let settling = async {
         if let Err(e) = store.settle(&settled, now).await {
             tracing::error!(error = %e, rows = settled.len(), "delivery: results not recorded; the rows stay 'sending' and turn ambiguous");
         }
+    };
+    let handing_over = async {
         for (token, rows, dones) in handovers {
             match store.hand_over(&token, &rows, now + lease_secs).await {
                 Ok(results) => {
@@ -117,5 +134,6 @@ async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiv
                 }
             }
         }
-    }
+    };
+    tokio::join!(settling, handing_over);
 }

@@ -100,7 +100,8 @@ impl Engine {
     pub async fn run(self, ready: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
         let limiter =
             NonZeroU32::new(self.pace.rate_per_second).map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
-        let (tx, rx) = mpsc::channel::<Claimed>(self.pace.concurrency);
+        // Room for a whole batch, so the next claim is made while senders work through this one.
+        let (tx, rx) = mpsc::channel::<Claimed>(self.pace.batch_size());
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let (ledger, writer) = Ledger::start(self.store.clone(), self.clock.clone(), self.pace.lease_secs);
         let senders: Vec<_> = (0..self.pace.concurrency)

@@ -44,7 +44,16 @@ pub struct Store {
 #[derive(Clone)]
 enum Db {
     Sqlite(SqlitePools),
-    Postgres(PgPool),
+    Postgres(PgPools),
+}
+
+/// PostgreSQL: the main pool, and a small one whose sessions commit
+/// without waiting for the WAL flush, for the delivery engine's
+/// per-message bookkeeping (see [`relaxed!`]).
+#[derive(Clone)]
+struct PgPools {
+    main: PgPool,
+    relaxed: PgPool,
 }
 
 /// SQLite allows one writer at a time. Writers queue for the single write
@@ -66,7 +75,10 @@ macro_rules! with_pool {
                 let $pool = &pools.write;
                 $body
             }
-            $crate::store::Db::Postgres($pool) => $body,
+            $crate::store::Db::Postgres(pools) => {
+                let $pool = &pools.main;
+                $body
+            }
         }
     };
 }
@@ -80,7 +92,10 @@ macro_rules! reading {
                 let $pool = &pools.read;
                 $body
             }
-            $crate::store::Db::Postgres($pool) => $body,
+            $crate::store::Db::Postgres(pools) => {
+                let $pool = &pools.main;
+                $body
+            }
         }
     };
 }
@@ -98,8 +113,8 @@ macro_rules! in_tx {
                 $tx.commit().await?;
                 out
             }
-            $crate::store::Db::Postgres(pool) => {
-                let mut $tx = pool.begin().await?;
+            $crate::store::Db::Postgres(pools) => {
+                let mut $tx = pools.main.begin().await?;
                 let out = $body;
                 $tx.commit().await?;
                 out
@@ -122,15 +137,9 @@ macro_rules! relaxed {
                 let $conn = &pools.write;
                 $body
             }
-            $crate::store::Db::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-                let out = {
-                    let $conn = &mut *tx;
-                    $body
-                };
-                tx.commit().await?;
-                out
+            $crate::store::Db::Postgres(pools) => {
+                let $conn = &pools.relaxed;
+                $body
             }
         }
     };
@@ -158,12 +167,10 @@ impl Store {
             Ok(Self { db: Db::Sqlite(SqlitePools { read, write }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect_with(options)
-                .await?;
-            Ok(Self { db: Db::Postgres(pool) })
+            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10));
+            let main = pool(max_connections).connect_with(options.clone()).await?;
+            let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
+            Ok(Self { db: Db::Postgres(PgPools { main, relaxed }) })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -173,7 +180,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<()> {
         match &self.db {
             Db::Sqlite(pools) => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?,
-            Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Db::Postgres(pools) => sqlx::migrate!("./migrations/postgres").run(&pools.main).await?,
         }
         Ok(())
     }
@@ -191,7 +198,10 @@ impl Store {
                 pools.read.close().await;
                 pools.write.close().await;
             }
-            Db::Postgres(pool) => pool.close().await,
+            Db::Postgres(pools) => {
+                pools.relaxed.close().await;
+                pools.main.close().await;
+            }
         }
     }
 
