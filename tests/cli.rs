@@ -221,11 +221,17 @@ async fn import_export_erase(backend: Backend) {
     assert_eq!(lines.len(), 3, "{export}");
     assert!(lines[1].starts_with("ada@example.org,confirmed,") && lines[2].starts_with("BOB@example.org,confirmed,"));
 
-    // Erase: gone from every list, consent record included.
+    // An issue leaves a ledger row per reader.
+    let issue = app.queue_issue("weekend-reads", "Before the erasure", "Hello.").await;
+    app.wait_issue(issue, "done").await;
+    assert_eq!(app.delivery_counts(issue).await.get("sent"), Some(&2));
+
+    // Erase: gone from every list, consent record and ledger rows included.
     let out = bulletin(&config, &["subscribers", "erase", "ada@example.org"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let export = stdout(&bulletin(&config, &["subscribers", "export", "--newsletter", "weekend-reads"]));
     assert!(!export.contains("ada@"), "{export}");
+    assert_eq!(app.delivery_counts(issue).await.get("sent"), Some(&1), "the erased reader's ledger row is gone");
 
     // Re-importing the erased address as confirmed is refused: it gets a new opt-in instead.
     let out = bulletin(
@@ -238,7 +244,7 @@ async fn import_export_erase(backend: Backend) {
         app.status_of("ada@example.org", "weekend-reads").await,
         Some(bulletin::domain::SubscriptionStatus::Pending)
     );
-    let link = app.confirmation_link("ada@example.org", 1).await;
+    let link = app.confirmation_link("ada@example.org", 2).await; // after the issue
     assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200);
     assert_eq!(
         app.status_of("ada@example.org", "weekend-reads").await,

@@ -59,6 +59,8 @@ impl Store {
 
     /// Creates an issue and its whole ledger in one transaction, with one
     /// `INSERT … SELECT`: no list of subscribers ever passes through memory.
+    /// The issue is new, so no row can exist yet: `deliveries_once` only
+    /// guards, it is not asked to resolve conflicts (which costs ~20%).
     pub async fn create_issue(
         &self,
         newsletter_id: i64,
@@ -83,8 +85,7 @@ impl Store {
                 "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
                  SELECT 'issue', $1, sub.subscriber_id, 'queued', $2, $2 \
                  FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
-                 WHERE sub.newsletter_id = $3 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL \
-                 ON CONFLICT (issue_id, subscriber_id) DO NOTHING",
+                 WHERE sub.newsletter_id = $3 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL",
             )
             .bind(id)
             .bind(now)

@@ -68,6 +68,13 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
+            // The ledger has no foreign keys to cascade along (see migration 0002).
+            sqlx::query(
+                "DELETE FROM deliveries WHERE subscriber_id IN (SELECT id FROM subscribers WHERE email_key = $1)",
+            )
+            .bind(email.key())
+            .execute(&mut *tx)
+            .await?;
             let deleted = sqlx::query("DELETE FROM subscribers WHERE email_key = $1")
                 .bind(email.key())
                 .execute(&mut *tx)
