@@ -140,6 +140,46 @@ async fn concurrent_signups_send_one_mail(backend: Backend) {
     app.stop().await;
 }
 
+/// A surge of different readers, several of them signing up twice at once
+/// and some for two newsletters: signups are written together in batches,
+/// and still every reader gets exactly one confirmation mail listing what
+/// they asked for, and every signup is recorded.
+async fn surge_of_signups_each_recorded_once(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..60 {
+        let newsletters = if i % 3 == 0 { vec!["weekend-reads", "morning-briefing"] } else { vec!["weekend-reads"] };
+        for _ in 0..(1 + i % 2) {
+            let request = app.http.post(app.url("/api/subscriptions")).json(&serde_json::json!({
+                "email": format!("surge{i}@example.org"), "newsletters": newsletters
+            }));
+            set.spawn(async move { request.send().await.unwrap().status() });
+        }
+    }
+    for status in set.join_all().await {
+        assert_eq!(status, 202);
+    }
+    for i in 0..60 {
+        let to = format!("surge{i}@example.org");
+        let mails = app.mail.wait_for(&to, 1).await;
+        assert_eq!(
+            app.status_of(&to, "weekend-reads").await,
+            Some(bulletin::domain::SubscriptionStatus::Pending),
+            "{to}"
+        );
+        let both = i % 3 == 0;
+        assert_eq!(app.status_of(&to, "morning-briefing").await.is_some(), both, "{to}");
+        assert_eq!(mails[0].text().contains("Morning Briefing"), both, "{to}: the mail lists what was asked for");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for i in 0..60 {
+        assert_eq!(app.mail.mails_to(&format!("surge{i}@example.org")).len(), 1, "surge{i}: one mail only");
+    }
+    app.stop().await;
+}
+
 /// The per-IP limit answers 429 with a Retry-After of at least a second, and
 /// X-Forwarded-For from an untrusted peer does not buy a fresh bucket.
 async fn per_ip_limit(backend: Backend) {
@@ -220,6 +260,7 @@ on_both_backends!(
     responses_do_not_reveal_membership,
     per_address_cap_holds_across_ips_and_restarts,
     concurrent_signups_send_one_mail,
+    surge_of_signups_each_recorded_once,
     per_ip_limit,
     time_trap,
 );

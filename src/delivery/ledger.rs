@@ -8,9 +8,10 @@
 //!
 //! A sender waits for its `sending` mark to be stored before the message
 //! body leaves, so a crash can never forget a message that went out. It does
-//! not wait for the result to be stored: until that write lands the row
-//! stays `sending`, which after a crash reads as "may have been delivered"
-//! (`ambiguous`), never as "send again".
+//! not wait for the result to be stored: the writer stores it before the
+//! sender's next hand-over, and until then the row stays `sending`, which
+//! after a crash reads as "may have been delivered" (`ambiguous`), never as
+//! "send again".
 
 use std::sync::Arc;
 
@@ -111,8 +112,10 @@ async fn write_batch(
     handovers: Vec<HandOverGroup>,
 ) {
     // One batch at a time (writes queue up meanwhile and make the next batch
-    // bigger); within it, results and hand-overs touch disjoint rows and go
-    // side by side (on PostgreSQL on two connections).
+    // bigger); within it, results before hand-overs. A sender queues its
+    // result before it asks for its next hand-over, so once that is granted
+    // the result is stored: a connection never has more than one row
+    // `sending`, and a crash leaves at most one ambiguous row per connection.
     let settling = async {
         if let Err(e) = store.settle(&settled, now).await {
             tracing::error!(error = %e, rows = settled.len(), "delivery: results not recorded; the rows stay 'sending' and turn ambiguous");
@@ -135,5 +138,6 @@ async fn write_batch(
             }
         }
     };
-    tokio::join!(settling, handing_over);
+    settling.await;
+    handing_over.await;
 }

@@ -3,6 +3,7 @@
 //! Used by the web handlers and the CLI alike. Every token from a URL is
 //! checked here; nothing below this layer sees raw input.
 
+mod batch;
 mod catalog;
 mod links;
 pub mod roster;
@@ -20,7 +21,7 @@ use crate::clock::Clock;
 use crate::domain::{
     ConsentSource, EmailAddress, LinkPurpose, Newsletter, NewsletterSlug, SubscriptionStatus, TokenHash,
 };
-use crate::store::{ConfirmOutcome, Consent, MailCap, Store, StoreError, TokenState};
+use crate::store::{ConfirmOutcome, Consent, MailCap, SignupRequest, Store, StoreError, TokenState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
@@ -73,6 +74,7 @@ pub struct Signup {
     clock: Clock,
     /// The per-address cap on confirmation mail, from `[signup]`.
     cap: MailCap,
+    signups: batch::Batcher,
     mail_queued: Arc<Notify>,
 }
 
@@ -85,7 +87,8 @@ impl Signup {
         cap: MailCap,
         mail_queued: Arc<Notify>,
     ) -> Self {
-        Self { store, catalog, links, clock, cap, mail_queued }
+        let signups = batch::Batcher::start(store.clone(), clock.clone(), cap);
+        Self { store, catalog, links, clock, cap, signups, mail_queued }
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -133,7 +136,8 @@ impl Signup {
         visitor: &Visitor,
     ) -> Result<(), SignupError> {
         let consent = self.consent(source, visitor);
-        let outcome = self.store.record_signup(email, newsletters, &consent, self.cap).await?;
+        let signup = SignupRequest { email: email.clone(), newsletters: newsletters.to_vec(), consent };
+        let outcome = self.signups.record(signup).await?;
         tracing::info!(
             email = %email.masked(),
             pending = outcome.pending.len(),

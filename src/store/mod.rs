@@ -20,7 +20,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use issues::IssueRow;
-pub use subscribers::{Consent, MailCap, PreferenceChange, SignupOutcome, SubscriberRow, SubscriptionState};
+pub use subscribers::{
+    Consent, MailCap, PreferenceChange, SignupOutcome, SignupRequest, SubscriberRow, SubscriptionState,
+};
 pub use suppressions::{ImportOutcome, ImportRow};
 pub use tokens::{ConfirmOutcome, TokenState};
 

@@ -1,5 +1,7 @@
 //! Subscribers, their per-newsletter subscriptions and the consent record.
 
+use std::collections::HashMap;
+
 use sqlx::QueryBuilder;
 
 use super::{Result, Store, in_tx, reading};
@@ -21,6 +23,14 @@ pub struct Consent {
 pub struct MailCap {
     pub min_interval_secs: i64,
     pub per_day: i64,
+}
+
+/// One reader's signup as a form or the API takes it.
+#[derive(Debug, Clone)]
+pub struct SignupRequest {
+    pub email: EmailAddress,
+    pub newsletters: Vec<i64>,
+    pub consent: Consent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,97 +64,146 @@ pub struct SubscriberRow {
     pub confirmed_at: Option<Timestamp>,
 }
 
-/// Appends consent events for (subscriber, newsletter) `pairs` to the open
-/// transaction, in one statement.
+/// Appends consent events to the open transaction, in one statement: for
+/// (subscriber, newsletter) `pairs` under one consent, or (`@each`) for
+/// (subscriber, newsletter, consent) triples.
 macro_rules! record_consent_impl {
     ($tx:expr, $pairs:expr, $action:expr, $consent:expr) => {
-        let pairs: Vec<(i64, i64)> = $pairs.into_iter().collect();
-        if !pairs.is_empty() {
+        let consent: &$crate::store::Consent = &$consent;
+        $crate::store::subscribers::record_consent!(
+            @each $tx, $pairs.into_iter().map(|(s, n)| (s, n, consent)), $action
+        );
+    };
+    (@each $tx:expr, $events:expr, $action:expr) => {
+        let events: Vec<(i64, i64, &$crate::store::Consent)> = $events.into_iter().collect();
+        if !events.is_empty() {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO consent_events (subscriber_id, newsletter_id, action, source, ip, user_agent, created_at) ",
             );
-            qb.push_values(pairs.iter(), |mut b, (subscriber_id, newsletter_id)| {
+            qb.push_values(events.iter(), |mut b, (subscriber_id, newsletter_id, consent)| {
                 b.push_bind(*subscriber_id)
                     .push_bind(*newsletter_id)
                     .push_bind($action)
-                    .push_bind($consent.source.as_str())
-                    .push_bind($consent.ip.as_deref())
-                    .push_bind($consent.user_agent.as_deref())
-                    .push_bind($consent.at);
+                    .push_bind(consent.source.as_str())
+                    .push_bind(consent.ip.as_deref())
+                    .push_bind(consent.user_agent.as_deref())
+                    .push_bind(consent.at);
             });
             qb.build().execute(&mut *$tx).await?;
         }
     };
 }
 pub(super) use record_consent_impl as record_consent;
+/// Queues one confirmation mail for each of `ids` (subscriber ids) that the
+/// per-address cap allows at `now`, in one statement on the open
+/// transaction; evaluates to the ids that got one.
+macro_rules! queue_confirmations_impl {
+    ($tx:expr, $ids:expr, $now:expr, $cap:expr) => {{
+        let ids: &[i64] = $ids;
+        let (now, cap): (i64, $crate::store::MailCap) = ($now, $cap);
+        if ids.is_empty() {
+            vec![]
+        } else {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO deliveries (kind, subscriber_id, status, next_attempt_at, created_at) \
+                 SELECT 'confirmation', s.id, 'queued', ",
+            );
+            qb.push_bind(now).push(", ").push_bind(now);
+            qb.push(" FROM subscribers s WHERE s.id IN (");
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            // Scalar subqueries, not NOT EXISTS: PostgreSQL turns that into an
+            // anti-join over every recent confirmation instead of a lookup per address.
+            qb.push(
+                ") AND COALESCE((SELECT MAX(d.created_at) FROM deliveries d WHERE d.subscriber_id = s.id \
+                     AND d.kind = 'confirmation'), ",
+            );
+            qb.push_bind(i64::MIN).push(") <= ").push_bind(now - cap.min_interval_secs);
+            qb.push(
+                " AND (SELECT COUNT(*) FROM deliveries d WHERE d.subscriber_id = s.id \
+                     AND d.kind = 'confirmation' AND d.created_at > ",
+            );
+            qb.push_bind(now - 86_400);
+            qb.push(") < ").push_bind(cap.per_day).push(" RETURNING subscriber_id");
+            let queued: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *$tx).await?;
+            queued
+        }
+    }};
+}
+pub(super) use queue_confirmations_impl as queue_confirmations;
 
 impl Store {
-    /// Records a signup for `newsletters` and queues one confirmation mail
-    /// for everything pending, unless the per-address cap holds.
+    /// Records a batch of signups and queues one confirmation mail per
+    /// address for everything pending, unless the per-address cap holds,
+    /// all in one transaction with one statement per step whatever the
+    /// batch size. The addresses must be distinct (see `signup::batch`).
     ///
     /// Confirmed subscriptions stay confirmed; unsubscribed ones go back to
-    /// pending, since coming back needs a fresh opt-in. The subscriber row is
-    /// written first, which serializes concurrent signups of one address (a
-    /// row lock on PostgreSQL, the write lock on SQLite), so the cap check
-    /// cannot be raced.
-    pub async fn record_signup(
+    /// pending, since coming back needs a fresh opt-in. The subscriber rows
+    /// are written first and in one order (by address key), which
+    /// serializes concurrent signups of one address (a row lock on
+    /// PostgreSQL, the write lock on SQLite) without deadlocks, so the cap
+    /// check cannot be raced.
+    pub async fn record_signups(
         &self,
-        email: &EmailAddress,
-        newsletters: &[i64],
-        consent: &Consent,
+        signups: &[SignupRequest],
+        now: Timestamp,
         cap: MailCap,
-    ) -> Result<SignupOutcome> {
-        let now = consent.at;
+    ) -> Result<Vec<SignupOutcome>> {
+        if signups.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut order: Vec<&SignupRequest> = signups.iter().collect();
+        order.sort_by_cached_key(|signup| signup.email.key());
         in_tx!(self, |tx| {
-            let subscriber_id: i64 = sqlx::query_scalar(
-                "INSERT INTO subscribers (email, email_key, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (email_key) DO UPDATE SET email_key = excluded.email_key RETURNING id",
-            )
-            .bind(email.as_str())
-            .bind(email.key())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+            let mut qb = QueryBuilder::new("INSERT INTO subscribers (email, email_key, created_at) ");
+            qb.push_values(&order, |mut b, signup| {
+                b.push_bind(signup.email.as_str()).push_bind(signup.email.key()).push_bind(now);
+            });
+            qb.push(" ON CONFLICT (email_key) DO UPDATE SET email_key = excluded.email_key RETURNING email_key, id");
+            let ids: HashMap<String, i64> = qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
+            let id_of = |signup: &SignupRequest| ids.get(&signup.email.key()).copied().unwrap_or_default();
 
+            let pairs: Vec<(i64, i64)> =
+                order.iter().flat_map(|s| s.newsletters.iter().map(move |n| (id_of(s), *n))).collect();
             let mut qb =
                 QueryBuilder::new("INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at) ");
-            qb.push_values(newsletters, |mut b, id| {
-                b.push_bind(subscriber_id).push_bind(*id).push_bind("pending").push_bind(now);
+            qb.push_values(&pairs, |mut b, (subscriber_id, newsletter_id)| {
+                b.push_bind(*subscriber_id).push_bind(*newsletter_id).push_bind("pending").push_bind(now);
             });
             qb.push(
                 " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET status = \
                  CASE WHEN subscriptions.status = 'unsubscribed' THEN 'pending' ELSE subscriptions.status END \
-                 RETURNING newsletter_id, status",
+                 RETURNING subscriber_id, newsletter_id, status",
             );
-            let states: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            let pending: Vec<i64> =
-                states.into_iter().filter(|(_, status)| status == "pending").map(|(id, _)| id).collect();
-
-            let mut mail_queued = false;
-            if !pending.is_empty() {
-                record_consent!(tx, pending.iter().map(|n| (subscriber_id, *n)), "signup", consent);
-                let (sent_today, last): (i64, Option<i64>) = sqlx::query_as(
-                    "SELECT COUNT(*), MAX(created_at) FROM deliveries \
-                     WHERE subscriber_id = $1 AND kind = 'confirmation' AND created_at > $2",
-                )
-                .bind(subscriber_id)
-                .bind(now - 86_400)
-                .fetch_one(&mut *tx)
-                .await?;
-                let spaced = last.is_none_or(|last| last <= now - cap.min_interval_secs);
-                if sent_today < cap.per_day && spaced {
-                    sqlx::query(
-                        "INSERT INTO deliveries (kind, subscriber_id, status, next_attempt_at, created_at) \
-                         VALUES ('confirmation', $1, 'queued', $2, $2)",
-                    )
-                    .bind(subscriber_id)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    mail_queued = true;
+            let states: Vec<(i64, i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();
+            for (subscriber_id, newsletter_id, status) in states {
+                if status == "pending" {
+                    pending.entry(subscriber_id).or_default().push(newsletter_id);
                 }
             }
-            Ok(SignupOutcome { subscriber_id, pending, mail_queued })
+
+            let consent_of: HashMap<i64, &Consent> = order.iter().map(|s| (id_of(s), &s.consent)).collect();
+            record_consent!(
+                @each tx,
+                pending.iter().flat_map(|(sid, ns)| ns.iter().map(|n| (*sid, *n, consent_of[sid]))),
+                "signup"
+            );
+            let waiting: Vec<i64> = pending.keys().copied().collect();
+            let queued: Vec<i64> = queue_confirmations!(tx, &waiting, now, cap);
+
+            Ok(signups
+                .iter()
+                .map(|signup| {
+                    let subscriber_id = id_of(signup);
+                    let mut pending = pending.get(&subscriber_id).cloned().unwrap_or_default();
+                    pending.sort_unstable();
+                    SignupOutcome { subscriber_id, pending, mail_queued: queued.contains(&subscriber_id) }
+                })
+                .collect())
         })
     }
 

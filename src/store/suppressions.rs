@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use sqlx::QueryBuilder;
 
-use super::subscribers::record_consent;
+use super::subscribers::{queue_confirmations, record_consent};
 use super::{Consent, MailCap, Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
 use crate::domain::EmailAddress;
@@ -163,28 +163,7 @@ impl Store {
                 outcome.pending = pending.len() as u64;
                 if !pending.is_empty() {
                     record_consent!(tx, pending.iter().map(|id| (*id, newsletter_id)), "signup", consent);
-                    let mut qb = QueryBuilder::new(
-                        "INSERT INTO deliveries (kind, subscriber_id, status, next_attempt_at, created_at) \
-                         SELECT 'confirmation', s.id, 'queued', ",
-                    );
-                    qb.push_bind(now).push(", ").push_bind(now);
-                    qb.push(" FROM subscribers s WHERE s.id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in &pending {
-                        list.push_bind(*id);
-                    }
-                    qb.push(
-                        ") AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.subscriber_id = s.id \
-                             AND d.kind = 'confirmation' AND d.created_at > ",
-                    );
-                    qb.push_bind(now - cap.min_interval_secs);
-                    qb.push(
-                        ") AND (SELECT COUNT(*) FROM deliveries d WHERE d.subscriber_id = s.id \
-                             AND d.kind = 'confirmation' AND d.created_at > ",
-                    );
-                    qb.push_bind(now - 86_400);
-                    qb.push(") < ").push_bind(cap.per_day);
-                    outcome.mails_queued = qb.build().execute(&mut *tx).await?.rows_affected();
+                    outcome.mails_queued = queue_confirmations!(tx, &pending, now, cap).len() as u64;
                 }
             }
             outcome.unchanged = rows.len() as u64 - outcome.confirmed - outcome.pending;

@@ -3,7 +3,7 @@
 use sqlx::QueryBuilder;
 
 use super::subscribers::record_consent;
-use super::{Consent, Result, Store, in_tx, reading, with_pool};
+use super::{Consent, Result, Store, in_tx, reading, relaxed};
 use crate::clock::Timestamp;
 use crate::domain::TokenHash;
 
@@ -32,6 +32,10 @@ pub enum ConfirmOutcome {
 }
 
 impl Store {
+    /// Written by the delivery engine just before the mail goes out, with
+    /// the ledger's relaxed durability (see [`relaxed!`]): a crash of the
+    /// database server itself may forget the last fraction of a second of
+    /// tokens, and such a link then shows the page with the signup form.
     pub async fn insert_confirmation_token(
         &self,
         hash: &TokenHash,
@@ -39,7 +43,7 @@ impl Store {
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<()> {
-        with_pool!(self, |pool| {
+        relaxed!(self, |conn| {
             sqlx::query(
                 "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
                  VALUES ($1, $2, $3, $4)",
@@ -48,7 +52,7 @@ impl Store {
             .bind(subscriber_id)
             .bind(now)
             .bind(expires_at)
-            .execute(pool)
+            .execute(conn)
             .await?;
             Ok(())
         })

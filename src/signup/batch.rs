@@ -1,0 +1,96 @@
+//! Group commit for signups.
+//!
+//! One transaction per signup caps a surge at what the database commits one
+//! by one (SQLite writes one at a time; PostgreSQL waits for a WAL flush per
+//! commit). Requests here hand their signup to one writer task, which takes
+//! whatever has queued up meanwhile and records it in one transaction with
+//! one statement per step (`Store::record_signups`). Each request still
+//! waits until its own signup is stored, so a reader is never told "check
+//! your inbox" for a signup that was not kept.
+
+use std::collections::{HashSet, VecDeque};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::store::{MailCap, SignupOutcome, SignupRequest, Store, StoreError};
+
+/// Most signups in one transaction.
+const BATCH: usize = 256;
+
+type Reply = oneshot::Sender<Result<SignupOutcome, StoreError>>;
+
+/// A request's handle on the writer.
+#[derive(Clone)]
+pub struct Batcher {
+    queue: mpsc::Sender<(SignupRequest, Reply)>,
+}
+
+impl Batcher {
+    /// Starts the writer; it ends when every handle is dropped.
+    pub fn start(store: Store, clock: Clock, cap: MailCap) -> Self {
+        let (queue, rx) = mpsc::channel(BATCH * 4);
+        tokio::spawn(write(store, clock, cap, rx));
+        Self { queue }
+    }
+
+    /// Records `signup` with the next batch and returns what it did.
+    pub async fn record(&self, signup: SignupRequest) -> Result<SignupOutcome, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue.send((signup, reply)).await.map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Database(sqlx::Error::PoolClosed)
+}
+
+async fn write(store: Store, clock: Clock, cap: MailCap, mut rx: mpsc::Receiver<(SignupRequest, Reply)>) {
+    let mut waiting: VecDeque<(SignupRequest, Reply)> = VecDeque::new();
+    loop {
+        if waiting.is_empty() {
+            match rx.recv().await {
+                Some(next) => waiting.push_back(next),
+                None => return,
+            }
+        }
+        while waiting.len() < BATCH * 2 {
+            match rx.try_recv() {
+                Ok(next) => waiting.push_back(next),
+                Err(_) => break,
+            }
+        }
+        // One signup per address per batch (a statement may not touch a row
+        // twice); a second one waits for the next batch, in arrival order.
+        let mut keys = HashSet::new();
+        let mut batch = vec![];
+        let mut later = VecDeque::new();
+        for (signup, reply) in waiting.drain(..) {
+            if batch.len() < BATCH && keys.insert(signup.email.key()) {
+                batch.push((signup, reply));
+            } else {
+                later.push_back((signup, reply));
+            }
+        }
+        waiting = later;
+        let (signups, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match store.record_signups(&signups, clock.now(), cap).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) if signups.len() == 1 => {
+                let _ = replies.into_iter().next().map(|reply| reply.send(Err(e)));
+            }
+            Err(_) => {
+                // Find out whose signup failed: each on its own, so one bad row fails only itself.
+                for (signup, reply) in signups.into_iter().zip(replies) {
+                    let outcome = store.record_signups(std::slice::from_ref(&signup), clock.now(), cap).await;
+                    let _ = reply.send(outcome.and_then(|mut o| o.pop().ok_or_else(stopped)));
+                }
+            }
+        }
+    }
+}
