@@ -4,7 +4,8 @@
 //! by one (SQLite writes one at a time; PostgreSQL waits for a WAL flush per
 //! commit). Requests here hand their signup to one writer task, which takes
 //! whatever has queued up meanwhile and records it in one transaction with
-//! one statement per step (`Store::record_signups`). Each request still
+//! one statement per step (`Store::record_signups`); on PostgreSQL two
+//! batches may be under way at once. Each request still
 //! waits until its own signup is stored, so a reader is never told "check
 //! your inbox" for a signup that was not kept.
 
@@ -47,12 +48,20 @@ fn stopped() -> StoreError {
 }
 
 async fn write(store: Store, clock: Clock, cap: MailCap, mut rx: mpsc::Receiver<(SignupRequest, Reply)>) {
+    // PostgreSQL commits a batch while the next one is written on another
+    // connection (row locks order any address the two share); SQLite has
+    // one writer, and waiting makes the next batch bigger instead.
+    let in_flight = if store.backend_name() == "postgres" { 2 } else { 1 };
+    let mut writing = tokio::task::JoinSet::new();
     let mut waiting: VecDeque<(SignupRequest, Reply)> = VecDeque::new();
     loop {
+        while writing.len() >= in_flight {
+            writing.join_next().await;
+        }
         if waiting.is_empty() {
             match rx.recv().await {
                 Some(next) => waiting.push_back(next),
-                None => return,
+                None => break,
             }
         }
         while waiting.len() < BATCH * 2 {
@@ -74,22 +83,28 @@ async fn write(store: Store, clock: Clock, cap: MailCap, mut rx: mpsc::Receiver<
             }
         }
         waiting = later;
-        let (signups, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        match store.record_signups(&signups, clock.now(), cap).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
+        let (store, clock) = (store.clone(), clock.clone());
+        writing.spawn(async move { write_batch(&store, &clock, cap, batch).await });
+    }
+    while writing.join_next().await.is_some() {}
+}
+
+async fn write_batch(store: &Store, clock: &Clock, cap: MailCap, batch: Vec<(SignupRequest, Reply)>) {
+    let (signups, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+    match store.record_signups(&signups, clock.now(), cap).await {
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
-            Err(e) if signups.len() == 1 => {
-                let _ = replies.into_iter().next().map(|reply| reply.send(Err(e)));
-            }
-            Err(_) => {
-                // Find out whose signup failed: each on its own, so one bad row fails only itself.
-                for (signup, reply) in signups.into_iter().zip(replies) {
-                    let outcome = store.record_signups(std::slice::from_ref(&signup), clock.now(), cap).await;
-                    let _ = reply.send(outcome.and_then(|mut o| o.pop().ok_or_else(stopped)));
-                }
+        }
+        Err(e) if signups.len() == 1 => {
+            let _ = replies.into_iter().next().map(|reply| reply.send(Err(e)));
+        }
+        Err(_) => {
+            // Find out whose signup failed: each on its own, so one bad row fails only itself.
+            for (signup, reply) in signups.into_iter().zip(replies) {
+                let outcome = store.record_signups(std::slice::from_ref(&signup), clock.now(), cap).await;
+                let _ = reply.send(outcome.and_then(|mut o| o.pop().ok_or_else(stopped)));
             }
         }
     }

@@ -149,6 +149,12 @@ macro_rules! relaxed {
 
 pub(crate) use {in_tx, reading, relaxed, with_pool};
 
+/// Prepared statements kept per connection. Batched statements differ by
+/// their number of rows, so there are a few hundred of them; with sqlx's
+/// default of 100 they keep evicting each other and are parsed and planned
+/// again on every use.
+const STATEMENT_CACHE: usize = 1024;
+
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
@@ -158,6 +164,7 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
+                .statement_cache_capacity(STATEMENT_CACHE)
                 .foreign_keys(true);
             if let Some(parent) = options.get_filename().parent()
                 && !parent.as_os_str().is_empty()
@@ -168,7 +175,7 @@ impl Store {
             let read = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
             Ok(Self { db: Db::Sqlite(SqlitePools { read, write }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url)?;
+            let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
             let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10));
             let main = pool(max_connections).connect_with(options.clone()).await?;
             let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
