@@ -19,7 +19,7 @@ use crate::domain::LinkKeys;
 use crate::mail::{Mailer, Outbound};
 use crate::signup::{Catalog, Links, Signup};
 use crate::store::{MailCap, Store};
-use crate::web::{self, AppState, client::IpLimiter};
+use crate::web::{self, AppState, Shared, client::IpLimiter};
 
 /// Opens the database named by the settings and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -93,7 +93,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
     let services = services(settings, clock).await?;
     let addr = listener.local_addr()?;
     let limiter = IpLimiter::per_minute(settings.signup.per_ip_per_minute).map(Arc::new);
-    let state = AppState {
+    let state = AppState::new(Shared {
         signup: services.signup,
         limiter: limiter.clone(),
         api_allowed_origins: settings
@@ -106,7 +106,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
         trusted_proxies: settings.server.trusted_proxies.clone().into(),
         form_min_secs: settings.signup.min_submit_seconds,
         form_max_age_secs: settings.signup.max_form_age_hours * 3600,
-    };
+    });
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = vec![];
 

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use lettre::Message;
 
 use crate::clock::Clock;
-use crate::domain::{ConfirmationToken, EmailAddress, SubscriptionStatus};
+use crate::domain::{ConfirmationToken, EmailAddress};
 use crate::mail::{ConfirmationMail, IssueMail, MailError, Mailer, RenderedIssue};
 use crate::signup::{Catalog, Links};
-use crate::store::{ClaimedDelivery, DeliveryKind, Store, StoreError};
+use crate::store::{ClaimedDelivery, DeliveryKind, NewToken, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
@@ -21,6 +21,12 @@ pub enum ComposeError {
     Mail(#[from] MailError),
     #[error("the stored address is no longer valid: {0}")]
     Address(#[from] crate::domain::EmailError),
+}
+
+/// A message ready to go, and for a confirmation mail the token its link carries.
+pub struct Composed {
+    pub message: Message,
+    pub token: Option<NewToken>,
 }
 
 /// Rendered issues with their newsletter id, by issue id.
@@ -55,7 +61,7 @@ impl Composer {
     }
 
     /// The message for `delivery`, or `None` when there is nothing to send any more.
-    pub async fn compose(&self, delivery: &ClaimedDelivery) -> Result<Option<Message>, ComposeError> {
+    pub async fn compose(&self, delivery: &ClaimedDelivery) -> Result<Option<Composed>, ComposeError> {
         let to = EmailAddress::parse(&delivery.email)?;
         // Stable per delivery: a retry carries the same Message-ID.
         let message_id = self.mailer.stable_message_id(&format!(
@@ -64,7 +70,7 @@ impl Composer {
             crate::domain::token::hex(&self.links.keys().mac(b"message-id", &delivery.id.to_be_bytes())[..8])
         ));
         match delivery.kind {
-            DeliveryKind::Confirmation => self.confirmation(delivery, &to, message_id).await,
+            DeliveryKind::Confirmation => Ok(self.confirmation(delivery, &to, message_id)?),
             DeliveryKind::Issue => {
                 let Some(issue_id) = delivery.issue_id else { return Ok(None) };
                 let Some((newsletter, issue)) = self.rendered(issue_id).await? else { return Ok(None) };
@@ -76,38 +82,32 @@ impl Composer {
                     message_id,
                 }
                 .build(&self.mailer)?;
-                Ok(Some(message))
+                Ok(Some(Composed { message, token: None }))
             }
         }
     }
 
-    async fn confirmation(
+    /// A confirmation mail for what the reader had pending when the row was
+    /// claimed; its token is stored with the hand-over, before it leaves.
+    fn confirmation(
         &self,
         delivery: &ClaimedDelivery,
         to: &EmailAddress,
         message_id: String,
-    ) -> Result<Option<Message>, ComposeError> {
-        let pending: Vec<i64> = self
-            .store
-            .subscriptions_of(delivery.subscriber_id)
-            .await?
-            .into_iter()
-            .filter(|s| s.status == SubscriptionStatus::Pending)
-            .map(|s| s.newsletter_id)
-            .collect();
-        let names = self.catalog.names(&pending);
+    ) -> Result<Option<Composed>, ComposeError> {
+        let names = self.catalog.names(&delivery.pending);
         if names.is_empty() {
             return Ok(None);
         }
         let token = ConfirmationToken::generate();
         let now = self.clock.now();
-        let expires = now + i64::from(self.confirm_ttl_hours) * 3600;
-        self.store.insert_confirmation_token(&token.hash(), delivery.subscriber_id, now, expires).await?;
+        let expires_at = now + i64::from(self.confirm_ttl_hours) * 3600;
         let confirm_url = self.links.confirm_url(&token);
         let message =
             ConfirmationMail { to, newsletters: &names, confirm_url: &confirm_url, ttl_hours: self.confirm_ttl_hours }
                 .build(&self.mailer, message_id)?;
-        Ok(Some(message))
+        let token = NewToken { hash: token.hash(), subscriber_id: delivery.subscriber_id, created_at: now, expires_at };
+        Ok(Some(Composed { message, token: Some(token) }))
     }
 
     /// The issue rendered once per process and kept; issues do not change once sent.

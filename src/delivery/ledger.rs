@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::store::{DeliveryKind, Handover, Settlement, Store};
+use crate::store::{DeliveryKind, Handover, NewToken, Settlement, Store};
 
 /// Most writes taken into one batch.
 const BATCH: usize = 512;
@@ -31,8 +31,18 @@ pub struct LedgerError(String);
 type HandOverGroup = (Arc<str>, Vec<(i64, DeliveryKind)>, Vec<oneshot::Sender<Result<Handover, LedgerError>>>);
 
 enum Op {
-    HandOver { id: i64, kind: DeliveryKind, token: Arc<str>, done: oneshot::Sender<Result<Handover, LedgerError>> },
-    Settle { id: i64, settlement: Settlement },
+    HandOver {
+        id: i64,
+        kind: DeliveryKind,
+        token: Arc<str>,
+        link: Option<NewToken>,
+        done: oneshot::Sender<Result<Handover, LedgerError>>,
+    },
+    Settle {
+        id: i64,
+        settlement: Settlement,
+        stored: Option<oneshot::Sender<()>>,
+    },
 }
 
 /// A sender's handle on the writer.
@@ -48,17 +58,34 @@ impl Ledger {
         (Self { ops }, tokio::spawn(write(store, clock, lease_secs, rx)))
     }
 
-    /// Marks a claimed row `sending` if it may still go out (see [`Store::hand_over`]).
-    pub async fn hand_over(&self, id: i64, kind: DeliveryKind, token: Arc<str>) -> Result<Handover, LedgerError> {
+    /// Marks a claimed row `sending` if it may still go out (see
+    /// [`Store::hand_over`]), storing first the confirmation token `link`
+    /// its message carries.
+    pub async fn hand_over(
+        &self,
+        id: i64,
+        kind: DeliveryKind,
+        token: Arc<str>,
+        link: Option<NewToken>,
+    ) -> Result<Handover, LedgerError> {
         let (done, result) = oneshot::channel();
-        self.send(Op::HandOver { id, kind, token, done }).await?;
+        self.send(Op::HandOver { id, kind, token, link, done }).await?;
         result.await.map_err(|_| stopped())?
     }
 
     /// Queues the record of how an attempt ended; the writer stores it with
     /// the next batch (and logs a failure: the row then stays `sending`).
     pub async fn settle(&self, id: i64, settlement: Settlement) -> Result<(), LedgerError> {
-        self.send(Op::Settle { id, settlement }).await
+        self.send(Op::Settle { id, settlement, stored: None }).await
+    }
+
+    /// Like [`Self::settle`], returning once the batch holding it was
+    /// written: for results that other records follow from (a bounce, a
+    /// policy refusal), which must not appear before their cause.
+    pub async fn settle_now(&self, id: i64, settlement: Settlement) -> Result<(), LedgerError> {
+        let (stored, written) = oneshot::channel();
+        self.send(Op::Settle { id, settlement, stored: Some(stored) }).await?;
+        written.await.map_err(|_| stopped())
     }
 
     async fn send(&self, op: Op) -> Result<(), LedgerError> {
@@ -86,21 +113,32 @@ async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiv
             }
         }
         let mut settled = vec![];
+        let mut stored = vec![];
         let mut handovers: Vec<HandOverGroup> = vec![];
+        let mut links = vec![];
         for op in ops {
             match op {
-                Op::Settle { id, settlement } => settled.push((id, settlement)),
-                Op::HandOver { id, kind, token, done } => match handovers.iter_mut().find(|(t, _, _)| *t == token) {
-                    Some((_, rows, dones)) => {
-                        rows.push((id, kind));
-                        dones.push(done);
+                Op::Settle { id, settlement, stored: waiting } => {
+                    settled.push((id, settlement));
+                    stored.extend(waiting);
+                }
+                Op::HandOver { id, kind, token, link, done } => {
+                    links.extend(link);
+                    match handovers.iter_mut().find(|(t, _, _)| *t == token) {
+                        Some((_, rows, dones)) => {
+                            rows.push((id, kind));
+                            dones.push(done);
+                        }
+                        None => handovers.push((token, vec![(id, kind)], vec![done])),
                     }
-                    None => handovers.push((token, vec![(id, kind)], vec![done])),
-                },
+                }
             }
         }
         let now = clock.now();
-        write_batch(&store, now, lease_secs, settled, handovers).await;
+        write_batch(&store, now, lease_secs, settled, links, handovers).await;
+        for waiting in stored {
+            let _ = waiting.send(());
+        }
     }
 }
 
@@ -109,6 +147,7 @@ async fn write_batch(
     now: crate::clock::Timestamp,
     lease_secs: i64,
     settled: Vec<(i64, Settlement)>,
+    links: Vec<NewToken>,
     handovers: Vec<HandOverGroup>,
 ) {
     // One batch at a time (writes queue up meanwhile and make the next batch
@@ -122,6 +161,15 @@ async fn write_batch(
         }
     };
     let handing_over = async {
+        // Tokens first: a mail whose token was not stored must not leave. A
+        // token of a row then skipped is never mailed and simply expires.
+        if let Err(e) = store.insert_confirmation_tokens(&links).await {
+            let e = LedgerError(e.to_string());
+            for done in handovers.into_iter().flat_map(|(_, _, dones)| dones) {
+                let _ = done.send(Err(e.clone()));
+            }
+            return;
+        }
         for (token, rows, dones) in handovers {
             match store.hand_over(&token, &rows, now + lease_secs).await {
                 Ok(results) => {

@@ -23,7 +23,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
-pub use compose::{ComposeError, Composer};
+pub use compose::{ComposeError, Composed, Composer};
 pub use issues::{Draft, QueueError};
 pub use ledger::{Ledger, LedgerError};
 pub use reply::{Verdict, judge};
@@ -208,8 +208,8 @@ impl Engine {
         delivery: &ClaimedDelivery,
         token: Arc<str>,
     ) -> Result<(), LedgerError> {
-        let message = match self.composer.compose(delivery).await {
-            Ok(Some(message)) => message,
+        let Composed { message, token: link } = match self.composer.compose(delivery).await {
+            Ok(Some(composed)) => composed,
             Ok(None) => {
                 let reason = "not sent: nothing left to send".to_owned();
                 return ledger.settle(delivery.id, Settlement::Skipped { reason }).await;
@@ -221,7 +221,7 @@ impl Engine {
             }
         };
         // The hand-over is decided while the envelope is announced; the body leaves only after it is stored.
-        let handover = ledger.hand_over(delivery.id, delivery.kind, token);
+        let handover = ledger.hand_over(delivery.id, delivery.kind, token, link);
         let (handover, sent) = channel.send_if(&message, handover, |h| matches!(h, Ok(Handover::Go))).await;
         let Some(sent) = sent else { return handover.map(drop) };
         let verdict = judge(sent);
@@ -238,7 +238,11 @@ impl Engine {
             Verdict::Ambiguous(reply) => Settlement::Ambiguous { reply },
         };
         let now = self.clock.now();
-        ledger.settle(delivery.id, settlement).await?;
+        if matches!(verdict, Verdict::Sent(_)) {
+            ledger.settle(delivery.id, settlement).await?;
+        } else {
+            ledger.settle_now(delivery.id, settlement).await?;
+        }
         match verdict {
             Verdict::Sent(_) => {
                 tracing::debug!(delivery = delivery.id, "sent");

@@ -8,6 +8,8 @@
 //! becomes `ambiguous`, never silently re-sent. A claimed row whose lease
 //! expired before it was marked is simply claimed again.
 
+use std::collections::HashMap;
+
 use sqlx::QueryBuilder;
 
 use super::{Db, Result, Store, reading, relaxed, with_pool};
@@ -23,6 +25,8 @@ pub struct ClaimedDelivery {
     pub email: String,
     /// Attempts before this one.
     pub attempts: i64,
+    /// For a confirmation mail: the newsletters the reader has pending, as claimed.
+    pub pending: Vec<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +158,26 @@ impl Store {
             qb.push(")");
             qb.build_query_as().fetch_all(pool).await?
         });
-        let emails: std::collections::HashMap<i64, String> = emails.into_iter().collect();
+        let emails: HashMap<i64, String> = emails.into_iter().collect();
+        let asking: Vec<i64> = rows.iter().filter(|row| row.1 == "confirmation").map(|row| row.3).collect();
+        let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();
+        if !asking.is_empty() {
+            let found: Vec<(i64, i64)> = reading!(self, |pool| {
+                let mut qb = QueryBuilder::new(
+                    "SELECT subscriber_id, newsletter_id FROM subscriptions WHERE status = 'pending' \
+                     AND subscriber_id IN (",
+                );
+                let mut list = qb.separated(", ");
+                for id in &asking {
+                    list.push_bind(*id);
+                }
+                qb.push(") ORDER BY newsletter_id");
+                qb.build_query_as().fetch_all(pool).await?
+            });
+            for (subscriber_id, newsletter_id) in found {
+                pending.entry(subscriber_id).or_default().push(newsletter_id);
+            }
+        }
         Ok(rows
             .into_iter()
             .filter_map(|(id, kind, issue_id, subscriber_id, attempts)| {
@@ -165,6 +188,11 @@ impl Store {
                     subscriber_id,
                     email: emails.get(&subscriber_id)?.clone(),
                     attempts,
+                    pending: if kind == "issue" {
+                        vec![]
+                    } else {
+                        pending.get(&subscriber_id).cloned().unwrap_or_default()
+                    },
                 })
             })
             .collect())

@@ -24,7 +24,7 @@ pub use subscribers::{
     Consent, MailCap, PreferenceChange, SignupOutcome, SignupRequest, SubscriberRow, SubscriptionState,
 };
 pub use suppressions::{ImportOutcome, ImportRow};
-pub use tokens::{ConfirmOutcome, TokenState};
+pub use tokens::{ConfirmOutcome, NewToken, TokenState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

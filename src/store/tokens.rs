@@ -31,29 +31,34 @@ pub enum ConfirmOutcome {
     Unknown,
 }
 
+/// A confirmation token to store: only its hash, never the token itself.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub hash: TokenHash,
+    pub subscriber_id: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 impl Store {
-    /// Written by the delivery engine just before the mail goes out, with
-    /// the ledger's relaxed durability (see [`relaxed!`]): a crash of the
-    /// database server itself may forget the last fraction of a second of
-    /// tokens, and such a link then shows the page with the signup form.
-    pub async fn insert_confirmation_token(
-        &self,
-        hash: &TokenHash,
-        subscriber_id: i64,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<()> {
+    /// Stores the tokens of confirmation mails about to go out, in one
+    /// statement. Written by the delivery engine just before the mails
+    /// leave, with the ledger's relaxed durability (see [`relaxed!`]): a
+    /// crash of the database server itself may forget the last fraction of
+    /// a second of tokens, and such a link then shows the page with the
+    /// signup form.
+    pub async fn insert_confirmation_tokens(&self, tokens: &[NewToken]) -> Result<()> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
         relaxed!(self, |conn| {
-            sqlx::query(
-                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(hash.as_str())
-            .bind(subscriber_id)
-            .bind(now)
-            .bind(expires_at)
-            .execute(conn)
-            .await?;
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO confirmation_tokens (token_hash, subscriber_id, created_at, expires_at) ",
+            );
+            qb.push_values(tokens, |mut b, t| {
+                b.push_bind(t.hash.as_str()).push_bind(t.subscriber_id).push_bind(t.created_at).push_bind(t.expires_at);
+            });
+            qb.build().execute(conn).await?;
             Ok(())
         })
     }

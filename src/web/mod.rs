@@ -28,8 +28,26 @@ use client::{ClientIp, IpLimiter};
 /// Largest request body we read: a signup form is a few hundred bytes.
 const BODY_LIMIT: usize = 16 * 1024;
 
+/// What every handler shares. Handlers receive it by value on every
+/// request, so it is one `Arc` to clone, not a struct full of them.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub signup: Signup,
     /// Origins allowed to call the JSON API from a browser.
     pub api_allowed_origins: Arc<[HeaderValue]>,
