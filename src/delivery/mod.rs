@@ -5,8 +5,8 @@
 //! `concurrency` sender tasks, each owning one SMTP connection. A sender
 //! marks its row `sending` (re-checking that the reader still wants it)
 //! while it announces the envelope, sends the body once the mark is stored,
-//! and queues the row's result right after the reply. Memory holds a
-//! batch at a time, whatever the list size. On shutdown nothing new is
+//! and queues the row's result right after the reply. Memory holds two
+//! batches at most (one being sent, the next claimed), whatever the list size. On shutdown nothing new is
 //! claimed, senders finish the message in hand, and claimed rows not yet
 //! started are released for the next worker.
 
