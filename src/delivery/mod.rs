@@ -6,9 +6,9 @@
 //! marks its row `sending` (re-checking that the reader still wants it)
 //! while it announces the envelope, sends the body once the mark is stored,
 //! and queues the row's result right after the reply. Memory holds two
-//! batches at most (one being sent, the next claimed), whatever the list size. On shutdown nothing new is
-//! claimed, senders finish the message in hand, and claimed rows not yet
-//! started are released for the next worker.
+//! batches at most (one being sent, the next claimed), whatever the list
+//! size. On shutdown nothing new is claimed, senders finish the message in
+//! hand, and claimed rows not yet started are released for the next worker.
 
 mod compose;
 mod issues;
