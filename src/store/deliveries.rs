@@ -222,12 +222,15 @@ impl Store {
         const PICK_CONFIRMATIONS: &str = "WITH picked AS MATERIALIZED (SELECT id FROM deliveries WHERE id IN (";
         const MARK: &str =
             ")) UPDATE deliveries SET status = 'sending', attempts = deliveries.attempts + 1, lease_until = ";
+        // The subscription is read by a subquery on its primary key: as a
+        // join, PostgreSQL with fresh-import statistics walked the
+        // newsletter's whole audience per row (10 000 sent at 1 000 msg/s).
         const JOIN_ISSUES: &str = " FROM picked \
              JOIN issues ON issues.id = picked.issue_id \
-             JOIN subscriptions ON subscriptions.subscriber_id = picked.subscriber_id \
-                  AND subscriptions.newsletter_id = issues.newsletter_id \
              JOIN subscribers ON subscribers.id = picked.subscriber_id \
-             WHERE deliveries.id = picked.id AND issues.status = 'sending' AND subscriptions.status = 'confirmed' \
+             WHERE deliveries.id = picked.id AND issues.status = 'sending' \
+             AND (SELECT s.status FROM subscriptions s WHERE s.subscriber_id = picked.subscriber_id \
+                  AND s.newsletter_id = issues.newsletter_id) = 'confirmed' \
              AND subscribers.suppressed_at IS NULL";
         const JOIN_CONFIRMATIONS: &str = " FROM picked WHERE deliveries.id = picked.id";
         const HELD: &str = " AND deliveries.status IN ('queued', 'retry') AND deliveries.claim_token = ";
