@@ -4,7 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestApp};
+use bulletin::clock::Clock;
+use bulletin::domain::{ConsentSource, EmailAddress, SubscriptionStatus};
+use bulletin::signup::Visitor;
+use common::{Backend, MailSink, TestApp, TestDb};
 
 /// Every accepted-looking signup answers with the same bytes, so the form
 /// cannot be used to learn whether an address is subscribed.
@@ -164,11 +167,7 @@ async fn surge_of_signups_each_recorded_once(backend: Backend) {
     for i in 0..60 {
         let to = format!("surge{i}@example.org");
         let mails = app.mail.wait_for(&to, 1).await;
-        assert_eq!(
-            app.status_of(&to, "weekend-reads").await,
-            Some(bulletin::domain::SubscriptionStatus::Pending),
-            "{to}"
-        );
+        assert_eq!(app.status_of(&to, "weekend-reads").await, Some(SubscriptionStatus::Pending), "{to}");
         let both = i % 3 == 0;
         assert_eq!(app.status_of(&to, "morning-briefing").await.is_some(), both, "{to}");
         assert_eq!(mails[0].text().contains("Morning Briefing"), both, "{to}: the mail lists what was asked for");
@@ -178,6 +177,40 @@ async fn surge_of_signups_each_recorded_once(backend: Backend) {
         assert_eq!(app.mail.mails_to(&format!("surge{i}@example.org")).len(), 1, "surge{i}: one mail only");
     }
     app.stop().await;
+}
+
+/// Signups are written in batches; one the database refuses fails alone,
+/// with nothing of it kept, and the others of its batch are stored.
+async fn a_refused_signup_fails_alone(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let sink = MailSink::start();
+    let services = bulletin::app::services(&common::test_settings(&db.url, &sink), Clock::system()).await.unwrap();
+    let weekend = services.signup.resolve(&["weekend-reads".to_owned()]).unwrap()[0];
+    let mut set = tokio::task::JoinSet::new();
+    let together = std::sync::Arc::new(tokio::sync::Barrier::new(20));
+    for i in 0..20 {
+        let (signup, together) = (services.signup.clone(), together.clone());
+        // A newsletter id no form can produce: the database refuses it (foreign key).
+        let newsletters = if i == 7 { vec![weekend, 999_999] } else { vec![weekend] };
+        set.spawn(async move {
+            let email = EmailAddress::parse(&format!("batch{i}@example.org")).unwrap();
+            together.wait().await;
+            if i == 7 {
+                // Not first: the first signup to arrive is often written alone.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let outcome = signup.subscribe(&email, &newsletters, ConsentSource::Api, &Visitor::default()).await;
+            (i, outcome.is_ok())
+        });
+    }
+    for (i, ok) in set.join_all().await {
+        assert_eq!(ok, i != 7, "signup {i}");
+    }
+    let counts = services.store.subscription_counts().await.unwrap();
+    assert_eq!(counts.get(&(weekend, SubscriptionStatus::Pending)), Some(&19), "{counts:?}");
+    assert_eq!(counts.values().sum::<i64>(), 19, "nothing of the refused signup is kept: {counts:?}");
 }
 
 /// The per-IP limit answers 429 with a Retry-After of at least a second, and
@@ -261,6 +294,7 @@ on_both_backends!(
     per_address_cap_holds_across_ips_and_restarts,
     concurrent_signups_send_one_mail,
     surge_of_signups_each_recorded_once,
+    a_refused_signup_fails_alone,
     per_ip_limit,
     time_trap,
 );
