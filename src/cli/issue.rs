@@ -186,7 +186,8 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
     let (stop, stopped) = watch::channel(false);
     let engine = tokio::spawn(services.engine.run(Arc::new(Notify::new()), stopped));
     let store = services.store.clone();
-    let mut progress = Progress::new(Tally::of(&store, id).await?.total);
+    let total = Tally::of(&store, id).await?.total;
+    let mut progress = Progress::new(total);
     let interrupted = {
         let signal = shutdown_signal();
         tokio::pin!(signal);
@@ -199,7 +200,7 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
             }
             tokio::select! {
                 _ = &mut signal => break true,
-                _ = sleep_tick() => {}
+                _ = sleep_tick(total) => {}
             }
         }
     };
