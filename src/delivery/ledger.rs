@@ -105,6 +105,8 @@ fn stopped() -> LedgerError {
 
 async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiver<Op>) {
     while let Some(first) = rx.recv().await {
+        // One turn for the senders woken meanwhile, so their writes join this batch.
+        tokio::task::yield_now().await;
         let mut ops = vec![first];
         while ops.len() < BATCH {
             match rx.try_recv() {
