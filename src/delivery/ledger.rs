@@ -157,37 +157,31 @@ async fn write_batch(
     // result before it asks for its next hand-over, so once that is granted
     // the result is stored: a connection never has more than one row
     // `sending`, and a crash leaves at most one ambiguous row per connection.
-    let settling = async {
-        if let Err(e) = store.settle(&settled, now).await {
-            tracing::error!(error = %e, rows = settled.len(), "delivery: results not recorded; the rows stay 'sending' and turn ambiguous");
+    if let Err(e) = store.settle(&settled, now).await {
+        tracing::error!(error = %e, rows = settled.len(), "delivery: results not recorded; the rows stay 'sending' and turn ambiguous");
+    }
+    // Tokens first: a mail whose token was not stored must not leave. A
+    // token of a row then skipped is never mailed and simply expires.
+    if let Err(e) = store.insert_confirmation_tokens(&links).await {
+        let e = LedgerError(e.to_string());
+        for done in handovers.into_iter().flat_map(|(_, _, dones)| dones) {
+            let _ = done.send(Err(e.clone()));
         }
-    };
-    let handing_over = async {
-        // Tokens first: a mail whose token was not stored must not leave. A
-        // token of a row then skipped is never mailed and simply expires.
-        if let Err(e) = store.insert_confirmation_tokens(&links).await {
-            let e = LedgerError(e.to_string());
-            for done in handovers.into_iter().flat_map(|(_, _, dones)| dones) {
-                let _ = done.send(Err(e.clone()));
-            }
-            return;
-        }
-        for (token, rows, dones) in handovers {
-            match store.hand_over(&token, &rows, now + lease_secs).await {
-                Ok(results) => {
-                    for ((_, handover), done) in results.into_iter().zip(dones) {
-                        let _ = done.send(Ok(handover));
-                    }
+        return;
+    }
+    for (token, rows, dones) in handovers {
+        match store.hand_over(&token, &rows, now + lease_secs).await {
+            Ok(results) => {
+                for ((_, handover), done) in results.into_iter().zip(dones) {
+                    let _ = done.send(Ok(handover));
                 }
-                Err(e) => {
-                    let e = LedgerError(e.to_string());
-                    for done in dones {
-                        let _ = done.send(Err(e.clone()));
-                    }
+            }
+            Err(e) => {
+                let e = LedgerError(e.to_string());
+                for done in dones {
+                    let _ = done.send(Err(e.clone()));
                 }
             }
         }
-    };
-    settling.await;
-    handing_over.await;
+    }
 }

@@ -5,9 +5,9 @@
 //! commit). Requests here hand their signup to one writer task, which takes
 //! whatever has queued up meanwhile and records it in one transaction with
 //! one statement per step (`Store::record_signups`); on PostgreSQL two
-//! batches may be under way at once. Each request still
-//! waits until its own signup is stored, so a reader is never told "check
-//! your inbox" for a signup that was not kept.
+//! batches may be under way at once. Each request still waits until its own
+//! signup is stored, so a reader is never told "check your inbox" for a
+//! signup that was not kept.
 
 use std::collections::{HashSet, VecDeque};
 

@@ -68,20 +68,28 @@ struct SqlitePools {
     write: SqlitePool,
 }
 
+/// Runs `$body` with `$pool` bound to the named pool of whichever backend
+/// the store holds: the one place that picks a pool.
+macro_rules! on_pool {
+    ($store:expr, $sqlite:ident, $postgres:ident, |$pool:ident| $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite(pools) => {
+                let $pool = &pools.$sqlite;
+                $body
+            }
+            $crate::store::Db::Postgres(pools) => {
+                let $pool = &pools.$postgres;
+                $body
+            }
+        }
+    };
+}
+
 /// Runs `$body` with `$pool` bound to the store's pool, whatever its backend
 /// (on SQLite the write connection: anything may write here).
 macro_rules! with_pool {
     ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.db {
-            $crate::store::Db::Sqlite(pools) => {
-                let $pool = &pools.write;
-                $body
-            }
-            $crate::store::Db::Postgres(pools) => {
-                let $pool = &pools.main;
-                $body
-            }
-        }
+        $crate::store::on_pool!($store, write, main, |$pool| $body)
     };
 }
 
@@ -89,16 +97,7 @@ macro_rules! with_pool {
 /// beside the writer instead of queueing for it.
 macro_rules! reading {
     ($store:expr, |$pool:ident| $body:expr) => {
-        match &$store.db {
-            $crate::store::Db::Sqlite(pools) => {
-                let $pool = &pools.read;
-                $body
-            }
-            $crate::store::Db::Postgres(pools) => {
-                let $pool = &pools.main;
-                $body
-            }
-        }
+        $crate::store::on_pool!($store, read, main, |$pool| $body)
     };
 }
 
@@ -134,20 +133,11 @@ macro_rules! in_tx {
 /// SQLite in WAL mode with `synchronous = NORMAL` makes the same trade by default.
 macro_rules! relaxed {
     ($store:expr, |$conn:ident| $body:expr) => {
-        match &$store.db {
-            $crate::store::Db::Sqlite(pools) => {
-                let $conn = &pools.write;
-                $body
-            }
-            $crate::store::Db::Postgres(pools) => {
-                let $conn = &pools.relaxed;
-                $body
-            }
-        }
+        $crate::store::on_pool!($store, write, relaxed, |$conn| $body)
     };
 }
 
-pub(crate) use {in_tx, reading, relaxed, with_pool};
+pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 
 /// Prepared statements kept per connection. Batched statements differ by
 /// their number of rows, so there are a few hundred of them; with sqlx's

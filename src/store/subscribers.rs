@@ -1,6 +1,6 @@
 //! Subscribers, their per-newsletter subscriptions and the consent record.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::QueryBuilder;
 
@@ -155,19 +155,27 @@ impl Store {
         if signups.is_empty() {
             return Ok(vec![]);
         }
-        let mut order: Vec<&SignupRequest> = signups.iter().collect();
-        order.sort_by_cached_key(|signup| signup.email.key());
+        // Keys once per signup; rows are written in key order.
+        let keys: Vec<String> = signups.iter().map(|signup| signup.email.key()).collect();
+        let mut order: Vec<usize> = (0..signups.len()).collect();
+        order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
         in_tx!(self, |tx| {
             let mut qb = QueryBuilder::new("INSERT INTO subscribers (email, email_key, created_at) ");
-            qb.push_values(&order, |mut b, signup| {
-                b.push_bind(signup.email.as_str()).push_bind(signup.email.key()).push_bind(now);
+            qb.push_values(&order, |mut b, i| {
+                b.push_bind(signups[*i].email.as_str()).push_bind(&keys[*i]).push_bind(now);
             });
             qb.push(" ON CONFLICT (email_key) DO UPDATE SET email_key = excluded.email_key RETURNING email_key, id");
-            let ids: HashMap<String, i64> = qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
-            let id_of = |signup: &SignupRequest| ids.get(&signup.email.key()).copied().unwrap_or_default();
+            let by_key: HashMap<String, i64> = qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
+            // Subscriber id of each signup, by position.
+            let ids: Vec<i64> = keys.iter().map(|key| by_key.get(key).copied().unwrap_or_default()).collect();
 
-            let pairs: Vec<(i64, i64)> =
-                order.iter().flat_map(|s| s.newsletters.iter().map(move |n| (id_of(s), *n))).collect();
+            let pairs: Vec<(i64, i64)> = order
+                .iter()
+                .flat_map(|&i| {
+                    let id = ids[i];
+                    signups[i].newsletters.iter().map(move |n| (id, *n))
+                })
+                .collect();
             let mut qb =
                 QueryBuilder::new("INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at) ");
             qb.push_values(&pairs, |mut b, (subscriber_id, newsletter_id)| {
@@ -186,19 +194,18 @@ impl Store {
                 }
             }
 
-            let consent_of: HashMap<i64, &Consent> = order.iter().map(|s| (id_of(s), &s.consent)).collect();
+            let consent_of: HashMap<i64, &Consent> = ids.iter().zip(signups).map(|(id, s)| (*id, &s.consent)).collect();
             record_consent!(
                 @each tx,
                 pending.iter().flat_map(|(sid, ns)| ns.iter().map(|n| (*sid, *n, consent_of[sid]))),
                 "signup"
             );
             let waiting: Vec<i64> = pending.keys().copied().collect();
-            let queued: Vec<i64> = queue_confirmations!(tx, &waiting, now, cap);
+            let queued: HashSet<i64> = queue_confirmations!(tx, &waiting, now, cap).into_iter().collect();
 
-            Ok(signups
+            Ok(ids
                 .iter()
-                .map(|signup| {
-                    let subscriber_id = id_of(signup);
+                .map(|&subscriber_id| {
                     let mut pending = pending.get(&subscriber_id).cloned().unwrap_or_default();
                     pending.sort_unstable();
                     SignupOutcome { subscriber_id, pending, mail_queued: queued.contains(&subscriber_id) }
