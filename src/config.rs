@@ -65,6 +65,8 @@ pub struct MailSettings {
     pub file_dir: PathBuf,
     #[serde(serialize_with = "serialize_secret")]
     pub smtp_url: SecretString,
+    /// Seconds an SMTP connection may stay unused before it is closed.
+    pub smtp_idle_seconds: u64,
     /// DKIM signing; off unless configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dkim: Option<DkimSettings>,
@@ -160,6 +162,7 @@ impl Default for MailSettings {
             transport: TransportKind::File,
             file_dir: "data/outbox".into(),
             smtp_url: SecretString::from("smtp://127.0.0.1:25"),
+            smtp_idle_seconds: 10,
             dkim: None,
         }
     }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use tokio::sync::{Notify, watch};
 
-use super::progress::{Progress, Tally, sleep_tick};
+use super::progress::{Progress, Tally, sleep_tick, waiting_line};
 use super::{newsletter_by_slug, shutdown_signal};
 use crate::app::{self, Services};
 use crate::clock::{Clock, format_timestamp};
@@ -124,6 +124,11 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             let mut out = std::io::stdout().lock();
             writeln!(out, "Issue #{id}: {}", issue.subject)?;
             writeln!(out, "Status: {}", issue.status)?;
+            if issue.status == "sending"
+                && let Some(wait) = services.store.mail_server_wait(Clock::system().now()).await?
+            {
+                writeln!(out, "Sending is {}; it continues when the server answers.", waiting_line(&wait))?;
+            }
             if let Some(reason) = &issue.paused_reason {
                 writeln!(out, "Paused: {reason}")?;
             }
@@ -193,7 +198,7 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
         tokio::pin!(signal);
         loop {
             let tally = Tally::of(&store, id).await?;
-            progress.update(&tally);
+            progress.update(&tally, store.mail_server_wait(Clock::system().now()).await?.as_ref());
             let status = store.issue(id).await?.map(|i| i.status).unwrap_or_default();
             if tally.waiting == 0 || status == "paused" {
                 break false;

@@ -1,11 +1,20 @@
 //! Watching an issue go out: a progress bar on a terminal, plain lines elsewhere.
+//! Either says so while the engine waits for the mail server.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::store::Store;
+use crate::store::{MailServerWait, Store};
+
+/// "waiting for the mail server since 09:12 (connecting to …: connection refused)", in local time.
+pub fn waiting_line(wait: &MailServerWait) -> String {
+    let since = chrono::DateTime::from_timestamp(wait.since, 0)
+        .map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string())
+        .unwrap_or_default();
+    format!("waiting for the mail server since {since} ({})", wait.detail)
+}
 
 /// Ledger counts of one issue.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -75,19 +84,26 @@ impl Progress {
         }
     }
 
-    pub fn update(&mut self, tally: &Tally) {
+    /// Shows the counts, and `wait` while the engine waits for the mail server.
+    pub fn update(&mut self, tally: &Tally, wait: Option<&MailServerWait>) {
         match self {
             Self::Bar(bar) => {
                 bar.set_length(tally.total.max(0) as u64);
                 bar.set_position(tally.settled().max(0) as u64);
-                bar.set_message(format!("{} sent, {} failed", tally.sent, tally.failed));
+                match wait {
+                    Some(wait) => bar.set_message(format!("{} sent · {}", tally.sent, waiting_line(wait))),
+                    None => bar.set_message(format!("{} sent, {} failed", tally.sent, tally.failed)),
+                }
             }
             Self::Lines { last, started, from } => {
                 let from = *from.get_or_insert(tally.settled());
                 if last.elapsed() >= Duration::from_secs(2) {
                     *last = Instant::now();
                     let rate = (tally.settled() - from) as f64 / started.elapsed().as_secs_f64().max(0.001);
-                    eprintln!("{} · {rate:.0}/s", tally.summary());
+                    match wait {
+                        Some(wait) => eprintln!("{} · {}", tally.summary(), waiting_line(wait)),
+                        None => eprintln!("{} · {rate:.0}/s", tally.summary()),
+                    }
                 }
             }
         }

@@ -9,17 +9,21 @@
 //! batches at most (one being sent, the next claimed), whatever the list
 //! size. On shutdown nothing new is claimed, senders finish the message in
 //! hand, and claimed rows not yet started are released for the next worker.
+//!
+//! When the mail server cannot be reached at all, the engine waits for it
+//! (see [`outage`]) instead of spending every message's attempts; when it
+//! asks to slow down, the pace is halved (see [`throttle`]).
 
 mod compose;
 mod issues;
 mod ledger;
+mod outage;
 mod reply;
+mod throttle;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -30,8 +34,10 @@ pub use reply::{Verdict, judge};
 
 use crate::clock::Clock;
 use crate::config::SendingSettings;
-use crate::mail::Outbound;
+use crate::mail::{Channel, Outbound, SendFailure};
 use crate::store::{ClaimedDelivery, DeliveryKind, Handover, Settlement, Store, StoreError};
+use outage::Outage;
+use throttle::Throttle;
 
 /// How often an idle engine looks for due rows (another instance may have queued some).
 const POLL: Duration = Duration::from_millis(500);
@@ -89,23 +95,24 @@ pub struct Engine {
     composer: Composer,
     clock: Clock,
     pace: Pace,
+    server: Arc<Outage>,
+    throttle: Arc<Throttle>,
 }
 
 impl Engine {
     pub fn new(store: Store, outbound: Outbound, composer: Composer, clock: Clock, pace: Pace) -> Self {
-        Self { store, outbound, composer, clock, pace }
+        let throttle = Arc::new(Throttle::new(pace.rate_per_second));
+        Self { store, outbound, composer, clock, pace, server: Arc::default(), throttle }
     }
 
     /// Runs until `shutdown` turns true, waking early on `ready`.
     pub async fn run(self, ready: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-        let limiter =
-            NonZeroU32::new(self.pace.rate_per_second).map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r))));
         // Room for a whole batch, so the next claim is made while senders work through this one.
         let (tx, rx) = mpsc::channel::<Claimed>(self.pace.batch_size());
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let (ledger, writer) = Ledger::start(self.store.clone(), self.clock.clone(), self.pace.lease_secs);
         let senders: Vec<_> = (0..self.pace.concurrency)
-            .map(|_| tokio::spawn(self.clone().sender(rx.clone(), ledger.clone(), limiter.clone(), shutdown.clone())))
+            .map(|_| tokio::spawn(self.clone().sender(rx.clone(), ledger.clone(), shutdown.clone())))
             .collect();
         drop(ledger);
 
@@ -114,6 +121,10 @@ impl Engine {
         'claiming: loop {
             if *shutdown.borrow() {
                 break;
+            }
+            if self.server.is_waiting() {
+                self.wait_for_server(&mut shutdown).await;
+                continue;
             }
             let tidy = tidied.is_none_or(|at| at.elapsed() >= POLL);
             if tidy {
@@ -134,7 +145,12 @@ impl Engine {
                 }
                 continue;
             }
-            for (delivery, token) in batch {
+            let mut batch = batch.into_iter();
+            while let Some((delivery, token)) = batch.next() {
+                if self.server.is_waiting() {
+                    self.release(std::iter::once((delivery, token)).chain(batch).collect()).await;
+                    break;
+                }
                 if !tokens.contains(&token) {
                     tokens.push(token.clone());
                     if tokens.len() > 64 {
@@ -152,6 +168,11 @@ impl Engine {
             let _ = sender.await;
         }
         let _ = writer.await;
+        if self.server.is_waiting()
+            && let Err(e) = self.store.clear_mail_server_wait().await
+        {
+            tracing::warn!(error = %e, "delivery: could not clear the record of the wait for the mail server");
+        }
         for token in tokens {
             if let Err(e) = self.store.release_claim(&token).await {
                 tracing::warn!(error = %e, "delivery: could not release claimed rows; their lease will expire");
@@ -177,23 +198,88 @@ impl Engine {
         Ok(claimed.into_iter().map(|d| (d, token.clone())).collect())
     }
 
+    /// While the mail server cannot be reached: nothing is claimed; the
+    /// server is tried after each pause, and the wait is recorded for
+    /// `issue status` and the progress display.
+    async fn wait_for_server(&self, shutdown: &mut watch::Receiver<bool>) {
+        let Some((wait, next_try)) = self.server.current() else { return };
+        if let Err(e) = self.store.record_mail_server_wait(&wait).await {
+            tracing::warn!(error = %e, "delivery: could not record the wait for the mail server");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_try) => {}
+            _ = shutdown.changed() => return,
+        }
+        match self.outbound.check().await {
+            Ok(()) => {
+                let ended = self.server.ended();
+                if let Err(e) = self.store.clear_mail_server_wait().await {
+                    tracing::warn!(error = %e, "delivery: could not clear the record of the wait for the mail server");
+                }
+                let waited = ended.map_or(0, |w| self.clock.now() - w.since);
+                tracing::info!(waited_seconds = waited, "the mail server answers again; sending continues");
+            }
+            Err(failure) => self.server.failed_again(self.clock.now(), &unreachable_detail(failure)),
+        }
+    }
+
+    /// No connection could be opened: from now on the engine waits for the server.
+    fn server_unreachable(&self, detail: &str) {
+        if self.server.unreachable(self.clock.now(), detail) {
+            tracing::error!(
+                %detail,
+                "the mail server cannot be reached: sending waits for it (no message loses an attempt) and continues when it answers"
+            );
+        }
+    }
+
+    /// Lets go of claimed rows not yet handed over, so they are claimed again once sending resumes.
+    async fn release(&self, rows: Vec<Claimed>) {
+        let mut by_claim: Vec<(Arc<str>, Vec<i64>)> = vec![];
+        for (delivery, token) in rows {
+            match by_claim.iter_mut().find(|(t, _)| *t == token) {
+                Some((_, ids)) => ids.push(delivery.id),
+                None => by_claim.push((token, vec![delivery.id])),
+            }
+        }
+        for (token, ids) in by_claim {
+            if let Err(e) = self.store.release_deliveries(&token, &ids).await {
+                tracing::warn!(error = %e, "delivery: could not release claimed rows; their lease will expire");
+            }
+        }
+    }
+
     async fn sender(
         self,
         queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Claimed>>>,
         ledger: Ledger,
-        limiter: Option<Arc<DefaultDirectRateLimiter>>,
         shutdown: watch::Receiver<bool>,
     ) {
         let mut channel = self.outbound.channel();
         loop {
-            let next = queue.lock().await.recv().await;
+            let idle_deadline = channel.idle_deadline();
+            let next = tokio::select! {
+                next = async { queue.lock().await.recv().await } => next,
+                _ = until(idle_deadline) => {
+                    channel.close_if_idle().await;
+                    continue;
+                }
+            };
             let Some((delivery, token)) = next else { break };
             if *shutdown.borrow() {
                 continue; // drain without sending; the claim is released by the loop
             }
-            if let Some(limiter) = &limiter {
-                limiter.until_ready().await;
+            if self.server.is_waiting() {
+                let mut rows = vec![(delivery, token)];
+                let mut queue = queue.lock().await;
+                while let Ok(row) = queue.try_recv() {
+                    rows.push(row);
+                }
+                drop(queue);
+                self.release(rows).await;
+                continue;
             }
+            self.throttle.wait().await;
             if let Err(e) = self.deliver(&mut channel, &ledger, &delivery, token).await {
                 tracing::error!(delivery = delivery.id, error = %e, "delivery: could not record a result");
             }
@@ -203,11 +289,17 @@ impl Engine {
 
     async fn deliver(
         &self,
-        channel: &mut crate::mail::Channel,
+        channel: &mut Channel,
         ledger: &Ledger,
         delivery: &ClaimedDelivery,
         token: Arc<str>,
     ) -> Result<(), LedgerError> {
+        // A server that cannot be reached is its own state, not this message's: the row goes back as it was.
+        if let Err(failure) = channel.ready().await {
+            self.server_unreachable(&unreachable_detail(failure));
+            self.store.release_deliveries(&token, &[delivery.id]).await?;
+            return Ok(());
+        }
         let Composed { message, token: link } = match self.composer.compose(delivery).await {
             Ok(Some(composed)) => composed,
             Ok(None) => {
@@ -221,16 +313,23 @@ impl Engine {
             }
         };
         // The hand-over is decided while the envelope is announced; the body leaves only after it is stored.
-        let handover = ledger.hand_over(delivery.id, delivery.kind, token, link);
+        let handover = ledger.hand_over(delivery.id, delivery.kind, token.clone(), link);
         let (handover, sent) = channel.send_if(&message, handover, |h| matches!(h, Ok(Handover::Go))).await;
         let Some(sent) = sent else { return handover.map(drop) };
         let verdict = judge(sent);
+        if let Verdict::Unreachable(detail) = &verdict {
+            // The kept connection broke and no new one opened: the message never left.
+            self.server_unreachable(detail);
+            self.store.put_back(delivery.id, &token).await?;
+            return Ok(());
+        }
         let attempt = delivery.attempts + 1;
         let exhausted = attempt >= i64::from(self.pace.max_attempts);
         let settlement = match verdict.clone() {
             Verdict::Sent(reply) => Settlement::Sent { reply },
-            Verdict::TryAgain(reply) if exhausted => Settlement::Failed { reply },
-            Verdict::TryAgain(reply) => {
+            Verdict::Unreachable(_) => unreachable!("put back above"),
+            Verdict::TryAgain(reply) | Verdict::SlowDown(reply) if exhausted => Settlement::Failed { reply },
+            Verdict::TryAgain(reply) | Verdict::SlowDown(reply) => {
                 Settlement::Retry { at: self.clock.now() + self.pace.retry_delay_secs(attempt), reply }
             }
             Verdict::NoSuchMailbox(reply) => Settlement::Bounced { reply },
@@ -245,7 +344,15 @@ impl Engine {
         }
         match verdict {
             Verdict::Sent(_) => {
+                self.throttle.sent();
                 tracing::debug!(delivery = delivery.id, "sent");
+            }
+            Verdict::Unreachable(_) => {}
+            Verdict::SlowDown(reply) => {
+                if let Some(rate) = self.throttle.slow_down() {
+                    tracing::warn!(%reply, rate_per_second = rate, "the mail server asks to slow down: pace halved");
+                }
+                tracing::warn!(delivery = delivery.id, attempt, %reply, "not delivered");
             }
             Verdict::NoSuchMailbox(reply) => {
                 tracing::warn!(delivery = delivery.id, email = %crate::domain::email::mask(&delivery.email), %reply, "mailbox does not exist: address suppressed");
@@ -268,5 +375,21 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// What an operator needs to know about why no connection opened.
+fn unreachable_detail(failure: SendFailure) -> String {
+    match failure {
+        SendFailure::Unreachable(detail) | SendFailure::Connection(detail) | SendFailure::AfterData(detail) => detail,
+        SendFailure::Rejected { reply, .. } => reply,
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }

@@ -6,8 +6,14 @@ use crate::mail::SendFailure;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Sent(String),
+    /// No connection could be opened: the server's state, not the message's.
+    /// The engine waits for the server and the attempt does not count.
+    Unreachable(String),
     /// 4xx, or the connection failed before the message was handed over.
     TryAgain(String),
+    /// 421 or 4.7.x: the server asks us to slow down. Tried again later, and
+    /// the engine halves its pace.
+    SlowDown(String),
     /// 5.1.x: the mailbox does not exist. Suppress the address.
     NoSuchMailbox(String),
     /// 5.7.x: refused by policy or reputation. Not the reader's fault: no
@@ -22,11 +28,14 @@ pub enum Verdict {
 pub fn judge(result: Result<String, SendFailure>) -> Verdict {
     match result {
         Ok(reply) => Verdict::Sent(reply),
+        Err(SendFailure::Unreachable(e)) => Verdict::Unreachable(e),
         Err(SendFailure::Connection(e)) => Verdict::TryAgain(e),
         Err(SendFailure::AfterData(e)) => {
             Verdict::Ambiguous(format!("connection lost after the message was sent: {e}"))
         }
         Err(SendFailure::Rejected { code, reply }) => match (code / 100, enhanced_class(&reply)) {
+            (4, Some((7, _))) => Verdict::SlowDown(reply),
+            (4, _) if code == 421 => Verdict::SlowDown(reply),
             (4, _) => Verdict::TryAgain(reply),
             (5, Some((1, _))) => Verdict::NoSuchMailbox(reply),
             (5, Some((7, _))) => Verdict::Policy(reply),
@@ -56,13 +65,16 @@ mod tests {
 
     #[test]
     fn replies() {
-        assert!(matches!(rejected(451, "451 4.7.1 Try later"), Verdict::TryAgain(_)));
-        assert!(matches!(rejected(421, "421 4.4.2 closing"), Verdict::TryAgain(_)));
+        assert!(matches!(rejected(451, "451 4.3.0 Try later"), Verdict::TryAgain(_)));
+        assert!(matches!(rejected(451, "451 4.7.1 Try later"), Verdict::SlowDown(_)));
+        assert!(matches!(rejected(421, "421 4.4.2 closing"), Verdict::SlowDown(_)));
+        assert!(matches!(rejected(450, "450 Mailbox busy"), Verdict::TryAgain(_)));
         assert!(matches!(rejected(550, "permanent error (550): 5.1.1 No such user"), Verdict::NoSuchMailbox(_)));
         assert!(matches!(rejected(554, "554 5.7.1 Spam rejected"), Verdict::Policy(_)));
         assert!(matches!(rejected(552, "552 Mailbox full"), Verdict::Refused(_)));
         assert!(matches!(judge(Err(SendFailure::AfterData("eof".into()))), Verdict::Ambiguous(_)));
-        assert!(matches!(judge(Err(SendFailure::Connection("refused".into()))), Verdict::TryAgain(_)));
+        assert!(matches!(judge(Err(SendFailure::Connection("reset".into()))), Verdict::TryAgain(_)));
+        assert!(matches!(judge(Err(SendFailure::Unreachable("refused".into()))), Verdict::Unreachable(_)));
         assert_eq!(enhanced_class("server says 1.2.3.4 is 5.1.10"), Some((1, 10)));
     }
 }

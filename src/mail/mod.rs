@@ -4,6 +4,7 @@
 //! `Mailer` is who mail is from and how it is signed; `Outbound` is where it
 //! goes: an SMTP server, or `.eml` files for a box with no mail server.
 
+mod channel;
 mod confirmation;
 mod issue;
 pub mod smtp;
@@ -15,8 +16,9 @@ use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
 };
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, Message, Tokio1Executor};
 
+pub use channel::Channel;
 pub use confirmation::ConfirmationMail;
 pub use issue::{IssueMail, RenderedIssue, markdown_to_html};
 pub use smtp::{SendFailure, SmtpConnection, SmtpTarget};
@@ -118,7 +120,10 @@ impl Outbound {
     pub fn from_settings(settings: &MailSettings) -> Result<Self, MailError> {
         use secrecy::ExposeSecret;
         Ok(match settings.transport {
-            TransportKind::Smtp => Self::Smtp(SmtpTarget::parse(settings.smtp_url.expose_secret())?),
+            TransportKind::Smtp => Self::Smtp(
+                SmtpTarget::parse(settings.smtp_url.expose_secret())?
+                    .with_idle_limit(std::time::Duration::from_secs(settings.smtp_idle_seconds)),
+            ),
             TransportKind::File => Self::file(&settings.file_dir)?,
         })
     }
@@ -130,104 +135,15 @@ impl Outbound {
 
     /// A sender's own channel: one SMTP connection, opened when first needed.
     pub fn channel(&self) -> Channel {
-        Channel { outbound: self.clone(), connection: None }
-    }
-}
-
-/// One sender's way out: for SMTP a long-lived connection, reopened after a failure.
-pub struct Channel {
-    outbound: Outbound,
-    connection: Option<SmtpConnection>,
-}
-
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How long one SMTP step may take; RFC 5321 §4.5.3.2 allows minutes, real servers answer in seconds.
-const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl Channel {
-    /// Sends one message to one recipient; `Ok` carries the server's reply.
-    pub async fn send(&mut self, message: &Message) -> Result<String, SendFailure> {
-        let ((), sent) = self.send_if(message, std::future::ready(()), |_| true).await;
-        sent.expect("always allowed")
+        Channel::new(self.clone())
     }
 
-    /// Sends one message if `decision`, once known, passes `go`; `None` when it did not.
-    ///
-    /// Over SMTP the envelope (connecting if need be, MAIL FROM, RCPT TO) is
-    /// announced while `decision` is still being made, so the two waits
-    /// overlap; nothing is delivered before the body follows, and a message
-    /// that may not go is dropped with RSET.
-    pub async fn send_if<T>(
-        &mut self,
-        message: &Message,
-        decision: impl Future<Output = T>,
-        go: impl FnOnce(&T) -> bool,
-    ) -> (T, Option<Result<String, SendFailure>>) {
-        let target = match &self.outbound {
-            Outbound::File(t) => {
-                let decision = decision.await;
-                if !go(&decision) {
-                    return (decision, None);
-                }
-                let sent = t
-                    .send(message.clone())
-                    .await
-                    .map(|id| format!("written to file {id}"))
-                    .map_err(|e| SendFailure::Connection(e.to_string()));
-                return (decision, Some(sent));
-            }
-            Outbound::Smtp(target) => target.clone(),
-        };
-        let envelope = message.envelope();
-        let (Some(from), [to]) = (envelope.from(), envelope.to()) else {
-            let decision = decision.await;
-            let refused = SendFailure::Rejected { code: 0, reply: "one sender and one recipient expected".into() };
-            let sent = go(&decision).then_some(Err(refused));
-            return (decision, sent);
-        };
-        let (decision, announced) = tokio::join!(decision, self.announce(&target, from, to));
-        if !go(&decision) {
-            if announced.is_ok() && self.connection_mut().reset(REPLY_TIMEOUT).await.is_err() {
-                self.connection = None;
-            }
-            return (decision, None);
-        }
-        let sent = match announced {
-            Ok(()) => self.connection_mut().data(&message.formatted(), REPLY_TIMEOUT).await,
-            Err(e) => Err(e),
-        };
-        if sent.is_err() {
-            self.connection = None;
-        }
-        (decision, Some(sent))
-    }
-
-    /// MAIL FROM and RCPT TO on the open connection, opening one first if there is none.
-    async fn announce(
-        &mut self,
-        target: &SmtpTarget,
-        from: &lettre::Address,
-        to: &lettre::Address,
-    ) -> Result<(), SendFailure> {
-        if self.connection.as_ref().is_none_or(SmtpConnection::is_broken) {
-            let conn = target.connect(CONNECT_TIMEOUT).await.map_err(|e| SendFailure::Connection(e.to_string()))?;
-            self.connection = Some(conn);
-        }
-        let announced = self.connection_mut().envelope(from, to, REPLY_TIMEOUT).await;
-        if announced.is_err() {
-            self.connection = None;
-        }
-        announced
-    }
-
-    fn connection_mut(&mut self) -> &mut SmtpConnection {
-        self.connection.as_mut().expect("announce opened a connection")
-    }
-
-    pub async fn close(mut self) {
-        if let Some(conn) = self.connection.take() {
-            conn.quit().await;
-        }
+    /// Opens and closes one connection: whether the server can be reached now.
+    pub async fn check(&self) -> Result<(), SendFailure> {
+        let mut channel = self.channel();
+        channel.ready().await?;
+        channel.close().await;
+        Ok(())
     }
 }
 

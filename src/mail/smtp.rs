@@ -7,13 +7,15 @@
 //! connection opened on a socket we configured, and drives MAIL, RCPT, DATA
 //! and the body separately, so a failure after the body is `AfterData` —
 //! the message may have been delivered — and anything earlier is safe to retry.
+//! A failure to open a connection at all is `Unreachable`: the server's state,
+//! not the message's.
 
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::commands::{Data, Mail, Noop, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
 
 use super::MailError;
@@ -26,7 +28,11 @@ pub struct SmtpTarget {
     tls: Tls,
     credentials: Option<(String, String)>,
     hello: ClientId,
+    idle_limit: Duration,
 }
+
+/// How long a connection may sit unused before it is closed (`mail.smtp_idle_seconds`).
+const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tls {
@@ -61,7 +67,23 @@ impl SmtpTarget {
         });
         let port = url.port().unwrap_or(if implicit { 465 } else { 25 });
         let hello = hostname_client_id();
-        Ok(Self { host, port, tls, credentials, hello })
+        Ok(Self { host, port, tls, credentials, hello, idle_limit: DEFAULT_IDLE_LIMIT })
+    }
+
+    /// Closes connections unused for `limit`: servers drop idle ones after seconds, and a
+    /// dropped connection is only noticed when the next message fails on it.
+    pub fn with_idle_limit(mut self, limit: Duration) -> Self {
+        self.idle_limit = limit.max(Duration::from_secs(1));
+        self
+    }
+
+    pub fn idle_limit(&self) -> Duration {
+        self.idle_limit
+    }
+
+    /// `host:port`, for messages to the operator.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 
     /// Opens a connection: TCP with `TCP_NODELAY`, EHLO, TLS and AUTH as configured.
@@ -125,6 +147,9 @@ fn percent_decode(s: &str) -> String {
 /// Where a send stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendFailure {
+    /// No connection could be opened (refused, DNS, TLS, greeting, EHLO,
+    /// AUTH): the server is down or misconfigured, whatever the message.
+    Unreachable(String),
     /// The server replied with an error code before accepting the message.
     Rejected { code: u16, reply: String },
     /// The connection failed before the body was handed over: nothing was delivered.
@@ -140,6 +165,11 @@ pub struct SmtpConnection {
 impl SmtpConnection {
     pub fn is_broken(&self) -> bool {
         self.conn.has_broken()
+    }
+
+    /// A NOOP answered in time: the cheap check that a kept connection still works.
+    pub async fn is_alive(&mut self, timeout: Duration) -> bool {
+        matches!(tokio::time::timeout(timeout, self.conn.command(Noop)).await, Ok(Ok(_)))
     }
 
     /// Announces one message: MAIL FROM and RCPT TO. Every step is bounded
@@ -171,8 +201,9 @@ impl SmtpConnection {
         step(timeout, "RSET", self.conn.command(Rset)).await.map(drop)
     }
 
-    pub async fn quit(mut self) {
-        let _ = self.conn.quit().await;
+    /// Says goodbye, waiting at most `timeout` for the server's reply.
+    pub async fn quit(mut self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.conn.quit()).await;
     }
 }
 

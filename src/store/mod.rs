@@ -7,6 +7,7 @@
 
 mod deliveries;
 mod issues;
+mod mail_server;
 mod newsletters;
 mod subscribers;
 mod suppressions;
@@ -20,6 +21,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use issues::IssueRow;
+pub use mail_server::MailServerWait;
 pub use subscribers::{
     Consent, MailCap, PreferenceChange, SignupOutcome, SignupRequest, SubscriberRow, SubscriptionState,
 };

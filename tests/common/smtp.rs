@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,7 @@ impl ReceivedMail {
 
 #[derive(Clone)]
 struct Sink {
+    hellos: Arc<AtomicUsize>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
     replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
     to: Vec<String>,
@@ -49,6 +51,11 @@ struct Sink {
 }
 
 impl Handler for Sink {
+    fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
+        self.hellos.fetch_add(1, Ordering::Relaxed);
+        response::OK
+    }
+
     fn rcpt(&mut self, to: &str) -> Response {
         match self.replies.lock().unwrap().get(&to.to_lowercase()) {
             Some((code, text)) => Response::custom(*code, text.clone()),
@@ -80,23 +87,36 @@ impl Handler for Sink {
 #[derive(Clone)]
 pub struct MailSink {
     pub addr: SocketAddr,
+    hellos: Arc<AtomicUsize>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
     replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
 }
 
 impl MailSink {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind smtp");
+        Self::start_on("127.0.0.1:0".parse().expect("an address"))
+    }
+
+    /// Starts on a given address, e.g. one the application already tries to reach.
+    pub fn start_on(addr: SocketAddr) -> Self {
+        let listener = TcpListener::bind(addr).expect("bind smtp");
         let addr = listener.local_addr().expect("smtp addr");
+        let hellos = Arc::new(AtomicUsize::new(0));
         let mails = Arc::new(Mutex::new(vec![]));
         let replies = Arc::new(Mutex::new(HashMap::new()));
-        let handler = Sink { mails: mails.clone(), replies: replies.clone(), to: vec![], buffer: vec![] };
+        let handler =
+            Sink { hellos: hellos.clone(), mails: mails.clone(), replies: replies.clone(), to: vec![], buffer: vec![] };
         std::thread::spawn(move || {
             let mut server = Server::new(handler);
             server.with_name("sink.test").with_num_threads(64).with_tcp_listener(listener);
             let _ = server.serve();
         });
-        Self { addr, mails, replies }
+        Self { addr, hellos, mails, replies }
+    }
+
+    /// EHLO/HELO greetings so far: one per connection a client set up.
+    pub fn connections(&self) -> usize {
+        self.hellos.load(Ordering::Relaxed)
     }
 
     /// Answers RCPT TO for `address` with this reply from now on.

@@ -1,0 +1,106 @@
+//! While the mail server cannot be reached: what the engine records for
+//! the CLI, and how it gives claimed rows back untouched.
+//!
+//! Failing to connect at all is the server's state, not a message's, so a
+//! row taken for sending while the server is down goes back as it was: no
+//! attempt spent, no status changed. The engine's wait is kept in
+//! `settings` under one name, so `issue status` and the progress display of
+//! another process can show it.
+
+use serde::{Deserialize, Serialize};
+use sqlx::QueryBuilder;
+
+use super::{Result, Store, reading, with_pool};
+use crate::clock::Timestamp;
+
+const WAITING: &str = "mail_server_waiting";
+
+/// A record older than this was left by an engine that stopped while
+/// waiting: a waiting engine renews it at least every minute.
+const STALE_AFTER_SECS: i64 = 180;
+
+/// The engine is waiting for the mail server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailServerWait {
+    /// When sending stopped.
+    pub since: Timestamp,
+    /// The last time the server was tried.
+    pub checked_at: Timestamp,
+    /// What the last try said, e.g. "connecting to mail.example.org:25: connection refused".
+    pub detail: String,
+}
+
+impl Store {
+    /// Records (or renews) that the engine waits for the mail server.
+    pub async fn record_mail_server_wait(&self, wait: &MailServerWait) -> Result<()> {
+        let value = serde_json::to_string(wait).expect("plain fields serialize");
+        with_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .bind(WAITING)
+            .bind(value)
+            .execute(pool)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// The mail server answers again.
+    pub async fn clear_mail_server_wait(&self) -> Result<()> {
+        with_pool!(self, |pool| {
+            sqlx::query("DELETE FROM settings WHERE name = $1").bind(WAITING).execute(pool).await?;
+            Ok(())
+        })
+    }
+
+    /// The engine's wait for the mail server, if one is under way as of `now`.
+    pub async fn mail_server_wait(&self, now: Timestamp) -> Result<Option<MailServerWait>> {
+        let value: Option<String> = reading!(self, |pool| {
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(WAITING).fetch_optional(pool).await?
+        });
+        Ok(value
+            .and_then(|v| serde_json::from_str::<MailServerWait>(&v).ok())
+            .filter(|wait| wait.checked_at >= now - STALE_AFTER_SECS))
+    }
+
+    /// Lets go of claimed rows that were never handed over, as they were.
+    pub async fn release_deliveries(&self, token: &str, ids: &[i64]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        with_pool!(self, |pool| {
+            let mut qb = QueryBuilder::new(
+                "UPDATE deliveries SET claim_token = NULL, lease_until = NULL \
+                 WHERE status IN ('queued', 'retry') AND claim_token = ",
+            );
+            qb.push_bind(token).push(" AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
+            Ok(qb.build().execute(pool).await?.rows_affected())
+        })
+    }
+
+    /// Gives back a row marked `sending` whose message never left because
+    /// no connection could be opened: the attempt is taken back and the row
+    /// is due again, as it was before the hand-over.
+    pub async fn put_back(&self, id: i64, token: &str) -> Result<bool> {
+        with_pool!(self, |pool| {
+            let done = sqlx::query(
+                "UPDATE deliveries SET status = CASE WHEN attempts <= 1 THEN 'queued' ELSE 'retry' END, \
+                 attempts = attempts - 1, claim_token = NULL, lease_until = NULL \
+                 WHERE id = $1 AND claim_token = $2 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(token)
+            .execute(pool)
+            .await?
+            .rows_affected();
+            Ok(done == 1)
+        })
+    }
+}

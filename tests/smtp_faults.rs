@@ -1,0 +1,286 @@
+//! The mail server misbehaving as real ones do: down when an issue starts,
+//! dropping idle connections, restarting between two messages, refusing
+//! one recipient, asking to slow down.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, MailSink, TestApp};
+
+/// Postfix's smtp-sink, writing each message it accepts to a file.
+struct PostfixSink {
+    child: Child,
+    addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl PostfixSink {
+    /// Starts on a free loopback port with `extra` options; `None` where smtp-sink is missing and not required.
+    fn start(extra: &[&str]) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        // smtp-sink drops to `nobody` before it writes.
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = spawn_sink(&addr, dir.path(), extra)?;
+        Some(Self { child, addr, dir })
+    }
+
+    /// Stops the server (its connections die with it) and starts it again on the same port.
+    fn restart(&mut self, extra: &[&str]) {
+        self.stop();
+        self.child = spawn_sink(&self.addr, self.dir.path(), extra).expect("smtp-sink starts again");
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://{}", self.addr)
+    }
+
+    /// Messages received for `to` (one file each, its envelope in `X-Rcpt-Args`).
+    fn mails_to(&self, to: &str) -> usize {
+        let line = format!("X-Rcpt-Args: <{to}>");
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .filter(|text| text.lines().any(|l| l.trim_end() == line))
+            .count()
+    }
+}
+
+impl Drop for PostfixSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_sink(addr: &str, dir: &Path, extra: &[&str]) -> Option<Child> {
+    let required = std::env::var("BULLETIN_TEST_REQUIRE_SMTP_SINK").is_ok_and(|v| v == "1");
+    let template = format!("{}/%M.", dir.display());
+    let mut args = vec!["-u", "nobody", "-d", &template];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&[addr, "128"]);
+    let child = match Command::new("smtp-sink").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+        Ok(child) => child,
+        Err(e) if !required => {
+            eprintln!("skipping: smtp-sink (Debian package postfix) is not installed: {e}");
+            return None;
+        }
+        Err(e) => panic!("smtp-sink is required (BULLETIN_TEST_REQUIRE_SMTP_SINK=1): {e}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "smtp-sink did not start on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// (status, attempts) of ledger rows, read straight from the database: `kind`
+/// 'issue' rows of issue `issue`, or 'confirmation' rows when `issue` is 0.
+async fn ledger(db_url: &str, issue: i64) -> Vec<(String, i64)> {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT status, attempts FROM deliveries \
+         WHERE ($1 = 0 AND kind = 'confirmation') OR issue_id = $1 ORDER BY id";
+    if db_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(db_url).await.unwrap();
+        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
+        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
+    }
+}
+
+/// A config file for running the `bulletin` binary against the test's database.
+fn write_config(dir: &Path, db: &str, smtp_url: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "[server]\nsecret = \"{}\"\n[database]\nurl = \"{db}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"{smtp_url}\"\n",
+        common::TEST_SECRET
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// What `bulletin issue status ID` prints.
+fn issue_status(config: &Path, id: i64) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(["issue", "status", &id.to_string()])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run bulletin issue status");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// An issue started while nothing listens on the SMTP port waits for the
+/// server, spends no attempt and fails nothing; `issue status` says it is
+/// waiting; once a server listens there, everyone gets exactly one copy.
+async fn outage_holds_the_issue_until_the_server_returns(backend: Backend) {
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = format!("smtp://{addr}").into();
+        s.sending.concurrency = 4;
+        s.sending.max_attempts = 2; // spent within about two seconds if refusals counted
+    })
+    .await
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), app.database_url(), &format!("smtp://{addr}"));
+    let emails: Vec<String> = (0..40).map(|i| format!("outage{i}@example.org")).collect();
+    app.import_confirmed("weekend-reads", &emails).await;
+    let id = app.queue_issue("weekend-reads", "Despite the outage", "Body.").await;
+
+    // Positive signal first: status reports the wait, through two tries of the server at least.
+    let started = Instant::now();
+    let mut waiting_seen = None;
+    while started.elapsed() < Duration::from_secs(4) || waiting_seen.is_none() {
+        let rows = ledger(app.database_url(), id).await;
+        assert_eq!(rows.len(), 40);
+        assert!(
+            rows.iter().all(|(status, attempts)| status == "queued" && *attempts == 0),
+            "the outage must not touch the rows: {rows:?}"
+        );
+        let status = issue_status(&config, id);
+        if status.contains("waiting for the mail server since") {
+            waiting_seen.get_or_insert(status.clone());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "status never showed the wait: {status}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let status = waiting_seen.unwrap();
+    assert!(status.contains("Status: sending"), "{status}");
+    assert!(status.contains(&addr.to_string()), "says which server: {status}");
+
+    let sink = MailSink::start_on(addr);
+    app.wait_issue(id, "done").await;
+    for email in &emails {
+        assert_eq!(sink.mails_to(email).len(), 1, "{email}");
+    }
+    let rows = ledger(app.database_url(), id).await;
+    assert!(rows.iter().all(|(status, attempts)| status == "sent" && *attempts == 1), "{rows:?}");
+    assert!(!issue_status(&config, id).contains("waiting"), "the wait is over");
+    app.stop().await;
+}
+
+/// A server that drops connections idle for 2 s: the next message after a
+/// quiet spell goes out at once over a new connection, with no failed attempt.
+async fn idle_connection_dropped_by_the_server_costs_no_retry(backend: Backend) {
+    let Some(sink) = PostfixSink::start(&["-t", "2"]) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = sink.url().into();
+        s.sending.concurrency = 1; // one connection, so the second message surely meets the stale one
+        s.sending.retry_base_seconds = 30; // a retry would take 15 s or more
+    })
+    .await
+    else {
+        return;
+    };
+    app.signup_form("first@example.org", &["weekend-reads"]).await;
+    wait_for_file(&sink, "first@example.org", Duration::from_secs(10)).await;
+    // smtp-sink -t 2 closes a connection that sends nothing for 2 s; 3 s is past that.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let asked = Instant::now();
+    app.signup_form("second@example.org", &["weekend-reads"]).await;
+    wait_for_file(&sink, "second@example.org", Duration::from_secs(5)).await;
+    eprintln!("second confirmation arrived {:?} after the signup", asked.elapsed());
+    wait_for_ledger(app.database_url(), 0, 2).await;
+    let rows = ledger(app.database_url(), 0).await;
+    assert_eq!(rows, vec![("sent".to_owned(), 1), ("sent".to_owned(), 1)], "no failed attempt");
+    app.stop().await;
+}
+
+/// The server restarts between two messages: the kept connection is dead,
+/// and the second message goes over a new one at once, with no failed attempt.
+async fn server_restart_between_messages_costs_no_retry(backend: Backend) {
+    let Some(mut sink) = PostfixSink::start(&[]) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = sink.url().into();
+        s.sending.concurrency = 1;
+        s.sending.retry_base_seconds = 30;
+    })
+    .await
+    else {
+        return;
+    };
+    app.signup_form("before@example.org", &["weekend-reads"]).await;
+    wait_for_ledger(app.database_url(), 0, 1).await;
+    sink.restart(&[]);
+    let asked = Instant::now();
+    app.signup_form("after@example.org", &["weekend-reads"]).await;
+    wait_for_file(&sink, "after@example.org", Duration::from_secs(5)).await;
+    eprintln!("confirmation after the restart arrived {:?} after the signup", asked.elapsed());
+    wait_for_ledger(app.database_url(), 0, 2).await;
+    let rows = ledger(app.database_url(), 0).await;
+    assert_eq!(rows, vec![("sent".to_owned(), 1), ("sent".to_owned(), 1)], "no failed attempt");
+    app.stop().await;
+}
+
+/// A refused recipient (5xx or 4xx at RCPT) ends only that transaction:
+/// the connection is kept with RSET and carries the rest of the issue.
+async fn refused_recipient_keeps_the_connection(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.sending.concurrency = 1;
+        s.sending.max_attempts = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let emails: Vec<String> = (0..6).map(|i| format!("keep{i}@example.org")).collect();
+    app.mail.reply_to_rcpt("keep1@example.org", 550, "5.1.1 No such user");
+    app.mail.reply_to_rcpt("keep3@example.org", 451, "4.3.0 Try again later");
+    app.import_confirmed("weekend-reads", &emails).await;
+    let before = app.mail.connections();
+    let id = app.queue_issue("weekend-reads", "One refused", "Body.").await;
+    app.wait_issue(id, "done").await;
+    let counts = app.delivery_counts(id).await;
+    assert_eq!((counts.get("sent"), counts.get("bounced"), counts.get("failed")), (Some(&4), Some(&1), Some(&1)));
+    for email in ["keep0@example.org", "keep2@example.org", "keep4@example.org", "keep5@example.org"] {
+        assert_eq!(app.mail.mails_to(email).len(), 1, "{email}");
+    }
+    assert!(app.mail.connections() - before <= 1, "one connection for the whole issue, kept after each refusal");
+    app.stop().await;
+}
+
+async fn wait_for_file(sink: &PostfixSink, to: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while sink.mails_to(to) == 0 {
+        assert!(Instant::now() < deadline, "no mail to {to} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `n` rows of `ledger(db_url, issue)` are settled.
+async fn wait_for_ledger(db_url: &str, issue: i64, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = ledger(db_url, issue).await;
+        if rows.iter().filter(|(status, _)| !matches!(status.as_str(), "queued" | "retry" | "sending")).count() >= n {
+            return;
+        }
+        assert!(Instant::now() < deadline, "rows not settled: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+on_both_backends!(
+    outage_holds_the_issue_until_the_server_returns,
+    idle_connection_dropped_by_the_server_costs_no_retry,
+    server_restart_between_messages_costs_no_retry,
+    refused_recipient_keeps_the_connection,
+);
