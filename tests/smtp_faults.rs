@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Backend, MailSink, TestApp};
+use common::{Backend, MailSink, TestApp, TestDb};
 
 /// Postfix's smtp-sink, writing each message it accepts to a file.
 struct PostfixSink {
@@ -177,6 +177,72 @@ async fn outage_holds_the_issue_until_the_server_returns(backend: Backend) {
     app.stop().await;
 }
 
+/// `issue send` in the foreground during an outage: its progress lines say
+/// it waits for the mail server, and it finishes by itself once one listens.
+async fn foreground_send_shows_the_wait(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db.url, &format!("smtp://{addr}"));
+    let settings = bulletin::config::Settings::load(&config).unwrap();
+    let services = bulletin::app::services(&settings, bulletin::clock::Clock::system()).await.unwrap();
+    let newsletter = services.signup.catalog().all()[0].clone();
+    let emails: Vec<String> = (0..10).map(|i| format!("fg{i}@example.org")).collect();
+    let csv = format!("email\n{}\n", emails.join("\n"));
+    let cap = bulletin::store::MailCap { min_interval_secs: 900, per_day: 3 };
+    let keys = services.signup.links().keys().clone();
+    let clock = bulletin::clock::Clock::system();
+    bulletin::signup::roster::import_csv(&services.store, &keys, &clock, &newsletter, csv.as_bytes(), true, cap)
+        .await
+        .unwrap();
+    let issue = dir.path().join("issue.md");
+    std::fs::write(&issue, "Sent despite the outage.").unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(&config)
+        .args(["issue", "send", "--newsletter", newsletter.slug.as_str(), "--subject", "Outage", "--yes"])
+        .arg(&issue)
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut output = vec![];
+    while !output.iter().any(|l: &String| l.contains("waiting for the mail server since")) {
+        assert!(Instant::now() < deadline, "no progress line shows the wait: {output:#?}");
+        if let Ok(line) = seen.recv_timeout(Duration::from_millis(100)) {
+            output.push(line);
+        }
+    }
+    let sink = MailSink::start_on(addr);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "issue send did not finish after the server came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    output.extend(seen.try_iter());
+    eprintln!("{}", output.join("\n"));
+    assert!(status.success(), "{output:#?}");
+    assert!(output.iter().any(|l| l.contains("10 sent, 0 failed")), "{output:#?}");
+    for email in &emails {
+        assert_eq!(sink.mails_to(email).len(), 1, "{email}");
+    }
+    services.store.close().await;
+}
+
 /// A server that drops connections idle for 2 s: the next message after a
 /// quiet spell goes out at once over a new connection, with no failed attempt.
 async fn idle_connection_dropped_by_the_server_costs_no_retry(backend: Backend) {
@@ -280,6 +346,7 @@ async fn wait_for_ledger(db_url: &str, issue: i64, n: usize) {
 
 on_both_backends!(
     outage_holds_the_issue_until_the_server_returns,
+    foreground_send_shows_the_wait,
     idle_connection_dropped_by_the_server_costs_no_retry,
     server_restart_between_messages_costs_no_retry,
     refused_recipient_keeps_the_connection,
