@@ -323,6 +323,39 @@ async fn refused_recipient_keeps_the_connection(backend: Backend) {
     app.stop().await;
 }
 
+/// A server answering every recipient "421 4.7.0 Try later": the engine
+/// halves its pace instead of knocking at the configured rate, and climbs
+/// back once the server accepts mail again.
+async fn slow_down_replies_halve_the_pace(backend: Backend) {
+    let throttling = ["-r", "RCPT", "-b", "421 4.7.0 Try later"];
+    let Some(mut sink) = PostfixSink::start(&throttling) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = sink.url().into();
+        s.sending.rate_per_second = 20;
+        s.sending.concurrency = 4;
+        s.sending.max_attempts = 100;
+    })
+    .await
+    else {
+        return;
+    };
+    let emails: Vec<String> = (0..60).map(|i| format!("slow{i}@example.org")).collect();
+    app.import_confirmed("weekend-reads", &emails).await;
+    let id = app.queue_issue("weekend-reads", "Slowly", "Body.").await;
+    // A measuring window: at 20/s the 60 rows and their quick retries take some 80 attempts
+    // in 4 s; halving at each second's refusals (10, 5, 2.5, 1.25/s) takes about 20.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let attempts: i64 = ledger(app.database_url(), id).await.iter().map(|(_, n)| n).sum();
+    eprintln!("attempts in the first 4 s of refusals: {attempts}");
+    assert!(attempts >= 4, "the server was tried: {attempts}");
+    assert!(attempts <= 40, "the pace was not cut: {attempts} attempts in 4 s at 20/s");
+    sink.restart(&[]);
+    app.wait_issue(id, "done").await;
+    let rows = ledger(app.database_url(), id).await;
+    assert!(rows.iter().all(|(status, _)| status == "sent"), "{rows:?}");
+    app.stop().await;
+}
+
 async fn wait_for_file(sink: &PostfixSink, to: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while sink.mails_to(to) == 0 {
@@ -350,4 +383,5 @@ on_both_backends!(
     idle_connection_dropped_by_the_server_costs_no_retry,
     server_restart_between_messages_costs_no_retry,
     refused_recipient_keeps_the_connection,
+    slow_down_replies_halve_the_pace,
 );
