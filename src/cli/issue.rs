@@ -249,7 +249,7 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
     }
     .build(mailer)?;
     let mut channel = Outbound::from_settings(&settings.mail)?.channel();
-    let reply = channel.send(&message).await.map_err(|e| anyhow::anyhow!("test copy not sent: {e:?}"))?;
+    let reply = channel.send(&message).await.map_err(|e| anyhow::anyhow!("test copy not sent: {e}"))?;
     channel.close().await;
     eprintln!("Test copy sent to {}: {reply}", to.as_str());
     Ok(())

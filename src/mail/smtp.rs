@@ -7,16 +7,25 @@
 //! connection opened on a socket we configured, and drives MAIL, RCPT, DATA
 //! and the body separately, so a failure after the body is `AfterData` —
 //! the message may have been delivered — and anything earlier is safe to retry.
+//! `smtps://` connections are opened on our own socket too (TLS by rustls, as
+//! lettre would), so they get `TCP_NODELAY` as well.
 //! A failure to open a connection at all is `Unreachable`: the server's state,
 //! not the message's.
 
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Noop, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::TlsConnector;
 
 use super::MailError;
 
@@ -81,37 +90,32 @@ impl SmtpTarget {
         self.idle_limit
     }
 
-    /// `host:port`, for messages to the operator.
-    pub fn address(&self) -> String {
-        format!("{}:{}", self.host, self.port)
-    }
-
-    /// Opens a connection: TCP with `TCP_NODELAY`, EHLO, TLS and AUTH as configured.
+    /// Opens a connection: TCP with `TCP_NODELAY`, TLS, EHLO and AUTH as
+    /// configured, each step within `timeout`.
     pub async fn connect(&self, timeout: Duration) -> Result<SmtpConnection, MailError> {
         let transient =
             |e: &dyn std::fmt::Display| MailError::Transient(format!("connecting to {}:{}: {e}", self.host, self.port));
-        let mut conn = if self.tls == Tls::Implicit {
-            let tls = TlsParameters::new(self.host.clone()).map_err(|e| MailError::Setup(e.to_string()))?;
-            AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(timeout),
-                &self.hello,
-                Some(tls),
-                None,
-            )
+        let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
             .await
-            .map_err(|e| transient(&e))?
-        } else {
-            let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
+            .map_err(|_| transient(&"timed out"))?
+            .map_err(|e| transient(&e))?;
+        stream.set_nodelay(true).map_err(|e| transient(&e))?;
+        let transport: Box<dyn AsyncTokioStream> = if self.tls == Tls::Implicit {
+            let name =
+                ServerName::try_from(self.host.clone()).map_err(|e| MailError::Setup(format!("mail.smtp_url: {e}")))?;
+            let tls = tokio::time::timeout(timeout, TlsConnector::from(tls_config()).connect(name, stream))
                 .await
-                .map_err(|_| transient(&"timed out"))?
-                .map_err(|e| transient(&e))?;
-            stream.set_nodelay(true).map_err(|e| transient(&e))?;
-            tokio::time::timeout(timeout, AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello))
+                .map_err(|_| transient(&"no TLS handshake in time"))?
+                .map_err(|e| transient(&format!("TLS: {e}")))?;
+            Box::new(ImplicitTls(tls))
+        } else {
+            Box::new(stream)
+        };
+        let mut conn =
+            tokio::time::timeout(timeout, AsyncSmtpConnection::connect_with_transport(transport, &self.hello))
                 .await
                 .map_err(|_| transient(&"no greeting in time"))?
-                .map_err(|e| transient(&e))?
-        };
+                .map_err(|e| transient(&e))?;
         let starttls = match self.tls {
             Tls::Required => true,
             Tls::Opportunistic => conn.can_starttls(),
@@ -119,17 +123,70 @@ impl SmtpTarget {
         };
         if starttls {
             let tls = TlsParameters::new(self.host.clone()).map_err(|e| MailError::Setup(e.to_string()))?;
-            conn.starttls(tls, &self.hello).await.map_err(|e| transient(&e))?;
+            tokio::time::timeout(timeout, conn.starttls(tls, &self.hello))
+                .await
+                .map_err(|_| transient(&"no STARTTLS in time"))?
+                .map_err(|e| transient(&e))?;
         }
         if let Some((user, pass)) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], &Credentials::new(user.clone(), pass.clone()))
+            let credentials = Credentials::new(user.clone(), pass.clone());
+            tokio::time::timeout(timeout, conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials))
                 .await
+                .map_err(|_| transient(&"no answer to AUTH in time"))?
                 .map_err(|e| {
                     if e.is_permanent() { MailError::Setup(format!("SMTP authentication: {e}")) } else { transient(&e) }
                 })?;
         }
         Ok(SmtpConnection { conn })
     }
+}
+
+/// Implicit TLS (`smtps://`) on a socket opened here, so it has `TCP_NODELAY`
+/// like every other connection (lettre's own connect does not set it).
+#[derive(Debug)]
+struct ImplicitTls(tokio_rustls::client::TlsStream<tokio::net::TcpStream>);
+
+impl AsyncTokioStream for ImplicitTls {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl AsyncRead for ImplicitTls {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ImplicitTls {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// The TLS client setup lettre uses too: rustls with ring and the webpki roots, built once.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+            let config =
+                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports TLS 1.2 and 1.3")
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+            Arc::new(config)
+        })
+        .clone()
 }
 
 /// The EHLO name: this host's name when it is a usable domain, else lettre's default.
@@ -145,16 +202,20 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Where a send stopped.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendFailure {
     /// No connection could be opened (refused, DNS, TLS, greeting, EHLO,
     /// AUTH): the server is down or misconfigured, whatever the message.
+    #[error("the mail server cannot be reached: {0}")]
     Unreachable(String),
     /// The server replied with an error code before accepting the message.
+    #[error("refused by the mail server: {reply}")]
     Rejected { code: u16, reply: String },
     /// The connection failed before the body was handed over: nothing was delivered.
+    #[error("the connection failed before the message was sent: {0}")]
     Connection(String),
     /// The body was handed over but no final reply came: it may have been delivered.
+    #[error("the connection was lost after the message was sent (it may have been delivered): {0}")]
     AfterData(String),
 }
 
