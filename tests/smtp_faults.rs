@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, MailSink, TestApp, TestDb};
 
-/// Postfix's smtp-sink, writing each message it accepts to a file.
+/// Postfix's smtp-sink, writing each message it accepts to a file
+/// (`dir/mail/`) and its session counters to `dir/counters`.
 struct PostfixSink {
     child: Child,
     addr: String,
@@ -21,8 +22,9 @@ impl PostfixSink {
     /// Starts on a free loopback port with `extra` options; `None` where smtp-sink is missing and not required.
     fn start(extra: &[&str]) -> Option<Self> {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("mail")).unwrap();
         // smtp-sink drops to `nobody` before it writes.
-        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(dir.path().join("mail"), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let addr = format!("127.0.0.1:{}", free_port());
         let child = spawn_sink(&addr, dir.path(), extra)?;
         Some(Self { child, addr, dir })
@@ -46,11 +48,18 @@ impl PostfixSink {
     /// Messages received for `to` (one file each, its envelope in `X-Rcpt-Args`).
     fn mails_to(&self, to: &str) -> usize {
         let line = format!("X-Rcpt-Args: <{to}>");
-        std::fs::read_dir(self.dir.path())
+        std::fs::read_dir(self.dir.path().join("mail"))
             .unwrap()
             .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
             .filter(|text| text.lines().any(|l| l.trim_end() == line))
             .count()
+    }
+
+    /// Sessions the client ended with QUIT, from smtp-sink's `-c` counters (`sess=2 quit=1 mesg=1`).
+    fn quits(&self) -> usize {
+        let counters = std::fs::read_to_string(self.dir.path().join("counters")).unwrap_or_default();
+        let last = counters.rsplit(['\r', '\n']).find(|l| l.contains("quit=")).unwrap_or("");
+        last.split_whitespace().find_map(|f| f.strip_prefix("quit=")).map_or(0, |n| n.parse().unwrap())
     }
 }
 
@@ -62,11 +71,12 @@ impl Drop for PostfixSink {
 
 fn spawn_sink(addr: &str, dir: &Path, extra: &[&str]) -> Option<Child> {
     let required = std::env::var("BULLETIN_TEST_REQUIRE_SMTP_SINK").is_ok_and(|v| v == "1");
-    let template = format!("{}/%M.", dir.display());
-    let mut args = vec!["-u", "nobody", "-d", &template];
+    let template = format!("{}/mail/%M.", dir.display());
+    let mut args = vec!["-u", "nobody", "-c", "-d", &template];
     args.extend_from_slice(extra);
     args.extend_from_slice(&[addr, "128"]);
-    let child = match Command::new("smtp-sink").args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn() {
+    let counters = std::fs::File::create(dir.join("counters")).unwrap();
+    let child = match Command::new("smtp-sink").args(&args).stdout(counters).stderr(Stdio::null()).spawn() {
         Ok(child) => child,
         Err(e) if !required => {
             eprintln!("skipping: smtp-sink (Debian package postfix) is not installed: {e}");
@@ -270,6 +280,34 @@ async fn idle_connection_dropped_by_the_server_costs_no_retry(backend: Backend) 
     app.stop().await;
 }
 
+/// With `mail.smtp_idle_seconds` = 1 a connection left unused is closed
+/// with QUIT by Bulletin, not kept until the server drops it; the next
+/// message opens a new one.
+async fn idle_connection_is_closed_after_the_limit(backend: Backend) {
+    let Some(sink) = PostfixSink::start(&[]) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = sink.url().into();
+        s.mail.smtp_idle_seconds = 1;
+        s.sending.concurrency = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    app.signup_form("idle@example.org", &["weekend-reads"]).await;
+    wait_for_file(&sink, "idle@example.org", Duration::from_secs(10)).await;
+    let sent = Instant::now();
+    while sink.quits() == 0 {
+        assert!(sent.elapsed() < Duration::from_secs(5), "the idle connection was not closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("idle connection closed {:?} after the message", sent.elapsed());
+    assert!(sent.elapsed() >= Duration::from_millis(500), "not long before the limit");
+    app.signup_form("after-idle@example.org", &["weekend-reads"]).await;
+    wait_for_file(&sink, "after-idle@example.org", Duration::from_secs(5)).await;
+    app.stop().await;
+}
+
 /// The server restarts between two messages: the kept connection is dead,
 /// and the second message goes over a new one at once, with no failed attempt.
 async fn server_restart_between_messages_costs_no_retry(backend: Backend) {
@@ -382,6 +420,7 @@ on_both_backends!(
     foreground_send_shows_the_wait,
     idle_connection_dropped_by_the_server_costs_no_retry,
     server_restart_between_messages_costs_no_retry,
+    idle_connection_is_closed_after_the_limit,
     refused_recipient_keeps_the_connection,
     slow_down_replies_halve_the_pace,
 );
