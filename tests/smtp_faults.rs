@@ -253,6 +253,34 @@ async fn foreground_send_shows_the_wait(backend: Backend) {
     services.store.close().await;
 }
 
+/// `bulletin worker` says at start when the mail server cannot be reached, and what to check.
+async fn worker_warns_at_start_when_the_server_is_unreachable(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db.url, &format!("smtp://127.0.0.1:{}", free_port()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(&config)
+        .arg("worker")
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let warning = seen.recv_timeout(Duration::from_secs(20));
+    let _ = child.kill();
+    let _ = child.wait();
+    let warning = warning.expect("a warning at start");
+    assert!(warning.contains("cannot be reached") && warning.contains("check mail.smtp_url"), "{warning}");
+}
+
 /// A server that drops connections idle for 2 s: the next message after a
 /// quiet spell goes out at once over a new connection, with no failed attempt.
 async fn idle_connection_dropped_by_the_server_costs_no_retry(backend: Backend) {
@@ -418,6 +446,7 @@ async fn wait_for_ledger(db_url: &str, issue: i64, n: usize) {
 on_both_backends!(
     outage_holds_the_issue_until_the_server_returns,
     foreground_send_shows_the_wait,
+    worker_warns_at_start_when_the_server_is_unreachable,
     idle_connection_dropped_by_the_server_costs_no_retry,
     server_restart_between_messages_costs_no_retry,
     idle_connection_is_closed_after_the_limit,

@@ -181,6 +181,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not listen on {} (server.listen)", settings.server.listen))?;
     let running = app::start(settings, Clock::system(), listener).await?;
+    check_mail_server(settings);
     tracing::info!(
         "Bulletin listening on http://{} (public URL {}), database {}, mail via {:?}",
         running.addr,
@@ -207,6 +208,7 @@ pub(crate) fn newsletter_by_slug(services: &app::Services, slug: &str) -> anyhow
 
 async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
+    check_mail_server(settings);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let engine = tokio::spawn(services.engine.run(services.mail_queued, stopped));
     tracing::info!("Bulletin worker running (database {})", services.store.backend_name());
@@ -216,6 +218,16 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let _ = engine.await;
     services.store.close().await;
     Ok(())
+}
+
+/// Says at start-up when the mail server cannot be reached, not only once mail is due.
+fn check_mail_server(settings: &Settings) {
+    let Ok(outbound) = crate::mail::Outbound::from_settings(&settings.mail) else { return };
+    tokio::spawn(async move {
+        if let Err(e) = outbound.check().await {
+            tracing::warn!("{e}. Mail waits until it answers: check mail.smtp_url and that the server is running.");
+        }
+    });
 }
 
 async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &std::path::Path) -> anyhow::Result<()> {
