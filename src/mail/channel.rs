@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use lettre::{AsyncTransport, Message};
+use lettre::Message;
 use tokio::time::Instant;
 
 use super::{MailError, Outbound, SendFailure, SmtpConnection};
@@ -106,16 +106,15 @@ impl Channel {
         decision: impl Future<Output = T>,
         go: impl FnOnce(&T) -> bool,
     ) -> (T, Option<Result<String, SendFailure>>) {
-        if let Outbound::File(t) = &self.outbound {
+        if let Outbound::File(dir) = &self.outbound {
             let decision = decision.await;
             if !go(&decision) {
                 return (decision, None);
             }
-            let sent = t
-                .send(message.clone())
+            let sent = super::write_eml(dir, message)
                 .await
                 .map(|id| format!("written to file {id}"))
-                .map_err(|e| SendFailure::Connection(e.to_string()));
+                .map_err(|e| SendFailure::Connection(format!("writing to {}: {e}", dir.display())));
             return (decision, Some(sent));
         }
         let envelope = message.envelope();

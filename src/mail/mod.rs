@@ -9,14 +9,14 @@ mod confirmation;
 mod issue;
 pub mod smtp;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use lettre::Message;
 use lettre::message::Mailbox;
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
 };
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::{AsyncFileTransport, Message, Tokio1Executor};
 
 pub use channel::Channel;
 pub use confirmation::ConfirmationMail;
@@ -113,7 +113,8 @@ fn dkim_config(settings: &DkimSettings) -> Result<DkimConfig, MailError> {
 #[derive(Clone)]
 pub enum Outbound {
     Smtp(SmtpTarget),
-    File(AsyncFileTransport<Tokio1Executor>),
+    /// `.eml` files in this directory.
+    File(PathBuf),
 }
 
 impl Outbound {
@@ -130,7 +131,7 @@ impl Outbound {
 
     pub fn file(dir: &Path) -> Result<Self, MailError> {
         std::fs::create_dir_all(dir).map_err(|e| MailError::Setup(format!("mail.file_dir {}: {e}", dir.display())))?;
-        Ok(Self::File(AsyncFileTransport::new(dir)))
+        Ok(Self::File(dir.to_owned()))
     }
 
     /// A sender's own channel: one SMTP connection, opened when first needed.
@@ -163,4 +164,21 @@ impl Header for AutoSubmitted {
     fn display(&self) -> HeaderValue {
         HeaderValue::new(Self::name(), "auto-generated".to_owned())
     }
+}
+
+/// Writes one message as `dir/ID.eml`, returning the ID. It is written
+/// under a hidden temporary name and renamed once complete, so a full disk
+/// leaves no empty or cut-off `.eml` for a pickup job to send.
+pub(crate) async fn write_eml(dir: &Path, message: &Message) -> std::io::Result<String> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let partial = dir.join(format!(".{id}.eml.partial"));
+    let written = async {
+        tokio::fs::write(&partial, message.formatted()).await?;
+        tokio::fs::rename(&partial, dir.join(format!("{id}.eml"))).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&partial).await;
+    }
+    written.map(|()| id)
 }
