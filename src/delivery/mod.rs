@@ -316,18 +316,17 @@ impl Engine {
         let handover = ledger.hand_over(delivery.id, delivery.kind, token.clone(), link);
         let (handover, sent) = channel.send_if(&message, handover, |h| matches!(h, Ok(Handover::Go))).await;
         let Some(sent) = sent else { return handover.map(drop) };
-        let verdict = judge(sent);
-        if let Verdict::Unreachable(detail) = &verdict {
+        if let Err(SendFailure::Unreachable(detail)) = &sent {
             // The kept connection broke and no new one opened: the message never left.
             self.server_unreachable(detail);
             self.store.put_back(delivery.id, &token).await?;
             return Ok(());
         }
+        let verdict = judge(sent);
         let attempt = delivery.attempts + 1;
         let exhausted = attempt >= i64::from(self.pace.max_attempts);
         let settlement = match verdict.clone() {
             Verdict::Sent(reply) => Settlement::Sent { reply },
-            Verdict::Unreachable(_) => unreachable!("put back above"),
             Verdict::TryAgain(reply) | Verdict::SlowDown(reply) if exhausted => Settlement::Failed { reply },
             Verdict::TryAgain(reply) | Verdict::SlowDown(reply) => {
                 Settlement::Retry { at: self.clock.now() + self.pace.retry_delay_secs(attempt), reply }
@@ -347,7 +346,6 @@ impl Engine {
                 self.throttle.sent();
                 tracing::debug!(delivery = delivery.id, "sent");
             }
-            Verdict::Unreachable(_) => {}
             Verdict::SlowDown(reply) => {
                 if let Some(rate) = self.throttle.slow_down() {
                     tracing::warn!(%reply, rate_per_second = rate, "the mail server asks to slow down: pace halved");

@@ -6,10 +6,9 @@ use crate::mail::SendFailure;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Sent(String),
-    /// No connection could be opened: the server's state, not the message's.
-    /// The engine waits for the server and the attempt does not count.
-    Unreachable(String),
-    /// 4xx, or the connection failed before the message was handed over.
+    /// 4xx, or the connection failed before the message was handed over
+    /// (the engine itself waits for a server it cannot reach at all, and
+    /// does not count that attempt).
     TryAgain(String),
     /// 421 or 4.7.x: the server asks us to slow down. Tried again later, and
     /// the engine halves its pace.
@@ -28,8 +27,7 @@ pub enum Verdict {
 pub fn judge(result: Result<String, SendFailure>) -> Verdict {
     match result {
         Ok(reply) => Verdict::Sent(reply),
-        Err(SendFailure::Unreachable(e)) => Verdict::Unreachable(e),
-        Err(SendFailure::Connection(e)) => Verdict::TryAgain(e),
+        Err(SendFailure::Unreachable(e) | SendFailure::Connection(e)) => Verdict::TryAgain(e),
         Err(SendFailure::AfterData(e)) => {
             Verdict::Ambiguous(format!("connection lost after the message was sent: {e}"))
         }
@@ -74,7 +72,7 @@ mod tests {
         assert!(matches!(rejected(552, "552 Mailbox full"), Verdict::Refused(_)));
         assert!(matches!(judge(Err(SendFailure::AfterData("eof".into()))), Verdict::Ambiguous(_)));
         assert!(matches!(judge(Err(SendFailure::Connection("reset".into()))), Verdict::TryAgain(_)));
-        assert!(matches!(judge(Err(SendFailure::Unreachable("refused".into()))), Verdict::Unreachable(_)));
+        assert!(matches!(judge(Err(SendFailure::Unreachable("refused".into()))), Verdict::TryAgain(_)));
         assert_eq!(enhanced_class("server says 1.2.3.4 is 5.1.10"), Some((1, 10)));
     }
 }
