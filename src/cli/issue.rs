@@ -14,7 +14,7 @@ use crate::app::{self, Services};
 use crate::clock::{Clock, format_timestamp};
 use crate::config::Settings;
 use crate::delivery::Draft;
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, LinkRef};
 use crate::mail::{IssueMail, Outbound, RenderedIssue};
 
 #[derive(Debug, Subcommand)]
@@ -238,8 +238,8 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
     let message = IssueMail {
         issue: &issue,
         to: &to,
-        unsubscribe_url: &links.unsubscribe_url(0, draft.newsletter.id),
-        preferences_url: &links.preferences_url(0),
+        unsubscribe_url: &links.unsubscribe_url(LinkRef(0), draft.newsletter.id),
+        preferences_url: &links.preferences_url(LinkRef(0)),
         message_id: mailer.new_message_id(),
     }
     .build(mailer)?;

@@ -6,7 +6,7 @@ use sqlx::QueryBuilder;
 
 use super::{Result, Store, in_tx, reading};
 use crate::clock::Timestamp;
-use crate::domain::{ConsentSource, EmailAddress, SubscriptionStatus};
+use crate::domain::{ConsentSource, EmailAddress, LinkRef, LinkSubject, SubscriptionStatus};
 
 /// Who gave (or withdrew) consent, and from where: kept in `consent_events`.
 #[derive(Debug, Clone)]
@@ -240,6 +240,43 @@ impl Store {
                 .fetch_optional(pool)
                 .await?)
         })
+    }
+
+    /// The reference that names the subscriber in signed links, or `None` once erased.
+    pub async fn link_ref(&self, subscriber_id: i64) -> Result<Option<LinkRef>> {
+        let found: Option<i64> = reading!(self, |pool| {
+            sqlx::query_scalar("SELECT link_ref FROM subscribers WHERE id = $1")
+                .bind(subscriber_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.map(LinkRef))
+    }
+
+    /// The subscriber (id and link reference) a verified link names, if any.
+    /// A version 1 link names a row id, which an erasure could once free for
+    /// someone else: it counts only for subscribers older than the format change.
+    pub async fn linked_subscriber(&self, subject: LinkSubject) -> Result<Option<(i64, LinkRef)>> {
+        let found: Option<(i64, i64)> = reading!(self, |pool| {
+            match subject {
+                LinkSubject::Ref(LinkRef(link_ref)) => {
+                    sqlx::query_as("SELECT id, link_ref FROM subscribers WHERE link_ref = $1")
+                        .bind(link_ref)
+                        .fetch_optional(pool)
+                        .await?
+                }
+                LinkSubject::LegacyId(id) => {
+                    sqlx::query_as(
+                        "SELECT id, link_ref FROM subscribers WHERE id = $1 AND created_at < \
+                         (SELECT CAST(value AS BIGINT) FROM settings WHERE name = 'legacy_links_before')",
+                    )
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                }
+            }
+        });
+        Ok(found.map(|(id, link_ref)| (id, LinkRef(link_ref))))
     }
 
     /// Every subscription the subscriber has, in any state.
