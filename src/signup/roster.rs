@@ -70,7 +70,7 @@ pub async fn import_csv(
             }
         };
         let line = record.position().map_or(0, |p| p.line());
-        let raw = record.get(column).unwrap_or_default();
+        let raw = crate::spreadsheet::restore(record.get(column).unwrap_or_default());
         match EmailAddress::parse(raw) {
             Ok(email) => {
                 if seen.insert(email.key()) {
