@@ -197,23 +197,9 @@ async fn links_of_the_first_format_still_work_for_their_readers(backend: Backend
     // The veteran was stored before the upgrade: move the format change after them.
     let url = app.database_url().to_owned();
     let cutoff = app.clock.now() + 1;
-    if url.starts_with("sqlite") {
-        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-        sqlx::query("UPDATE settings SET value = $1 WHERE name = 'legacy_links_before'")
-            .bind(cutoff.to_string())
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    } else {
-        let pool = sqlx::PgPool::connect(&url).await.unwrap();
-        sqlx::query("UPDATE settings SET value = $1 WHERE name = 'legacy_links_before'")
-            .bind(cutoff.to_string())
-            .execute(&pool)
-            .await
-            .unwrap();
-        pool.close().await;
-    }
+    let pool = common::db::Pool::connect(&url).await;
+    pool.run(&format!("UPDATE settings SET value = '{cutoff}' WHERE name = 'legacy_links_before'")).await;
+    pool.close().await;
     app.clock.advance(5);
     app.signup_api("newcomer@example.org", &["morning-briefing"]).await;
     let link = app.confirmation_link("newcomer@example.org", 1).await;

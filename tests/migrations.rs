@@ -3,47 +3,8 @@
 
 mod common;
 
+use common::db::Pool;
 use common::{Backend, TestDb};
-
-/// A plain connection to the test database, for what the store does not do.
-enum Pool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-impl Pool {
-    async fn connect(url: &str) -> Self {
-        if url.starts_with("sqlite") {
-            Self::Sqlite(sqlx::SqlitePool::connect(url).await.unwrap())
-        } else {
-            Self::Postgres(sqlx::PgPool::connect(url).await.unwrap())
-        }
-    }
-
-    async fn run(&self, sql: &str) {
-        let sql = sqlx::AssertSqlSafe(sql.to_owned());
-        match self {
-            Self::Sqlite(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
-            Self::Postgres(pool) => sqlx::raw_sql(sql).execute(pool).await.map(drop),
-        }
-        .unwrap();
-    }
-
-    async fn count(&self, sql: &'static str) -> i64 {
-        match self {
-            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-        }
-        .unwrap()
-    }
-
-    async fn close(&self) {
-        match self {
-            Self::Sqlite(pool) => pool.close().await,
-            Self::Postgres(pool) => pool.close().await,
-        }
-    }
-}
 
 /// Applies only the migrations before `0003` (the schema as shipped before
 /// ids were made never to repeat), from a copy of the migrations folder.
