@@ -274,26 +274,22 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
 async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &std::path::Path) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     let found = newsletter_by_slug(&services, newsletter)?;
-    let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
+    let input: Box<dyn std::io::Read + Send> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
     };
     let cap = services.signup.cap();
     let keys = services.signup.links().keys().clone();
-    let report = roster::import_csv(&services.store, &keys, &Clock::system(), &found, input, confirmed, cap).await?;
-    for bad in &report.bad {
+    let clock = Clock::system();
+    let report = roster::import_stream(&services.store, &keys, &clock, &found, input, confirmed, cap, |bad| {
         eprintln!("line {}: skipped: {}", bad.line, bad.reason);
-    }
+    })
+    .await?;
     let o = &report.outcome;
     println!(
         "Imported into {}: {} confirmed, {} pending ({} confirmation mail(s) queued), {} already there, {} bad row(s) skipped.",
-        found.slug,
-        o.confirmed,
-        o.pending,
-        o.mails_queued,
-        o.unchanged,
-        report.bad.len()
+        found.slug, o.confirmed, o.pending, o.mails_queued, o.unchanged, report.bad_rows
     );
     if report.needed_opt_in > 0 {
         println!(

@@ -18,6 +18,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::writer::EitherWriter;
 use tracing_subscriber::layer::{Context, Layer};
 
+use crate::signup::roster::cut;
+
 /// How often the gathered warnings are shown.
 const EVERY: Duration = Duration::from_secs(5);
 
@@ -113,7 +115,7 @@ impl Gathering {
         let parts: Vec<String> = gathered
             .into_iter()
             .map(|(message, seen)| {
-                let latest = cut(&seen.latest, 120);
+                let latest = cut(&seen.latest.replace(['\r', '\n'], " "), 120);
                 if latest.is_empty() {
                     format!("{} × {message}", seen.count)
                 } else {
@@ -128,26 +130,5 @@ impl Gathering {
 impl Drop for Gathering {
     fn drop(&mut self) {
         GATHERING.store(false, Ordering::Relaxed);
-    }
-}
-
-/// At most `max` characters of `s` (on one line), with "…" when cut.
-pub fn cut(s: &str, max: usize) -> String {
-    let one_line = s.replace(['\r', '\n'], " ");
-    match one_line.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &one_line[..end]),
-        None => one_line,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cut_keeps_short_values_and_marks_long_ones() {
-        assert_eq!(cut("short", 10), "short");
-        assert_eq!(cut("a\nb", 10), "a b");
-        assert_eq!(cut(&"é".repeat(100), 60), format!("{}…", "é".repeat(60)));
     }
 }
