@@ -46,6 +46,12 @@ pub enum StoreError {
         .0.display()
     )]
     FileGone(PathBuf),
+    /// The first connection to PostgreSQL failed; the pool alone would retry
+    /// until its timeout and then say only "pool timed out".
+    #[error(
+        "could not connect to PostgreSQL at {host}:{port}: {reason}; check that the server is running and that database.url names the right host, port, user and database"
+    )]
+    Unreachable { host: String, port: u16, reason: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -226,6 +232,25 @@ pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 /// again on every use.
 const STATEMENT_CACHE: usize = 1024;
 
+/// One direct connection before the pool is built, so a server that is
+/// down, unknown or refusing us says so at once and in its own words.
+async fn probe(options: &PgConnectOptions) -> Result<()> {
+    let reason = match sqlx::PgConnection::connect_with(options).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Err(sqlx::Error::Io(e)) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
+            _ => e.to_string(),
+        },
+        Err(sqlx::Error::Database(e)) => e.message().to_owned(),
+        Err(e) => e.to_string(),
+    };
+    Err(StoreError::Unreachable { host: options.get_host().to_owned(), port: options.get_port(), reason })
+}
+
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
@@ -256,6 +281,7 @@ impl Store {
             Ok(Self { db: Db::Sqlite(SqlitePools { read, write, file }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
+            probe(&options).await?;
             let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10));
             let main = pool(max_connections).connect_with(options.clone()).await?;
             let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
