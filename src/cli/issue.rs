@@ -198,7 +198,7 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
     let mut progress = Progress::new(total);
     let signal = shutdown_signal();
     tokio::pin!(signal);
-    let interrupted = loop {
+    let mut interrupted = loop {
         let tally = Tally::of(&store, id).await?;
         progress.update(&tally);
         if let Some(line) = gathering.summary_due() {
@@ -216,9 +216,14 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
     let mut forced = false;
     if let Some(signal) = interrupted {
         let how = if signal == 2 { "Ctrl-C" } else { "SIGTERM" };
-        store.pause_issue(id, &format!("interrupted ({how}) during `bulletin issue send`")).await?;
-        progress
-            .note(&format!("{how}: pausing issue #{id}, finishing the message(s) in hand (Ctrl-C again: stop now)"));
+        if store.pause_issue(id, &format!("interrupted ({how}) during `bulletin issue send`")).await? {
+            progress.note(&format!(
+                "{how}: pausing issue #{id}, finishing the message(s) in hand (Ctrl-C again: stop now)"
+            ));
+        } else {
+            // It ended (done, or paused from elsewhere) just before: say how it ended instead.
+            interrupted = None;
+        }
     }
     let _ = stop.send(true);
     tokio::pin!(engine);
