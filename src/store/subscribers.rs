@@ -194,10 +194,33 @@ impl Store {
                 }
             }
 
+            // A repeat of a signup still pending from within the confirmation
+            // mail interval (nothing else recorded since) adds no consent row:
+            // a reader pressing the button again, or a script posting one
+            // address 60 times, is one signup.
+            let recent: HashSet<(i64, i64)> = if pending.is_empty() {
+                HashSet::new()
+            } else {
+                let mut qb = QueryBuilder::new(
+                    "SELECT e.subscriber_id, e.newsletter_id FROM consent_events e \
+                     WHERE e.action = 'signup' AND NOT EXISTS (SELECT 1 FROM consent_events later \
+                     WHERE later.subscriber_id = e.subscriber_id AND later.newsletter_id = e.newsletter_id \
+                     AND later.id > e.id AND later.action <> 'signup') AND e.created_at > ",
+                );
+                qb.push_bind(now - cap.min_interval_secs).push(" AND e.subscriber_id IN (");
+                let mut list = qb.separated(", ");
+                for id in pending.keys() {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect()
+            };
             let consent_of: HashMap<i64, &Consent> = ids.iter().zip(signups).map(|(id, s)| (*id, &s.consent)).collect();
             record_consent!(
                 @each tx,
-                pending.iter().flat_map(|(sid, ns)| ns.iter().map(|n| (*sid, *n, consent_of[sid]))),
+                pending.iter().flat_map(|(sid, ns)| {
+                    ns.iter().filter(|n| !recent.contains(&(*sid, **n))).map(|n| (*sid, *n, consent_of[sid]))
+                }),
                 "signup"
             );
             let waiting: Vec<i64> = pending.keys().copied().collect();
