@@ -13,5 +13,6 @@ pub mod delivery;
 pub mod domain;
 pub mod mail;
 pub mod signup;
+pub mod spreadsheet;
 pub mod store;
 pub mod web;

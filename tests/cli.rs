@@ -321,4 +321,39 @@ async fn issue_send_from_the_cli(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(import_export_erase, issue_send_from_the_cli);
+/// An address that is also a spreadsheet formula is exported so that a
+/// spreadsheet shows it as text, and imports back unchanged.
+async fn export_never_runs_in_a_spreadsheet(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), app.database_url(), "");
+    let formula = "=cmd|'/Ccalc'!A0@example.org";
+    let csv = dir.path().join("readers.csv");
+    std::fs::write(&csv, format!("email\n{formula}\n+1@example.org\nplain@example.org\n")).unwrap();
+    let import = ["subscribers", "import", "--newsletter", "weekend-reads", "--confirmed", csv.to_str().unwrap()];
+    assert!(bulletin(&config, &import).status.success());
+
+    let listed = ["subscribers", "list", "--newsletter", "weekend-reads", "--format", "csv"];
+    for args in [&["subscribers", "export", "--newsletter", "weekend-reads"][..], &listed[..]] {
+        let export = stdout(&bulletin(&config, args));
+        let cells: Vec<&str> = export.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+        assert_eq!(cells.len(), 3, "{export}");
+        assert!(cells.contains(&"'=cmd|'/Ccalc'!A0@example.org"), "{export}");
+        assert!(cells.contains(&"'+1@example.org") && cells.contains(&"plain@example.org"), "{export}");
+        assert!(cells.iter().all(|c| !c.starts_with(['=', '+', '-', '@', '\t', '\r'])), "{export}");
+    }
+
+    // The export imports back as the same addresses.
+    let exported = dir.path().join("export.csv");
+    std::fs::write(&exported, stdout(&bulletin(&config, &["subscribers", "export", "--newsletter", "weekend-reads"])))
+        .unwrap();
+    let import =
+        ["subscribers", "import", "--newsletter", "morning-briefing", "--confirmed", exported.to_str().unwrap()];
+    assert!(bulletin(&config, &import).status.success());
+    let mut moved: Vec<String> = app.subscribers("morning-briefing").await.into_iter().map(|(e, _)| e).collect();
+    moved.sort();
+    assert_eq!(moved, ["+1@example.org", formula, "plain@example.org"]);
+    app.stop().await;
+}
+
+on_both_backends!(import_export_erase, issue_send_from_the_cli, export_never_runs_in_a_spreadsheet);

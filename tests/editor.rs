@@ -181,7 +181,8 @@ async fn unsubscribe_during_a_send(backend: Backend) {
     let newsletter = app.newsletter("morning-briefing").await;
     let page = app.store.subscribers_page(newsletter.id, None, 0, 100).await.unwrap();
     let leaving = page.iter().find(|r| r.email == "slow11@example.org").unwrap();
-    let link = app.links().unsubscribe_url(leaving.subscriber_id, newsletter.id);
+    let link_ref = app.store.link_ref(leaving.subscriber_id).await.unwrap().unwrap();
+    let link = app.links().unsubscribe_url(link_ref, newsletter.id);
     let r = app.http.post(&link).body("List-Unsubscribe=One-Click").send().await.unwrap();
     assert_eq!(r.status(), 200);
 

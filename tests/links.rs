@@ -142,7 +142,107 @@ async fn links_survive_key_rotation(backend: Backend) {
     app.stop().await;
 }
 
+/// An erased reader's links die with them, and never act on whoever signs up
+/// next: SQLite once handed the erased reader's id to the next signup, and
+/// the old preferences link then showed and changed the newcomer's list.
+async fn erased_readers_links_never_reach_the_next_reader(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    confirmed_reader(&app, "earlier@example.org").await;
+    let (_, preferences, unsubscribe) = confirmed_reader(&app, "first@example.org").await;
+    let first_id = subscriber_id(&app, "first@example.org").await;
+    let email = bulletin::domain::EmailAddress::parse("first@example.org").unwrap();
+    assert!(bulletin::signup::roster::erase(&app.store, &app.keys(), &app.clock, &email).await.unwrap());
+
+    app.signup_api("second@example.org", &["weekend-reads"]).await;
+    app.confirmation_link("second@example.org", 1).await;
+    let second_id = subscriber_id(&app, "second@example.org").await;
+    assert_ne!(second_id, first_id, "ids never repeat");
+
+    for link in [&preferences, &unsubscribe] {
+        let r = app.http.get(link).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{link}");
+        let page = r.text().await.unwrap();
+        assert!(!page.contains("Weekend Reads"), "shows nothing of anyone: {page}");
+    }
+    let fields = [("newsletter", "morning-briefing"), ("newsletter", "weekend-reads")];
+    let r = app.post_form(&preferences.replace(&app.base, ""), &fields, None).await;
+    assert_eq!(r.status(), 404);
+    let r = app.http.post(&unsubscribe).body("List-Unsubscribe=One-Click").send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        app.status_of("second@example.org", "weekend-reads").await,
+        Some(Pending),
+        "not confirmed by a stranger"
+    );
+    assert_eq!(app.status_of("second@example.org", "morning-briefing").await, None);
+
+    // The ids do not show in links: nothing in them counts subscribers.
+    let token = preferences.rsplit('/').next().unwrap();
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token).unwrap();
+    assert_ne!(&raw[2..10], &first_id.to_be_bytes(), "the link names a random reference, not the id");
+    app.stop().await;
+}
+
+/// Links in mail sent before the link format changed (version 1, naming the
+/// row id) keep working for the readers they were sent to, and for nobody
+/// stored after the change.
+async fn links_of_the_first_format_still_work_for_their_readers(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    confirmed_reader(&app, "veteran@example.org").await;
+    let veteran = subscriber_id(&app, "veteran@example.org").await;
+    // The veteran was stored before the upgrade: move the format change after them.
+    let url = app.database_url().to_owned();
+    let cutoff = app.clock.now() + 1;
+    let pool = common::db::Pool::connect(&url).await;
+    pool.run(&format!("UPDATE settings SET value = '{cutoff}' WHERE name = 'legacy_links_before'")).await;
+    pool.close().await;
+    app.clock.advance(5);
+    app.signup_api("newcomer@example.org", &["morning-briefing"]).await;
+    let link = app.confirmation_link("newcomer@example.org", 1).await;
+    assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200);
+    let newcomer = subscriber_id(&app, "newcomer@example.org").await;
+
+    let veterans = app.http.get(app.url(&format!("/preferences/{}", legacy_link(2, veteran, 0)))).send().await.unwrap();
+    assert_eq!(veterans.status(), 200, "an old link keeps working for its reader");
+    let newcomers = legacy_link(1, newcomer, app.newsletter("morning-briefing").await.id);
+    let r = app.http.post(app.url(&format!("/unsubscribe/{newcomers}"))).body("List-Unsubscribe=One-Click").send();
+    assert_eq!(r.await.unwrap().status(), 404, "an old-format link never names a reader stored after the change");
+    assert_eq!(app.status_of("newcomer@example.org", "morning-briefing").await, Some(Confirmed));
+    app.stop().await;
+}
+
+/// A version 1 link as mail sent before the change carried it: version,
+/// purpose, subscriber id, newsletter id, and 16 bytes of HMAC-SHA256.
+fn legacy_link(purpose: u8, subscriber_id: i64, newsletter_id: i64) -> String {
+    use hmac::Mac;
+    let mut token = vec![1, purpose];
+    token.extend_from_slice(&subscriber_id.to_be_bytes());
+    token.extend_from_slice(&newsletter_id.to_be_bytes());
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(common::TEST_SECRET.as_bytes()).unwrap();
+    mac.update(b"link");
+    mac.update(&token);
+    token.extend_from_slice(&mac.finalize().into_bytes()[..16]);
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token)
+}
+
+async fn subscriber_id(app: &TestApp, email: &str) -> i64 {
+    for slug in ["morning-briefing", "weekend-reads"] {
+        let newsletter = app.newsletter(slug).await;
+        let page = app.store.subscribers_page(newsletter.id, None, 0, 1000).await.unwrap();
+        if let Some(row) = page.iter().find(|r| r.email == email) {
+            return row.subscriber_id;
+        }
+    }
+    panic!("{email} is not stored");
+}
+
 on_both_backends!(
+    erased_readers_links_never_reach_the_next_reader,
+    links_of_the_first_format_still_work_for_their_readers,
     scanners_change_nothing,
     expired_link_says_so,
     tokens_are_single_use_and_hashed,

@@ -9,12 +9,13 @@ use clap::Subcommand;
 use tokio::sync::{Notify, watch};
 
 use super::progress::{Progress, Tally, sleep_tick, waiting_line};
-use super::{newsletter_by_slug, shutdown_signal};
+use super::warnings::Gathering;
+use super::{Unfinished, newsletter_by_slug, shutdown_signal};
 use crate::app::{self, Services};
 use crate::clock::{Clock, format_timestamp};
 use crate::config::Settings;
 use crate::delivery::Draft;
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, LinkRef};
 use crate::mail::{IssueMail, Outbound, RenderedIssue};
 
 #[derive(Debug, Subcommand)]
@@ -187,45 +188,89 @@ fn confirm(question: &str) -> anyhow::Result<()> {
 }
 
 /// Runs the delivery engine here until the issue is done, paused or interrupted.
+///
+/// Ctrl-C (or SIGTERM) pauses the issue: nothing more is claimed, the
+/// messages in hand finish, and `bulletin issue resume` continues it (a
+/// running `serve` does not). A second Ctrl-C stops without waiting for the
+/// messages in hand; their rows turn `ambiguous` when their lease expires.
+/// The result is an [`Unfinished`] error unless every message was delivered.
 async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
+    let mut gathering = Gathering::start();
     let engine = tokio::spawn(services.engine.run(Arc::new(Notify::new()), stopped));
     let store = services.store.clone();
     let total = Tally::of(&store, id).await?.total;
     let mut progress = Progress::new(total);
-    let interrupted = {
-        let signal = shutdown_signal();
-        tokio::pin!(signal);
-        loop {
-            let tally = Tally::of(&store, id).await?;
-            progress.update(&tally, store.mail_server_wait(Clock::system().now()).await?.as_ref());
-            let status = store.issue(id).await?.map(|i| i.status).unwrap_or_default();
-            if tally.waiting == 0 || status == "paused" {
-                break false;
-            }
-            tokio::select! {
-                _ = &mut signal => break true,
-                _ = sleep_tick(total) => {}
-            }
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut interrupted = loop {
+        let tally = Tally::of(&store, id).await?;
+        progress.update(&tally, store.mail_server_wait(Clock::system().now()).await?.as_ref());
+        if let Some(line) = gathering.summary_due() {
+            progress.note(&line);
+        }
+        let status = store.issue(id).await?.map(|i| i.status).unwrap_or_default();
+        if tally.waiting == 0 || status == "paused" {
+            break None;
+        }
+        tokio::select! {
+            signal = &mut signal => break Some(signal),
+            _ = sleep_tick(total) => {}
         }
     };
+    let mut forced = false;
+    if let Some(signal) = interrupted {
+        let how = if signal == 2 { "Ctrl-C" } else { "SIGTERM" };
+        if store.pause_issue(id, &format!("interrupted ({how}) during `bulletin issue send`")).await? {
+            progress.note(&format!(
+                "{how}: pausing issue #{id}, finishing the message(s) in hand (Ctrl-C again: stop now)"
+            ));
+        } else {
+            // It ended (done, or paused from elsewhere) just before: say how it ended instead.
+            interrupted = None;
+        }
+    }
     let _ = stop.send(true);
-    let _ = engine.await;
-    store.complete_issues(Clock::system().now()).await?;
+    tokio::pin!(engine);
+    tokio::select! {
+        _ = &mut engine => {}
+        _ = shutdown_signal(), if interrupted.is_some() => forced = true,
+    }
+    if !forced {
+        store.complete_issues(Clock::system().now()).await?;
+    }
+    drop(gathering);
+    if let Some(line) = Gathering::summary() {
+        progress.note(&line);
+    }
     progress.finish();
     let tally = Tally::of(&store, id).await?;
     let issue = store.issue(id).await?;
     eprintln!("Issue #{id}: {}", tally.summary());
-    if interrupted {
-        eprintln!("Stopped. Nothing sent is sent again: `bulletin issue resume {id}` continues where this stopped.");
-    } else if let Some(reason) = issue.and_then(|i| i.paused_reason) {
-        eprintln!("Paused: {reason}");
-        eprintln!("`bulletin issue status {id}` shows the replies; `bulletin issue resume {id}` continues.");
-    }
-    if tally.failed + tally.ambiguous > 0 {
+    let undelivered = tally.failed + tally.ambiguous;
+    if undelivered > 0 {
         eprintln!("`bulletin issue status {id}` lists what was not delivered and why.");
     }
-    Ok(())
+    if let Some(signal) = interrupted {
+        eprintln!(
+            "Paused issue #{id} after {} of {}; `bulletin issue resume {id}` continues (nobody already sent to gets a second copy).",
+            tally.settled(),
+            tally.total
+        );
+        if forced {
+            eprintln!("Stopped without waiting: a message in hand shows as ambiguous once its lease expires.");
+        }
+        return Err(Unfinished::Interrupted { id, signal }.into());
+    }
+    match issue {
+        Some(issue) if issue.status == "paused" => {
+            eprintln!("Paused: {}", issue.paused_reason.unwrap_or_default());
+            eprintln!("`bulletin issue status {id}` shows the replies; `bulletin issue resume {id}` continues.");
+            Err(Unfinished::Paused { id }.into())
+        }
+        _ if undelivered > 0 => Err(Unfinished::Undelivered { id, count: undelivered }.into()),
+        _ => Ok(()),
+    }
 }
 
 /// One copy to one address, outside the ledger, marked as a test.
@@ -243,8 +288,8 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
     let message = IssueMail {
         issue: &issue,
         to: &to,
-        unsubscribe_url: &links.unsubscribe_url(0, draft.newsletter.id),
-        preferences_url: &links.preferences_url(0),
+        unsubscribe_url: &links.unsubscribe_url(LinkRef(0), draft.newsletter.id),
+        preferences_url: &links.preferences_url(LinkRef(0)),
         message_id: mailer.new_message_id(),
     }
     .build(mailer)?;

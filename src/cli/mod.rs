@@ -3,9 +3,11 @@
 mod issue;
 mod output;
 mod progress;
+mod warnings;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,6 +18,57 @@ use crate::config::Settings;
 use crate::domain::{EmailAddress, NewsletterSlug, SubscriptionStatus};
 use crate::signup::roster;
 use output::Format;
+pub use warnings::{GatherLayer, Stderr as LogWriter};
+
+/// How `issue send` or `issue resume` ended when the issue did not simply
+/// go out; the command has already said what happened and what to do, and
+/// the exit code tells scripts (see README, "Exit codes").
+#[derive(Debug, thiserror::Error)]
+pub enum Unfinished {
+    /// Ctrl-C (or SIGTERM) paused the issue: exit 128 + the signal, as a shell would.
+    #[error("issue #{id} was interrupted and paused")]
+    Interrupted { id: i64, signal: i32 },
+    /// Paused by an editor or by the policy-failure limit: exit 4.
+    #[error("issue #{id} is paused")]
+    Paused { id: i64 },
+    /// Done, but some messages failed or may not have arrived: exit 3.
+    #[error("issue #{id} is done with {count} message(s) not delivered")]
+    Undelivered { id: i64, count: i64 },
+}
+
+impl Unfinished {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Interrupted { signal, .. } => 128u8.saturating_add(*signal as u8),
+            Self::Paused { .. } => 4,
+            Self::Undelivered { .. } => 3,
+        }
+    }
+}
+
+/// Prints a failed command's error, each cause once, and returns its exit code.
+pub fn report(error: &anyhow::Error) -> ExitCode {
+    if let Some(unfinished) = error.downcast_ref::<Unfinished>() {
+        return ExitCode::from(unfinished.exit_code());
+    }
+    eprintln!("error: {}", causes(error));
+    ExitCode::FAILURE
+}
+
+/// The causes of `error` joined by ": ", leaving out a cause the one before
+/// already quotes (a wrapper such as `database error: {0}` repeats its
+/// source, and some libraries' messages repeat theirs).
+fn causes(error: &anyhow::Error) -> String {
+    let mut said: Vec<String> = vec![];
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || said.last().is_some_and(|before| before.contains(&text)) {
+            continue;
+        }
+        said.push(text);
+    }
+    said.join(": ")
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -233,26 +286,22 @@ fn check_mail_server(settings: &Settings) {
 async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &std::path::Path) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     let found = newsletter_by_slug(&services, newsletter)?;
-    let input: Box<dyn std::io::Read> = if file.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
+    let input: Box<dyn std::io::Read + Send> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
     } else {
         Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
     };
     let cap = services.signup.cap();
     let keys = services.signup.links().keys().clone();
-    let report = roster::import_csv(&services.store, &keys, &Clock::system(), &found, input, confirmed, cap).await?;
-    for bad in &report.bad {
+    let clock = Clock::system();
+    let report = roster::import_stream(&services.store, &keys, &clock, &found, input, confirmed, cap, |bad| {
         eprintln!("line {}: skipped: {}", bad.line, bad.reason);
-    }
+    })
+    .await?;
     let o = &report.outcome;
     println!(
         "Imported into {}: {} confirmed, {} pending ({} confirmation mail(s) queued), {} already there, {} bad row(s) skipped.",
-        found.slug,
-        o.confirmed,
-        o.pending,
-        o.mails_queued,
-        o.unchanged,
-        report.bad.len()
+        found.slug, o.confirmed, o.pending, o.mails_queued, o.unchanged, report.bad_rows
     );
     if report.needed_opt_in > 0 {
         println!(
@@ -266,7 +315,10 @@ async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &s
     Ok(())
 }
 
-pub(crate) async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM and returns the signal's number.
+pub(crate) async fn shutdown_signal() -> i32 {
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -282,7 +334,7 @@ pub(crate) async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        _ = ctrl_c => SIGINT,
+        _ = term => SIGTERM,
     }
 }

@@ -1,4 +1,5 @@
 //! How the CLI prints lists: aligned tables for people, CSV and JSON for programs.
+//! CSV cells are neutralised so a spreadsheet never runs one as a formula.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,6 +9,7 @@ use serde_json::json;
 
 use crate::clock::format_timestamp;
 use crate::domain::{Newsletter, SubscriptionStatus};
+use crate::spreadsheet::neutralise;
 use crate::store::{Store, SubscriberRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,7 +48,7 @@ pub fn newsletters(
             let mut w = csv::Writer::from_writer(out);
             w.write_record(header)?;
             for row in &rows {
-                w.write_record(row)?;
+                w.write_record(row.iter().map(|cell| neutralise(cell).into_owned()))?;
             }
             w.flush()?;
         }
@@ -87,7 +89,10 @@ pub async fn subscribers(
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
             w.write_record(header)?;
-            walk(store, newsletter_id, status, |row| Ok(w.write_record(record(row))?)).await?;
+            walk(store, newsletter_id, status, |row| {
+                Ok(w.write_record(record(row).iter().map(|cell| neutralise(cell).into_owned()))?)
+            })
+            .await?;
             w.flush()?;
         }
         Format::Json => {

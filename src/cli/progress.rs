@@ -109,6 +109,14 @@ impl Progress {
         }
     }
 
+    /// A line above the bar (or among the plain lines).
+    pub fn note(&self, line: &str) {
+        match self {
+            Self::Bar(bar) => bar.println(line),
+            Self::Lines { .. } => eprintln!("{line}"),
+        }
+    }
+
     pub fn finish(self) {
         if let Self::Bar(bar) = self {
             bar.finish_and_clear();

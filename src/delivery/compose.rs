@@ -77,8 +77,8 @@ impl Composer {
                 let message = IssueMail {
                     issue: &issue,
                     to: &to,
-                    unsubscribe_url: &self.links.unsubscribe_url(delivery.subscriber_id, newsletter),
-                    preferences_url: &self.links.preferences_url(delivery.subscriber_id),
+                    unsubscribe_url: &self.links.unsubscribe_url(delivery.link_ref, newsletter),
+                    preferences_url: &self.links.preferences_url(delivery.link_ref),
                     message_id,
                 }
                 .build(&self.mailer)?;

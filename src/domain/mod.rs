@@ -8,4 +8,4 @@ pub mod token;
 pub use email::{EmailAddress, EmailError};
 pub use newsletter::{Newsletter, NewsletterSlug};
 pub use status::{ConsentSource, SubscriptionStatus};
-pub use token::{ConfirmationToken, LinkClaim, LinkKeys, LinkPurpose, TokenHash};
+pub use token::{ConfirmationToken, LinkClaim, LinkKeys, LinkPurpose, LinkRef, LinkSubject, TokenHash};

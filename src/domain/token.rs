@@ -5,6 +5,13 @@
 //! preference tokens are HMAC-signed claims (subscriber, newsletter, purpose):
 //! they need no storage, never expire, and keep working across key rotation
 //! as long as the old key is listed in `previous_secrets`.
+//!
+//! A claim names the subscriber by a random reference kept with the
+//! subscriber, never by the row id: an id shows the list's size, and one
+//! freed by an erasure must not let the erased reader's links act on whoever
+//! gets it next. Links of the first format (version 1) named the id; they
+//! still verify, as [`LinkSubject::LegacyId`], and the store accepts them
+//! only for subscribers older than the format change.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -78,16 +85,32 @@ impl LinkPurpose {
     }
 }
 
+/// A subscriber's link reference: random, unique, never reused, and
+/// meaningless outside the database (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LinkRef(pub i64);
+
+/// Whom a verified link names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSubject {
+    /// Every link signed now.
+    Ref(LinkRef),
+    /// A version 1 link, signed with the subscriber's row id.
+    LegacyId(i64),
+}
+
 /// The claim a signed link carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkClaim {
     pub purpose: LinkPurpose,
-    pub subscriber_id: i64,
+    pub subscriber: LinkSubject,
     /// Zero for preference links, which cover every newsletter.
     pub newsletter_id: i64,
 }
 
-const VERSION: u8 = 1;
+/// Version 1 carried the subscriber id; version 2 carries the link reference.
+const LEGACY_VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const PAYLOAD_LEN: usize = 1 + 1 + 8 + 8;
 const MAC_LEN: usize = 16;
 
@@ -105,8 +128,9 @@ impl LinkKeys {
         Self { keys }
     }
 
-    pub fn sign(&self, claim: LinkClaim) -> String {
-        let payload = encode_claim(claim);
+    /// Signs a claim on `subscriber` for `purpose` (newsletter zero for preference links).
+    pub fn sign(&self, purpose: LinkPurpose, subscriber: LinkRef, newsletter_id: i64) -> String {
+        let payload = encode_claim(VERSION, purpose, subscriber.0, newsletter_id);
         let mut token = payload.to_vec();
         token.extend_from_slice(&mac(&self.keys[0], b"link", &payload)[..MAC_LEN]);
         B64.encode(token)
@@ -167,29 +191,28 @@ fn mac(key: &[u8], domain: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn encode_claim(claim: LinkClaim) -> [u8; PAYLOAD_LEN] {
+fn encode_claim(version: u8, purpose: LinkPurpose, subscriber: i64, newsletter_id: i64) -> [u8; PAYLOAD_LEN] {
     let mut out = [0u8; PAYLOAD_LEN];
-    out[0] = VERSION;
-    out[1] = claim.purpose.tag();
-    out[2..10].copy_from_slice(&claim.subscriber_id.to_be_bytes());
-    out[10..18].copy_from_slice(&claim.newsletter_id.to_be_bytes());
+    out[0] = version;
+    out[1] = purpose.tag();
+    out[2..10].copy_from_slice(&subscriber.to_be_bytes());
+    out[10..18].copy_from_slice(&newsletter_id.to_be_bytes());
     out
 }
 
 fn decode_claim(payload: &[u8]) -> Option<LinkClaim> {
-    if payload[0] != VERSION {
-        return None;
-    }
     let purpose = match payload[1] {
         1 => LinkPurpose::Unsubscribe,
         2 => LinkPurpose::Preferences,
         _ => return None,
     };
-    Some(LinkClaim {
-        purpose,
-        subscriber_id: i64::from_be_bytes(payload[2..10].try_into().ok()?),
-        newsletter_id: i64::from_be_bytes(payload[10..18].try_into().ok()?),
-    })
+    let subscriber = i64::from_be_bytes(payload[2..10].try_into().ok()?);
+    let subscriber = match payload[0] {
+        VERSION => LinkSubject::Ref(LinkRef(subscriber)),
+        LEGACY_VERSION => LinkSubject::LegacyId(subscriber),
+        _ => return None,
+    };
+    Some(LinkClaim { purpose, subscriber, newsletter_id: i64::from_be_bytes(payload[10..18].try_into().ok()?) })
 }
 
 #[cfg(test)]
@@ -209,9 +232,10 @@ mod tests {
 
     #[test]
     fn signed_links_verify_and_rotate() {
-        let claim = LinkClaim { purpose: LinkPurpose::Unsubscribe, subscriber_id: 7, newsletter_id: 3 };
+        let claim =
+            LinkClaim { purpose: LinkPurpose::Unsubscribe, subscriber: LinkSubject::Ref(LinkRef(7)), newsletter_id: 3 };
         let old = LinkKeys::new(b"old-key".to_vec(), vec![]);
-        let token = old.sign(claim);
+        let token = old.sign(LinkPurpose::Unsubscribe, LinkRef(7), 3);
         assert_eq!(old.verify(&token, LinkPurpose::Unsubscribe), Some(claim));
         assert_eq!(old.verify(&token, LinkPurpose::Preferences), None);
 
@@ -223,5 +247,22 @@ mod tests {
         let mut tampered = token.into_bytes();
         tampered[5] = if tampered[5] == b'A' { b'B' } else { b'A' };
         assert_eq!(old.verify(std::str::from_utf8(&tampered).unwrap(), LinkPurpose::Unsubscribe), None);
+    }
+
+    /// A link in a mail sent before the format change, as version 1 signed it.
+    fn legacy_token(key: &[u8], purpose: LinkPurpose, subscriber_id: i64, newsletter_id: i64) -> String {
+        let payload = encode_claim(LEGACY_VERSION, purpose, subscriber_id, newsletter_id);
+        let mut token = payload.to_vec();
+        token.extend_from_slice(&mac(key, b"link", &payload)[..MAC_LEN]);
+        B64.encode(token)
+    }
+
+    #[test]
+    fn legacy_links_still_verify_as_legacy() {
+        let keys = LinkKeys::new(b"new-key".to_vec(), vec![b"old-key".to_vec()]);
+        let token = legacy_token(b"old-key", LinkPurpose::Preferences, 10, 0);
+        let claim = keys.verify(&token, LinkPurpose::Preferences).expect("an old link verifies");
+        assert_eq!(claim.subscriber, LinkSubject::LegacyId(10));
+        assert_eq!(keys.verify(&token, LinkPurpose::Unsubscribe), None);
     }
 }

@@ -33,7 +33,8 @@ struct Html<'a> {
 #[derive(Debug, Clone)]
 pub struct RenderedIssue {
     pub newsletter_name: String,
-    /// `List-Id` value: `Name <slug.sending-domain>`.
+    /// `List-Id` value as it goes on the wire: `Name <slug.sending-domain>`,
+    /// the name quoted or RFC 2047-encoded where it needs to be.
     pub list_id: String,
     pub subject: String,
     pub markdown: String,
@@ -44,13 +45,31 @@ impl RenderedIssue {
     pub fn new(newsletter_name: &str, slug: &str, subject: &str, markdown: &str, mailer: &Mailer) -> Self {
         let name = one_line(newsletter_name);
         Self {
-            list_id: format!("{name} <{slug}.{}>", mailer.from().email.domain()),
+            list_id: list_id(&name, &format!("{slug}.{}", mailer.from().email.domain())),
             newsletter_name: name,
             subject: one_line(subject),
             markdown: markdown.to_owned(),
             html: markdown_to_html(markdown),
         }
     }
+}
+
+/// The `List-Id` header value (RFC 2919): the newsletter's name as a phrase
+/// (quoted when it holds `<`, `>`, `"` or other specials, encoded when it is
+/// not ASCII), then the list's id in angle brackets.
+fn list_id(name: &str, id: &str) -> String {
+    use email_encoding::headers::{quoted_string, writer::EmailWriter};
+    // RFC 5322 atext: a name made of such words needs no quoting.
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c);
+    let mut value = String::new();
+    if name.split(' ').all(|word| !word.is_empty() && word.chars().all(atext)) {
+        value.push_str(name);
+    } else {
+        // Writing to a String cannot fail.
+        let _ = quoted_string::encode(name, &mut EmailWriter::new(&mut value, "List-Id: ".len(), 0, false));
+    }
+    value.push_str(&format!(" <{id}>"));
+    value
 }
 
 /// Renders the editor's Markdown (CommonMark with tables, footnotes, strikethrough).
@@ -102,10 +121,15 @@ impl IssueMail<'_> {
             .message_id(Some(self.message_id.clone()))
             .multipart(MultiPart::alternative_plain_html(text, html))?;
         let headers = message.headers_mut();
+        // Encoded once per issue by `list_id`: lettre must not encode it again.
+        headers.insert_raw(HeaderValue::dangerous_new_pre_encoded(
+            HeaderName::new_from_ascii_str("List-Id"),
+            issue.list_id.clone(),
+            issue.list_id.clone(),
+        ));
         let mut set = |name: &'static str, value: String| {
             headers.insert_raw(HeaderValue::new(HeaderName::new_from_ascii_str(name), value));
         };
-        set("List-Id", issue.list_id.clone());
         set("List-Unsubscribe", format!("<{}>", self.unsubscribe_url));
         set("List-Unsubscribe-Post", "List-Unsubscribe=One-Click".to_owned());
         set("Precedence", "bulk".to_owned());
@@ -122,5 +146,22 @@ mod tests {
     fn markdown_and_header_safety() {
         assert!(markdown_to_html("# Hello\n\n*world*").contains("<h1>Hello</h1>"));
         assert_eq!(one_line("Breaking\r\nBcc: x@example.org"), "Breaking Bcc: x@example.org");
+    }
+
+    #[test]
+    fn list_id_quotes_and_encodes_the_name() {
+        assert_eq!(list_id("Morning", "mb.example.org"), "Morning <mb.example.org>");
+        assert_eq!(list_id("Morning Briefing", "mb.example.org"), "Morning Briefing <mb.example.org>");
+        // Specials and non-ASCII never reach the header raw: one `<`, the id's.
+        for name in ["News <b>hot</b>", "Say \"hi\"", "Ранок", "a>b<c@d", "Tech: today", "Morning Briefing"] {
+            let value = list_id(name, "n.example.org");
+            assert!(value.ends_with(" <n.example.org>"), "{value}");
+            assert_eq!(value.matches('<').count(), 1, "{value}");
+            assert!(value.is_ascii(), "{value}");
+            let header = format!("List-Id: {value}\r\n\r\n");
+            let parsed = mail_parser::MessageParser::default().parse(header.as_bytes()).unwrap();
+            let list = parsed.header("List-Id").and_then(|h| h.as_address()).and_then(|a| a.first()).unwrap();
+            assert_eq!(list.name(), Some(name), "{value}");
+        }
     }
 }

@@ -197,8 +197,9 @@ fn hostname_client_id() -> ClientId {
     }
 }
 
+/// Userinfo is percent-encoded, not a form: `+` stays a plus and `&` is just a character.
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// Where a send stopped.
@@ -301,6 +302,8 @@ mod tests {
         let t = SmtpTarget::parse("smtps://user%40x:p%26ss@mail.example.com").unwrap();
         assert_eq!((t.port, t.tls), (465, Tls::Implicit));
         assert_eq!(t.credentials, Some(("user@x".into(), "p&ss".into())));
+        let t = SmtpTarget::parse("smtp://news+letters:a+b&c=d%25@mail.example.com").unwrap();
+        assert_eq!(t.credentials, Some(("news+letters".into(), "a+b&c=d%".into())), "+ and & survive");
         let t = SmtpTarget::parse("smtp://mail.example.com:587?tls=required").unwrap();
         assert_eq!(t.tls, Tls::Required);
         assert!(SmtpTarget::parse("http://x").is_err());

@@ -1,7 +1,7 @@
 //! The links Bulletin puts in mail. Built from `public_url`, never from a
 //! request's Host header, so a forged Host cannot redirect a reader.
 
-use crate::domain::{ConfirmationToken, LinkClaim, LinkKeys, LinkPurpose};
+use crate::domain::{ConfirmationToken, LinkKeys, LinkPurpose, LinkRef};
 
 #[derive(Clone)]
 pub struct Links {
@@ -22,13 +22,13 @@ impl Links {
         format!("{}/confirm/{}", self.public_url, token.as_str())
     }
 
-    pub fn unsubscribe_url(&self, subscriber_id: i64, newsletter_id: i64) -> String {
-        let token = self.keys.sign(LinkClaim { purpose: LinkPurpose::Unsubscribe, subscriber_id, newsletter_id });
+    pub fn unsubscribe_url(&self, subscriber: LinkRef, newsletter_id: i64) -> String {
+        let token = self.keys.sign(LinkPurpose::Unsubscribe, subscriber, newsletter_id);
         format!("{}/unsubscribe/{token}", self.public_url)
     }
 
-    pub fn preferences_url(&self, subscriber_id: i64) -> String {
-        let token = self.keys.sign(LinkClaim { purpose: LinkPurpose::Preferences, subscriber_id, newsletter_id: 0 });
+    pub fn preferences_url(&self, subscriber: LinkRef) -> String {
+        let token = self.keys.sign(LinkPurpose::Preferences, subscriber, 0);
         format!("{}/preferences/{token}", self.public_url)
     }
 }

@@ -19,7 +19,7 @@ pub use links::Links;
 
 use crate::clock::Clock;
 use crate::domain::{
-    ConsentSource, EmailAddress, LinkPurpose, Newsletter, NewsletterSlug, SubscriptionStatus, TokenHash,
+    ConsentSource, EmailAddress, LinkPurpose, LinkRef, Newsletter, NewsletterSlug, SubscriptionStatus, TokenHash,
 };
 use crate::store::{ConfirmOutcome, Consent, MailCap, SignupRequest, Store, StoreError, TokenState};
 
@@ -64,6 +64,13 @@ pub struct Preference {
     pub newsletter: Newsletter,
     pub status: Option<SubscriptionStatus>,
     pub unsubscribe_url: String,
+}
+
+/// The subscriber behind a verified link.
+struct LinkedReader {
+    subscriber_id: i64,
+    link_ref: LinkRef,
+    newsletter_id: i64,
 }
 
 #[derive(Clone)]
@@ -174,14 +181,20 @@ impl Signup {
                     let hashes = self.links.keys().suppression_hashes(&email.to_lowercase());
                     self.store.lift_suppression(subscriber_id, &hashes).await?;
                 }
+                let Some(link_ref) = self.store.link_ref(subscriber_id).await? else {
+                    return Ok(Confirmation::Invalid);
+                };
                 Confirmation::Confirmed {
                     newsletters: self.catalog.names(&newsletters),
-                    preferences_url: self.links.preferences_url(subscriber_id),
+                    preferences_url: self.links.preferences_url(link_ref),
                 }
             }
-            ConfirmOutcome::AlreadyConfirmed { subscriber_id } => {
-                Confirmation::AlreadyConfirmed { preferences_url: self.links.preferences_url(subscriber_id) }
-            }
+            ConfirmOutcome::AlreadyConfirmed { subscriber_id } => match self.store.link_ref(subscriber_id).await? {
+                Some(link_ref) => {
+                    Confirmation::AlreadyConfirmed { preferences_url: self.links.preferences_url(link_ref) }
+                }
+                None => Confirmation::Invalid,
+            },
             ConfirmOutcome::Expired => Confirmation::Expired,
             ConfirmOutcome::Unknown => Confirmation::Invalid,
         })
@@ -190,14 +203,14 @@ impl Signup {
     /// The newsletter an unsubscribe link is for, and whether the reader is
     /// still on it; `None` for a link that is not ours or whose subscriber was erased.
     pub async fn unsubscribe_target(&self, token: &str) -> Result<Option<(Newsletter, bool)>, SignupError> {
-        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Unsubscribe) else {
+        let Some(reader) = self.reader(token, LinkPurpose::Unsubscribe).await? else {
             return Ok(None);
         };
-        let Some(newsletter) = self.catalog.by_id(claim.newsletter_id) else {
+        let Some(newsletter) = self.catalog.by_id(reader.newsletter_id) else {
             return Ok(None);
         };
-        let states = self.store.subscriptions_of(claim.subscriber_id).await?;
-        let Some(state) = states.iter().find(|s| s.newsletter_id == claim.newsletter_id) else {
+        let states = self.store.subscriptions_of(reader.subscriber_id).await?;
+        let Some(state) = states.iter().find(|s| s.newsletter_id == reader.newsletter_id) else {
             return Ok(None);
         };
         Ok(Some((newsletter.clone(), state.status != SubscriptionStatus::Unsubscribed)))
@@ -210,14 +223,14 @@ impl Signup {
         source: ConsentSource,
         visitor: &Visitor,
     ) -> Result<Option<Newsletter>, SignupError> {
-        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Unsubscribe) else {
+        let Some(reader) = self.reader(token, LinkPurpose::Unsubscribe).await? else {
             return Ok(None);
         };
-        let Some(newsletter) = self.catalog.by_id(claim.newsletter_id) else {
+        let Some(newsletter) = self.catalog.by_id(reader.newsletter_id) else {
             return Ok(None);
         };
         let consent = self.consent(source, visitor);
-        let changed = self.store.unsubscribe(claim.subscriber_id, claim.newsletter_id, &consent).await?;
+        let changed = self.store.unsubscribe(reader.subscriber_id, reader.newsletter_id, &consent).await?;
         if changed {
             tracing::info!(newsletter = %newsletter.slug, "unsubscribed");
         }
@@ -226,13 +239,10 @@ impl Signup {
 
     /// Every newsletter with the reader's state on it; `None` for a bad link.
     pub async fn preferences(&self, token: &str) -> Result<Option<Vec<Preference>>, SignupError> {
-        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Preferences) else {
+        let Some(reader) = self.reader(token, LinkPurpose::Preferences).await? else {
             return Ok(None);
         };
-        if self.store.subscriber_email(claim.subscriber_id).await?.is_none() {
-            return Ok(None);
-        }
-        let states = self.store.subscriptions_of(claim.subscriber_id).await?;
+        let states = self.store.subscriptions_of(reader.subscriber_id).await?;
         Ok(Some(
             self.catalog
                 .all()
@@ -240,7 +250,7 @@ impl Signup {
                 .map(|n| Preference {
                     newsletter: n.clone(),
                     status: states.iter().find(|s| s.newsletter_id == n.id).map(|s| s.status),
-                    unsubscribe_url: self.links.unsubscribe_url(claim.subscriber_id, n.id),
+                    unsubscribe_url: self.links.unsubscribe_url(reader.link_ref, n.id),
                 })
                 .collect(),
         ))
@@ -253,20 +263,31 @@ impl Signup {
         wanted: &[String],
         visitor: &Visitor,
     ) -> Result<Option<Vec<Preference>>, SignupError> {
-        let Some(claim) = self.links.keys().verify(token, LinkPurpose::Preferences) else {
+        let Some(reader) = self.reader(token, LinkPurpose::Preferences).await? else {
             return Ok(None);
         };
-        if self.store.subscriber_email(claim.subscriber_id).await?.is_none() {
-            return Ok(None);
-        }
         let wanted = match self.resolve(wanted) {
             Ok(ids) => ids,
             Err(SignupError::NoNewsletter) => vec![],
             Err(e) => return Err(e),
         };
         let consent = self.consent(ConsentSource::Preferences, visitor);
-        self.store.set_subscriptions(claim.subscriber_id, &wanted, &consent).await?;
+        self.store.set_subscriptions(reader.subscriber_id, &wanted, &consent).await?;
         self.preferences(token).await
+    }
+
+    /// The reader a signed link names, if the link is ours, for `purpose`,
+    /// and its subscriber still exists: an erased reader's links die with
+    /// the row, and never reach whoever is stored after them.
+    async fn reader(&self, token: &str, purpose: LinkPurpose) -> Result<Option<LinkedReader>, SignupError> {
+        let Some(claim) = self.links.keys().verify(token, purpose) else {
+            return Ok(None);
+        };
+        Ok(self.store.linked_subscriber(claim.subscriber).await?.map(|(subscriber_id, link_ref)| LinkedReader {
+            subscriber_id,
+            link_ref,
+            newsletter_id: claim.newsletter_id,
+        }))
     }
 
     fn consent(&self, source: ConsentSource, visitor: &Visitor) -> Consent {

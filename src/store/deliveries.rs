@@ -14,6 +14,7 @@ use sqlx::QueryBuilder;
 
 use super::{Db, Result, Store, reading, relaxed, with_pool};
 use crate::clock::Timestamp;
+use crate::domain::LinkRef;
 
 /// A claimed row with what is needed to build its message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct ClaimedDelivery {
     pub kind: DeliveryKind,
     pub issue_id: Option<i64>,
     pub subscriber_id: i64,
+    /// Names the reader in the links of this message.
+    pub link_ref: LinkRef,
     pub email: String,
     /// Attempts before this one.
     pub attempts: i64,
@@ -149,8 +152,8 @@ impl Store {
             return Ok(vec![]);
         }
         rows.sort_unstable_by_key(|row| row.0);
-        let emails: Vec<(i64, String)> = reading!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT id, email FROM subscribers WHERE id IN (");
+        let emails: Vec<(i64, String, i64)> = reading!(self, |pool| {
+            let mut qb = QueryBuilder::new("SELECT id, email, link_ref FROM subscribers WHERE id IN (");
             let mut list = qb.separated(", ");
             for row in &rows {
                 list.push_bind(row.3);
@@ -158,7 +161,8 @@ impl Store {
             qb.push(")");
             qb.build_query_as().fetch_all(pool).await?
         });
-        let emails: HashMap<i64, String> = emails.into_iter().collect();
+        let emails: HashMap<i64, (String, LinkRef)> =
+            emails.into_iter().map(|(id, email, link_ref)| (id, (email, LinkRef(link_ref)))).collect();
         let asking: Vec<i64> = rows.iter().filter(|row| row.1 == "confirmation").map(|row| row.3).collect();
         let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();
         if !asking.is_empty() {
@@ -181,12 +185,14 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|(id, kind, issue_id, subscriber_id, attempts)| {
+                let (email, link_ref) = emails.get(&subscriber_id)?.clone();
                 Some(ClaimedDelivery {
                     id,
                     kind: if kind == "issue" { DeliveryKind::Issue } else { DeliveryKind::Confirmation },
                     issue_id,
                     subscriber_id,
-                    email: emails.get(&subscriber_id)?.clone(),
+                    link_ref,
+                    email,
                     attempts,
                     pending: if kind == "issue" {
                         vec![]

@@ -13,11 +13,16 @@ mod subscribers;
 mod suppressions;
 mod tokens;
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use issues::IssueRow;
@@ -36,6 +41,19 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
+    /// The SQLite file was deleted or replaced under the running process:
+    /// writing on would go into an unlinked file and be lost at exit.
+    #[error(
+        "the database file {} was deleted or replaced while Bulletin was running; nothing is stored until it is restored and Bulletin restarted",
+        .0.display()
+    )]
+    FileGone(PathBuf),
+    /// The first connection to PostgreSQL failed; the pool alone would retry
+    /// until its timeout and then say only "pool timed out".
+    #[error(
+        "could not connect to PostgreSQL at {host}:{port}: {reason}; check that the server is running and that database.url names the right host, port, user and database"
+    )]
+    Unreachable { host: String, port: u16, reason: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -64,10 +82,76 @@ struct PgPools {
 /// connection in the pool (in order, in memory) instead of contending inside
 /// SQLite, whose busy handler sleeps and turns a signup surge into
 /// half-second tail latencies. Reads run side by side on their own pool.
+///
+/// The database file opened at start is the only one written: a file
+/// deleted or replaced under the running process fails every write loudly
+/// ([`StoreError::FileGone`]) instead of letting it vanish with an unlinked
+/// inode, and connections opened later never create a fresh empty file.
 #[derive(Clone)]
 struct SqlitePools {
     read: SqlitePool,
     write: SqlitePool,
+    file: Option<Arc<DbFile>>,
+}
+
+/// The SQLite database file and the identity it had when it was opened.
+struct DbFile {
+    path: PathBuf,
+    id: FileId,
+}
+
+#[cfg(unix)]
+type FileId = (u64, u64);
+#[cfg(not(unix))]
+type FileId = ();
+
+fn file_id(path: &Path) -> std::io::Result<FileId> {
+    let meta = std::fs::metadata(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Ok((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        Ok(())
+    }
+}
+
+impl DbFile {
+    /// A `stat` per write: cheap next to the write itself.
+    fn check(&self) -> Result<()> {
+        match file_id(&self.path) {
+            Ok(id) if id == self.id => Ok(()),
+            _ => {
+                tracing::error!(path = %self.path.display(), "the database file was deleted or replaced under the running process");
+                Err(StoreError::FileGone(self.path.clone()))
+            }
+        }
+    }
+}
+
+/// Keeps the write connection only if it is outside any transaction.
+///
+/// SQLite rolls a transaction back by itself on some errors (a full disk,
+/// an I/O error). sqlx still counts it as open: the rollback it queues when
+/// the transaction is dropped fails ("no transaction is active") and every
+/// later `BEGIN` on that connection is refused ("attempted to call
+/// begin_with at non-zero transaction depth"), so one failed write would
+/// stop all writing until a restart. Such a connection is closed instead,
+/// and the pool opens a fresh one for the next writer.
+async fn left_clean(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
+    // The dropped transaction's rollback was queued ahead of this ping.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("closing the SQLite write connection: a failed write left it inside a transaction");
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 /// Runs `$body` with `$pool` bound to the named pool of whichever backend
@@ -90,9 +174,10 @@ macro_rules! on_pool {
 /// Runs `$body` with `$pool` bound to the store's pool, whatever its backend
 /// (on SQLite the write connection: anything may write here).
 macro_rules! with_pool {
-    ($store:expr, |$pool:ident| $body:expr) => {
+    ($store:expr, |$pool:ident| $body:expr) => {{
+        $store.check_file()?;
         $crate::store::on_pool!($store, write, main, |$pool| $body)
-    };
+    }};
 }
 
 /// Like [`with_pool!`] for statements that only read: on SQLite they run
@@ -111,6 +196,7 @@ macro_rules! in_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.db {
             $crate::store::Db::Sqlite(pools) => {
+                $store.check_file()?;
                 let mut $tx = pools.write.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 $tx.commit().await?;
@@ -134,9 +220,10 @@ macro_rules! in_tx {
 /// fraction of a second of ledger updates (a handful of rows sent again).
 /// SQLite in WAL mode with `synchronous = NORMAL` makes the same trade by default.
 macro_rules! relaxed {
-    ($store:expr, |$conn:ident| $body:expr) => {
+    ($store:expr, |$conn:ident| $body:expr) => {{
+        $store.check_file()?;
         $crate::store::on_pool!($store, write, relaxed, |$conn| $body)
-    };
+    }};
 }
 
 pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
@@ -146,6 +233,25 @@ pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 /// default of 100 they keep evicting each other and are parsed and planned
 /// again on every use.
 const STATEMENT_CACHE: usize = 1024;
+
+/// One direct connection before the pool is built, so a server that is
+/// down, unknown or refusing us says so at once and in its own words.
+async fn probe(options: &PgConnectOptions) -> Result<()> {
+    let reason = match sqlx::PgConnection::connect_with(options).await {
+        Ok(conn) => {
+            let _ = conn.close().await;
+            return Ok(());
+        }
+        Err(sqlx::Error::Io(e)) => match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+            std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
+            _ => e.to_string(),
+        },
+        Err(sqlx::Error::Database(e)) => e.message().to_owned(),
+        Err(e) => e.to_string(),
+    };
+    Err(StoreError::Unreachable { host: options.get_host().to_owned(), port: options.get_port(), reason })
+}
 
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
@@ -163,11 +269,21 @@ impl Store {
             {
                 std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
-            let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+            // Created here once; a connection opened later finds the file or fails.
+            SqliteConnection::connect_with(&options).await?.close().await?;
+            let options = options.create_if_missing(false);
+            let path = options.get_filename().to_owned();
+            let file = file_id(&path).ok().map(|id| Arc::new(DbFile { path, id }));
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .after_release(|conn, _| Box::pin(left_clean(conn)))
+                .connect_with(options.clone())
+                .await?;
             let read = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
-            Ok(Self { db: Db::Sqlite(SqlitePools { read, write }) })
+            Ok(Self { db: Db::Sqlite(SqlitePools { read, write, file }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
+            probe(&options).await?;
             let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10));
             let main = pool(max_connections).connect_with(options.clone()).await?;
             let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
@@ -184,6 +300,14 @@ impl Store {
             Db::Postgres(pools) => sqlx::migrate!("./migrations/postgres").run(&pools.main).await?,
         }
         Ok(())
+    }
+
+    /// Fails once the SQLite file opened at start is gone (see [`SqlitePools`]).
+    fn check_file(&self) -> Result<()> {
+        match &self.db {
+            Db::Sqlite(SqlitePools { file: Some(file), .. }) => file.check(),
+            _ => Ok(()),
+        }
     }
 
     pub fn backend_name(&self) -> &'static str {

@@ -6,7 +6,7 @@ use sqlx::QueryBuilder;
 
 use super::{Result, Store, in_tx, reading};
 use crate::clock::Timestamp;
-use crate::domain::{ConsentSource, EmailAddress, SubscriptionStatus};
+use crate::domain::{ConsentSource, EmailAddress, LinkRef, LinkSubject, SubscriptionStatus};
 
 /// Who gave (or withdrew) consent, and from where: kept in `consent_events`.
 #[derive(Debug, Clone)]
@@ -194,10 +194,33 @@ impl Store {
                 }
             }
 
+            // A repeat of a signup still pending from within the confirmation
+            // mail interval (nothing else recorded since) adds no consent row:
+            // a reader pressing the button again, or a script posting one
+            // address 60 times, is one signup.
+            let recent: HashSet<(i64, i64)> = if pending.is_empty() {
+                HashSet::new()
+            } else {
+                let mut qb = QueryBuilder::new(
+                    "SELECT e.subscriber_id, e.newsletter_id FROM consent_events e \
+                     WHERE e.action = 'signup' AND NOT EXISTS (SELECT 1 FROM consent_events later \
+                     WHERE later.subscriber_id = e.subscriber_id AND later.newsletter_id = e.newsletter_id \
+                     AND later.id > e.id AND later.action <> 'signup') AND e.created_at > ",
+                );
+                qb.push_bind(now - cap.min_interval_secs).push(" AND e.subscriber_id IN (");
+                let mut list = qb.separated(", ");
+                for id in pending.keys() {
+                    list.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect()
+            };
             let consent_of: HashMap<i64, &Consent> = ids.iter().zip(signups).map(|(id, s)| (*id, &s.consent)).collect();
             record_consent!(
                 @each tx,
-                pending.iter().flat_map(|(sid, ns)| ns.iter().map(|n| (*sid, *n, consent_of[sid]))),
+                pending.iter().flat_map(|(sid, ns)| {
+                    ns.iter().filter(|n| !recent.contains(&(*sid, **n))).map(|n| (*sid, *n, consent_of[sid]))
+                }),
                 "signup"
             );
             let waiting: Vec<i64> = pending.keys().copied().collect();
@@ -240,6 +263,43 @@ impl Store {
                 .fetch_optional(pool)
                 .await?)
         })
+    }
+
+    /// The reference that names the subscriber in signed links, or `None` once erased.
+    pub async fn link_ref(&self, subscriber_id: i64) -> Result<Option<LinkRef>> {
+        let found: Option<i64> = reading!(self, |pool| {
+            sqlx::query_scalar("SELECT link_ref FROM subscribers WHERE id = $1")
+                .bind(subscriber_id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(found.map(LinkRef))
+    }
+
+    /// The subscriber (id and link reference) a verified link names, if any.
+    /// A version 1 link names a row id, which an erasure could once free for
+    /// someone else: it counts only for subscribers older than the format change.
+    pub async fn linked_subscriber(&self, subject: LinkSubject) -> Result<Option<(i64, LinkRef)>> {
+        let found: Option<(i64, i64)> = reading!(self, |pool| {
+            match subject {
+                LinkSubject::Ref(LinkRef(link_ref)) => {
+                    sqlx::query_as("SELECT id, link_ref FROM subscribers WHERE link_ref = $1")
+                        .bind(link_ref)
+                        .fetch_optional(pool)
+                        .await?
+                }
+                LinkSubject::LegacyId(id) => {
+                    sqlx::query_as(
+                        "SELECT id, link_ref FROM subscribers WHERE id = $1 AND created_at < \
+                         (SELECT CAST(value AS BIGINT) FROM settings WHERE name = 'legacy_links_before')",
+                    )
+                    .bind(id)
+                    .fetch_optional(pool)
+                    .await?
+                }
+            }
+        });
+        Ok(found.map(|(id, link_ref)| (id, LinkRef(link_ref))))
     }
 
     /// Every subscription the subscriber has, in any state.

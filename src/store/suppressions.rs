@@ -1,6 +1,6 @@
 //! Suppression (addresses we must not mail) and erasure, plus bulk import.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::QueryBuilder;
 
@@ -121,10 +121,8 @@ impl Store {
             });
             qb.push(" ON CONFLICT (email_key) DO UPDATE SET email_key = excluded.email_key RETURNING id, email_key");
             let ids: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            let id_of = |row: &ImportRow| {
-                let key = row.email.key();
-                ids.iter().find(|(_, k)| *k == key).map(|(id, _)| *id)
-            };
+            let ids: HashMap<String, i64> = ids.into_iter().map(|(id, key)| (key, id)).collect();
+            let id_of = |row: &ImportRow| ids.get(&row.email.key()).copied();
             let (direct, opt_in): (Vec<i64>, Vec<i64>) = {
                 let mut direct = vec![];
                 let mut opt_in = vec![];

@@ -3,6 +3,7 @@
 //! through a real SMTP server on loopback (mailin-embedded, in process).
 #![allow(dead_code)]
 
+pub mod db;
 pub mod postfix;
 pub mod smtp;
 

@@ -1,0 +1,102 @@
+//! What operators are told when something is wrong, through the real binary
+//! (each cause once, and what to check), and the consent record under a
+//! flood of identical signups.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bulletin::domain::ConsentSource;
+use bulletin::store::Consent;
+use common::{Backend, TestApp};
+
+/// Runs `bulletin migrate` with `config` as the config file's text; returns (success, stderr).
+fn migrate_with(dir: &Path, config: &str) -> (bool, String) {
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(&path)
+        .arg("migrate")
+        .env_remove("BULLETIN_CONFIG")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn a_config_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, stderr) = migrate_with(dir.path(), "[signup]\nper_ip_per_minit = 5\n");
+    assert!(!ok);
+    assert_eq!(stderr.matches("unknown field: found `per_ip_per_minit`").count(), 1, "{stderr}");
+    let (ok, stderr) = migrate_with(dir.path(), "[database]\nmax_connections = \"many\"\n");
+    assert!(!ok);
+    assert_eq!(stderr.matches("expected u32").count(), 1, "{stderr}");
+}
+
+#[test]
+fn a_database_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notes.db");
+    std::fs::write(&file, "these are notes, not a database, and long enough to have a header").unwrap();
+    let (ok, stderr) = migrate_with(dir.path(), &format!("[database]\nurl = \"sqlite://{}\"\n", file.display()));
+    assert!(!ok);
+    assert_eq!(stderr.matches("file is not a database").count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_unreachable_postgres_says_where_and_why() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (ok, stderr) =
+        migrate_with(dir.path(), &format!("[database]\nurl = \"postgres://postgres@127.0.0.1:{port}/bulletin\"\n"));
+    assert!(!ok);
+    let said = format!("could not connect to PostgreSQL at 127.0.0.1:{port}: connection refused; check that");
+    assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
+    assert!(!stderr.contains("pool timed out"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "said at once, not after the pool's timeout");
+}
+
+/// (newsletter, action, source, ip, user agent, time), as `Store::consent_events` lists them.
+type ConsentEvent = (i64, String, String, Option<String>, Option<String>, i64);
+
+/// 60 signups of one address at once are one consent to record; a later
+/// signup for another newsletter, or after an unsubscribe, is recorded again.
+async fn repeated_signups_record_one_consent(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let mut signups = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let (http, url) = (app.http.clone(), app.url("/api/subscriptions"));
+        signups.spawn(async move {
+            let body = serde_json::json!({"email": "flood@example.org", "newsletters": ["morning-briefing"]});
+            http.post(url).json(&body).send().await.expect("request").status()
+        });
+    }
+    while let Some(status) = signups.join_next().await {
+        assert!(status.unwrap().is_success());
+    }
+    let morning = app.newsletter("morning-briefing").await.id;
+    let weekend = app.newsletter("weekend-reads").await.id;
+    let subscriber = app.store.subscribers_page(morning, None, 0, 10).await.unwrap()[0].subscriber_id;
+    let signups_recorded = |events: &[ConsentEvent]| events.iter().filter(|e| e.1 == "signup").map(|e| e.0).collect();
+    let events = app.store.consent_events(subscriber).await.unwrap();
+    let recorded: Vec<i64> = signups_recorded(&events);
+    assert_eq!(recorded, vec![morning], "one consent row, not 60: {} rows", recorded.len());
+
+    assert!(app.signup_api("flood@example.org", &["morning-briefing", "weekend-reads"]).await.status().is_success());
+    let events = app.store.consent_events(subscriber).await.unwrap();
+    assert_eq!(signups_recorded(&events), vec![morning, weekend], "{events:?}");
+
+    let consent = Consent { source: ConsentSource::UnsubscribePage, ip: None, user_agent: None, at: app.clock.now() };
+    assert!(app.store.unsubscribe(subscriber, morning, &consent).await.unwrap());
+    assert!(app.signup_api("flood@example.org", &["morning-briefing"]).await.status().is_success());
+    let events = app.store.consent_events(subscriber).await.unwrap();
+    assert_eq!(signups_recorded(&events), vec![morning, weekend, morning], "coming back is a new consent: {events:?}");
+    app.stop().await;
+}
+
+on_both_backends!(repeated_signups_record_one_consent);
