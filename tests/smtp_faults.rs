@@ -368,3 +368,20 @@ on_both_backends!(
     refused_recipient_keeps_the_connection,
     slow_down_replies_halve_the_pace,
 );
+
+/// Every way of failing to open a connection (refused, unknown host,
+/// greeting or EHLO refused) reads as the server being unreachable, which
+/// the engine waits out, never as a failure of the message in hand.
+#[tokio::test]
+async fn failing_to_open_a_connection_is_unreachable() {
+    use bulletin::mail::{Outbound, SendFailure, SmtpTarget};
+    let mut urls = vec![format!("smtp://127.0.0.1:{}", free_port()), "smtp://no-such-host.invalid:25".to_owned()];
+    let greeting_refused = PostfixSink::start(&["-f", "CONNECT"]);
+    let ehlo_refused = PostfixSink::start(&["-f", "EHLO,HELO"]);
+    urls.extend(greeting_refused.iter().chain(&ehlo_refused).map(PostfixSink::url));
+    for url in urls {
+        let outbound = Outbound::Smtp(SmtpTarget::parse(&url).unwrap());
+        let checked = tokio::time::timeout(Duration::from_secs(40), outbound.check()).await.expect("bounded");
+        assert!(matches!(checked, Err(SendFailure::Unreachable(_))), "{url}: {checked:?}");
+    }
+}
