@@ -14,7 +14,7 @@ use crate::app::{self, Services};
 use crate::clock::{Clock, format_timestamp};
 use crate::config::Settings;
 use crate::delivery::Draft;
-use crate::domain::EmailAddress;
+use crate::domain::{EmailAddress, IssueStatus};
 use crate::mail::{IssueMail, Outbound, RenderedIssue};
 
 #[derive(Debug, Subcommand)]
@@ -142,16 +142,16 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
         }
         IssueCommand::Resume { id, detach } => {
             let Some(issue) = services.store.issue(id).await? else { bail!("there is no issue #{id}") };
-            match issue.status.as_str() {
-                "paused" => {
+            match issue.status {
+                IssueStatus::Paused => {
                     services.store.resume_issue(id).await?;
                     eprintln!("Issue #{id} resumed.");
                 }
-                "done" => {
+                IssueStatus::Done => {
                     eprintln!("Issue #{id} is done: {}", Tally::of(&services.store, id).await?.summary());
                     return Ok(());
                 }
-                _ => eprintln!("Issue #{id} is sending; continuing."),
+                IssueStatus::Sending => eprintln!("Issue #{id} is sending; continuing."),
             }
             if detach { Ok(()) } else { deliver_in_foreground(services, id).await }
         }
@@ -194,8 +194,8 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
         loop {
             let tally = Tally::of(&store, id).await?;
             progress.update(&tally);
-            let status = store.issue(id).await?.map(|i| i.status).unwrap_or_default();
-            if tally.waiting == 0 || status == "paused" {
+            let status = store.issue(id).await?.map(|i| i.status);
+            if tally.waiting == 0 || status == Some(IssueStatus::Paused) {
                 break false;
             }
             tokio::select! {

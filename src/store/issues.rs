@@ -2,32 +2,19 @@
 
 use super::{Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
+use crate::domain::IssueStatus;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IssueRow {
     pub id: i64,
     pub newsletter_id: i64,
     pub subject: String,
     pub body_markdown: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: IssueStatus,
     pub paused_reason: Option<String>,
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
-}
-
-type IssueTuple = (i64, i64, String, String, String, Option<String>, i64, Option<i64>);
-
-fn issue_from(t: IssueTuple) -> IssueRow {
-    IssueRow {
-        id: t.0,
-        newsletter_id: t.1,
-        subject: t.2,
-        body_markdown: t.3,
-        status: t.4,
-        paused_reason: t.5,
-        created_at: t.6,
-        completed_at: t.7,
-    }
 }
 
 impl Store {
@@ -98,29 +85,27 @@ impl Store {
     }
 
     pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
-        let row: Option<IssueTuple> = reading!(self, |pool| {
-            sqlx::query_as(
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
                 "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
                  FROM issues WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(pool)
-            .await?
-        });
-        Ok(row.map(issue_from))
+            .await?)
+        })
     }
 
     pub async fn issues(&self, newsletter_id: Option<i64>) -> Result<Vec<IssueRow>> {
-        let rows: Vec<IssueTuple> = reading!(self, |pool| {
-            sqlx::query_as(
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
                 "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
                  FROM issues WHERE ($1 IS NULL OR newsletter_id = $1) ORDER BY id DESC",
             )
             .bind(newsletter_id)
             .fetch_all(pool)
-            .await?
-        });
-        Ok(rows.into_iter().map(issue_from).collect())
+            .await?)
+        })
     }
 
     /// Pauses a sending issue; returns whether it was sending.
