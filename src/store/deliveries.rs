@@ -63,7 +63,8 @@ pub enum Settlement {
 }
 
 impl Settlement {
-    fn status(&self) -> &'static str {
+    /// The ledger status this result is stored as.
+    pub fn status(&self) -> &'static str {
         match self {
             Self::Sent { .. } => "sent",
             Self::Retry { .. } => "retry",
@@ -314,20 +315,25 @@ impl Store {
         })
     }
 
-    /// Records how attempts ended, right after their replies, in one statement.
-    pub async fn settle(&self, settled: &[(i64, Settlement)], now: Timestamp) -> Result<()> {
+    /// Records how attempts ended, right after their replies, in one
+    /// statement: `(id, claim token, settlement)` each. Only rows still held
+    /// under their claim token are written; returns their ids. A row whose
+    /// lease ran out meanwhile was recovered as `ambiguous` or claimed by
+    /// another worker, and a late result must not overwrite that.
+    pub async fn settle(&self, settled: &[(i64, &str, &Settlement)], now: Timestamp) -> Result<Vec<i64>> {
         if settled.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
         relaxed!(self, |conn| {
-            let mut qb = QueryBuilder::new("WITH v (id, status, reply, next_at, sent_at) AS (");
-            qb.push_values(settled, |mut b, (id, settlement)| {
+            let mut qb = QueryBuilder::new("WITH v (id, token, status, reply, next_at, sent_at) AS (");
+            qb.push_values(settled, |mut b, (id, token, settlement)| {
                 let next = match settlement {
                     Settlement::Retry { at, .. } => *at,
                     _ => now,
                 };
                 let sent_at = matches!(settlement, Settlement::Sent { .. }).then_some(now);
                 b.push_bind(*id)
+                    .push_bind(*token)
                     .push_bind(settlement.status())
                     .push_bind(truncate(settlement.reply()))
                     .push_bind(next)
@@ -335,10 +341,30 @@ impl Store {
             });
             qb.push(
                 ") UPDATE deliveries SET status = v.status, last_reply = v.reply, next_attempt_at = v.next_at, \
-                 sent_at = v.sent_at, claim_token = NULL, lease_until = NULL FROM v WHERE deliveries.id = v.id",
+                 sent_at = v.sent_at, claim_token = NULL, lease_until = NULL FROM v \
+                 WHERE deliveries.id = v.id AND deliveries.claim_token = v.token RETURNING deliveries.id",
             );
-            qb.build().execute(conn).await?;
-            Ok(())
+            Ok(qb.build_query_scalar().fetch_all(conn).await?)
+        })
+    }
+
+    /// Extends the leases of rows `sending` under their claim tokens
+    /// `(id, claim token)`: a message still in hand is not taken for one
+    /// whose worker died, however long its server takes to answer.
+    pub async fn renew_leases(&self, held: &[(i64, &str)], lease_until: Timestamp) -> Result<u64> {
+        if held.is_empty() {
+            return Ok(0);
+        }
+        relaxed!(self, |conn| {
+            let mut qb = QueryBuilder::new("WITH v (id, token) AS (");
+            qb.push_values(held, |mut b, (id, token)| {
+                b.push_bind(*id).push_bind(*token);
+            });
+            qb.push(") UPDATE deliveries SET lease_until = ").push_bind(lease_until).push(
+                " FROM v WHERE deliveries.id = v.id AND deliveries.claim_token = v.token \
+                 AND deliveries.status = 'sending'",
+            );
+            Ok(qb.build().execute(conn).await?.rows_affected())
         })
     }
 
