@@ -258,17 +258,25 @@ macro_rules! paused_issue_sql {
 }
 
 /// A big paused issue does not hold up confirmation mail, and claims never
-/// return its rows.
+/// visit its rows: claiming next to 100 000 of them stays as cheap as on an
+/// empty ledger (walking them took ~180 ms per claim on SQLite, ~50 ms on PostgreSQL).
 async fn paused_issue_does_not_delay_confirmations(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else { return };
-    execute(app.database_url(), paused_issue_sql!(20000)).await;
+    execute(app.database_url(), paused_issue_sql!(100000)).await;
     let started = Instant::now();
     app.signup_api("fresh@example.org", &["morning-briefing"]).await;
     app.mail.wait_for("fresh@example.org", 1).await;
     let took = started.elapsed();
     assert!(took < Duration::from_secs(5), "confirmation took {took:?}");
-    let claimed = app.store.claim_deliveries(app.clock.now(), 60, "probe", 1000).await.unwrap();
-    assert!(claimed.is_empty(), "a paused issue's rows are not claimed: {} claimed", claimed.len());
+    let mut claims = vec![];
+    for i in 0..11 {
+        let started = Instant::now();
+        let claimed = app.store.claim_deliveries(app.clock.now(), 60, &format!("probe{i}"), 1000).await.unwrap();
+        claims.push(started.elapsed());
+        assert!(claimed.is_empty(), "a paused issue's rows are not claimed: {} claimed", claimed.len());
+    }
+    claims.sort();
+    assert!(claims[5] < Duration::from_millis(20), "median claim took {:?}: paused rows are walked", claims[5]);
     app.stop().await;
 }
 

@@ -6,7 +6,12 @@
 //! suppressed — and settles it right after the reply. A row found `sending`
 //! with an expired lease belonged to a worker that died mid-message: it
 //! becomes `ambiguous`, never silently re-sent. A claimed row whose lease
-//! expired before it was marked is simply claimed again.
+//! expired before it was marked is simply claimed again. A result is stored
+//! only on a row still held under the claim it was sent under.
+//!
+//! Claims visit only rows that may go out now: confirmation mail and the
+//! rows of issues that are sending, through `deliveries_due_by_issue`; a
+//! paused or finished issue's rows are never walked.
 
 use std::collections::HashMap;
 
@@ -99,23 +104,45 @@ pub enum Handover {
     Lost,
 }
 
-// One status at a time: with `status = $5` the claim walks `deliveries_due`
-// in order and stops at the limit; `status IN (…)` would sort every due row.
-const CLAIM_SQLITE: &str = "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
-     SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
-     AND (d.lease_until IS NULL OR d.lease_until <= $1) \
-     AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
-     ORDER BY d.next_attempt_at, d.id LIMIT $4) RETURNING id, kind, issue_id, subscriber_id, attempts";
+/// One claim statement: rows of one status (`$5`) that `$filter` picks, due
+/// by `$1`, in due order, up to `$4` of them, leased to `$3` until `$2`.
+///
+/// One status at a time: with `status = $5` the claim walks its index range
+/// in order and stops at the limit; `status IN (…)` would sort every due row.
+macro_rules! claim_sql {
+    ($filter:literal, $lock:literal) => {
+        concat!(
+            "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
+             SELECT d.id FROM deliveries d WHERE ",
+            $filter,
+            " AND d.status = $5 AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1) \
+             ORDER BY d.next_attempt_at, d.id LIMIT $4",
+            $lock,
+            ") RETURNING id, kind, issue_id, subscriber_id, attempts"
+        )
+    };
+}
+
+// Confirmation mail walks `deliveries_due_confirmations`; an issue's rows walk
+// its own range of `deliveries_due_by_issue` (`$6`), only while it is sending.
+// A paused issue's rows are never visited, however many there are.
+const CONFIRMATIONS: &str = claim_sql!("d.issue_id IS NULL", "");
+const OF_ISSUE: &str =
+    claim_sql!("d.issue_id = $6 AND EXISTS (SELECT 1 FROM issues i WHERE i.id = $6 AND i.status = 'sending')", "");
 // PostgreSQL: row locks let several instances claim side by side without waiting or overlapping.
-const CLAIM_POSTGRES: &str = "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
-     SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
-     AND (d.lease_until IS NULL OR d.lease_until <= $1) \
-     AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
-     ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-     RETURNING id, kind, issue_id, subscriber_id, attempts";
+const CONFIRMATIONS_POSTGRES: &str = claim_sql!("d.issue_id IS NULL", " FOR UPDATE SKIP LOCKED");
+const OF_ISSUE_POSTGRES: &str = claim_sql!(
+    "d.issue_id = $6 AND EXISTS (SELECT 1 FROM issues i WHERE i.id = $6 AND i.status = 'sending')",
+    " FOR UPDATE SKIP LOCKED"
+);
+
+/// What a claim statement returns: id, kind, issue_id, subscriber_id, attempts.
+type ClaimedRow = (i64, String, Option<i64>, i64, i64);
 
 impl Store {
-    /// Claims up to `limit` due rows for `lease_secs` under `token`, returning them in id order.
+    /// Claims up to `limit` due rows for `lease_secs` under `token`, returning
+    /// them in id order: confirmation mail first (a reader is waiting for
+    /// it), then the rows of issues that are sending, oldest issue first.
     pub async fn claim_deliveries(
         &self,
         now: Timestamp,
@@ -123,28 +150,33 @@ impl Store {
         token: &str,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
+        let sending: Vec<i64> = reading!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM issues WHERE status = 'sending' ORDER BY id").fetch_all(pool).await?
+        });
         // The claim returns its rows (there is no index on the token to find them by afterwards).
-        let mut rows: Vec<(i64, String, Option<i64>, i64, i64)> = vec![];
-        for status in ["retry", "queued"] {
-            let room = limit - rows.len() as i64;
-            if room <= 0 {
-                break;
+        let mut rows: Vec<ClaimedRow> = vec![];
+        'claiming: for issue in std::iter::once(None).chain(sending.into_iter().map(Some)) {
+            for status in ["retry", "queued"] {
+                let room = limit - rows.len() as i64;
+                if room <= 0 {
+                    break 'claiming;
+                }
+                let sql = match (&self.db, issue) {
+                    (Db::Sqlite(_), None) => CONFIRMATIONS,
+                    (Db::Sqlite(_), Some(_)) => OF_ISSUE,
+                    (Db::Postgres(_), None) => CONFIRMATIONS_POSTGRES,
+                    (Db::Postgres(_), Some(_)) => OF_ISSUE_POSTGRES,
+                };
+                let claimed: Vec<ClaimedRow> = with_pool!(self, |pool| {
+                    let query =
+                        sqlx::query_as(sql).bind(now).bind(now + lease_secs).bind(token).bind(room).bind(status);
+                    match issue {
+                        Some(issue) => query.bind(issue).fetch_all(pool).await?,
+                        None => query.fetch_all(pool).await?,
+                    }
+                });
+                rows.extend(claimed);
             }
-            let sql = match &self.db {
-                Db::Sqlite(_) => CLAIM_SQLITE,
-                Db::Postgres(_) => CLAIM_POSTGRES,
-            };
-            let claimed: Vec<(i64, String, Option<i64>, i64, i64)> = with_pool!(self, |pool| {
-                sqlx::query_as(sql)
-                    .bind(now)
-                    .bind(now + lease_secs)
-                    .bind(token)
-                    .bind(room)
-                    .bind(status)
-                    .fetch_all(pool)
-                    .await?
-            });
-            rows.extend(claimed);
         }
         if rows.is_empty() {
             return Ok(vec![]);
@@ -217,7 +249,7 @@ impl Store {
         // PostgreSQL may walk the whole audience per call when its statistics
         // are stale, as they are right after a big import.
         // The rows are picked by id alone: with the status test in the CTE,
-        // SQLite walks `deliveries_due` through every queued row instead.
+        // SQLite may walk a status index through every queued row instead.
         const PICK_ISSUES: &str =
             "WITH picked AS MATERIALIZED (SELECT id, issue_id, subscriber_id FROM deliveries WHERE id IN (";
         const PICK_CONFIRMATIONS: &str = "WITH picked AS MATERIALIZED (SELECT id FROM deliveries WHERE id IN (";
