@@ -280,6 +280,75 @@ async fn paused_issue_does_not_delay_confirmations(backend: Backend) {
     app.stop().await;
 }
 
+/// Runs the `bulletin` binary; (success, stdout, stderr).
+fn bulletin(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("BULLETIN_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run bulletin");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// `bulletin issue retry` requeues a done issue's failed and ambiguous
+/// messages with fresh attempts, and the running engine sends them.
+async fn retry_requeues_failed_and_ambiguous(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let text = format!(
+        "[database]\nurl = \"{}\"\n[server]\nsecret = \"{}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://{}\"\n",
+        app.database_url(),
+        common::TEST_SECRET,
+        app.mail.addr
+    );
+    std::fs::write(&config, text).unwrap();
+    app.mail.reply_to_rcpt("refused@example.org", 552, "Mailbox full");
+    let readers = ["ok@example.org", "refused@example.org", "maybe@example.org"].map(String::from);
+    app.import_confirmed("weekend-reads", &readers).await;
+    let id = app.queue_issue("weekend-reads", "Retry me", "Body.").await;
+    app.wait_issue(id, "done").await;
+    // The connection to maybe@ died after the end of data, as far as the ledger knows.
+    execute(
+        app.database_url(),
+        "UPDATE deliveries SET status = 'ambiguous' WHERE subscriber_id = \
+         (SELECT id FROM subscribers WHERE email = 'maybe@example.org')",
+    )
+    .await;
+    let counts = app.delivery_counts(id).await;
+    assert_eq!(counts, HashMap::from([("sent".into(), 1), ("failed".into(), 1), ("ambiguous".into(), 1)]));
+    let id_arg = id.to_string();
+
+    let (ok, _, err) = bulletin(&config, &["issue", "retry", &id_arg]);
+    assert!(!ok && err.contains("1 failed and 1 ambiguous") && err.contains("--failed, --ambiguous"), "{err}");
+    let (ok, _, err) = bulletin(&config, &["issue", "retry", "999", "--failed"]);
+    assert!(!ok && err.contains("no issue #999"), "{err}");
+
+    app.mail.clear_reply("refused@example.org");
+    let (ok, out, err) = bulletin(&config, &["issue", "retry", &id_arg, "--failed"]);
+    assert!(ok && out.contains("Requeued 1 message(s)"), "{out}{err}");
+    app.mail.wait_for("refused@example.org", 1).await;
+    app.wait_issue(id, "done").await;
+    let attempts = scalar(
+        app.database_url(),
+        "SELECT attempts FROM deliveries WHERE subscriber_id = (SELECT id FROM subscribers WHERE email = 'refused@example.org')",
+    )
+    .await;
+    assert_eq!(attempts, Some(1), "attempts start afresh");
+
+    let (ok, out, err) = bulletin(&config, &["issue", "retry", &id_arg, "--ambiguous", "--failed"]);
+    assert!(ok && out.contains("Requeued 1 message(s)"), "{out}{err}");
+    app.mail.wait_for("maybe@example.org", 2).await;
+    app.wait_issue(id, "done").await;
+    assert_eq!(app.delivery_counts(id).await, HashMap::from([("sent".into(), 3)]));
+    assert_eq!(app.mail.mails_to("ok@example.org").len(), 1, "sent messages are left alone");
+    app.stop().await;
+}
+
 /// By hand: how long a claim takes next to a paused issue of 200 000 rows
 /// (`cargo test --test ledger claim_latency -- --ignored --nocapture`).
 async fn claim_latency_next_to_a_paused_issue(backend: Backend) {
@@ -320,5 +389,6 @@ on_both_backends!(
     refused_write_is_reported,
     send_longer_than_the_lease_is_sent,
     refused_result_is_not_acted_on,
-    paused_issue_does_not_delay_confirmations
+    paused_issue_does_not_delay_confirmations,
+    retry_requeues_failed_and_ambiguous
 );

@@ -1,5 +1,6 @@
 //! `bulletin issue …`: the editor's commands.
 
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -60,6 +61,19 @@ pub enum IssueCommand {
     },
     /// Pause an issue: nothing more is handed to SMTP until it is resumed.
     Pause { id: i64 },
+    /// Requeue an issue's failed and/or ambiguous messages, once the cause is fixed.
+    ///
+    /// The messages go out again with fresh attempts, sent by `bulletin serve`
+    /// or `bulletin worker` (or `bulletin issue resume ID` in the foreground).
+    Retry {
+        id: i64,
+        /// Requeue messages refused for good (bounced addresses stay suppressed).
+        #[arg(long)]
+        failed: bool,
+        /// Requeue messages that may have been delivered: their readers may get a second copy.
+        #[arg(long)]
+        ambiguous: bool,
+    },
 }
 
 pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<()> {
@@ -155,6 +169,7 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             }
             if detach { Ok(()) } else { deliver_in_foreground(services, id).await }
         }
+        IssueCommand::Retry { id, failed, ambiguous } => retry(&services, id, failed, ambiguous).await,
         IssueCommand::Pause { id } => {
             if services.store.pause_issue(id, "paused by an editor").await? {
                 eprintln!("Issue #{id} paused. `bulletin issue resume {id}` continues it.");
@@ -164,6 +179,37 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             }
         }
     }
+}
+
+/// `issue retry`: requeues what the operator asked for and says what happens next.
+async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> anyhow::Result<()> {
+    if !failed && !ambiguous {
+        if services.store.issue(id).await?.is_none() {
+            bail!("there is no issue #{id}; `bulletin issue list` shows them");
+        }
+        let counts: HashMap<String, i64> = services.store.delivery_counts(Some(id)).await?.into_iter().collect();
+        let count = |status: &str| counts.get(status).copied().unwrap_or(0);
+        bail!(
+            "issue #{id} has {} failed and {} ambiguous message(s); pass --failed, --ambiguous or both to requeue them",
+            count("failed"),
+            count("ambiguous")
+        );
+    }
+    let now = Clock::system().now();
+    let Some((requeued, status)) = services.store.requeue_deliveries(id, failed, ambiguous, now).await? else {
+        bail!("there is no issue #{id}; `bulletin issue list` shows them");
+    };
+    println!("Requeued {requeued} message(s) of issue #{id}.");
+    match status {
+        _ if requeued == 0 => {}
+        IssueStatus::Paused => {
+            eprintln!("Issue #{id} is paused: `bulletin issue resume {id}` sends them.");
+        }
+        _ => eprintln!(
+            "`bulletin serve` or `bulletin worker` sends them; `bulletin issue resume {id}` sends them in the foreground."
+        ),
+    }
+    Ok(())
 }
 
 /// Asks on the terminal; refuses when nobody is there to answer.

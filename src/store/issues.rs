@@ -138,6 +138,54 @@ impl Store {
         })
     }
 
+    /// Requeues an issue's `failed` and/or `ambiguous` rows as new (attempts
+    /// reset), for after the cause was fixed, and sets a done issue sending
+    /// again so they are claimed. Returns `None` when there is no such issue,
+    /// else how many rows were requeued and the issue's status now.
+    pub async fn requeue_deliveries(
+        &self,
+        id: i64,
+        failed: bool,
+        ambiguous: bool,
+        now: Timestamp,
+    ) -> Result<Option<(u64, IssueStatus)>> {
+        in_tx!(self, |tx| {
+            let found: Option<IssueRow> = sqlx::query_as(
+                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
+                 FROM issues WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match found {
+                None => Ok(None),
+                Some(issue) => {
+                    // A status not asked for is bound as NULL, which matches nothing.
+                    let requeued = sqlx::query(
+                        "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = $2, \
+                         claim_token = NULL, lease_until = NULL WHERE issue_id = $1 AND status IN ($3, $4)",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .bind(failed.then_some("failed"))
+                    .bind(ambiguous.then_some("ambiguous"))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    let mut status = issue.status;
+                    if requeued > 0 && status == IssueStatus::Done {
+                        sqlx::query("UPDATE issues SET status = 'sending', completed_at = NULL WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        status = IssueStatus::Sending;
+                    }
+                    Ok(Some((requeued, status)))
+                }
+            }
+        })
+    }
+
     /// Counts a policy refusal (5.7.x) against an issue, pausing it at `limit`.
     /// Returns whether this refusal paused it.
     pub async fn record_policy_failure(&self, id: i64, limit: i64, reply: &str) -> Result<bool> {
