@@ -77,22 +77,23 @@ async fn scalar(url: &str, sql: &'static str) -> Option<i64> {
     }
 }
 
-/// Installs a trigger that makes the database refuse to store a bounce.
+/// Installs a trigger that makes the database refuse to store a bounce or a failure.
 async fn refuse_bounces(url: &str) {
     if url.starts_with("sqlite:") {
         execute(
             url,
-            "CREATE TRIGGER refuse_bounces BEFORE UPDATE OF status ON deliveries WHEN NEW.status = 'bounced' \
-             BEGIN SELECT RAISE(ABORT, 'injected: bounces cannot be stored'); END;",
+            "CREATE TRIGGER refuse_bounces BEFORE UPDATE OF status ON deliveries \
+             WHEN NEW.status IN ('bounced', 'failed') \
+             BEGIN SELECT RAISE(ABORT, 'injected: results refused'); END;",
         )
         .await;
     } else {
         execute(
             url,
             "CREATE FUNCTION refuse_bounces() RETURNS trigger LANGUAGE plpgsql AS $$ \
-             BEGIN RAISE EXCEPTION 'injected: bounces cannot be stored'; END $$; \
+             BEGIN RAISE EXCEPTION 'injected: results refused'; END $$; \
              CREATE TRIGGER refuse_bounces BEFORE UPDATE ON deliveries FOR EACH ROW \
-             WHEN (NEW.status = 'bounced') EXECUTE FUNCTION refuse_bounces();",
+             WHEN (NEW.status IN ('bounced', 'failed')) EXECUTE FUNCTION refuse_bounces();",
         )
         .await;
     }
@@ -178,7 +179,7 @@ async fn refused_write_is_reported(backend: Backend) {
         chain.push(e.to_string());
         source = e.source();
     }
-    assert!(chain.iter().any(|e| e.contains("injected: bounces cannot be stored")), "{chain:?}");
+    assert!(chain.iter().any(|e| e.contains("injected: results refused")), "{chain:?}");
     let counts: HashMap<String, i64> = store.delivery_counts(Some(issue)).await.unwrap().into_iter().collect();
     assert_eq!(counts, HashMap::from([("sending".into(), 1)]), "the row stays as it was");
 }
@@ -215,17 +216,27 @@ async fn send_longer_than_the_lease_is_sent(backend: Backend) {
     app.stop().await;
 }
 
-/// A result the database refuses to store has no consequences: the bounce
-/// is not recorded, so the address is not suppressed either.
+/// A result the database refuses to store has no consequences: a bounce not
+/// recorded suppresses nobody, a policy refusal not recorded pauses nothing.
 async fn refused_result_is_not_acted_on(backend: Backend) {
-    let Some(app) = TestApp::spawn_with(backend, |s| s.sending.concurrency = 1).await else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.sending.concurrency = 1;
+        s.sending.pause_after_policy_failures = 1;
+    })
+    .await
+    else {
+        return;
+    };
     refuse_bounces(app.database_url()).await;
     app.mail.reply_to_rcpt("gone@example.org", 550, "5.1.1 No such user");
     app.import_confirmed("morning-briefing", &["gone@example.org".to_owned()]).await;
+    app.mail.reply_to_rcpt("strict@example.org", 554, "5.7.1 Rejected by policy");
+    app.import_confirmed("explaining-ukraine", &["strict@example.org".to_owned()]).await;
     app.import_confirmed("weekend-reads", &["next@example.org".to_owned()]).await;
     let bounced = app.queue_issue("morning-briefing", "To nobody", "Body.").await;
-    app.queue_issue("weekend-reads", "After it", "Body.").await;
-    // One sender, rows in id order: once the second issue arrived, the first one's result was dealt with.
+    let refused = app.queue_issue("explaining-ukraine", "Refused", "Body.").await;
+    app.queue_issue("weekend-reads", "After them", "Body.").await;
+    // One sender, rows in id order: once the last issue arrived, the others' results were dealt with.
     app.mail.wait_for("next@example.org", 1).await;
     let counts = app.delivery_counts(bounced).await;
     assert!(!counts.contains_key("bounced"), "{counts:?}");
@@ -235,6 +246,10 @@ async fn refused_result_is_not_acted_on(backend: Backend) {
     )
     .await;
     assert_eq!(suppressed, Some(0), "no suppression without a stored bounce");
+    let counts = app.delivery_counts(refused).await;
+    assert!(!counts.contains_key("failed"), "{counts:?}");
+    let issue = app.store.issue(refused).await.unwrap().unwrap();
+    assert_eq!(issue.status, IssueStatus::Sending, "no pause without a stored refusal: {issue:?}");
     app.stop().await;
 }
 
