@@ -200,18 +200,18 @@ async fn write_results(store: &Store, now: crate::clock::Timestamp, settled: Vec
         Ok(stored) => {
             let stored: HashSet<i64> = stored.into_iter().collect();
             for settle in settled {
-                let result = if stored.contains(&settle.id) {
-                    Ok(())
-                } else {
-                    tracing::warn!(
+                let result = if stored.contains(&settle.id) { Ok(()) } else { Err(LedgerError::ClaimLost) };
+                match settle.stored {
+                    // Whoever waits reports it.
+                    Some(waiting) => {
+                        let _ = waiting.send(result);
+                    }
+                    None if result.is_err() => tracing::warn!(
                         delivery = settle.id,
                         result = settle.settlement.status(),
                         "delivery: result dropped: the row's lease ran out before it came, so the row is no longer this worker's"
-                    );
-                    Err(LedgerError::ClaimLost)
-                };
-                if let Some(waiting) = settle.stored {
-                    let _ = waiting.send(result);
+                    ),
+                    None => {}
                 }
             }
         }
