@@ -361,6 +361,18 @@ async fn retry_requeues_failed_and_ambiguous(backend: Backend) {
     app.wait_issue(id, "done").await;
     assert_eq!(app.delivery_counts(id).await, HashMap::from([("sent".into(), 3)]));
     assert_eq!(app.mail.mails_to("ok@example.org").len(), 1, "sent messages are left alone");
+
+    // A done issue with rows waiting (a completion that raced a requeue) is reopened by another retry.
+    execute(
+        app.database_url(),
+        "UPDATE deliveries SET status = 'queued' WHERE subscriber_id = \
+         (SELECT id FROM subscribers WHERE email = 'refused@example.org')",
+    )
+    .await;
+    let (ok, out, err) = bulletin(&config, &["issue", "retry", &id_arg, "--failed"]);
+    assert!(ok && out.contains("Requeued 0 message(s)") && err.contains("sends what waits"), "{out}{err}");
+    app.mail.wait_for("refused@example.org", 2).await;
+    app.wait_issue(id, "done").await;
     app.stop().await;
 }
 

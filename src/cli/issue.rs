@@ -201,12 +201,10 @@ async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> a
     };
     println!("Requeued {requeued} message(s) of issue #{id}.");
     match status {
-        _ if requeued == 0 => {}
-        IssueStatus::Paused => {
-            eprintln!("Issue #{id} is paused: `bulletin issue resume {id}` sends them.");
-        }
-        _ => eprintln!(
-            "`bulletin serve` or `bulletin worker` sends them; `bulletin issue resume {id}` sends them in the foreground."
+        IssueStatus::Done => {}
+        IssueStatus::Paused => eprintln!("Issue #{id} is paused: `bulletin issue resume {id}` sends what waits."),
+        IssueStatus::Sending => eprintln!(
+            "`bulletin serve` or `bulletin worker` sends what waits; `bulletin issue resume {id}` sends it in the foreground."
         ),
     }
     Ok(())

@@ -172,14 +172,18 @@ impl Store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                    let mut status = issue.status;
-                    if requeued > 0 && status == IssueStatus::Done {
-                        sqlx::query("UPDATE issues SET status = 'sending', completed_at = NULL WHERE id = $1")
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                        status = IssueStatus::Sending;
-                    }
+                    // Reopened whenever rows wait, requeued now or before: on PostgreSQL a
+                    // completion that read the ledger just before this commit can still mark
+                    // the issue done, and running `issue retry` again must undo that.
+                    let reopened = sqlx::query(
+                        "UPDATE issues SET status = 'sending', completed_at = NULL WHERE id = $1 AND status = 'done' \
+                         AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = $1 AND d.status IN ('queued', 'retry'))",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    let status = if reopened == 1 { IssueStatus::Sending } else { issue.status };
                     Ok(Some((requeued, status)))
                 }
             }
