@@ -40,6 +40,22 @@ pub enum DeliveryKind {
     Issue,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("unknown delivery kind {0:?} (expected confirmation or issue)")]
+pub struct UnknownKind(String);
+
+/// For `#[sqlx(try_from = "String")]`: the `kind` column read straight into the enum.
+impl TryFrom<String> for DeliveryKind {
+    type Error = UnknownKind;
+    fn try_from(kind: String) -> std::result::Result<Self, Self::Error> {
+        match kind.as_str() {
+            "confirmation" => Ok(Self::Confirmation),
+            "issue" => Ok(Self::Issue),
+            _ => Err(UnknownKind(kind)),
+        }
+    }
+}
+
 /// How an attempt ended, as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
@@ -136,8 +152,16 @@ const OF_ISSUE_POSTGRES: &str = claim_sql!(
     " FOR UPDATE SKIP LOCKED"
 );
 
-/// What a claim statement returns: id, kind, issue_id, subscriber_id, attempts.
-type ClaimedRow = (i64, String, Option<i64>, i64, i64);
+/// What a claim statement returns.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    #[sqlx(try_from = "String")]
+    kind: DeliveryKind,
+    issue_id: Option<i64>,
+    subscriber_id: i64,
+    attempts: i64,
+}
 
 impl Store {
     /// Claims up to `limit` due rows for `lease_secs` under `token`, returning
@@ -181,18 +205,19 @@ impl Store {
         if rows.is_empty() {
             return Ok(vec![]);
         }
-        rows.sort_unstable_by_key(|row| row.0);
+        rows.sort_unstable_by_key(|row| row.id);
         let emails: Vec<(i64, String)> = reading!(self, |pool| {
             let mut qb = QueryBuilder::new("SELECT id, email FROM subscribers WHERE id IN (");
             let mut list = qb.separated(", ");
             for row in &rows {
-                list.push_bind(row.3);
+                list.push_bind(row.subscriber_id);
             }
             qb.push(")");
             qb.build_query_as().fetch_all(pool).await?
         });
         let emails: HashMap<i64, String> = emails.into_iter().collect();
-        let asking: Vec<i64> = rows.iter().filter(|row| row.1 == "confirmation").map(|row| row.3).collect();
+        let asking: Vec<i64> =
+            rows.iter().filter(|row| row.kind == DeliveryKind::Confirmation).map(|row| row.subscriber_id).collect();
         let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();
         if !asking.is_empty() {
             let found: Vec<(i64, i64)> = reading!(self, |pool| {
@@ -213,18 +238,17 @@ impl Store {
         }
         Ok(rows
             .into_iter()
-            .filter_map(|(id, kind, issue_id, subscriber_id, attempts)| {
+            .filter_map(|row| {
                 Some(ClaimedDelivery {
-                    id,
-                    kind: if kind == "issue" { DeliveryKind::Issue } else { DeliveryKind::Confirmation },
-                    issue_id,
-                    subscriber_id,
-                    email: emails.get(&subscriber_id)?.clone(),
-                    attempts,
-                    pending: if kind == "issue" {
-                        vec![]
-                    } else {
-                        pending.get(&subscriber_id).cloned().unwrap_or_default()
+                    id: row.id,
+                    kind: row.kind,
+                    issue_id: row.issue_id,
+                    subscriber_id: row.subscriber_id,
+                    email: emails.get(&row.subscriber_id)?.clone(),
+                    attempts: row.attempts,
+                    pending: match row.kind {
+                        DeliveryKind::Issue => vec![],
+                        DeliveryKind::Confirmation => pending.get(&row.subscriber_id).cloned().unwrap_or_default(),
                     },
                 })
             })
