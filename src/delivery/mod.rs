@@ -195,7 +195,11 @@ impl Engine {
                 limiter.until_ready().await;
             }
             if let Err(e) = self.deliver(&mut channel, &ledger, &delivery, token).await {
-                tracing::error!(delivery = delivery.id, error = %e, "delivery: could not record a result");
+                tracing::error!(
+                    delivery = delivery.id,
+                    error = &e as &dyn std::error::Error,
+                    "delivery: could not record a result"
+                );
             }
         }
         channel.close().await;
@@ -212,16 +216,16 @@ impl Engine {
             Ok(Some(composed)) => composed,
             Ok(None) => {
                 let reason = "not sent: nothing left to send".to_owned();
-                return ledger.settle(delivery.id, Settlement::Skipped { reason }).await;
+                return ledger.settle(delivery.id, token, Settlement::Skipped { reason }).await;
             }
             Err(ComposeError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 let reply = format!("could not build the message: {e}");
-                return ledger.settle(delivery.id, Settlement::Failed { reply }).await;
+                return ledger.settle(delivery.id, token, Settlement::Failed { reply }).await;
             }
         };
         // The hand-over is decided while the envelope is announced; the body leaves only after it is stored.
-        let handover = ledger.hand_over(delivery.id, delivery.kind, token, link);
+        let handover = ledger.hand_over(delivery.id, delivery.kind, token.clone(), link);
         let (handover, sent) = channel.send_if(&message, handover, |h| matches!(h, Ok(Handover::Go))).await;
         let Some(sent) = sent else { return handover.map(drop) };
         let verdict = judge(sent);
@@ -239,9 +243,10 @@ impl Engine {
         };
         let now = self.clock.now();
         if matches!(verdict, Verdict::Sent(_)) {
-            ledger.settle(delivery.id, settlement).await?;
+            ledger.settle(delivery.id, token, settlement).await?;
         } else {
-            ledger.settle_now(delivery.id, settlement).await?;
+            // What follows from this result (suppression, a pause) needs it stored first.
+            ledger.settle_now(delivery.id, token, settlement).await?;
         }
         match verdict {
             Verdict::Sent(_) => {
