@@ -6,6 +6,7 @@
 //! per-backend SQL appears only where the dialects really differ.
 
 mod deliveries;
+mod health;
 mod issues;
 mod newsletters;
 mod subscribers;
@@ -19,6 +20,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
+pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use issues::IssueRow;
 pub use subscribers::{
     Consent, MailCap, PreferenceChange, SignupOutcome, SignupRequest, SubscriberRow, SubscriptionState,
@@ -145,6 +147,11 @@ pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 /// again on every use.
 const STATEMENT_CACHE: usize = 1024;
 
+/// The longest a query waits for a pooled connection (or for a new one to be
+/// opened) before failing with a "try again shortly" answer, so a database
+/// outage makes requests fail fast instead of hanging.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
@@ -161,12 +168,13 @@ impl Store {
             {
                 std::fs::create_dir_all(parent).map_err(sqlx::Error::Io)?;
             }
-            let write = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
-            let read = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
+            let pool = |max| SqlitePoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
+            let write = pool(1).connect_with(options.clone()).await?;
+            let read = pool(max_connections).connect_with(options).await?;
             Ok(Self { db: Db::Sqlite(SqlitePools { read, write }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
-            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10));
+            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
             let main = pool(max_connections).connect_with(options.clone()).await?;
             let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
             Ok(Self { db: Db::Postgres(PgPools { main, relaxed }) })
