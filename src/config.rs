@@ -401,6 +401,9 @@ mod tests {
             let path = write(dir.path(), "[mail]\nfrom = \"not a mailbox\"\n");
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("mail.from"), "{err}");
+            let path = write(dir.path(), "[server]\nkeepalive_idle_seconds = 0\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("server.keepalive_idle_seconds"), "{err}");
         });
     }
 }
