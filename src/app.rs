@@ -19,7 +19,7 @@ use crate::domain::LinkKeys;
 use crate::mail::{Mailer, Outbound};
 use crate::signup::{Catalog, Links, Signup};
 use crate::store::{MailCap, Store};
-use crate::web::{self, AppState, Shared, client::IpLimiter};
+use crate::web::{self, AppState, ConnectionLimits, Shared, client::IpLimiter};
 
 /// Opens the database named by the settings and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
@@ -95,6 +95,8 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
     let limiter = IpLimiter::per_minute(settings.signup.per_ip_per_minute).map(Arc::new);
     let state = AppState::new(Shared {
         signup: services.signup,
+        store: services.store.clone(),
+        body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_seconds),
         limiter: limiter.clone(),
         api_allowed_origins: settings
             .server
@@ -110,16 +112,12 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = vec![];
 
-    let app = web::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let mut server_stop = stopped.clone();
-    tasks.push(tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = server_stop.wait_for(|stop| *stop).await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server failed");
-        }
-    }));
+    let limits = ConnectionLimits {
+        header_read: Duration::from_secs(settings.server.header_read_timeout_seconds),
+        keepalive_idle: Duration::from_secs(settings.server.keepalive_idle_seconds),
+        max_connections: settings.server.max_connections as usize,
+    };
+    tasks.push(tokio::spawn(web::serve(listener, web::router(state), limits, stopped.clone())));
     tasks.push(tokio::spawn(services.engine.run(services.mail_queued, stopped.clone())));
     if let Some(limiter) = limiter {
         let mut prune_stop = stopped.clone();

@@ -40,6 +40,14 @@ pub struct ServerSettings {
     /// Old secrets that still verify links after a rotation.
     #[serde(serialize_with = "serialize_secrets")]
     pub previous_secrets: Vec<SecretString>,
+    /// A client must send a request's head within this long (slowloris).
+    pub header_read_timeout_seconds: u64,
+    /// A client must send a request's body within this long.
+    pub body_read_timeout_seconds: u64,
+    /// A keep-alive connection with no request for this long is closed.
+    pub keepalive_idle_seconds: u64,
+    /// Connections served at once; beyond it new ones wait in the kernel's backlog.
+    pub max_connections: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,6 +153,10 @@ impl Default for ServerSettings {
             api_allowed_origins: vec![],
             secret: SecretString::from(""),
             previous_secrets: vec![],
+            header_read_timeout_seconds: 10,
+            body_read_timeout_seconds: 30,
+            keepalive_idle_seconds: 60,
+            max_connections: 1024,
         }
     }
 }
@@ -257,6 +269,18 @@ impl Settings {
                     "server.api_allowed_origins: {origin:?} is not an origin like \"https://news.example.org\""
                 ));
             }
+        }
+        for (key, secs) in [
+            ("server.header_read_timeout_seconds", self.server.header_read_timeout_seconds),
+            ("server.body_read_timeout_seconds", self.server.body_read_timeout_seconds),
+            ("server.keepalive_idle_seconds", self.server.keepalive_idle_seconds),
+        ] {
+            if secs == 0 {
+                return invalid(format!("{key} must be at least 1"));
+            }
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections must be at least 1".into());
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             return invalid(format!(
@@ -380,6 +404,9 @@ mod tests {
             let path = write(dir.path(), "[mail]\nfrom = \"not a mailbox\"\n");
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("mail.from"), "{err}");
+            let path = write(dir.path(), "[server]\nkeepalive_idle_seconds = 0\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("server.keepalive_idle_seconds"), "{err}");
         });
     }
 }

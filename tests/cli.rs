@@ -180,6 +180,7 @@ fn every_command_explains_itself() {
         vec!["issue", "status", "--help"],
         vec!["issue", "resume", "--help"],
         vec!["issue", "pause", "--help"],
+        vec!["issue", "retry", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_bulletin")).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

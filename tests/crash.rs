@@ -85,7 +85,7 @@ async fn wait_done(store: &Store, id: i64, within: Duration) {
     let deadline = Instant::now() + within;
     loop {
         let issue = store.issue(id).await.unwrap().unwrap();
-        if issue.status == "done" {
+        if issue.status == bulletin::domain::IssueStatus::Done {
             return;
         }
         let counts = store.delivery_counts(Some(id)).await.unwrap();

@@ -141,7 +141,7 @@ async fn ctrl_c_pauses_a_foreground_send(backend: Backend) {
     assert!(stderr.contains(&format!("`bulletin issue resume {id}` continues")), "{stderr}");
 
     let issue = store.issue(id).await.unwrap().unwrap();
-    assert_eq!(issue.status, "paused", "Ctrl-C pauses the issue");
+    assert_eq!(issue.status.as_str(), "paused", "Ctrl-C pauses the issue");
     let at_stop = counts(&store, id).await;
     assert_eq!(at_stop.get("sending"), None, "the messages in hand finished: {at_stop:?}");
     let sent = at_stop.get("sent").copied().unwrap_or(0);
@@ -154,7 +154,7 @@ async fn ctrl_c_pauses_a_foreground_send(backend: Backend) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(&format!("{} sent", 60)), "{stderr}");
-    assert_eq!(store.issue(id).await.unwrap().unwrap().status, "done");
+    assert_eq!(store.issue(id).await.unwrap().unwrap().status.as_str(), "done");
     assert_eq!(fast.count() as i64, 60 - sent, "nobody already sent to gets a second copy");
     store.close().await;
 }

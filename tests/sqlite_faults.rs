@@ -142,8 +142,10 @@ async fn sqlite_fails_loudly_once_its_file_is_deleted() {
         }
         for n in 0..3 {
             let status = signup(&http, &base, &format!("gone{n}@example.org")).await;
-            assert!(status.is_server_error(), "signup {n} with the file deleted: {status}");
+            assert_eq!(status.as_u16(), 503, "signup {n} with the file deleted: {status}");
         }
+        let health = http.get(format!("{base}/healthz")).send().await.unwrap().status();
+        assert_eq!(health.as_u16(), 503, "healthz sees the file is gone");
         std::fs::remove_dir_all(dir.path().join("data")).unwrap();
         let status = signup(&http, &base, "nodir@example.org").await;
         assert!(status.is_server_error(), "signup with the directory deleted: {status}");

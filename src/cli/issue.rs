@@ -1,5 +1,6 @@
 //! `bulletin issue …`: the editor's commands.
 
+use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use crate::app::{self, Services};
 use crate::clock::{Clock, format_timestamp};
 use crate::config::Settings;
 use crate::delivery::Draft;
-use crate::domain::{EmailAddress, LinkRef};
+use crate::domain::{EmailAddress, IssueStatus, LinkRef};
 use crate::mail::{IssueMail, Outbound, RenderedIssue};
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +62,19 @@ pub enum IssueCommand {
     },
     /// Pause an issue: nothing more is handed to SMTP until it is resumed.
     Pause { id: i64 },
+    /// Requeue an issue's failed and/or ambiguous messages, once the cause is fixed.
+    ///
+    /// The messages go out again with fresh attempts, sent by `bulletin serve`
+    /// or `bulletin worker` (or `bulletin issue resume ID` in the foreground).
+    Retry {
+        id: i64,
+        /// Requeue messages refused for good (bounced addresses stay suppressed).
+        #[arg(long)]
+        failed: bool,
+        /// Requeue messages that may have been delivered: their readers may get a second copy.
+        #[arg(long)]
+        ambiguous: bool,
+    },
 }
 
 pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<()> {
@@ -125,7 +139,7 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             let mut out = std::io::stdout().lock();
             writeln!(out, "Issue #{id}: {}", issue.subject)?;
             writeln!(out, "Status: {}", issue.status)?;
-            if issue.status == "sending"
+            if issue.status == IssueStatus::Sending
                 && let Some(wait) = services.store.mail_server_wait(Clock::system().now()).await?
             {
                 writeln!(out, "Sending is {}; it continues when the server answers.", waiting_line(&wait))?;
@@ -148,19 +162,20 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
         }
         IssueCommand::Resume { id, detach } => {
             let Some(issue) = services.store.issue(id).await? else { bail!("there is no issue #{id}") };
-            match issue.status.as_str() {
-                "paused" => {
+            match issue.status {
+                IssueStatus::Paused => {
                     services.store.resume_issue(id).await?;
                     eprintln!("Issue #{id} resumed.");
                 }
-                "done" => {
+                IssueStatus::Done => {
                     eprintln!("Issue #{id} is done: {}", Tally::of(&services.store, id).await?.summary());
                     return Ok(());
                 }
-                _ => eprintln!("Issue #{id} is sending; continuing."),
+                IssueStatus::Sending => eprintln!("Issue #{id} is sending; continuing."),
             }
             if detach { Ok(()) } else { deliver_in_foreground(services, id).await }
         }
+        IssueCommand::Retry { id, failed, ambiguous } => retry(&services, id, failed, ambiguous).await,
         IssueCommand::Pause { id } => {
             if services.store.pause_issue(id, "paused by an editor").await? {
                 eprintln!("Issue #{id} paused. `bulletin issue resume {id}` continues it.");
@@ -170,6 +185,35 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             }
         }
     }
+}
+
+/// `issue retry`: requeues what the operator asked for and says what happens next.
+async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> anyhow::Result<()> {
+    if !failed && !ambiguous {
+        if services.store.issue(id).await?.is_none() {
+            bail!("there is no issue #{id}; `bulletin issue list` shows them");
+        }
+        let counts: HashMap<String, i64> = services.store.delivery_counts(Some(id)).await?.into_iter().collect();
+        let count = |status: &str| counts.get(status).copied().unwrap_or(0);
+        bail!(
+            "issue #{id} has {} failed and {} ambiguous message(s); pass --failed, --ambiguous or both to requeue them",
+            count("failed"),
+            count("ambiguous")
+        );
+    }
+    let now = Clock::system().now();
+    let Some((requeued, status)) = services.store.requeue_deliveries(id, failed, ambiguous, now).await? else {
+        bail!("there is no issue #{id}; `bulletin issue list` shows them");
+    };
+    println!("Requeued {requeued} message(s) of issue #{id}.");
+    match status {
+        IssueStatus::Done => {}
+        IssueStatus::Paused => eprintln!("Issue #{id} is paused: `bulletin issue resume {id}` sends what waits."),
+        IssueStatus::Sending => eprintln!(
+            "`bulletin serve` or `bulletin worker` sends what waits; `bulletin issue resume {id}` sends it in the foreground."
+        ),
+    }
+    Ok(())
 }
 
 /// Asks on the terminal; refuses when nobody is there to answer.
@@ -209,8 +253,8 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
         if let Some(line) = gathering.summary_due() {
             progress.note(&line);
         }
-        let status = store.issue(id).await?.map(|i| i.status).unwrap_or_default();
-        if tally.waiting == 0 || status == "paused" {
+        let status = store.issue(id).await?.map(|i| i.status);
+        if tally.waiting == 0 || status == Some(IssueStatus::Paused) {
             break None;
         }
         tokio::select! {
@@ -263,7 +307,7 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
         return Err(Unfinished::Interrupted { id, signal }.into());
     }
     match issue {
-        Some(issue) if issue.status == "paused" => {
+        Some(issue) if issue.status == IssueStatus::Paused => {
             eprintln!("Paused: {}", issue.paused_reason.unwrap_or_default());
             eprintln!("`bulletin issue status {id}` shows the replies; `bulletin issue resume {id}` continues.");
             Err(Unfinished::Paused { id }.into())

@@ -281,7 +281,11 @@ impl Engine {
             }
             self.throttle.wait().await;
             if let Err(e) = self.deliver(&mut channel, &ledger, &delivery, token).await {
-                tracing::error!(delivery = delivery.id, error = %e, "delivery: could not record a result");
+                tracing::error!(
+                    delivery = delivery.id,
+                    error = &e as &dyn std::error::Error,
+                    "delivery: could not record a result"
+                );
             }
         }
         channel.close().await;
@@ -304,12 +308,12 @@ impl Engine {
             Ok(Some(composed)) => composed,
             Ok(None) => {
                 let reason = "not sent: nothing left to send".to_owned();
-                return ledger.settle(delivery.id, Settlement::Skipped { reason }).await;
+                return ledger.settle(delivery.id, token, Settlement::Skipped { reason }).await;
             }
             Err(ComposeError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 let reply = format!("could not build the message: {e}");
-                return ledger.settle(delivery.id, Settlement::Failed { reply }).await;
+                return ledger.settle(delivery.id, token, Settlement::Failed { reply }).await;
             }
         };
         // The hand-over is decided while the envelope is announced; the body leaves only after it is stored.
@@ -337,9 +341,10 @@ impl Engine {
         };
         let now = self.clock.now();
         if matches!(verdict, Verdict::Sent(_)) {
-            ledger.settle(delivery.id, settlement).await?;
+            ledger.settle(delivery.id, token, settlement).await?;
         } else {
-            ledger.settle_now(delivery.id, settlement).await?;
+            // What follows from this result (suppression, a pause) needs it stored first.
+            ledger.settle_now(delivery.id, token, settlement).await?;
         }
         match verdict {
             Verdict::Sent(_) => {

@@ -7,5 +7,5 @@ pub mod token;
 
 pub use email::{EmailAddress, EmailError};
 pub use newsletter::{Newsletter, NewsletterSlug};
-pub use status::{ConsentSource, SubscriptionStatus};
+pub use status::{ConsentSource, IssueStatus, SubscriptionStatus};
 pub use token::{ConfirmationToken, LinkClaim, LinkKeys, LinkPurpose, LinkRef, LinkSubject, TokenHash};

@@ -6,7 +6,12 @@
 //! suppressed — and settles it right after the reply. A row found `sending`
 //! with an expired lease belonged to a worker that died mid-message: it
 //! becomes `ambiguous`, never silently re-sent. A claimed row whose lease
-//! expired before it was marked is simply claimed again.
+//! expired before it was marked is simply claimed again. A result is stored
+//! only on a row still held under the claim it was sent under.
+//!
+//! Claims visit only rows that may go out now: confirmation mail and the
+//! rows of issues that are sending, through `deliveries_due_by_issue`; a
+//! paused or finished issue's rows are never walked.
 
 use std::collections::HashMap;
 
@@ -38,6 +43,22 @@ pub enum DeliveryKind {
     Issue,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("unknown delivery kind {0:?} (expected confirmation or issue)")]
+pub struct UnknownKind(String);
+
+/// For `#[sqlx(try_from = "String")]`: the `kind` column read straight into the enum.
+impl TryFrom<String> for DeliveryKind {
+    type Error = UnknownKind;
+    fn try_from(kind: String) -> std::result::Result<Self, Self::Error> {
+        match kind.as_str() {
+            "confirmation" => Ok(Self::Confirmation),
+            "issue" => Ok(Self::Issue),
+            _ => Err(UnknownKind(kind)),
+        }
+    }
+}
+
 /// How an attempt ended, as the ledger records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
@@ -66,7 +87,8 @@ pub enum Settlement {
 }
 
 impl Settlement {
-    fn status(&self) -> &'static str {
+    /// The ledger status this result is stored as.
+    pub fn status(&self) -> &'static str {
         match self {
             Self::Sent { .. } => "sent",
             Self::Retry { .. } => "retry",
@@ -101,23 +123,53 @@ pub enum Handover {
     Lost,
 }
 
-// One status at a time: with `status = $5` the claim walks `deliveries_due`
-// in order and stops at the limit; `status IN (…)` would sort every due row.
-const CLAIM_SQLITE: &str = "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
-     SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
-     AND (d.lease_until IS NULL OR d.lease_until <= $1) \
-     AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
-     ORDER BY d.next_attempt_at, d.id LIMIT $4) RETURNING id, kind, issue_id, subscriber_id, attempts";
+/// One claim statement: rows of one status (`$5`) that `$filter` picks, due
+/// by `$1`, in due order, up to `$4` of them, leased to `$3` until `$2`.
+///
+/// One status at a time: with `status = $5` the claim walks its index range
+/// in order and stops at the limit; `status IN (…)` would sort every due row.
+macro_rules! claim_sql {
+    ($filter:literal, $lock:literal) => {
+        concat!(
+            "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
+             SELECT d.id FROM deliveries d WHERE ",
+            $filter,
+            " AND d.status = $5 AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1) \
+             ORDER BY d.next_attempt_at, d.id LIMIT $4",
+            $lock,
+            ") RETURNING id, kind, issue_id, subscriber_id, attempts"
+        )
+    };
+}
+
+// Confirmation mail walks `deliveries_due_confirmations`; an issue's rows walk
+// its own range of `deliveries_due_by_issue` (`$6`), only while it is sending.
+// A paused issue's rows are never visited, however many there are.
+const CONFIRMATIONS: &str = claim_sql!("d.issue_id IS NULL", "");
+const OF_ISSUE: &str =
+    claim_sql!("d.issue_id = $6 AND EXISTS (SELECT 1 FROM issues i WHERE i.id = $6 AND i.status = 'sending')", "");
 // PostgreSQL: row locks let several instances claim side by side without waiting or overlapping.
-const CLAIM_POSTGRES: &str = "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
-     SELECT d.id FROM deliveries d WHERE d.status = $5 AND d.next_attempt_at <= $1 \
-     AND (d.lease_until IS NULL OR d.lease_until <= $1) \
-     AND (d.issue_id IS NULL OR EXISTS (SELECT 1 FROM issues i WHERE i.id = d.issue_id AND i.status = 'sending')) \
-     ORDER BY d.next_attempt_at, d.id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-     RETURNING id, kind, issue_id, subscriber_id, attempts";
+const CONFIRMATIONS_POSTGRES: &str = claim_sql!("d.issue_id IS NULL", " FOR UPDATE SKIP LOCKED");
+const OF_ISSUE_POSTGRES: &str = claim_sql!(
+    "d.issue_id = $6 AND EXISTS (SELECT 1 FROM issues i WHERE i.id = $6 AND i.status = 'sending')",
+    " FOR UPDATE SKIP LOCKED"
+);
+
+/// What a claim statement returns.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    #[sqlx(try_from = "String")]
+    kind: DeliveryKind,
+    issue_id: Option<i64>,
+    subscriber_id: i64,
+    attempts: i64,
+}
 
 impl Store {
-    /// Claims up to `limit` due rows for `lease_secs` under `token`, returning them in id order.
+    /// Claims up to `limit` due rows for `lease_secs` under `token`, returning
+    /// them in id order: confirmation mail first (a reader is waiting for
+    /// it), then the rows of issues that are sending, oldest issue first.
     pub async fn claim_deliveries(
         &self,
         now: Timestamp,
@@ -125,45 +177,51 @@ impl Store {
         token: &str,
         limit: i64,
     ) -> Result<Vec<ClaimedDelivery>> {
+        let sending: Vec<i64> = reading!(self, |pool| {
+            sqlx::query_scalar("SELECT id FROM issues WHERE status = 'sending' ORDER BY id").fetch_all(pool).await?
+        });
         // The claim returns its rows (there is no index on the token to find them by afterwards).
-        let mut rows: Vec<(i64, String, Option<i64>, i64, i64)> = vec![];
-        for status in ["retry", "queued"] {
-            let room = limit - rows.len() as i64;
-            if room <= 0 {
-                break;
+        let mut rows: Vec<ClaimedRow> = vec![];
+        'claiming: for issue in std::iter::once(None).chain(sending.into_iter().map(Some)) {
+            for status in ["retry", "queued"] {
+                let room = limit - rows.len() as i64;
+                if room <= 0 {
+                    break 'claiming;
+                }
+                let sql = match (&self.db, issue) {
+                    (Db::Sqlite(_), None) => CONFIRMATIONS,
+                    (Db::Sqlite(_), Some(_)) => OF_ISSUE,
+                    (Db::Postgres(_), None) => CONFIRMATIONS_POSTGRES,
+                    (Db::Postgres(_), Some(_)) => OF_ISSUE_POSTGRES,
+                };
+                let claimed: Vec<ClaimedRow> = with_pool!(self, |pool| {
+                    let query =
+                        sqlx::query_as(sql).bind(now).bind(now + lease_secs).bind(token).bind(room).bind(status);
+                    match issue {
+                        Some(issue) => query.bind(issue).fetch_all(pool).await?,
+                        None => query.fetch_all(pool).await?,
+                    }
+                });
+                rows.extend(claimed);
             }
-            let sql = match &self.db {
-                Db::Sqlite(_) => CLAIM_SQLITE,
-                Db::Postgres(_) => CLAIM_POSTGRES,
-            };
-            let claimed: Vec<(i64, String, Option<i64>, i64, i64)> = with_pool!(self, |pool| {
-                sqlx::query_as(sql)
-                    .bind(now)
-                    .bind(now + lease_secs)
-                    .bind(token)
-                    .bind(room)
-                    .bind(status)
-                    .fetch_all(pool)
-                    .await?
-            });
-            rows.extend(claimed);
         }
         if rows.is_empty() {
             return Ok(vec![]);
         }
-        rows.sort_unstable_by_key(|row| row.0);
+        rows.sort_unstable_by_key(|row| row.id);
         let emails: Vec<(i64, String, i64)> = reading!(self, |pool| {
             let mut qb = QueryBuilder::new("SELECT id, email, link_ref FROM subscribers WHERE id IN (");
             let mut list = qb.separated(", ");
             for row in &rows {
-                list.push_bind(row.3);
+                list.push_bind(row.subscriber_id);
             }
             qb.push(")");
             qb.build_query_as().fetch_all(pool).await?
         });
         let emails: HashMap<i64, (String, LinkRef)> =
             emails.into_iter().map(|(id, email, link_ref)| (id, (email, LinkRef(link_ref)))).collect();
-        let asking: Vec<i64> = rows.iter().filter(|row| row.1 == "confirmation").map(|row| row.3).collect();
+        let asking: Vec<i64> =
+            rows.iter().filter(|row| row.kind == DeliveryKind::Confirmation).map(|row| row.subscriber_id).collect();
         let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();
         if !asking.is_empty() {
             let found: Vec<(i64, i64)> = reading!(self, |pool| {
@@ -184,20 +242,19 @@ impl Store {
         }
         Ok(rows
             .into_iter()
-            .filter_map(|(id, kind, issue_id, subscriber_id, attempts)| {
-                let (email, link_ref) = emails.get(&subscriber_id)?.clone();
+            .filter_map(|row| {
+                let (email, link_ref) = emails.get(&row.subscriber_id)?.clone();
                 Some(ClaimedDelivery {
-                    id,
-                    kind: if kind == "issue" { DeliveryKind::Issue } else { DeliveryKind::Confirmation },
-                    issue_id,
-                    subscriber_id,
+                    id: row.id,
+                    kind: row.kind,
+                    issue_id: row.issue_id,
+                    subscriber_id: row.subscriber_id,
                     link_ref,
                     email,
-                    attempts,
-                    pending: if kind == "issue" {
-                        vec![]
-                    } else {
-                        pending.get(&subscriber_id).cloned().unwrap_or_default()
+                    attempts: row.attempts,
+                    pending: match row.kind {
+                        DeliveryKind::Issue => vec![],
+                        DeliveryKind::Confirmation => pending.get(&row.subscriber_id).cloned().unwrap_or_default(),
                     },
                 })
             })
@@ -222,7 +279,7 @@ impl Store {
         // PostgreSQL may walk the whole audience per call when its statistics
         // are stale, as they are right after a big import.
         // The rows are picked by id alone: with the status test in the CTE,
-        // SQLite walks `deliveries_due` through every queued row instead.
+        // SQLite may walk a status index through every queued row instead.
         const PICK_ISSUES: &str =
             "WITH picked AS MATERIALIZED (SELECT id, issue_id, subscriber_id FROM deliveries WHERE id IN (";
         const PICK_CONFIRMATIONS: &str = "WITH picked AS MATERIALIZED (SELECT id FROM deliveries WHERE id IN (";
@@ -320,20 +377,25 @@ impl Store {
         })
     }
 
-    /// Records how attempts ended, right after their replies, in one statement.
-    pub async fn settle(&self, settled: &[(i64, Settlement)], now: Timestamp) -> Result<()> {
+    /// Records how attempts ended, right after their replies, in one
+    /// statement: `(id, claim token, settlement)` each. Only rows still held
+    /// under their claim token are written; returns their ids. A row whose
+    /// lease ran out meanwhile was recovered as `ambiguous` or claimed by
+    /// another worker, and a late result must not overwrite that.
+    pub async fn settle(&self, settled: &[(i64, &str, &Settlement)], now: Timestamp) -> Result<Vec<i64>> {
         if settled.is_empty() {
-            return Ok(());
+            return Ok(vec![]);
         }
         relaxed!(self, |conn| {
-            let mut qb = QueryBuilder::new("WITH v (id, status, reply, next_at, sent_at) AS (");
-            qb.push_values(settled, |mut b, (id, settlement)| {
+            let mut qb = QueryBuilder::new("WITH v (id, token, status, reply, next_at, sent_at) AS (");
+            qb.push_values(settled, |mut b, (id, token, settlement)| {
                 let next = match settlement {
                     Settlement::Retry { at, .. } => *at,
                     _ => now,
                 };
                 let sent_at = matches!(settlement, Settlement::Sent { .. }).then_some(now);
                 b.push_bind(*id)
+                    .push_bind(*token)
                     .push_bind(settlement.status())
                     .push_bind(truncate(settlement.reply()))
                     .push_bind(next)
@@ -341,10 +403,30 @@ impl Store {
             });
             qb.push(
                 ") UPDATE deliveries SET status = v.status, last_reply = v.reply, next_attempt_at = v.next_at, \
-                 sent_at = v.sent_at, claim_token = NULL, lease_until = NULL FROM v WHERE deliveries.id = v.id",
+                 sent_at = v.sent_at, claim_token = NULL, lease_until = NULL FROM v \
+                 WHERE deliveries.id = v.id AND deliveries.claim_token = v.token RETURNING deliveries.id",
             );
-            qb.build().execute(conn).await?;
-            Ok(())
+            Ok(qb.build_query_scalar().fetch_all(conn).await?)
+        })
+    }
+
+    /// Extends the leases of rows `sending` under their claim tokens
+    /// `(id, claim token)`: a message still in hand is not taken for one
+    /// whose worker died, however long its server takes to answer.
+    pub async fn renew_leases(&self, held: &[(i64, &str)], lease_until: Timestamp) -> Result<u64> {
+        if held.is_empty() {
+            return Ok(0);
+        }
+        relaxed!(self, |conn| {
+            let mut qb = QueryBuilder::new("WITH v (id, token) AS (");
+            qb.push_values(held, |mut b, (id, token)| {
+                b.push_bind(*id).push_bind(*token);
+            });
+            qb.push(") UPDATE deliveries SET lease_until = ").push_bind(lease_until).push(
+                " FROM v WHERE deliveries.id = v.id AND deliveries.claim_token = v.token \
+                 AND deliveries.status = 'sending'",
+            );
+            Ok(qb.build().execute(conn).await?.rows_affected())
         })
     }
 

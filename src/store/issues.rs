@@ -2,32 +2,19 @@
 
 use super::{Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
+use crate::domain::IssueStatus;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct IssueRow {
     pub id: i64,
     pub newsletter_id: i64,
     pub subject: String,
     pub body_markdown: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: IssueStatus,
     pub paused_reason: Option<String>,
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
-}
-
-type IssueTuple = (i64, i64, String, String, String, Option<String>, i64, Option<i64>);
-
-fn issue_from(t: IssueTuple) -> IssueRow {
-    IssueRow {
-        id: t.0,
-        newsletter_id: t.1,
-        subject: t.2,
-        body_markdown: t.3,
-        status: t.4,
-        paused_reason: t.5,
-        created_at: t.6,
-        completed_at: t.7,
-    }
 }
 
 impl Store {
@@ -98,29 +85,27 @@ impl Store {
     }
 
     pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
-        let row: Option<IssueTuple> = reading!(self, |pool| {
-            sqlx::query_as(
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
                 "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
                  FROM issues WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(pool)
-            .await?
-        });
-        Ok(row.map(issue_from))
+            .await?)
+        })
     }
 
     pub async fn issues(&self, newsletter_id: Option<i64>) -> Result<Vec<IssueRow>> {
-        let rows: Vec<IssueTuple> = reading!(self, |pool| {
-            sqlx::query_as(
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
                 "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
                  FROM issues WHERE ($1 IS NULL OR newsletter_id = $1) ORDER BY id DESC",
             )
             .bind(newsletter_id)
             .fetch_all(pool)
-            .await?
-        });
-        Ok(rows.into_iter().map(issue_from).collect())
+            .await?)
+        })
     }
 
     /// Pauses a sending issue; returns whether it was sending.
@@ -150,6 +135,58 @@ impl Store {
             .await?
             .rows_affected()
                 == 1)
+        })
+    }
+
+    /// Requeues an issue's `failed` and/or `ambiguous` rows as new (attempts
+    /// reset), for after the cause was fixed, and sets a done issue sending
+    /// again so they are claimed. Returns `None` when there is no such issue,
+    /// else how many rows were requeued and the issue's status now.
+    pub async fn requeue_deliveries(
+        &self,
+        id: i64,
+        failed: bool,
+        ambiguous: bool,
+        now: Timestamp,
+    ) -> Result<Option<(u64, IssueStatus)>> {
+        in_tx!(self, |tx| {
+            let found: Option<IssueRow> = sqlx::query_as(
+                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
+                 FROM issues WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match found {
+                None => Ok(None),
+                Some(issue) => {
+                    // A status not asked for is bound as NULL, which matches nothing.
+                    let requeued = sqlx::query(
+                        "UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = $2, \
+                         claim_token = NULL, lease_until = NULL WHERE issue_id = $1 AND status IN ($3, $4)",
+                    )
+                    .bind(id)
+                    .bind(now)
+                    .bind(failed.then_some("failed"))
+                    .bind(ambiguous.then_some("ambiguous"))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    // Reopened whenever rows wait, requeued now or before: on PostgreSQL a
+                    // completion that read the ledger just before this commit can still mark
+                    // the issue done, and running `issue retry` again must undo that.
+                    let reopened = sqlx::query(
+                        "UPDATE issues SET status = 'sending', completed_at = NULL WHERE id = $1 AND status = 'done' \
+                         AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = $1 AND d.status IN ('queued', 'retry'))",
+                    )
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    let status = if reopened == 1 { IssueStatus::Sending } else { issue.status };
+                    Ok(Some((requeued, status)))
+                }
+            }
         })
     }
 

@@ -6,6 +6,7 @@
 //! per-backend SQL appears only where the dialects really differ.
 
 mod deliveries;
+mod health;
 mod issues;
 mod mail_server;
 mod newsletters;
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 };
 
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
+pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use issues::IssueRow;
 pub use mail_server::MailServerWait;
 pub use subscribers::{
@@ -253,6 +255,11 @@ async fn probe(options: &PgConnectOptions) -> Result<()> {
     Err(StoreError::Unreachable { host: options.get_host().to_owned(), port: options.get_port(), reason })
 }
 
+/// The longest a query waits for a pooled connection (or for a new one to be
+/// opened) before failing with a "try again shortly" answer, so a database
+/// outage makes requests fail fast instead of hanging.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
@@ -276,15 +283,20 @@ impl Store {
             let file = file_id(&path).ok().map(|id| Arc::new(DbFile { path, id }));
             let write = SqlitePoolOptions::new()
                 .max_connections(1)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
                 .after_release(|conn, _| Box::pin(left_clean(conn)))
                 .connect_with(options.clone())
                 .await?;
-            let read = SqlitePoolOptions::new().max_connections(max_connections).connect_with(options).await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(max_connections)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await?;
             Ok(Self { db: Db::Sqlite(SqlitePools { read, write, file }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
             probe(&options).await?;
-            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(10));
+            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
             let main = pool(max_connections).connect_with(options.clone()).await?;
             let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
             Ok(Self { db: Db::Postgres(PgPools { main, relaxed }) })

@@ -1,5 +1,6 @@
-//! Errors at the HTTP edge: a clear 4xx for bad input, a logged and
-//! generic 500 for our own faults. Internals never reach the client.
+//! Errors at the HTTP edge: a clear 4xx for bad input, a logged 503 "try
+//! again shortly" when the database is unavailable, a logged and generic 500
+//! for our own faults. Internals never reach the client.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -8,6 +9,10 @@ use serde_json::json;
 
 use super::pages::MessagePage;
 use crate::signup::SignupError;
+use crate::store::StoreError;
+
+/// What a client is told to wait before trying again while the database is unavailable.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 10;
 
 /// An error answered with an HTML page.
 #[derive(Debug)]
@@ -40,6 +45,19 @@ impl PageError {
         )
     }
 
+    /// The database is unavailable (down, refusing connections, too busy):
+    /// logged, answered 503 with a Retry-After.
+    pub fn unavailable(error: &StoreError) -> Self {
+        tracing::error!(%error, "request failed: the database is unavailable");
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "We cannot handle your request right now. Please try again shortly.",
+        );
+        e.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
+        e
+    }
+
     /// Maps a rejected request body (wrong type, too large, broken) to a clear 4xx.
     pub fn rejected(status: StatusCode, detail: String) -> Self {
         let message = match status {
@@ -58,6 +76,7 @@ impl From<SignupError> for PageError {
             SignupError::NoNewsletter | SignupError::UnknownNewsletter(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Unknown newsletter", e.to_string())
             }
+            SignupError::Store(e) if e.is_unavailable() => Self::unavailable(&e),
             SignupError::Store(e) => Self::internal(&e),
         }
     }
@@ -95,6 +114,16 @@ impl From<SignupError> for ApiError {
             SignupError::NoNewsletter => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "no_newsletter", e.to_string()),
             SignupError::UnknownNewsletter(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_newsletter", e.to_string())
+            }
+            SignupError::Store(e) if e.is_unavailable() => {
+                tracing::error!(error = %e, "request failed: the database is unavailable");
+                let mut api = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the service cannot handle requests right now; try again shortly",
+                );
+                api.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
+                api
             }
             SignupError::Store(e) => {
                 tracing::error!(error = %e, "request failed");

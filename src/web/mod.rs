@@ -2,18 +2,22 @@
 //!
 //! Handlers are thin: extract, call `signup`, render. Request logs name the
 //! route template (`/confirm/{token}`), never the path, so tokens stay out of logs.
+//! Every request body is read here, before any handler, bounded in size and
+//! time; the listener ([`serve`]) bounds connections.
 
 mod api;
 pub mod client;
 mod error;
 mod pages;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,7 +27,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::signup::Signup;
+use crate::store::Store;
 use client::{ClientIp, IpLimiter};
+pub use serve::{ConnectionLimits, serve};
 
 /// Largest request body we read: a signup form is a few hundred bytes.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -49,6 +55,10 @@ impl std::ops::Deref for AppState {
 
 pub struct Shared {
     pub signup: Signup,
+    /// For `/healthz`, which asks the database itself.
+    pub store: Store,
+    /// How long a request body may take to arrive.
+    pub body_read_timeout: Duration,
     /// Origins allowed to call the JSON API from a browser.
     pub api_allowed_origins: Arc<[HeaderValue]>,
     pub limiter: Option<Arc<IpLimiter>>,
@@ -86,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokened)
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identify_client))
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
@@ -93,8 +104,66 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// 200 when the database answers a read and, on SQLite, the writer can take
+/// the write lock; 503 otherwise, within a few seconds either way.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.health().await {
+        Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check failed");
+            let body = serde_json::json!({"status": "unavailable", "message": "the database is not answering"});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
+/// Reads the request body before any handler runs: a declared length over
+/// the limit is refused at once (413) without reading a byte of it, and a
+/// body that has not arrived within `server.body_read_timeout_seconds` is
+/// answered 408 (hyper then closes the connection, the body being unread).
+async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+    let api = req.uri().path().starts_with("/api/");
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return body_refused(api, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(state.body_read_timeout, Limited::new(body, BODY_LIMIT).collect()).await {
+        Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            body_refused(api, StatusCode::PAYLOAD_TOO_LARGE)
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "request body could not be read");
+            body_refused(api, StatusCode::BAD_REQUEST)
+        }
+        Err(_) => body_refused(api, StatusCode::REQUEST_TIMEOUT),
+    }
+}
+
+fn body_refused(api: bool, status: StatusCode) -> Response {
+    let (code, api_message, page_message) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "the request body is too large", "The form you sent is too large.")
+        }
+        StatusCode::REQUEST_TIMEOUT => (
+            "request_timeout",
+            "the request body took too long to arrive; please send it again",
+            "The form took too long to arrive. Please send it again.",
+        ),
+        _ => (
+            "bad_request",
+            "the request body could not be read; please send it again",
+            "The form could not be read. Please send it again.",
+        ),
+    };
+    if api {
+        error::ApiError::new(status, code, api_message).into_response()
+    } else {
+        error::PageError::new(status, "Request not understood", page_message).into_response()
+    }
 }
 
 /// Puts the client's address (after trusted proxies) into the request.

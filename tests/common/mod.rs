@@ -288,7 +288,7 @@ impl TestApp {
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
             let issue = self.store.issue(id).await.unwrap().expect("issue");
-            if issue.status == status {
+            if issue.status.as_str() == status {
                 return;
             }
             let counts = self.delivery_counts(id).await;

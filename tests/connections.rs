@@ -1,0 +1,213 @@
+//! Slow and idle clients: every connection is bounded in time, the number of
+//! connections is capped, and the server keeps serving everyone else.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bulletin::config::Settings;
+use common::{Backend, TestApp};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A Bulletin whose connection limits are set by `configure` (timeouts of a
+/// second or so, so the tests are quick).
+async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    TestApp::spawn_with(Backend::Sqlite, configure).await.expect("SQLite is always available")
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.base.trim_start_matches("http://")).await.expect("connect")
+}
+
+/// Reads one response off a keep-alive connection: its status and body.
+async fn read_response(stream: &mut TcpStream) -> (u16, String) {
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .map_or(0, |v| v.parse::<usize>().expect("content-length"));
+            if data.len() >= end + 4 + length {
+                let status = head[9..12].parse().expect("status");
+                return (status, String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string());
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&data));
+        data.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Waits (at most `within`) for the server to close the connection; returns
+/// how long that took and what arrived before.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> (Duration, String) {
+    let started = Instant::now();
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let remaining = within.checked_sub(started.elapsed()).unwrap_or_default();
+        match tokio::time::timeout(remaining, stream.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => return (started.elapsed(), String::from_utf8_lossy(&data).to_string()),
+            Ok(Ok(n)) => data.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("still open after {within:?}; got {:?}", String::from_utf8_lossy(&data)),
+        }
+    }
+}
+
+async fn assert_serves(app: &TestApp) {
+    let r = app.http.get(app.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(r.status(), 200);
+}
+
+const HEALTHZ: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: bulletin\r\n\r\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_headers_are_cut_off_after_the_header_timeout() {
+    common::bounded(async {
+        let app = spawn(|s| {
+            s.server.header_read_timeout_seconds = 1;
+            s.server.keepalive_idle_seconds = 30;
+        })
+        .await;
+        let mut slow = connect(&app).await;
+        slow.write_all(b"POST /subscribe HTTP/1.1\r\nHost: bulletin\r\nContent-Ty").await.unwrap();
+        assert_serves(&app).await;
+        let (after, _) = closed_within(&mut slow, Duration::from_secs(5)).await;
+        assert!(after >= Duration::from_millis(800), "closed after {after:?}, before the timeout");
+
+        // A connection that sends nothing at all is cut off the same way.
+        let mut silent = connect(&app).await;
+        let (after, _) = closed_within(&mut silent, Duration::from_secs(5)).await;
+        assert!(after >= Duration::from_millis(800), "closed after {after:?}");
+        assert_serves(&app).await;
+        app.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_is_refused_at_once() {
+    common::bounded(async {
+        let app = spawn(|_| {}).await;
+        for (path, content_type) in
+            [("/subscribe", "application/x-www-form-urlencoded"), ("/api/subscriptions", "application/json")]
+        {
+            let mut client = connect(&app).await;
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: bulletin\r\nContent-Type: {content_type}\r\nContent-Length: 100000000\r\n\r\n"
+            );
+            client.write_all(head.as_bytes()).await.unwrap();
+            let started = Instant::now();
+            let (status, body) =
+                tokio::time::timeout(Duration::from_secs(2), read_response(&mut client)).await.expect("answered at once");
+            assert_eq!(status, 413, "{path}: {body}");
+            assert!(started.elapsed() < Duration::from_secs(2));
+            if path.starts_with("/api/") {
+                assert!(body.contains("payload_too_large"), "{body}");
+            } else {
+                assert!(body.contains("too large"), "{body}");
+            }
+        }
+        assert_serves(&app).await;
+        app.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_is_answered_408_after_the_body_timeout() {
+    common::bounded(async {
+        let app = spawn(|s| s.server.body_read_timeout_seconds = 1).await;
+        let mut client = connect(&app).await;
+        client
+            .write_all(
+                b"POST /subscribe HTTP/1.1\r\nHost: bulletin\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail=a%40",
+            )
+            .await
+            .unwrap();
+        let (after, answer) = closed_within(&mut client, Duration::from_secs(5)).await;
+        assert!(after >= Duration::from_millis(800), "answered after {after:?}, before the timeout");
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert_serves(&app).await;
+        app.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
+    common::bounded(async {
+        let app = spawn(|s| {
+            s.server.keepalive_idle_seconds = 1;
+            s.server.header_read_timeout_seconds = 20;
+        })
+        .await;
+        let mut client = connect(&app).await;
+        // Kept alive between requests...
+        for _ in 0..2 {
+            client.write_all(HEALTHZ).await.unwrap();
+            assert_eq!(read_response(&mut client).await.0, 200);
+        }
+        // ...until it idles past the limit.
+        let (after, rest) = closed_within(&mut client, Duration::from_secs(5)).await;
+        assert!(rest.is_empty(), "{rest}");
+        assert!(after >= Duration::from_millis(800), "closed after {after:?}, before the idle timeout");
+        assert_serves(&app).await;
+        app.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_connections_new_ones_wait_until_one_goes() {
+    common::bounded(async {
+        let app = spawn(|s| {
+            s.server.max_connections = 2;
+            s.server.keepalive_idle_seconds = 30;
+            s.server.header_read_timeout_seconds = 30;
+        })
+        .await;
+        // Two kept-alive connections take both slots (each answered, so both were accepted).
+        let mut first = connect(&app).await;
+        let mut second = connect(&app).await;
+        for client in [&mut first, &mut second] {
+            client.write_all(HEALTHZ).await.unwrap();
+            assert_eq!(read_response(client).await.0, 200);
+        }
+        // A third waits in the backlog: no answer while both are held...
+        let mut third = connect(&app).await;
+        third.write_all(HEALTHZ).await.unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(500), read_response(&mut third)).await;
+        assert!(waiting.is_err(), "answered beyond max_connections");
+        // ...and is served as soon as one goes.
+        drop(first);
+        let answered = tokio::time::timeout(Duration::from_secs(5), read_response(&mut third)).await;
+        assert_eq!(answered.expect("served once a slot was free").0, 200);
+
+        // Many more at once, each closing after its answer: all served in turn, nothing falls over.
+        drop(second);
+        drop(third);
+        let clients = (0..20).map(|_| {
+            let addr = app.base.trim_start_matches("http://").to_owned();
+            tokio::spawn(async move {
+                let mut client = TcpStream::connect(addr).await.expect("connect");
+                client
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: bulletin\r\nConnection: close\r\n\r\n")
+                    .await
+                    .unwrap();
+                read_response(&mut client).await.0
+            })
+        });
+        for client in clients.collect::<Vec<_>>() {
+            let status = tokio::time::timeout(Duration::from_secs(10), client).await.expect("served").unwrap();
+            assert_eq!(status, 200);
+        }
+        assert_serves(&app).await;
+        app.stop().await;
+    })
+    .await;
+}
