@@ -277,6 +277,71 @@ async fn server_restart_between_messages_costs_no_retry(backend: Backend) {
     app.stop().await;
 }
 
+/// The server goes away in the middle of an issue: the kept connections
+/// die and no new one opens. The messages in hand go back untouched (only a
+/// message cut off after its body may be ambiguous), nothing fails, and the
+/// rest goes out exactly once when the server is back.
+async fn server_lost_mid_issue_loses_no_attempt(backend: Backend) {
+    let Some(mut sink) = PostfixSink::start(&[]) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = sink.url().into();
+        s.sending.concurrency = 4;
+        s.sending.rate_per_second = 100;
+        s.sending.max_attempts = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let emails: Vec<String> = (0..200).map(|i| format!("mid{i}@example.org")).collect();
+    app.import_confirmed("weekend-reads", &emails).await;
+    let id = app.queue_issue("weekend-reads", "Mid-issue", "Body.").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.count() < 40 {
+        assert!(Instant::now() < deadline, "sending did not start");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sink.stop();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.store.mail_server_wait(app.clock.now()).await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the engine never started waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every row the outage caught in hand has had its put-back stored by now or shortly: wait for none 'sending'.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = ledger(app.database_url(), id).await;
+        if !rows.iter().any(|(status, _)| status == "sending") {
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "rows left sending: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for (status, attempts) in &rows {
+        match status.as_str() {
+            "sent" | "ambiguous" => assert_eq!(*attempts, 1, "{rows:?}"),
+            "queued" => assert_eq!(*attempts, 0, "an attempt was spent on the outage: {rows:?}"),
+            other => panic!("{other} during the outage: {rows:?}"),
+        }
+    }
+    sink.restart(&[]);
+    app.wait_issue(id, "done").await;
+    let rows = ledger(app.database_url(), id).await;
+    let ambiguous = rows.iter().filter(|(status, _)| status == "ambiguous").count();
+    assert!(ambiguous <= 4, "at most one cut-off message per connection: {rows:?}");
+    assert_eq!(rows.iter().filter(|(status, _)| status == "sent").count() + ambiguous, 200, "{rows:?}");
+    let maybe: Vec<String> = app.store.issue_failures(id, 10).await.unwrap().into_iter().map(|f| f.0).collect();
+    for email in &emails {
+        let copies = sink.complete_mails_to(email, "Subject: Mid-issue");
+        if maybe.contains(email) {
+            assert!(copies <= 1, "{email} is ambiguous and got {copies} copies");
+        } else {
+            assert_eq!(copies, 1, "{email}");
+        }
+    }
+    app.stop().await;
+}
+
 /// A refused recipient (5xx or 4xx at RCPT) ends only that transaction:
 /// the connection is kept with RSET and carries the rest of the issue.
 async fn refused_recipient_keeps_the_connection(backend: Backend) {
@@ -364,6 +429,7 @@ on_both_backends!(
     worker_warns_at_start_when_the_server_is_unreachable,
     idle_connection_dropped_by_the_server_costs_no_retry,
     server_restart_between_messages_costs_no_retry,
+    server_lost_mid_issue_loses_no_attempt,
     idle_connection_is_closed_after_the_limit,
     refused_recipient_keeps_the_connection,
     slow_down_replies_halve_the_pace,

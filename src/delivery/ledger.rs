@@ -73,8 +73,20 @@ struct Settle {
 }
 
 enum Op {
-    HandOver { id: i64, kind: DeliveryKind, token: Arc<str>, link: Option<NewToken>, done: Waiter<Handover> },
+    HandOver {
+        id: i64,
+        kind: DeliveryKind,
+        token: Arc<str>,
+        link: Option<NewToken>,
+        done: Waiter<Handover>,
+    },
     Settle(Settle),
+    /// A row handed over whose message never left: no connection could be opened.
+    PutBack {
+        id: i64,
+        token: Arc<str>,
+        done: Waiter<()>,
+    },
 }
 
 /// A sender's handle on the writer.
@@ -122,6 +134,15 @@ impl Ledger {
         written.await.map_err(|_| LedgerError::Stopped)?
     }
 
+    /// Gives back a handed-over row whose message never left because no
+    /// connection to the mail server could be opened: as it was before the
+    /// hand-over, attempt not counted (see [`Store::put_back`]), and no longer in hand.
+    pub async fn put_back(&self, id: i64, token: Arc<str>) -> Result<(), LedgerError> {
+        let (done, result) = oneshot::channel();
+        self.send(Op::PutBack { id, token, done }).await?;
+        result.await.map_err(|_| LedgerError::Stopped)?
+    }
+
     async fn send(&self, op: Op) -> Result<(), LedgerError> {
         self.ops.send(op).await.map_err(|_| LedgerError::Stopped)
     }
@@ -157,11 +178,13 @@ async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiv
             }
         }
         let mut settled = vec![];
+        let mut put_back = vec![];
         let mut handovers: Vec<HandOverGroup> = vec![];
         let mut links = vec![];
         for op in ops {
             match op {
                 Op::Settle(settle) => settled.push(settle),
+                Op::PutBack { id, token, done } => put_back.push((id, token, done)),
                 Op::HandOver { id, kind, token, link, done } => {
                     links.extend(link);
                     match handovers.iter_mut().find(|(t, _, _)| *t == token) {
@@ -182,6 +205,10 @@ async fn write(store: Store, clock: Clock, lease_secs: i64, mut rx: mpsc::Receiv
         // than one row `sending`, and a crash leaves at most one ambiguous
         // row per connection.
         write_results(&store, now, settled, &mut in_hand).await;
+        for (id, token, done) in put_back {
+            in_hand.remove(&(id, token.clone()));
+            let _ = done.send(store.put_back(id, &token).await.map(drop).map_err(LedgerError::from));
+        }
         hand_over(&store, now + lease_secs, links, handovers, &mut in_hand).await;
     }
 }

@@ -323,7 +323,7 @@ impl Engine {
         if let Err(SendFailure::Unreachable(detail)) = &sent {
             // The kept connection broke and no new one opened: the message never left.
             self.server_unreachable(detail);
-            self.store.put_back(delivery.id, &token).await?;
+            ledger.put_back(delivery.id, token).await?;
             return Ok(());
         }
         let verdict = judge(sent);

@@ -50,6 +50,22 @@ impl PostfixSink {
             .count()
     }
 
+    /// Messages received whose content includes `marker` (a transaction cut
+    /// off before DATA leaves a file with the envelope only).
+    pub fn complete_mails_to(&self, to: &str, marker: &str) -> usize {
+        let line = format!("X-Rcpt-Args: <{to}>");
+        std::fs::read_dir(self.dir.path().join("mail"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+            .filter(|text| text.contains(marker) && text.lines().any(|l| l.trim_end() == line))
+            .count()
+    }
+
+    /// Messages received so far, complete or not.
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("mail")).unwrap().count()
+    }
+
     /// Sessions the client ended with QUIT, from smtp-sink's `-c` counters (`sess=2 quit=1 mesg=1`).
     pub fn quits(&self) -> usize {
         let counters = std::fs::read_to_string(self.dir.path().join("counters")).unwrap_or_default();
