@@ -157,45 +157,13 @@ async fn two_workers_send_each_message_once(backend: Backend) {
     }
 }
 
-/// Postfix's smtp-sink, hanging up after the end of data without replying.
-struct SmtpSink(Child, String);
-
-impl SmtpSink {
-    fn hanging_up_after_data() -> Option<Self> {
-        let required = std::env::var("BULLETIN_TEST_REQUIRE_SMTP_SINK").is_ok_and(|v| v == "1");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let spawned = Command::new("smtp-sink").args(["-u", "nobody", "-q", ".", &addr, "64"]).spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if !required => {
-                eprintln!("skipping: smtp-sink (Debian package postfix) is not installed: {e}");
-                return None;
-            }
-            Err(e) => panic!("smtp-sink is required (BULLETIN_TEST_REQUIRE_SMTP_SINK=1): {e}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self(child, addr))
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A connection that dies after the end of data leaves `ambiguous` rows,
 /// which are reported and never re-sent blindly.
 async fn hang_up_after_data_is_ambiguous(backend: Backend) {
-    let Some(sink) = SmtpSink::hanging_up_after_data() else { return };
+    // Postfix's smtp-sink, hanging up after the end of data without replying.
+    let Some(sink) = common::postfix::PostfixSink::start(&["-q", "."]) else { return };
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.mail.smtp_url = format!("smtp://{}", sink.1).into();
+        s.mail.smtp_url = sink.url().into();
     })
     .await
     else {

@@ -15,43 +15,6 @@ use bulletin::signup::roster;
 use bulletin::store::{MailCap, Store};
 use common::{Backend, MailSink, TestDb};
 
-/// Postfix's smtp-sink on a free port, waiting `-w` seconds before each DATA reply.
-struct SlowSink(Child, String);
-
-impl SlowSink {
-    fn start(wait_secs: u32) -> Option<Self> {
-        let required = std::env::var("BULLETIN_TEST_REQUIRE_SMTP_SINK").is_ok_and(|v| v == "1");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let spawned = Command::new("smtp-sink")
-            .args(["-u", "nobody", "-w", &wait_secs.to_string(), &addr, "64"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if !required => {
-                eprintln!("skipping: smtp-sink (Debian package postfix) is not installed: {e}");
-                return None;
-            }
-            Err(e) => panic!("smtp-sink is required (BULLETIN_TEST_REQUIRE_SMTP_SINK=1): {e}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self(child, addr))
-    }
-}
-
-impl Drop for SlowSink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A child process killed if the test ends without it having exited.
 struct Running(Child);
 
@@ -82,7 +45,8 @@ async fn counts(store: &Store, id: i64) -> std::collections::HashMap<String, i64
 }
 
 async fn ctrl_c_pauses_a_foreground_send(backend: Backend) {
-    let Some(sink) = SlowSink::start(1) else { return };
+    // Postfix's smtp-sink waiting a second before each DATA reply.
+    let Some(sink) = common::postfix::PostfixSink::start(&["-w", "1"]) else { return };
     let Some(db) = TestDb::create(backend).await else { return };
     let fast = MailSink::start();
     let settings = common::test_settings(&db.url, &fast);
@@ -97,7 +61,7 @@ async fn ctrl_c_pauses_a_foreground_send(backend: Backend) {
 
     let dir = tempfile::tempdir().unwrap();
     let slow = dir.path().join("slow.toml");
-    write_config(&slow, &db.url, &sink.1);
+    write_config(&slow, &db.url, sink.addr());
     let issue = dir.path().join("issue.md");
     std::fs::write(&issue, "# Hello\n\nNews.\n").unwrap();
     let slug = newsletter.slug.to_string();

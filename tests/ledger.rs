@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
@@ -15,40 +15,6 @@ use bulletin::domain::{IssueStatus, NewsletterSlug};
 use bulletin::signup::roster;
 use bulletin::store::{DeliveryKind, Handover, MailCap, Settlement, Store};
 use common::{Backend, TestApp, TestDb};
-
-/// Postfix's smtp-sink answering the end of data only after `delay` seconds.
-struct SlowSink(Child, String);
-
-impl SlowSink {
-    fn start(delay: u64) -> Option<Self> {
-        let required = std::env::var("BULLETIN_TEST_REQUIRE_SMTP_SINK").is_ok_and(|v| v == "1");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let wait = format!(".:{delay}");
-        let spawned = Command::new("smtp-sink").args(["-u", "nobody", "-W", &wait, &addr, "16"]).spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(e) if !required => {
-                eprintln!("skipping: smtp-sink (Debian package postfix) is not installed: {e}");
-                return None;
-            }
-            Err(e) => panic!("smtp-sink is required (BULLETIN_TEST_REQUIRE_SMTP_SINK=1): {e}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "smtp-sink did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self(child, addr))
-    }
-}
-
-impl Drop for SlowSink {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Runs `sql` (one or more statements) on the test database through a
 /// connection of its own, beside the application's pools.
@@ -188,9 +154,10 @@ async fn refused_write_is_reported(backend: Backend) {
 /// still the worker's: it is not recovered as `ambiguous` while in hand,
 /// and its result is stored as sent.
 async fn send_longer_than_the_lease_is_sent(backend: Backend) {
-    let Some(sink) = SlowSink::start(9) else { return };
+    // Postfix's smtp-sink answering the end of data only after 9 seconds.
+    let Some(sink) = common::postfix::PostfixSink::start(&["-W", ".:9"]) else { return };
     let Some(app) = TestApp::spawn_with(backend, |s| {
-        s.mail.smtp_url = format!("smtp://{}", sink.1).into();
+        s.mail.smtp_url = sink.url().into();
         s.sending.lease_seconds = LEASE as u64;
         s.sending.concurrency = 1;
     })

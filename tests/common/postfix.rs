@@ -36,6 +36,11 @@ impl PostfixSink {
         let _ = self.child.wait();
     }
 
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
     pub fn url(&self) -> String {
         format!("smtp://{}", self.addr)
     }
