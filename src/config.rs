@@ -75,6 +75,10 @@ pub struct MailSettings {
     pub smtp_url: SecretString,
     /// Seconds an SMTP connection may stay unused before it is closed.
     pub smtp_idle_seconds: u64,
+    /// The name given in EHLO. Empty: this host's name if fully qualified, else the domain of `from`.
+    pub helo_name: String,
+    /// A PEM file of CA certificates trusted besides the system's and the webpki roots. Empty: none.
+    pub tls_ca_file: String,
     /// DKIM signing; off unless configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dkim: Option<DkimSettings>,
@@ -175,6 +179,8 @@ impl Default for MailSettings {
             file_dir: "data/outbox".into(),
             smtp_url: SecretString::from("smtp://127.0.0.1:25"),
             smtp_idle_seconds: 10,
+            helo_name: String::new(),
+            tls_ca_file: String::new(),
             dkim: None,
         }
     }

@@ -276,6 +276,10 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
 /// Says at start-up when the mail server cannot be reached, not only once mail is due.
 fn check_mail_server(settings: &Settings) {
     let Ok(outbound) = crate::mail::Outbound::from_settings(&settings.mail) else { return };
+    if let crate::mail::Outbound::Smtp(target) = &outbound {
+        let (name, source) = target.hello_name();
+        tracing::info!("SMTP: EHLO {name} ({source}; mail.helo_name sets it)");
+    }
     tokio::spawn(async move {
         if let Err(e) = outbound.check().await {
             tracing::warn!("{e}. Mail waits until it answers: check mail.smtp_url and that the server is running.");

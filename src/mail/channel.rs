@@ -65,6 +65,9 @@ impl Channel {
                 open.conn.quit(COURTESY_TIMEOUT).await;
             } else if idle < CHECK_AFTER || open.conn.is_alive(COURTESY_TIMEOUT).await {
                 self.open = Some(open);
+            } else {
+                // No answer to NOOP, or a 421: say goodbye in case it still listens.
+                open.conn.quit(COURTESY_TIMEOUT).await;
             }
         }
         if self.open.is_none() {
@@ -77,6 +80,18 @@ impl Channel {
             self.open = Some(Open { conn, last_used: Instant::now(), used: false });
         }
         Ok(())
+    }
+
+    /// Whether the server takes mail from us on the open connection (see
+    /// [`SmtpConnection::accepts_us`]); `Unreachable` when it refuses our EHLO name.
+    pub async fn accepts_us(&mut self) -> Result<(), SendFailure> {
+        let Outbound::Smtp(target) = &self.outbound else { return Ok(()) };
+        let (Some(probe), Some(open)) = (target.probe(), self.open.as_mut()) else { return Ok(()) };
+        let accepted = open.conn.accepts_us(probe, REPLY_TIMEOUT).await;
+        if accepted.is_err() {
+            self.let_go().await;
+        }
+        accepted
     }
 
     /// When the open connection will have been unused for too long; `None` without one.
@@ -143,7 +158,7 @@ impl Channel {
             // restart). Nothing was delivered: the message goes at once over
             // a fresh connection, once.
             tracing::debug!(error = ?sent, "SMTP connection was dropped by the server; sending over a new one");
-            self.open = None;
+            self.let_go().await;
             sent = match self.announce(from, to).await.1 {
                 Ok(()) => self.data(&body).await,
                 Err(e) => Err(e),
@@ -180,7 +195,17 @@ impl Channel {
             open.used = true;
             open.last_used = Instant::now();
         } else {
-            self.open = None;
+            self.let_go().await;
+        }
+    }
+
+    /// Closes the connection on purpose: with QUIT unless it is broken
+    /// (RFC 5321 §4.1.1.10; after a 421 too, in case the server still reads).
+    async fn let_go(&mut self) {
+        if let Some(open) = self.open.take()
+            && !open.conn.is_broken()
+        {
+            open.conn.quit(COURTESY_TIMEOUT).await;
         }
     }
 

@@ -121,10 +121,16 @@ impl Outbound {
     pub fn from_settings(settings: &MailSettings) -> Result<Self, MailError> {
         use secrecy::ExposeSecret;
         Ok(match settings.transport {
-            TransportKind::Smtp => Self::Smtp(
-                SmtpTarget::parse(settings.smtp_url.expose_secret())?
-                    .with_idle_limit(std::time::Duration::from_secs(settings.smtp_idle_seconds)),
-            ),
+            TransportKind::Smtp => {
+                let from: Mailbox = settings.from.parse().map_err(|e| MailError::Setup(format!("mail.from: {e}")))?;
+                let mut target = SmtpTarget::parse(settings.smtp_url.expose_secret())?
+                    .with_idle_limit(std::time::Duration::from_secs(settings.smtp_idle_seconds))
+                    .with_helo_name(&settings.helo_name, from.email.domain())?;
+                if !settings.tls_ca_file.trim().is_empty() {
+                    target = target.with_ca_file(Path::new(settings.tls_ca_file.trim()))?;
+                }
+                Self::Smtp(target)
+            }
             TransportKind::File => Self::file(&settings.file_dir)?,
         })
     }
@@ -139,10 +145,12 @@ impl Outbound {
         Channel::new(self.clone())
     }
 
-    /// Opens and closes one connection: whether the server can be reached now.
+    /// Opens and closes one connection: whether the server can be reached
+    /// now and takes mail from us (a refused EHLO name may show only at RCPT).
     pub async fn check(&self) -> Result<(), SendFailure> {
         let mut channel = self.channel();
         channel.ready().await?;
+        channel.accepts_us().await?;
         channel.close().await;
         Ok(())
     }

@@ -11,19 +11,30 @@
 //! lettre would), so they get `TCP_NODELAY` as well.
 //! A failure to open a connection at all is `Unreachable`: the server's state,
 //! not the message's.
+//!
+//! TLS trusts the webpki (Mozilla) roots, the system's store and the CAs in
+//! `mail.tls_ca_file`, the same set for STARTTLS and `smtps://`. A
+//! certificate that is not trusted makes the server unreachable with a
+//! reason that says what to set; under `tls=opportunistic` a failed STARTTLS
+//! is followed by a fresh plain-text connection instead.
 
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use lettre::Address;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
+};
 use lettre::transport::smtp::commands::{Data, Mail, Noop, Rcpt, Rset};
 use lettre::transport::smtp::extension::ClientId;
 
-use rustls::pki_types::ServerName;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsConnector;
 
@@ -37,7 +48,12 @@ pub struct SmtpTarget {
     tls: Tls,
     credentials: Option<(String, String)>,
     hello: ClientId,
+    /// Why `hello` is that name, for the start-up log.
+    hello_source: &'static str,
     idle_limit: Duration,
+    trust: Arc<Trust>,
+    /// `postmaster@` the domain of `mail.from`: the recipient announced to see whether the server takes mail from us.
+    probe: Option<Address>,
 }
 
 /// How long a connection may sit unused before it is closed (`mail.smtp_idle_seconds`).
@@ -75,8 +91,69 @@ impl SmtpTarget {
             (decode(url.username()), decode(url.password().unwrap_or_default()))
         });
         let port = url.port().unwrap_or(if implicit { 465 } else { 25 });
-        let hello = hostname_client_id();
-        Ok(Self { host, port, tls, credentials, hello, idle_limit: DEFAULT_IDLE_LIMIT })
+        let (hello, hello_source) = match host_name() {
+            Some(name) => (ClientId::Domain(name), "this host's name"),
+            None => (ClientId::default(), "lettre's default"),
+        };
+        let trust = Arc::new(Trust::new(&host, &[]).map_err(MailError::Setup)?);
+        Ok(Self {
+            host,
+            port,
+            tls,
+            credentials,
+            hello,
+            hello_source,
+            idle_limit: DEFAULT_IDLE_LIMIT,
+            trust,
+            probe: None,
+        })
+    }
+
+    /// Sets the EHLO name: `configured` (`mail.helo_name`) when not empty, else
+    /// this host's name when it is fully qualified, else the domain of
+    /// `mail.from`. Relays commonly refuse a name without a dot
+    /// (`reject_non_fqdn_helo_hostname`), and container host names rarely have one.
+    pub fn with_helo_name(mut self, configured: &str, from_domain: &str) -> Result<Self, MailError> {
+        let configured = configured.trim();
+        if configured.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(MailError::Setup(format!("mail.helo_name {configured:?}: a host name has no spaces")));
+        }
+        let (name, source) = if !configured.is_empty() {
+            (configured.to_owned(), "mail.helo_name")
+        } else if let Some(name) = host_name() {
+            (name, "this host's name")
+        } else {
+            (from_domain.to_owned(), "the domain of mail.from, as this host's name is not fully qualified")
+        };
+        self.hello = ClientId::Domain(name);
+        self.hello_source = source;
+        self.probe = Address::new("postmaster", from_domain).ok();
+        Ok(self)
+    }
+
+    /// Trusts the CA certificates in this PEM file besides the webpki roots and
+    /// the system's store (`mail.tls_ca_file`): a relay with a private CA.
+    pub fn with_ca_file(mut self, path: &Path) -> Result<Self, MailError> {
+        let bad = |e: &dyn std::fmt::Display| {
+            MailError::Setup(format!("mail.tls_ca_file {}: {e} (expected PEM CA certificates)", path.display()))
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(&e))?;
+        let extra = CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
+        if extra.is_empty() {
+            return Err(bad(&"no certificate in it"));
+        }
+        self.trust = Arc::new(Trust::new(&self.host, &extra).map_err(|e| bad(&e))?);
+        Ok(self)
+    }
+
+    /// The recipient [`SmtpConnection::accepts_us`] announces, when `mail.from` is known.
+    pub fn probe(&self) -> Option<&Address> {
+        self.probe.as_ref()
+    }
+
+    /// The EHLO name and why it is that one.
+    pub fn hello_name(&self) -> (String, &'static str) {
+        (self.hello.to_string(), self.hello_source)
     }
 
     /// Closes connections unused for `limit`: servers drop idle ones after seconds, and a
@@ -91,22 +168,42 @@ impl SmtpTarget {
     }
 
     /// Opens a connection: TCP with `TCP_NODELAY`, TLS, EHLO and AUTH as
-    /// configured, each step within `timeout`.
+    /// configured, each step within `timeout`. Under `tls=opportunistic` a
+    /// STARTTLS that fails (an untrusted certificate, a broken handshake) is
+    /// followed by a fresh connection in plain text.
     pub async fn connect(&self, timeout: Duration) -> Result<SmtpConnection, MailError> {
+        match self.open(timeout, self.tls).await {
+            Err(Opening::StartTls(e)) if self.tls == Tls::Opportunistic => {
+                if !self.trust.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "STARTTLS with {}:{} failed ({e}); tls=opportunistic sends in plain text instead",
+                        self.host,
+                        self.port
+                    );
+                }
+                self.open(timeout, Tls::None).await.map_err(Opening::into_error)
+            }
+            opened => opened.map_err(Opening::into_error),
+        }
+    }
+
+    async fn open(&self, timeout: Duration, tls: Tls) -> Result<SmtpConnection, Opening> {
+        let at = format!("{}:{}", self.host, self.port);
         let transient =
-            |e: &dyn std::fmt::Display| MailError::Transient(format!("connecting to {}:{}: {e}", self.host, self.port));
+            |e: &dyn std::fmt::Display| Opening::Failed(MailError::Transient(format!("connecting to {at}: {e}")));
         let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
             .await
             .map_err(|_| transient(&"timed out"))?
             .map_err(|e| transient(&e))?;
         stream.set_nodelay(true).map_err(|e| transient(&e))?;
-        let transport: Box<dyn AsyncTokioStream> = if self.tls == Tls::Implicit {
-            let name =
-                ServerName::try_from(self.host.clone()).map_err(|e| MailError::Setup(format!("mail.smtp_url: {e}")))?;
-            let tls = tokio::time::timeout(timeout, TlsConnector::from(tls_config()).connect(name, stream))
-                .await
-                .map_err(|_| transient(&"no TLS handshake in time"))?
-                .map_err(|e| transient(&format!("TLS: {e}")))?;
+        let transport: Box<dyn AsyncTokioStream> = if tls == Tls::Implicit {
+            let name = ServerName::try_from(self.host.clone())
+                .map_err(|e| Opening::Failed(MailError::Setup(format!("mail.smtp_url: {e}"))))?;
+            let tls =
+                tokio::time::timeout(timeout, TlsConnector::from(self.trust.rustls.clone()).connect(name, stream))
+                    .await
+                    .map_err(|_| transient(&"no TLS handshake in time"))?
+                    .map_err(|e| Opening::Failed(MailError::Transient(tls_failure(&at, &e))))?;
             Box::new(ImplicitTls(tls))
         } else {
             Box::new(stream)
@@ -115,18 +212,36 @@ impl SmtpTarget {
             tokio::time::timeout(timeout, AsyncSmtpConnection::connect_with_transport(transport, &self.hello))
                 .await
                 .map_err(|_| transient(&"no greeting in time"))?
-                .map_err(|e| transient(&e))?;
-        let starttls = match self.tls {
-            Tls::Required => true,
+                .map_err(|e| {
+                    let text = e.to_string();
+                    if refuses_hello(&text) || text.contains("(504)") || text.contains("(501)") {
+                        Opening::Failed(MailError::Transient(hello_refused(&self.hello.to_string(), &text)))
+                    } else {
+                        transient(&e)
+                    }
+                })?;
+        let starttls = match tls {
+            Tls::Required => {
+                if !conn.can_starttls() {
+                    conn.abort().await;
+                    return Err(transient(&"the server does not offer STARTTLS, which tls=required asks for"));
+                }
+                true
+            }
             Tls::Opportunistic => conn.can_starttls(),
             Tls::None | Tls::Implicit => false,
         };
         if starttls {
-            let tls = TlsParameters::new(self.host.clone()).map_err(|e| MailError::Setup(e.to_string()))?;
-            tokio::time::timeout(timeout, conn.starttls(tls, &self.hello))
-                .await
-                .map_err(|_| transient(&"no STARTTLS in time"))?
-                .map_err(|e| transient(&e))?;
+            let upgraded = tokio::time::timeout(timeout, conn.starttls(self.trust.starttls.clone(), &self.hello)).await;
+            let failure = match upgraded {
+                Ok(Ok(())) => None,
+                Err(_) => Some("no STARTTLS in time".to_owned()),
+                Ok(Err(e)) => Some(tls_failure(&at, &e)),
+            };
+            if let Some(failure) = failure {
+                // No QUIT: after a failed handshake lettre holds no stream to write it on.
+                return Err(Opening::StartTls(failure));
+            }
         }
         if let Some((user, pass)) = &self.credentials {
             let credentials = Credentials::new(user.clone(), pass.clone());
@@ -134,11 +249,100 @@ impl SmtpTarget {
                 .await
                 .map_err(|_| transient(&"no answer to AUTH in time"))?
                 .map_err(|e| {
-                    if e.is_permanent() { MailError::Setup(format!("SMTP authentication: {e}")) } else { transient(&e) }
+                    if e.is_permanent() {
+                        Opening::Failed(MailError::Setup(format!("SMTP authentication: {e}")))
+                    } else {
+                        transient(&e)
+                    }
                 })?;
         }
-        Ok(SmtpConnection { conn })
+        Ok(SmtpConnection { conn, hello: self.hello.to_string() })
     }
+}
+
+/// Why a connection did not open.
+enum Opening {
+    /// STARTTLS failed: under `tls=opportunistic` plain text is tried next.
+    StartTls(String),
+    Failed(MailError),
+}
+
+impl Opening {
+    fn into_error(self) -> MailError {
+        match self {
+            Self::StartTls(detail) => MailError::Transient(detail),
+            Self::Failed(e) => e,
+        }
+    }
+}
+
+/// What a failed TLS handshake means, said so an operator knows what to change.
+fn tls_failure(at: &str, error: &dyn std::fmt::Display) -> String {
+    let error = error.to_string();
+    if error.contains("certificate") {
+        format!(
+            "the TLS certificate of {at} is not trusted ({error}): set mail.tls_ca_file to the PEM file of \
+             the CA that signed it, or check that mail.smtp_url names the host the certificate is for"
+        )
+    } else {
+        format!("TLS with {at} failed: {error}")
+    }
+}
+
+/// The CAs a server's certificate may chain to: the same for STARTTLS
+/// (lettre's TLS parameters) and `smtps://` (our rustls connector).
+struct Trust {
+    rustls: Arc<rustls::ClientConfig>,
+    starttls: TlsParameters,
+    /// The fall-back to plain text under `tls=opportunistic` has been logged.
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust").finish_non_exhaustive()
+    }
+}
+
+impl Trust {
+    /// The webpki roots, the system's store and `extra`, for a server named `host`.
+    fn new(host: &str, extra: &[CertificateDer<'static>]) -> Result<Self, String> {
+        let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+        let mut lettre = TlsParameters::builder(host.to_owned()).certificate_store(CertificateStore::WebpkiRoots);
+        for cert in system_roots() {
+            // Filtered when loaded: each one parses.
+            let _ = roots.add(cert.clone());
+            lettre = lettre.add_root_certificate(lettre_certificate(cert)?);
+        }
+        for cert in extra {
+            roots.add(cert.clone()).map_err(|e| format!("not a usable CA certificate: {e}"))?;
+            lettre = lettre.add_root_certificate(lettre_certificate(cert)?);
+        }
+        let rustls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("ring supports TLS 1.2 and 1.3")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let starttls = lettre.build_rustls().map_err(|e| format!("TLS setup: {e}"))?;
+        Ok(Self { rustls: Arc::new(rustls), starttls, warned: AtomicBool::new(false) })
+    }
+}
+
+fn lettre_certificate(cert: &CertificateDer<'_>) -> Result<Certificate, String> {
+    Certificate::from_der(cert.to_vec()).map_err(|e| format!("not a usable CA certificate: {e}"))
+}
+
+/// The system's CA store (`/etc/ssl/certs` and the like, or `SSL_CERT_FILE`),
+/// read once; certificates rustls cannot use are left out, as browsers do.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        if !found.errors.is_empty() {
+            tracing::debug!(errors = ?found.errors, "some of the system's CA certificates could not be read");
+        }
+        found.certs.into_iter().filter(|cert| rustls::RootCertStore::empty().add(cert.clone()).is_ok()).collect()
+    })
 }
 
 /// Implicit TLS (`smtps://`) on a socket opened here, so it has `TCP_NODELAY`
@@ -172,29 +376,9 @@ impl AsyncWrite for ImplicitTls {
     }
 }
 
-/// The TLS client setup lettre uses too: rustls with ring and the webpki roots, built once.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-            let config =
-                rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .expect("ring supports TLS 1.2 and 1.3")
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
-            Arc::new(config)
-        })
-        .clone()
-}
-
-/// The EHLO name: this host's name when it is a usable domain, else lettre's default.
-fn hostname_client_id() -> ClientId {
-    match hostname::get().ok().and_then(|h| h.into_string().ok()) {
-        Some(name) if name.contains('.') => ClientId::Domain(name),
-        _ => ClientId::default(),
-    }
+/// This host's name, when it is fully qualified (has a dot): a usable EHLO name.
+fn host_name() -> Option<String> {
+    hostname::get().ok().and_then(|h| h.into_string().ok()).filter(|name| name.contains('.'))
 }
 
 /// Userinfo is percent-encoded, not a form: `+` stays a plus and `&` is just a character.
@@ -222,6 +406,8 @@ pub enum SendFailure {
 
 pub struct SmtpConnection {
     conn: AsyncSmtpConnection,
+    /// Our EHLO name, for the reason given when the server refuses it.
+    hello: String,
 }
 
 impl SmtpConnection {
@@ -239,9 +425,38 @@ impl SmtpConnection {
     /// at that step. Nothing is delivered until [`Self::data`].
     pub async fn envelope(&mut self, from: &Address, to: &Address, timeout: Duration) -> Result<(), SendFailure> {
         let conn = &mut self.conn;
-        step(timeout, "MAIL FROM", conn.command(Mail::new(Some(from.clone()), vec![]))).await?;
-        step(timeout, "RCPT TO", conn.command(Rcpt::new(to.clone(), vec![]))).await?;
-        Ok(())
+        let announced = async {
+            step(timeout, "MAIL FROM", conn.command(Mail::new(Some(from.clone()), vec![]))).await?;
+            step(timeout, "RCPT TO", conn.command(Rcpt::new(to.clone(), vec![]))).await
+        };
+        match announced.await {
+            Ok(_) => Ok(()),
+            Err(SendFailure::Rejected { reply, .. }) if refuses_hello(&reply) => {
+                Err(SendFailure::Unreachable(hello_refused(&self.hello, &reply)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the server takes mail from us at all: a server that checks
+    /// the EHLO name only at RCPT (Postfix's `smtpd_delay_reject`, the
+    /// default) refuses it there. Announces `MAIL FROM:<>` to `probe` and
+    /// drops it with RSET; only a refusal of our EHLO name counts as `Unreachable`.
+    pub async fn accepts_us(&mut self, probe: &Address, timeout: Duration) -> Result<(), SendFailure> {
+        let conn = &mut self.conn;
+        let announced = async {
+            step(timeout, "MAIL FROM", conn.command(Mail::new(None, vec![]))).await?;
+            step(timeout, "RCPT TO", conn.command(Rcpt::new(probe.clone(), vec![]))).await
+        };
+        let result = match announced.await {
+            Err(SendFailure::Rejected { reply, .. }) if refuses_hello(&reply) => {
+                Err(SendFailure::Unreachable(hello_refused(&self.hello, &reply)))
+            }
+            Err(SendFailure::Connection(detail)) => Err(SendFailure::Unreachable(detail)),
+            _ => Ok(()),
+        };
+        let _ = step(timeout, "RSET", self.conn.command(Rset)).await;
+        result
     }
 
     /// Hands over the body of the announced message; `Ok` carries the final reply.
@@ -267,6 +482,18 @@ impl SmtpConnection {
     pub async fn quit(mut self, timeout: Duration) {
         let _ = tokio::time::timeout(timeout, self.conn.quit()).await;
     }
+}
+
+/// Postfix's words for a refused EHLO/HELO name (504 5.5.2 "Helo command rejected").
+fn refuses_hello(reply: &str) -> bool {
+    reply.to_ascii_lowercase().contains("helo command rejected")
+}
+
+fn hello_refused(hello: &str, reply: &str) -> String {
+    format!(
+        "the mail server refuses our EHLO name {hello} ({reply}): set mail.helo_name to a fully-qualified \
+         name the server accepts"
+    )
 }
 
 /// One command before the body: a failure here means nothing was delivered.

@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod postfix;
+pub mod postfix_smtpd;
 pub mod smtp;
 
 use std::time::Duration;

@@ -44,6 +44,7 @@ impl ReceivedMail {
 #[derive(Clone)]
 struct Sink {
     hellos: Arc<AtomicUsize>,
+    hello_names: Arc<Mutex<Vec<String>>>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
     replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
     to: Vec<String>,
@@ -51,8 +52,9 @@ struct Sink {
 }
 
 impl Handler for Sink {
-    fn helo(&mut self, _ip: std::net::IpAddr, _domain: &str) -> Response {
+    fn helo(&mut self, _ip: std::net::IpAddr, domain: &str) -> Response {
         self.hellos.fetch_add(1, Ordering::Relaxed);
+        self.hello_names.lock().unwrap().push(domain.to_owned());
         response::OK
     }
 
@@ -88,6 +90,7 @@ impl Handler for Sink {
 pub struct MailSink {
     pub addr: SocketAddr,
     hellos: Arc<AtomicUsize>,
+    hello_names: Arc<Mutex<Vec<String>>>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
     replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
 }
@@ -102,16 +105,28 @@ impl MailSink {
         let listener = TcpListener::bind(addr).expect("bind smtp");
         let addr = listener.local_addr().expect("smtp addr");
         let hellos = Arc::new(AtomicUsize::new(0));
+        let hello_names = Arc::new(Mutex::new(vec![]));
         let mails = Arc::new(Mutex::new(vec![]));
         let replies = Arc::new(Mutex::new(HashMap::new()));
-        let handler =
-            Sink { hellos: hellos.clone(), mails: mails.clone(), replies: replies.clone(), to: vec![], buffer: vec![] };
+        let handler = Sink {
+            hellos: hellos.clone(),
+            hello_names: hello_names.clone(),
+            mails: mails.clone(),
+            replies: replies.clone(),
+            to: vec![],
+            buffer: vec![],
+        };
         std::thread::spawn(move || {
             let mut server = Server::new(handler);
             server.with_name("sink.test").with_num_threads(64).with_tcp_listener(listener);
             let _ = server.serve();
         });
-        Self { addr, hellos, mails, replies }
+        Self { addr, hellos, hello_names, mails, replies }
+    }
+
+    /// The names clients gave in EHLO/HELO, in order.
+    pub fn hello_names(&self) -> Vec<String> {
+        self.hello_names.lock().unwrap().clone()
     }
 
     /// EHLO/HELO greetings so far: one per connection a client set up.

@@ -1,0 +1,398 @@
+//! Pointing Bulletin at a real relay: a Postfix `smtpd` started by the test
+//! (see tests/common/postfix_smtpd.rs) that wants a fully-qualified EHLO
+//! name, offers STARTTLS with a certificate from a CA made here, and drops
+//! idle clients; plus the in-process sink and a scripted server for the
+//! exact replies a relay gives.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bulletin::config::{Settings, TransportKind};
+use bulletin::mail::Outbound;
+use common::postfix_smtpd::{PostfixSmtpd, SmtpdOptions};
+use common::{Backend, MailSink, TestApp};
+use secrecy::SecretString;
+
+/// A CA and a server certificate it signed for 127.0.0.1 and localhost: (CA PEM, leaf PEM, leaf key PEM).
+fn test_ca() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "Bulletin test CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    leaf.distinguished_name.push(DnType::CommonName, "relay.test");
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
+    (ca.pem(), leaf.pem(), key.serialize_pem())
+}
+
+fn mail_settings(smtp_url: &str) -> bulletin::config::MailSettings {
+    let mut s = Settings::default().mail;
+    s.transport = TransportKind::Smtp;
+    s.smtp_url = SecretString::from(smtp_url.to_owned());
+    s
+}
+
+fn message(to: &str, subject: &str) -> lettre::Message {
+    lettre::Message::builder()
+        .from("Bulletin <newsletters@example.com>".parse().unwrap())
+        .to(to.parse().unwrap())
+        .subject(subject)
+        .body(format!("{subject}\n"))
+        .unwrap()
+}
+
+/// Sends one message through a fresh channel of `settings`.
+async fn send_one(settings: &bulletin::config::MailSettings, to: &str, subject: &str) -> Result<String, String> {
+    let mut channel = Outbound::from_settings(settings).map_err(|e| e.to_string())?.channel();
+    let sent = channel.send(&message(to, subject)).await.map_err(|e| e.to_string());
+    channel.close().await;
+    sent
+}
+
+/// A config file for the `bulletin` binary: the test's database and these `[mail]` lines.
+fn write_config(dir: &Path, db: &str, mail: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "[server]\nsecret = \"{}\"\n[database]\nurl = \"{db}\"\n[mail]\ntransport = \"smtp\"\n{mail}\n",
+        common::TEST_SECRET
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// What `bulletin issue status ID` prints.
+fn issue_status(config: &Path, id: i64) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(["issue", "status", &id.to_string()])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run bulletin issue status");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (status, attempts) of an issue's rows, straight from the database.
+async fn ledger(app: &TestApp, issue: i64) -> Vec<(String, i64)> {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT status, attempts FROM deliveries WHERE issue_id = $1 ORDER BY id";
+    let url = app.database_url();
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
+    }
+}
+
+/// Waits until the engine records a wait for the mail server whose reason
+/// contains `needle` and every row of the issue is back as it was (queued,
+/// no attempt spent), checking all along that none failed. A row may be
+/// marked `sending` while its envelope is refused; it is put back.
+async fn wait_for_hold(app: &TestApp, issue: i64, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = ledger(app, issue).await;
+        assert!(
+            rows.iter().all(|(status, attempts)| matches!((status.as_str(), attempts), ("queued", 0) | ("sending", 1))),
+            "the hold must not spend the rows: {rows:?}"
+        );
+        let untouched = rows.iter().all(|(status, _)| status == "queued");
+        if let Some(wait) = app.store.mail_server_wait(app.clock.now()).await.unwrap()
+            && wait.detail.contains(needle)
+            && untouched
+        {
+            return wait.detail;
+        }
+        assert!(Instant::now() < deadline, "no wait for the mail server mentioning {needle:?}: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The EHLO name: `mail.helo_name` when set; else this host's name only if
+/// it has a dot, else the domain of `mail.from` (old code sent the bare host name).
+#[tokio::test]
+async fn ehlo_name_is_configured_or_fully_qualified() {
+    let sink = MailSink::start();
+    let mut settings = mail_settings(&format!("smtp://{}", sink.addr));
+    Outbound::from_settings(&settings).unwrap().check().await.unwrap();
+    settings.helo_name = "bulletin.example.net".into();
+    Outbound::from_settings(&settings).unwrap().check().await.unwrap();
+    let host = hostname::get().unwrap().into_string().unwrap();
+    let fallback = if host.contains('.') { host } else { "example.com".to_owned() };
+    assert_eq!(sink.hello_names(), vec![fallback, "bulletin.example.net".to_owned()]);
+    settings.helo_name = "two words".into();
+    let refused = Outbound::from_settings(&settings).err().expect("a bad helo_name is refused at start");
+    assert!(refused.to_string().contains("mail.helo_name"), "{refused}");
+}
+
+/// A bad `mail.tls_ca_file` is a start-up error that names the key.
+#[test]
+fn bad_ca_file_is_a_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = mail_settings("smtp://127.0.0.1:25?tls=required");
+    for (name, text) in [("missing.pem", None), ("empty.pem", Some("")), ("garbage.pem", Some("not a certificate"))] {
+        let path = dir.path().join(name);
+        if let Some(text) = text {
+            std::fs::write(&path, text).unwrap();
+        }
+        settings.tls_ca_file = path.display().to_string();
+        let error = Outbound::from_settings(&settings).err().expect("refused").to_string();
+        assert!(error.contains("mail.tls_ca_file") && error.contains(name), "{error}");
+    }
+}
+
+/// A real Postfix with `reject_non_fqdn_helo_hostname`: on this dotless
+/// host the fallback name and a configured one are both accepted.
+#[tokio::test]
+async fn postfix_accepts_the_fallback_and_the_configured_ehlo_name() {
+    let Some(smtpd) = PostfixSmtpd::start(SmtpdOptions::default()) else { return };
+    let mut settings = mail_settings(&format!("smtp://{}", smtpd.addr()));
+    send_one(&settings, "fallback@example.org", "Fallback name").await.unwrap();
+    settings.helo_name = "bulletin.example.net".into();
+    send_one(&settings, "configured@example.org", "Configured name").await.unwrap();
+    let fallback = smtpd.wait_for("fallback@example.org", 1).await;
+    let host = hostname::get().unwrap().into_string().unwrap();
+    let expected = if host.contains('.') { host } else { "example.com".to_owned() };
+    assert!(fallback[0].contains(&format!("Received: from {expected} (localhost")), "{}", fallback[0]);
+    let configured = smtpd.wait_for("configured@example.org", 1).await;
+    assert!(configured[0].contains("Received: from bulletin.example.net (localhost"), "{}", configured[0]);
+}
+
+/// A relay that refuses our EHLO name (Postfix answers at RCPT: "504 5.5.2
+/// <vm>: Helo command rejected") holds the whole issue with the reason in
+/// `issue status`; no recipient fails or spends an attempt.
+async fn refused_ehlo_name_holds_the_issue(backend: Backend) {
+    let Some(smtpd) = PostfixSmtpd::start(SmtpdOptions::default()) else { return };
+    let url = format!("smtp://{}", smtpd.addr());
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = url.clone().into();
+        s.mail.helo_name = "vm".into();
+        s.sending.max_attempts = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let emails: Vec<String> = (0..10).map(|i| format!("helo{i}@example.org")).collect();
+    app.import_confirmed("weekend-reads", &emails).await;
+    let id = app.queue_issue("weekend-reads", "Held for the EHLO name", "Body.").await;
+    let detail = wait_for_hold(&app, id, "EHLO name").await;
+    assert!(detail.contains("Helo command rejected") && detail.contains("mail.helo_name"), "{detail}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), app.database_url(), &format!("smtp_url = \"{url}\"\nhelo_name = \"vm\""));
+    let status = issue_status(&config, id);
+    assert!(status.contains("waiting for the mail server since") && status.contains("EHLO name"), "{status}");
+    // Held through a further try of the server, still untouched.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for_hold(&app, id, "EHLO name").await;
+    app.stop().await;
+}
+
+/// STARTTLS (`?tls=required`) to a relay whose certificate comes from a
+/// private CA: refused without `mail.tls_ca_file` (the issue is held, with
+/// the reason and what to set), accepted with it.
+async fn private_ca_is_trusted_through_tls_ca_file(backend: Backend) {
+    let (ca, cert, key) = test_ca();
+    let options = SmtpdOptions { tls: Some((cert, key)), main_cf: vec!["smtpd_tls_loglevel = 1".into()] };
+    let Some(smtpd) = PostfixSmtpd::start(options) else { return };
+    let url = format!("smtp://{}?tls=required", smtpd.addr());
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+
+    let Some(app) = TestApp::spawn_with(backend, |s| s.mail.smtp_url = url.clone().into()).await else { return };
+    let emails: Vec<String> = (0..5).map(|i| format!("tls{i}@example.org")).collect();
+    app.import_confirmed("weekend-reads", &emails).await;
+    let id = app.queue_issue("weekend-reads", "Over TLS", "Body.").await;
+    let detail = wait_for_hold(&app, id, "not trusted").await;
+    assert!(detail.contains("mail.tls_ca_file"), "says what to set: {detail}");
+    app.stop().await;
+
+    let ca_path = ca_file.display().to_string();
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = url.clone().into();
+        s.mail.tls_ca_file = ca_path.clone();
+    })
+    .await
+    else {
+        return;
+    };
+    app.import_confirmed("weekend-reads", &emails).await;
+    let id = app.queue_issue("weekend-reads", "Over TLS", "Body.").await;
+    app.wait_issue(id, "done").await;
+    for email in &emails {
+        assert_eq!(smtpd.wait_for(email, 1).await.len(), 1, "{email}");
+    }
+    assert!(smtpd.log().contains("TLS connection established from localhost"), "{}", smtpd.log());
+    let rows = ledger(&app, id).await;
+    assert!(rows.iter().all(|(status, attempts)| status == "sent" && *attempts == 1), "{rows:?}");
+    app.stop().await;
+}
+
+/// `?tls=opportunistic`: plain text from a server that offers no STARTTLS,
+/// and a fresh plain connection after a STARTTLS whose certificate is not
+/// trusted (old code held or failed there); `?tls=required` refuses that one.
+#[tokio::test]
+async fn opportunistic_sends_in_plain_text_when_tls_is_not_to_be_had() {
+    // A server without STARTTLS.
+    let Some(plain) = PostfixSmtpd::start(SmtpdOptions::default()) else { return };
+    let settings = mail_settings(&format!("smtp://{}?tls=opportunistic", plain.addr()));
+    send_one(&settings, "plain@example.org", "No STARTTLS offered").await.unwrap();
+    plain.wait_for("plain@example.org", 1).await;
+    // A server whose certificate we do not trust: a fresh plain connection.
+    let (_, cert, key) = test_ca();
+    let options = SmtpdOptions { tls: Some((cert, key)), main_cf: vec!["smtpd_tls_loglevel = 1".into()] };
+    let Some(untrusted) = PostfixSmtpd::start(options) else { return };
+    let settings = mail_settings(&format!("smtp://{}?tls=opportunistic", untrusted.addr()));
+    send_one(&settings, "fallback@example.org", "Untrusted certificate").await.unwrap();
+    untrusted.wait_for("fallback@example.org", 1).await;
+    // Under tls=required the same server is refused, with the reason.
+    let settings = mail_settings(&format!("smtp://{}?tls=required", untrusted.addr()));
+    let refused = send_one(&settings, "required@example.org", "Required").await.unwrap_err();
+    assert!(refused.contains("not trusted") && refused.contains("mail.tls_ca_file"), "{refused}");
+}
+
+/// After a rejected recipient the connection is kept with RSET and closed
+/// with QUIT at shutdown: Postfix logs no "lost connection".
+async fn rejected_recipient_leaves_no_lost_connection(backend: Backend) {
+    let Some(smtpd) = PostfixSmtpd::start(SmtpdOptions::default()) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = format!("smtp://{}", smtpd.addr()).into();
+        s.sending.concurrency = 1;
+        s.sending.max_attempts = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let emails = ["keep0@example.org", "nosuch1@example.org", "keep2@example.org", "nosuch3@example.org"];
+    app.import_confirmed("weekend-reads", &emails.map(str::to_owned)).await;
+    let id = app.queue_issue("weekend-reads", "Some refused", "Body.").await;
+    app.wait_issue(id, "done").await;
+    let counts = app.delivery_counts(id).await;
+    assert_eq!((counts.get("sent"), counts.get("bounced")), (Some(&2), Some(&2)), "{counts:?}");
+    app.stop().await;
+    smtpd.wait_for_log("disconnect from localhost").await;
+    let log = smtpd.log();
+    assert!(log.contains("User unknown in virtual mailbox table"), "{log}");
+    assert!(!log.contains("lost connection"), "{log}");
+    for line in log.lines().filter(|l| l.contains("disconnect from")) {
+        assert!(line.contains("quit=1"), "closed without QUIT: {line}");
+    }
+}
+
+/// Postfix drops a client idle past `smtpd_timeout` (10 s under stress; 2 s
+/// here) with "421 4.4.2 … timeout exceeded". The next message goes over a
+/// new connection at once, with no failed attempt.
+async fn connection_dropped_by_smtpd_timeout_is_replaced(backend: Backend) {
+    let options = SmtpdOptions { main_cf: vec!["smtpd_timeout = 2s".into()], tls: None };
+    let Some(smtpd) = PostfixSmtpd::start(options) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = format!("smtp://{}", smtpd.addr()).into();
+        s.mail.smtp_idle_seconds = 60; // kept past Postfix's timeout
+        s.sending.concurrency = 1;
+        s.sending.retry_base_seconds = 30; // a retry would take 15 s or more
+    })
+    .await
+    else {
+        return;
+    };
+    app.import_confirmed("weekend-reads", &["first@example.org".to_owned()]).await;
+    let first = app.queue_issue("weekend-reads", "First", "Body.").await;
+    app.wait_issue(first, "done").await;
+    smtpd.wait_for_log("timeout after").await;
+    let asked = Instant::now();
+    app.import_confirmed("weekend-reads", &["second@example.org".to_owned()]).await;
+    let second = app.queue_issue("weekend-reads", "Second", "Body.").await;
+    app.wait_issue(second, "done").await;
+    eprintln!("the message after Postfix's timeout went out {:?} after it was queued", asked.elapsed());
+    assert!(asked.elapsed() < Duration::from_secs(10), "waited for a retry");
+    for id in [first, second] {
+        let rows = ledger(&app, id).await;
+        assert!(rows.iter().all(|(status, attempts)| status == "sent" && *attempts == 1), "{rows:?}");
+    }
+    app.stop().await;
+}
+
+on_both_backends!(
+    refused_ehlo_name_holds_the_issue,
+    private_ca_is_trusted_through_tls_ca_file,
+    rejected_recipient_leaves_no_lost_connection,
+    connection_dropped_by_smtpd_timeout_is_replaced,
+);
+
+/// A scripted server that answers the second MAIL FROM on a connection with
+/// Postfix's parting "421 4.4.2 … Error: timeout exceeded" and hangs up:
+/// read where a MAIL reply was expected on a reused connection, that is a
+/// dead connection. The message goes at once over a new one.
+#[tokio::test]
+async fn a_421_read_as_the_mail_reply_replaces_the_connection() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut lines = BufReader::new(stream);
+                let mut say = |text: &str| out.write_all(format!("{text}\r\n").as_bytes()).is_ok();
+                say("220 scripted.test ESMTP");
+                let (mut mails, mut in_data) = (0, false);
+                let mut line = String::new();
+                while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                    let command = line.trim_end().to_ascii_uppercase();
+                    line.clear();
+                    if in_data {
+                        if command == "." {
+                            in_data = false;
+                            say("250 2.0.0 Ok: queued");
+                        }
+                        continue;
+                    }
+                    let ok = if command.starts_with("EHLO") {
+                        say("250-scripted.test\r\n250 8BITMIME")
+                    } else if command.starts_with("MAIL") {
+                        mails += 1;
+                        if n == 0 && mails == 2 {
+                            say("421 4.4.2 scripted.test Error: timeout exceeded");
+                            return;
+                        }
+                        say("250 2.1.0 Ok")
+                    } else if command.starts_with("DATA") {
+                        in_data = true;
+                        say("354 End data with <CR><LF>.<CR><LF>")
+                    } else if command.starts_with("QUIT") {
+                        say("221 2.0.0 Bye");
+                        return;
+                    } else {
+                        say("250 2.0.0 Ok")
+                    };
+                    if !ok {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let settings = mail_settings(&format!("smtp://{addr}"));
+    let mut channel = Outbound::from_settings(&settings).unwrap().channel();
+    channel.send(&message("one@example.org", "One")).await.unwrap();
+    // At once, so no NOOP check comes first: the 421 is read as the MAIL reply.
+    let second = channel.send(&message("two@example.org", "Two")).await;
+    assert!(second.is_ok(), "sent over a new connection: {second:?}");
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+    channel.close().await;
+}
