@@ -323,7 +323,55 @@ async fn connection_dropped_by_smtpd_timeout_is_replaced(backend: Backend) {
     app.stop().await;
 }
 
+/// The CLI reads like a person wrote it: a refused test copy is one
+/// sentence with the server's own reply (no Rust debug output, no lettre
+/// wording, no repeated prefix), and `issue status N | head` ends quietly.
+async fn cli_errors_are_sentences_and_a_closed_pipe_is_quiet(backend: Backend) {
+    let Some(smtpd) = PostfixSmtpd::start(SmtpdOptions::default()) else { return };
+    let url = format!("smtp://{}", smtpd.addr());
+    let Some(app) = TestApp::spawn_with(backend, |s| s.mail.smtp_url = url.clone().into()).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), app.database_url(), &format!("smtp_url = \"{url}\""));
+    let issue = dir.path().join("issue.md");
+    std::fs::write(&issue, "A test copy.").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(&config)
+        .args(["issue", "send", "--newsletter", "weekend-reads", "--subject", "Test", "--test-to"])
+        .arg("nosuch@example.org")
+        .arg(&issue)
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("550 5.1.1 <nosuch@example.org>: Recipient address rejected"), "{stderr}");
+    for debug in ["Rejected {", "Connection(", "permanent error (", "code:"] {
+        assert!(!stderr.contains(debug), "{stderr}");
+    }
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one sentence: {stderr}");
+    assert_eq!(stderr.matches("error").count(), 1, "said once: {stderr}");
+
+    app.import_confirmed("weekend-reads", &["piped@example.org".to_owned()]).await;
+    let id = app.queue_issue("weekend-reads", "Piped", "Body.").await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(&config)
+        .args(["issue", "status", &id.to_string()])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first line, as `| head -0` would be
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
+    app.stop().await;
+}
+
 on_both_backends!(
+    cli_errors_are_sentences_and_a_closed_pipe_is_quiet,
     refused_ehlo_name_holds_the_issue,
     private_ca_is_trusted_through_tls_ca_file,
     rejected_recipient_leaves_no_lost_connection,

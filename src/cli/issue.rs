@@ -205,7 +205,7 @@ async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> a
     let Some((requeued, status)) = services.store.requeue_deliveries(id, failed, ambiguous, now).await? else {
         bail!("there is no issue #{id}; `bulletin issue list` shows them");
     };
-    println!("Requeued {requeued} message(s) of issue #{id}.");
+    writeln!(std::io::stdout(), "Requeued {requeued} message(s) of issue #{id}.")?;
     match status {
         IssueStatus::Done => {}
         IssueStatus::Paused => eprintln!("Issue #{id} is paused: `bulletin issue resume {id}` sends what waits."),

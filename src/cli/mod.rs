@@ -51,8 +51,23 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
     if let Some(unfinished) = error.downcast_ref::<Unfinished>() {
         return ExitCode::from(unfinished.exit_code());
     }
+    if closed_pipe(error) {
+        // `bulletin … | head`: the reader has what it wanted.
+        return ExitCode::SUCCESS;
+    }
     eprintln!("error: {}", causes(error));
     ExitCode::FAILURE
+}
+
+/// Whether the command failed only because whoever read its output stopped reading (EPIPE).
+fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>().or_else(|| match cause.downcast_ref::<csv::Error>()?.kind() {
+            csv::ErrorKind::Io(e) => Some(e),
+            _ => None,
+        });
+        io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The causes of `error` joined by ": ", leaving out a cause the one before
@@ -303,18 +318,21 @@ async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &s
     })
     .await?;
     let o = &report.outcome;
-    println!(
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
         "Imported into {}: {} confirmed, {} pending ({} confirmation mail(s) queued), {} already there, {} bad row(s) skipped.",
         found.slug, o.confirmed, o.pending, o.mails_queued, o.unchanged, report.bad_rows
-    );
+    )?;
     if report.needed_opt_in > 0 {
-        println!(
+        writeln!(
+            out,
             "{} address(es) had been erased before: they were not confirmed and get a new opt-in mail instead.",
             report.needed_opt_in
-        );
+        )?;
     }
     if o.mails_queued > 0 {
-        println!("Confirmation mail is sent by `bulletin serve` or `bulletin worker`.");
+        writeln!(out, "Confirmation mail is sent by `bulletin serve` or `bulletin worker`.")?;
     }
     Ok(())
 }

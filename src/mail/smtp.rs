@@ -213,11 +213,11 @@ impl SmtpTarget {
                 .await
                 .map_err(|_| transient(&"no greeting in time"))?
                 .map_err(|e| {
-                    let text = e.to_string();
-                    if refuses_hello(&text) || text.contains("(504)") || text.contains("(501)") {
-                        Opening::Failed(MailError::Transient(hello_refused(&self.hello.to_string(), &text)))
+                    let reply = server_reply(&e);
+                    if refuses_hello(&reply) || reply.starts_with("504 ") || reply.starts_with("501 ") {
+                        Opening::Failed(MailError::Transient(hello_refused(&self.hello.to_string(), &reply)))
                     } else {
-                        transient(&e)
+                        transient(&reply)
                     }
                 })?;
         let starttls = match tls {
@@ -467,7 +467,7 @@ impl SmtpConnection {
             Err(_) => Err(SendFailure::AfterData(format!("no reply to the end of data within {timeout:?}"))),
             Ok(Ok(response)) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
             Ok(Err(e)) => match e.status() {
-                Some(code) => Err(SendFailure::Rejected { code: code_number(code), reply: e.to_string() }),
+                Some(code) => Err(SendFailure::Rejected { code: code_number(code), reply: server_reply(&e) }),
                 None => Err(SendFailure::AfterData(e.to_string())),
             },
         }
@@ -508,10 +508,21 @@ async fn step(
         Err(_) => Err(SendFailure::Connection(format!("no reply to {name} within {timeout:?}"))),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(match e.status() {
-            Some(code) => SendFailure::Rejected { code: code_number(code), reply: e.to_string() },
+            Some(code) => SendFailure::Rejected { code: code_number(code), reply: server_reply(&e) },
             None => SendFailure::Connection(e.to_string()),
         }),
     }
+}
+
+/// The server's reply as it sent it ("550 5.1.1 <x@example.org>: …"), not
+/// lettre's wording of it ("permanent error (550): 5.1.1 …").
+fn server_reply(error: &lettre::transport::smtp::Error) -> String {
+    let text = error.to_string();
+    ["permanent error (", "transient error ("]
+        .iter()
+        .find_map(|prefix| text.strip_prefix(prefix))
+        .and_then(|rest| rest.split_once("): "))
+        .map_or(text.clone(), |(code, reply)| format!("{code} {reply}"))
 }
 
 fn code_number(code: lettre::transport::smtp::response::Code) -> u16 {
