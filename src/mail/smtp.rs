@@ -250,7 +250,7 @@ impl SmtpTarget {
                 .map_err(|_| transient(&"no answer to AUTH in time"))?
                 .map_err(|e| {
                     if e.is_permanent() {
-                        Opening::Failed(MailError::Setup(format!("SMTP authentication: {e}")))
+                        Opening::Failed(MailError::Setup(format!("SMTP authentication: {}", server_reply(&e))))
                     } else {
                         transient(&e)
                     }
