@@ -202,7 +202,8 @@ async fn refused_ehlo_name_holds_the_issue(backend: Backend) {
 /// the reason and what to set), accepted with it.
 async fn private_ca_is_trusted_through_tls_ca_file(backend: Backend) {
     let (ca, cert, key) = test_ca();
-    let options = SmtpdOptions { tls: Some((cert, key)), main_cf: vec!["smtpd_tls_loglevel = 1".into()] };
+    let options =
+        SmtpdOptions { tls: Some((cert, key)), main_cf: vec!["smtpd_tls_loglevel = 1".into()], ..Default::default() };
     let Some(smtpd) = PostfixSmtpd::start(options) else { return };
     let url = format!("smtp://{}?tls=required", smtpd.addr());
     let dir = tempfile::tempdir().unwrap();
@@ -250,7 +251,8 @@ async fn opportunistic_sends_in_plain_text_when_tls_is_not_to_be_had() {
     plain.wait_for("plain@example.org", 1).await;
     // A server whose certificate we do not trust: a fresh plain connection.
     let (_, cert, key) = test_ca();
-    let options = SmtpdOptions { tls: Some((cert, key)), main_cf: vec!["smtpd_tls_loglevel = 1".into()] };
+    let options =
+        SmtpdOptions { tls: Some((cert, key)), main_cf: vec!["smtpd_tls_loglevel = 1".into()], ..Default::default() };
     let Some(untrusted) = PostfixSmtpd::start(options) else { return };
     let settings = mail_settings(&format!("smtp://{}?tls=opportunistic", untrusted.addr()));
     send_one(&settings, "fallback@example.org", "Untrusted certificate").await.unwrap();
@@ -259,6 +261,25 @@ async fn opportunistic_sends_in_plain_text_when_tls_is_not_to_be_had() {
     let settings = mail_settings(&format!("smtp://{}?tls=required", untrusted.addr()));
     let refused = send_one(&settings, "required@example.org", "Required").await.unwrap_err();
     assert!(refused.contains("not trusted") && refused.contains("mail.tls_ca_file"), "{refused}");
+}
+
+/// `smtps://` (implicit TLS, port 465's way) to a self-signed relay on
+/// localhost: refused until `mail.tls_ca_file` names its certificate, then
+/// accepted; the same roots serve STARTTLS and smtps.
+#[tokio::test]
+async fn smtps_to_a_self_signed_relay_through_tls_ca_file() {
+    let signed = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let (cert, key) = (signed.cert.pem(), signed.signing_key.serialize_pem());
+    let options = SmtpdOptions { tls: Some((cert.clone(), key)), implicit_tls: true, ..Default::default() };
+    let Some(smtpd) = PostfixSmtpd::start(options) else { return };
+    let mut settings = mail_settings(&format!("smtps://{}", smtpd.addr()));
+    let refused = send_one(&settings, "smtps@example.org", "Refused").await.unwrap_err();
+    assert!(refused.contains("not trusted") && refused.contains("mail.tls_ca_file"), "{refused}");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("relay.pem"), cert).unwrap();
+    settings.tls_ca_file = dir.path().join("relay.pem").display().to_string();
+    send_one(&settings, "smtps@example.org", "Over smtps").await.unwrap();
+    smtpd.wait_for("smtps@example.org", 1).await;
 }
 
 /// After a rejected recipient the connection is kept with RSET and closed
@@ -294,7 +315,7 @@ async fn rejected_recipient_leaves_no_lost_connection(backend: Backend) {
 /// here) with "421 4.4.2 … timeout exceeded". The next message goes over a
 /// new connection at once, with no failed attempt.
 async fn connection_dropped_by_smtpd_timeout_is_replaced(backend: Backend) {
-    let options = SmtpdOptions { main_cf: vec!["smtpd_timeout = 2s".into()], tls: None };
+    let options = SmtpdOptions { main_cf: vec!["smtpd_timeout = 2s".into()], ..Default::default() };
     let Some(smtpd) = PostfixSmtpd::start(options) else { return };
     let Some(app) = TestApp::spawn_with(backend, |s| {
         s.mail.smtp_url = format!("smtp://{}", smtpd.addr()).into();

@@ -19,6 +19,8 @@ pub struct SmtpdOptions {
     pub main_cf: Vec<String>,
     /// A certificate chain and key (PEM) offered with STARTTLS.
     pub tls: Option<(String, String)>,
+    /// TLS from the first byte (`smtps://`, port 465's way) instead of STARTTLS; needs `tls`.
+    pub implicit_tls: bool,
 }
 
 pub struct PostfixSmtpd {
@@ -91,7 +93,7 @@ impl PostfixSmtpd {
         // Every address of example.org but nosuch* has a mailbox: the one Maildir `all/`.
         std::fs::write(root.join("etc/vmailbox"), "if !/^nosuch/\n/^[^@]+@example\\.org$/\texample.org/all/\nendif\n")
             .unwrap();
-        std::fs::write(root.join("etc/master.cf"), master_cf(port)).unwrap();
+        std::fs::write(root.join("etc/master.cf"), master_cf(port, options.implicit_tls)).unwrap();
 
         let smtpd = Self { dir, port };
         let started = smtpd.postfix("start");
@@ -198,7 +200,7 @@ impl Drop for PostfixSmtpd {
 }
 
 /// Debian's master.cf with smtpd on `127.0.0.1:port` instead of port 25 and no chroot (the temp queue has no /etc).
-fn master_cf(port: u16) -> String {
+fn master_cf(port: u16, implicit_tls: bool) -> String {
     let shipped = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
     shipped
         .lines()
@@ -210,6 +212,9 @@ fn master_cf(port: u16) -> String {
             let mut fields: Vec<String> = fields.into_iter().map(str::to_owned).collect();
             if fields[0] == "smtp" && fields[1] == "inet" {
                 fields[0] = format!("127.0.0.1:{port}");
+                if implicit_tls {
+                    fields.push("-o smtpd_tls_wrappermode=yes".into());
+                }
             }
             fields[4] = "n".into();
             fields.join(" ")
