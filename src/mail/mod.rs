@@ -8,6 +8,7 @@ mod channel;
 mod confirmation;
 mod issue;
 pub mod smtp;
+mod tls;
 
 use std::path::{Path, PathBuf};
 
