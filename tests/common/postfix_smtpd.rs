@@ -102,7 +102,12 @@ impl PostfixSmtpd {
             return skip(why);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !smtpd.greets() {
+        // The master opens its listeners before it logs that it started; a plain
+        // greeting cannot be read where TLS comes first.
+        let ready = |smtpd: &Self| {
+            if options.implicit_tls { smtpd.log().contains("daemon started") } else { smtpd.greets() }
+        };
+        while !ready(&smtpd) {
             if Instant::now() > deadline {
                 return skip(format!("smtpd never answered on {}:\n{}", smtpd.addr(), smtpd.log()));
             }
