@@ -178,10 +178,11 @@ async fn erased_readers_links_never_reach_the_next_reader(backend: Backend) {
     );
     assert_eq!(app.status_of("second@example.org", "morning-briefing").await, None);
 
-    // The ids do not show in links: nothing in them counts subscribers.
+    // Links are sealed: nothing in them counts subscribers.
     let token = preferences.rsplit('/').next().unwrap();
     let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token).unwrap();
-    assert_ne!(&raw[2..10], &first_id.to_be_bytes(), "the link names a random reference, not the id");
+    let id = first_id.to_be_bytes();
+    assert!(!raw.windows(8).any(|w| w == id), "the id is not readable in the link");
     app.stop().await;
 }
 

@@ -72,9 +72,9 @@ async fn upgrade_keeps_everything_and_ids_never_repeat(backend: Backend) {
     assert_eq!(pool.count("SELECT COUNT(*) FROM consent_events").await, 1);
     assert_eq!(pool.count("SELECT COUNT(*) FROM deliveries d JOIN issues i ON i.id = d.issue_id").await, 2);
     assert_eq!(
-        pool.count("SELECT COUNT(DISTINCT link_ref) FROM subscribers").await,
+        pool.count("SELECT COUNT(DISTINCT link_salt) FROM subscribers").await,
         3,
-        "every reader has its own link reference"
+        "every reader has its own link salt"
     );
     if backend == Backend::Sqlite {
         assert_eq!(pool.count("SELECT COUNT(*) FROM pragma_foreign_key_check").await, 0);

@@ -1,14 +1,14 @@
 -- Identifiers that reach the outside never repeat (PostgreSQL's identity
--- columns already never do). Subscribers get a random `link_ref`, which is
--- what new signed links name instead of the id, so a link tells nothing of
--- the list's size and is never shared with a later subscriber. 62 random
--- bits from gen_random_uuid(), unique by constraint.
-ALTER TABLE subscribers ADD COLUMN link_ref BIGINT;
-UPDATE subscribers SET link_ref = ('x' || right(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint;
+-- columns already never do). Subscribers get a random `link_salt`, which new
+-- (sealed) links carry beside the id and which is checked against the row, so
+-- a link dies with its subscriber. Not indexed: lookups go by id, and
+-- scattered inserts into an index on a random value would cost more than the
+-- rest of a signup. 62 random bits from gen_random_uuid().
+ALTER TABLE subscribers ADD COLUMN link_salt BIGINT;
+UPDATE subscribers SET link_salt = ('x' || right(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint;
 ALTER TABLE subscribers
-    ALTER COLUMN link_ref SET DEFAULT ('x' || right(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint,
-    ALTER COLUMN link_ref SET NOT NULL,
-    ADD CONSTRAINT subscribers_link_ref_key UNIQUE (link_ref);
+    ALTER COLUMN link_salt SET DEFAULT ('x' || right(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint,
+    ALTER COLUMN link_salt SET NOT NULL;
 
 -- Links signed before this migration name the subscriber by id; they keep
 -- working, but only for subscribers who existed before it.

@@ -4,7 +4,8 @@
 -- signup the erased reader's id, and the erased reader's old links acted on
 -- the newcomer. Subscribers, issues and deliveries (whose ids name
 -- Message-IDs) are rebuilt with AUTOINCREMENT; subscribers also get a random
--- `link_ref`, which is what new links name instead of the id.
+-- `link_salt`, which new (sealed) links carry beside the id, so a link dies
+-- with its subscriber.
 --
 -- SQLite cannot add AUTOINCREMENT in place: this is its documented
 -- rebuild (foreign keys off, copy, drop, rename), in one transaction of our
@@ -19,9 +20,10 @@ CREATE TABLE subscribers_rebuilt (
     created_at INTEGER NOT NULL,
     -- Set when mail to the address bounced for good (5.1.x); cleared by a new opt-in.
     suppressed_at INTEGER,
-    -- Names the subscriber in signed links: random, so links tell nothing of
-    -- the list's size, and never shared with a later subscriber.
-    link_ref   INTEGER NOT NULL UNIQUE DEFAULT (random())
+    -- Sealed into links with the id and checked against this row: a link
+    -- outlives no erasure. Not indexed (lookups go by id): scattered inserts
+    -- into an index on a random value cost more than the rest of a signup.
+    link_salt  INTEGER NOT NULL DEFAULT (random())
 );
 INSERT INTO subscribers_rebuilt (id, email, email_key, created_at, suppressed_at)
     SELECT id, email, email_key, created_at, suppressed_at FROM subscribers;

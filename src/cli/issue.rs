@@ -317,6 +317,9 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
     }
 }
 
+/// The reader a test copy's links name: nobody (no subscriber has id 0).
+const TEST_COPY: LinkRef = LinkRef { subscriber_id: 0, salt: 0 };
+
 /// One copy to one address, outside the ledger, marked as a test.
 async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: &str) -> anyhow::Result<()> {
     let to = EmailAddress::parse(to).map_err(|e| anyhow::anyhow!("--test-to {to:?}: {e}"))?;
@@ -332,8 +335,8 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
     let message = IssueMail {
         issue: &issue,
         to: &to,
-        unsubscribe_url: &links.unsubscribe_url(LinkRef(0), draft.newsletter.id),
-        preferences_url: &links.preferences_url(LinkRef(0)),
+        unsubscribe_url: &links.unsubscribe_url(TEST_COPY, draft.newsletter.id),
+        preferences_url: &links.preferences_url(TEST_COPY),
         message_id: mailer.new_message_id(),
     }
     .build(mailer)?;

@@ -6,15 +6,22 @@
 //! they need no storage, never expire, and keep working across key rotation
 //! as long as the old key is listed in `previous_secrets`.
 //!
-//! A claim names the subscriber by a random reference kept with the
-//! subscriber, never by the row id: an id shows the list's size, and one
-//! freed by an erasure must not let the erased reader's links act on whoever
-//! gets it next. Links of the first format (version 1) named the id; they
-//! still verify, as [`LinkSubject::LegacyId`], and the store accepts them
-//! only for subscribers older than the format change.
+//! A claim is sealed (XChaCha20-Poly1305 under a key derived from the link
+//! secret), so a link shows nothing: not the subscriber's id, which would
+//! tell the list's size and growth. It binds the id to a random salt kept
+//! with the subscriber, so a link stops working when its subscriber is
+//! erased, even were the id ever handed out again. The salt is checked
+//! against the row found by its primary key: no index on a random value,
+//! whose scattered inserts cost more than the rest of a signup.
+//!
+//! Links of the first format (version 1) carried the id in the clear under
+//! an HMAC; they still verify, as [`LinkSubject::LegacyId`], and the store
+//! accepts them only for subscribers older than the format change.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -83,19 +90,30 @@ impl LinkPurpose {
             Self::Preferences => 2,
         }
     }
+
+    fn from_tag(tag: u8) -> Option<Self> {
+        match tag {
+            1 => Some(Self::Unsubscribe),
+            2 => Some(Self::Preferences),
+            _ => None,
+        }
+    }
 }
 
-/// A subscriber's link reference: random, unique, never reused, and
-/// meaningless outside the database (see the module docs).
+/// What a link needs to name a subscriber: the row id and the random salt
+/// stored with it (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LinkRef(pub i64);
+pub struct LinkRef {
+    pub subscriber_id: i64,
+    pub salt: i64,
+}
 
 /// Whom a verified link names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkSubject {
     /// Every link signed now.
-    Ref(LinkRef),
-    /// A version 1 link, signed with the subscriber's row id.
+    Sealed(LinkRef),
+    /// A version 1 link, signed with the subscriber's row id alone.
     LegacyId(i64),
 }
 
@@ -108,16 +126,26 @@ pub struct LinkClaim {
     pub newsletter_id: i64,
 }
 
-/// Version 1 carried the subscriber id; version 2 carries the link reference.
+/// Version 1: id and newsletter in the clear, under a truncated HMAC.
 const LEGACY_VERSION: u8 = 1;
-const VERSION: u8 = 2;
-const PAYLOAD_LEN: usize = 1 + 1 + 8 + 8;
+const LEGACY_PAYLOAD_LEN: usize = 1 + 1 + 8 + 8;
 const MAC_LEN: usize = 16;
+/// Version 2: a version byte, a random nonce, and the sealed claim
+/// (purpose, subscriber id, salt, newsletter) with its tag.
+const VERSION: u8 = 2;
+const NONCE_LEN: usize = 24;
+const CLAIM_LEN: usize = 1 + 8 + 8 + 8;
+const TAG_LEN: usize = 16;
+const SEALED_LEN: usize = 1 + NONCE_LEN + CLAIM_LEN + TAG_LEN;
+/// Binds a sealed claim to its use, so no other sealed text of ours passes for one.
+const SEAL_AAD: &[u8] = b"bulletin link v2";
 
 /// The keys that sign links: the first signs, all verify.
 #[derive(Clone)]
 pub struct LinkKeys {
     keys: Vec<Vec<u8>>,
+    /// One sealing cipher per key, in the same order, keyed by HMAC(key, "link-seal").
+    seals: Vec<XChaCha20Poly1305>,
 }
 
 impl LinkKeys {
@@ -125,28 +153,63 @@ impl LinkKeys {
     pub fn new(current: Vec<u8>, previous: Vec<Vec<u8>>) -> Self {
         let mut keys = vec![current];
         keys.extend(previous);
-        Self { keys }
+        let seals = keys
+            .iter()
+            .map(|key| XChaCha20Poly1305::new_from_slice(&mac(key, b"link-seal", b"")).expect("a 32-byte key"))
+            .collect();
+        Self { keys, seals }
     }
 
-    /// Signs a claim on `subscriber` for `purpose` (newsletter zero for preference links).
+    /// Seals a claim on `subscriber` for `purpose` (newsletter zero for preference links).
     pub fn sign(&self, purpose: LinkPurpose, subscriber: LinkRef, newsletter_id: i64) -> String {
-        let payload = encode_claim(VERSION, purpose, subscriber.0, newsletter_id);
-        let mut token = payload.to_vec();
-        token.extend_from_slice(&mac(&self.keys[0], b"link", &payload)[..MAC_LEN]);
+        let mut claim = [0u8; CLAIM_LEN];
+        claim[0] = purpose.tag();
+        claim[1..9].copy_from_slice(&subscriber.subscriber_id.to_be_bytes());
+        claim[9..17].copy_from_slice(&subscriber.salt.to_be_bytes());
+        claim[17..25].copy_from_slice(&newsletter_id.to_be_bytes());
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self.seals[0]
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: &claim, aad: SEAL_AAD })
+            .expect("sealing a short claim cannot fail");
+        let mut token = Vec::with_capacity(SEALED_LEN);
+        token.push(VERSION);
+        token.extend_from_slice(&nonce);
+        token.extend_from_slice(&sealed);
         B64.encode(token)
     }
 
     pub fn verify(&self, token: &str, purpose: LinkPurpose) -> Option<LinkClaim> {
-        if token.len() > 64 {
+        if token.len() > SEALED_LEN.div_ceil(3) * 4 {
             return None;
         }
         let raw = B64.decode(token).ok()?;
-        if raw.len() != PAYLOAD_LEN + MAC_LEN {
-            return None;
-        }
-        let (payload, tag) = raw.split_at(PAYLOAD_LEN);
+        let claim = match (raw.first()?, raw.len()) {
+            (&VERSION, SEALED_LEN) => self.unseal(&raw[1..])?,
+            (&LEGACY_VERSION, len) if len == LEGACY_PAYLOAD_LEN + MAC_LEN => self.verify_legacy(&raw)?,
+            _ => return None,
+        };
+        (claim.purpose == purpose).then_some(claim)
+    }
+
+    fn unseal(&self, raw: &[u8]) -> Option<LinkClaim> {
+        let (nonce, sealed) = raw.split_at(NONCE_LEN);
+        let claim = self
+            .seals
+            .iter()
+            .find_map(|seal| seal.decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: SEAL_AAD }).ok())?;
+        let int = |range: std::ops::Range<usize>| Some(i64::from_be_bytes(claim.get(range)?.try_into().ok()?));
+        Some(LinkClaim {
+            purpose: LinkPurpose::from_tag(*claim.first()?)?,
+            subscriber: LinkSubject::Sealed(LinkRef { subscriber_id: int(1..9)?, salt: int(9..17)? }),
+            newsletter_id: int(17..25)?,
+        })
+    }
+
+    fn verify_legacy(&self, raw: &[u8]) -> Option<LinkClaim> {
+        let (payload, tag) = raw.split_at(LEGACY_PAYLOAD_LEN);
         let genuine = self.keys.iter().any(|key| {
-            let mut m = HmacSha256::new_from_slice(key).expect("any key length");
+            let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
             m.update(b"link");
             m.update(payload);
             m.verify_truncated_left(tag).is_ok()
@@ -154,8 +217,11 @@ impl LinkKeys {
         if !genuine {
             return None;
         }
-        let claim = decode_claim(payload)?;
-        (claim.purpose == purpose).then_some(claim)
+        Some(LinkClaim {
+            purpose: LinkPurpose::from_tag(payload[1])?,
+            subscriber: LinkSubject::LegacyId(i64::from_be_bytes(payload[2..10].try_into().ok()?)),
+            newsletter_id: i64::from_be_bytes(payload[10..18].try_into().ok()?),
+        })
     }
 
     /// The keyed hashes of an address under every known key, current first:
@@ -176,7 +242,7 @@ impl LinkKeys {
             return false;
         }
         self.keys.iter().any(|key| {
-            let mut m = HmacSha256::new_from_slice(key).expect("any key length");
+            let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
             m.update(domain);
             m.update(data);
             m.verify_truncated_left(tag).is_ok()
@@ -185,34 +251,10 @@ impl LinkKeys {
 }
 
 fn mac(key: &[u8], domain: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = HmacSha256::new_from_slice(key).expect("any key length");
+    let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
     m.update(domain);
     m.update(data);
     m.finalize().into_bytes().to_vec()
-}
-
-fn encode_claim(version: u8, purpose: LinkPurpose, subscriber: i64, newsletter_id: i64) -> [u8; PAYLOAD_LEN] {
-    let mut out = [0u8; PAYLOAD_LEN];
-    out[0] = version;
-    out[1] = purpose.tag();
-    out[2..10].copy_from_slice(&subscriber.to_be_bytes());
-    out[10..18].copy_from_slice(&newsletter_id.to_be_bytes());
-    out
-}
-
-fn decode_claim(payload: &[u8]) -> Option<LinkClaim> {
-    let purpose = match payload[1] {
-        1 => LinkPurpose::Unsubscribe,
-        2 => LinkPurpose::Preferences,
-        _ => return None,
-    };
-    let subscriber = i64::from_be_bytes(payload[2..10].try_into().ok()?);
-    let subscriber = match payload[0] {
-        VERSION => LinkSubject::Ref(LinkRef(subscriber)),
-        LEGACY_VERSION => LinkSubject::LegacyId(subscriber),
-        _ => return None,
-    };
-    Some(LinkClaim { purpose, subscriber, newsletter_id: i64::from_be_bytes(payload[10..18].try_into().ok()?) })
 }
 
 #[cfg(test)]
@@ -232,10 +274,11 @@ mod tests {
 
     #[test]
     fn signed_links_verify_and_rotate() {
+        let reader = LinkRef { subscriber_id: 7, salt: -42 };
         let claim =
-            LinkClaim { purpose: LinkPurpose::Unsubscribe, subscriber: LinkSubject::Ref(LinkRef(7)), newsletter_id: 3 };
+            LinkClaim { purpose: LinkPurpose::Unsubscribe, subscriber: LinkSubject::Sealed(reader), newsletter_id: 3 };
         let old = LinkKeys::new(b"old-key".to_vec(), vec![]);
-        let token = old.sign(LinkPurpose::Unsubscribe, LinkRef(7), 3);
+        let token = old.sign(LinkPurpose::Unsubscribe, reader, 3);
         assert_eq!(old.verify(&token, LinkPurpose::Unsubscribe), Some(claim));
         assert_eq!(old.verify(&token, LinkPurpose::Preferences), None);
 
@@ -251,8 +294,10 @@ mod tests {
 
     /// A link in a mail sent before the format change, as version 1 signed it.
     fn legacy_token(key: &[u8], purpose: LinkPurpose, subscriber_id: i64, newsletter_id: i64) -> String {
-        let payload = encode_claim(LEGACY_VERSION, purpose, subscriber_id, newsletter_id);
-        let mut token = payload.to_vec();
+        let mut payload = vec![LEGACY_VERSION, purpose.tag()];
+        payload.extend_from_slice(&subscriber_id.to_be_bytes());
+        payload.extend_from_slice(&newsletter_id.to_be_bytes());
+        let mut token = payload.clone();
         token.extend_from_slice(&mac(key, b"link", &payload)[..MAC_LEN]);
         B64.encode(token)
     }
@@ -264,5 +309,20 @@ mod tests {
         let claim = keys.verify(&token, LinkPurpose::Preferences).expect("an old link verifies");
         assert_eq!(claim.subscriber, LinkSubject::LegacyId(10));
         assert_eq!(keys.verify(&token, LinkPurpose::Unsubscribe), None);
+    }
+
+    #[test]
+    fn sealed_links_show_nothing_of_the_claim() {
+        let keys = LinkKeys::new(b"key".to_vec(), vec![]);
+        let reader = LinkRef { subscriber_id: 10, salt: 0x1234_5678 };
+        let a = keys.sign(LinkPurpose::Preferences, reader, 0);
+        let b = keys.sign(LinkPurpose::Preferences, reader, 0);
+        assert_ne!(a, b, "a fresh nonce per link");
+        for token in [&a, &b] {
+            let raw = B64.decode(token).unwrap();
+            let id = 10_i64.to_be_bytes();
+            assert!(!raw.windows(8).any(|w| w == id), "the id is not readable in {token}");
+            assert_eq!(keys.verify(token, LinkPurpose::Preferences).unwrap().subscriber, LinkSubject::Sealed(reader));
+        }
     }
 }

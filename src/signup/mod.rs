@@ -283,8 +283,8 @@ impl Signup {
         let Some(claim) = self.links.keys().verify(token, purpose) else {
             return Ok(None);
         };
-        Ok(self.store.linked_subscriber(claim.subscriber).await?.map(|(subscriber_id, link_ref)| LinkedReader {
-            subscriber_id,
+        Ok(self.store.linked_subscriber(claim.subscriber).await?.map(|link_ref| LinkedReader {
+            subscriber_id: link_ref.subscriber_id,
             link_ref,
             newsletter_id: claim.newsletter_id,
         }))

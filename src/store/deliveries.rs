@@ -210,7 +210,7 @@ impl Store {
         }
         rows.sort_unstable_by_key(|row| row.id);
         let emails: Vec<(i64, String, i64)> = reading!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT id, email, link_ref FROM subscribers WHERE id IN (");
+            let mut qb = QueryBuilder::new("SELECT id, email, link_salt FROM subscribers WHERE id IN (");
             let mut list = qb.separated(", ");
             for row in &rows {
                 list.push_bind(row.subscriber_id);
@@ -219,7 +219,7 @@ impl Store {
             qb.build_query_as().fetch_all(pool).await?
         });
         let emails: HashMap<i64, (String, LinkRef)> =
-            emails.into_iter().map(|(id, email, link_ref)| (id, (email, LinkRef(link_ref)))).collect();
+            emails.into_iter().map(|(id, email, salt)| (id, (email, LinkRef { subscriber_id: id, salt }))).collect();
         let asking: Vec<i64> =
             rows.iter().filter(|row| row.kind == DeliveryKind::Confirmation).map(|row| row.subscriber_id).collect();
         let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();

@@ -265,32 +265,34 @@ impl Store {
         })
     }
 
-    /// The reference that names the subscriber in signed links, or `None` once erased.
+    /// What names the subscriber in signed links, or `None` once erased.
     pub async fn link_ref(&self, subscriber_id: i64) -> Result<Option<LinkRef>> {
-        let found: Option<i64> = reading!(self, |pool| {
-            sqlx::query_scalar("SELECT link_ref FROM subscribers WHERE id = $1")
+        let salt: Option<i64> = reading!(self, |pool| {
+            sqlx::query_scalar("SELECT link_salt FROM subscribers WHERE id = $1")
                 .bind(subscriber_id)
                 .fetch_optional(pool)
                 .await?
         });
-        Ok(found.map(LinkRef))
+        Ok(salt.map(|salt| LinkRef { subscriber_id, salt }))
     }
 
-    /// The subscriber (id and link reference) a verified link names, if any.
-    /// A version 1 link names a row id, which an erasure could once free for
-    /// someone else: it counts only for subscribers older than the format change.
-    pub async fn linked_subscriber(&self, subject: LinkSubject) -> Result<Option<(i64, LinkRef)>> {
+    /// The subscriber a verified link names, if it still exists: the row with
+    /// the link's id and salt (a primary-key lookup). A version 1 link names a
+    /// row id alone, which an erasure could once free for someone else: it
+    /// counts only for subscribers older than the format change.
+    pub async fn linked_subscriber(&self, subject: LinkSubject) -> Result<Option<LinkRef>> {
         let found: Option<(i64, i64)> = reading!(self, |pool| {
             match subject {
-                LinkSubject::Ref(LinkRef(link_ref)) => {
-                    sqlx::query_as("SELECT id, link_ref FROM subscribers WHERE link_ref = $1")
-                        .bind(link_ref)
+                LinkSubject::Sealed(LinkRef { subscriber_id, salt }) => {
+                    sqlx::query_as("SELECT id, link_salt FROM subscribers WHERE id = $1 AND link_salt = $2")
+                        .bind(subscriber_id)
+                        .bind(salt)
                         .fetch_optional(pool)
                         .await?
                 }
                 LinkSubject::LegacyId(id) => {
                     sqlx::query_as(
-                        "SELECT id, link_ref FROM subscribers WHERE id = $1 AND created_at < \
+                        "SELECT id, link_salt FROM subscribers WHERE id = $1 AND created_at < \
                          (SELECT CAST(value AS BIGINT) FROM settings WHERE name = 'legacy_links_before')",
                     )
                     .bind(id)
@@ -299,7 +301,7 @@ impl Store {
                 }
             }
         });
-        Ok(found.map(|(id, link_ref)| (id, LinkRef(link_ref))))
+        Ok(found.map(|(subscriber_id, salt)| LinkRef { subscriber_id, salt }))
     }
 
     /// Every subscription the subscriber has, in any state.
