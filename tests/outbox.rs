@@ -1,47 +1,14 @@
 //! The file transport on a full disk: a message that does not fit fails
 //! and leaves no `.eml` behind, empty or cut off.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
 use bulletin::mail::{Outbound, SendFailure};
 use lettre::Message;
 
-/// A tmpfs of a few pages mounted on a temp dir, unmounted when dropped.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    /// `None` (the test is skipped, saying why) where mounting is impossible, e.g. without root.
-    fn mount(size: &str) -> Option<Self> {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("skipping: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
-            return None;
-        }
-        Some(Self { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 #[tokio::test]
 async fn full_disk_leaves_no_empty_or_partial_eml() {
-    let Some(disk) = SmallDisk::mount("16k") else { return };
+    let Some(disk) = common::tmpfs::Tmpfs::mount("16k") else { return };
     let mut channel = Outbound::file(disk.path()).unwrap().channel();
     let body = format!("{}END OF MESSAGE\n", "Plenty of news today, line after line.\n".repeat(80));
     let (mut written, mut refused) = (0, 0);

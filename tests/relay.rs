@@ -6,12 +6,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bulletin::config::{Settings, TransportKind};
 use bulletin::mail::Outbound;
+use common::bin::{issue_status, ledger, write_config};
 use common::postfix_smtpd::{PostfixSmtpd, SmtpdOptions};
 use common::{Backend, MailSink, TestApp};
 use secrecy::SecretString;
@@ -55,44 +55,6 @@ async fn send_one(settings: &bulletin::config::MailSettings, to: &str, subject: 
     sent
 }
 
-/// A config file for the `bulletin` binary: the test's database and these `[mail]` lines.
-fn write_config(dir: &Path, db: &str, mail: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    let text = format!(
-        "[server]\nsecret = \"{}\"\n[database]\nurl = \"{db}\"\n[mail]\ntransport = \"smtp\"\n{mail}\n",
-        common::TEST_SECRET
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// What `bulletin issue status ID` prints.
-fn issue_status(config: &Path, id: i64) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(["issue", "status", &id.to_string()])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run bulletin issue status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// (status, attempts) of an issue's rows, straight from the database.
-async fn ledger(app: &TestApp, issue: i64) -> Vec<(String, i64)> {
-    use sqlx::Connection;
-    const SQL: &str = "SELECT status, attempts FROM deliveries WHERE issue_id = $1 ORDER BY id";
-    let url = app.database_url();
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
-    }
-}
-
 /// Waits until the engine records a wait for the mail server whose reason
 /// contains `needle` and every row of the issue is back as it was (queued,
 /// no attempt spent), checking all along that none failed. A row may be
@@ -100,7 +62,7 @@ async fn ledger(app: &TestApp, issue: i64) -> Vec<(String, i64)> {
 async fn wait_for_hold(app: &TestApp, issue: i64, needle: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let rows = ledger(app, issue).await;
+        let rows = ledger(app.database_url(), issue).await;
         assert!(
             rows.iter().all(|(status, attempts)| matches!((status.as_str(), attempts), ("queued", 0) | ("sending", 1))),
             "the hold must not spend the rows: {rows:?}"
@@ -234,7 +196,7 @@ async fn private_ca_is_trusted_through_tls_ca_file(backend: Backend) {
         assert_eq!(smtpd.wait_for(email, 1).await.len(), 1, "{email}");
     }
     assert!(smtpd.log().contains("TLS connection established from localhost"), "{}", smtpd.log());
-    let rows = ledger(&app, id).await;
+    let rows = ledger(app.database_url(), id).await;
     assert!(rows.iter().all(|(status, attempts)| status == "sent" && *attempts == 1), "{rows:?}");
     app.stop().await;
 }
@@ -338,7 +300,7 @@ async fn connection_dropped_by_smtpd_timeout_is_replaced(backend: Backend) {
     eprintln!("the message after Postfix's timeout went out {:?} after it was queued", asked.elapsed());
     assert!(asked.elapsed() < Duration::from_secs(10), "waited for a retry");
     for id in [first, second] {
-        let rows = ledger(&app, id).await;
+        let rows = ledger(app.database_url(), id).await;
         assert!(rows.iter().all(|(status, attempts)| status == "sent" && *attempts == 1), "{rows:?}");
     }
     app.stop().await;

@@ -4,51 +4,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::bin::{issue_status, ledger, write_config};
 use common::postfix::{PostfixSink, free_port};
 use common::{Backend, MailSink, TestApp, TestDb};
-
-/// (status, attempts) of ledger rows, read straight from the database: `kind`
-/// 'issue' rows of issue `issue`, or 'confirmation' rows when `issue` is 0.
-async fn ledger(db_url: &str, issue: i64) -> Vec<(String, i64)> {
-    use sqlx::Connection;
-    const SQL: &str = "SELECT status, attempts FROM deliveries \
-         WHERE ($1 = 0 AND kind = 'confirmation') OR issue_id = $1 ORDER BY id";
-    if db_url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(db_url).await.unwrap();
-        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
-        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
-    }
-}
-
-/// A config file for running the `bulletin` binary against the test's database.
-fn write_config(dir: &Path, db: &str, smtp_url: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    let text = format!(
-        "[server]\nsecret = \"{}\"\n[database]\nurl = \"{db}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"{smtp_url}\"\n",
-        common::TEST_SECRET
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// What `bulletin issue status ID` prints.
-fn issue_status(config: &Path, id: i64) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(["issue", "status", &id.to_string()])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run bulletin issue status");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// An issue started while nothing listens on the SMTP port waits for the
 /// server, spends no attempt and fails nothing; `issue status` says it is
@@ -65,7 +26,7 @@ async fn outage_holds_the_issue_until_the_server_returns(backend: Backend) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), app.database_url(), &format!("smtp://{addr}"));
+    let config = write_config(dir.path(), app.database_url(), &format!("smtp_url = \"smtp://{addr}\""));
     let emails: Vec<String> = (0..40).map(|i| format!("outage{i}@example.org")).collect();
     app.import_confirmed("weekend-reads", &emails).await;
     let id = app.queue_issue("weekend-reads", "Despite the outage", "Body.").await;
@@ -108,7 +69,7 @@ async fn foreground_send_shows_the_wait(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else { return };
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &db.url, &format!("smtp://{addr}"));
+    let config = write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://{addr}\""));
     let settings = bulletin::config::Settings::load(&config).unwrap();
     let services = bulletin::app::services(&settings, bulletin::clock::Clock::system()).await.unwrap();
     let newsletter = services.signup.catalog().all()[0].clone();
@@ -172,7 +133,7 @@ async fn foreground_send_shows_the_wait(backend: Backend) {
 async fn worker_warns_at_start_when_the_server_is_unreachable(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &db.url, &format!("smtp://127.0.0.1:{}", free_port()));
+    let config = write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://127.0.0.1:{}\"", free_port()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
         .arg("--config")
         .arg(&config)

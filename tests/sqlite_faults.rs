@@ -13,48 +13,11 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use bulletin::app;
 use bulletin::clock::Clock;
 use common::MailSink;
-
-/// A tmpfs mounted on a fresh directory, unmounted when dropped.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Self> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        let reason = match out {
-            Ok(out) if out.status.success() => return Some(Self { dir }),
-            Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            Err(e) => e.to_string(),
-        };
-        if std::env::var("BULLETIN_TEST_REQUIRE_TMPFS").is_ok_and(|v| v == "1") {
-            panic!("a tmpfs is required (BULLETIN_TEST_REQUIRE_TMPFS=1) but mounting one failed: {reason}");
-        }
-        eprintln!("skipping: cannot mount a tmpfs for the full-disk test (needs root): {reason}");
-        None
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        // Lazy, so a file a failed test left open does not keep the mount.
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
-    }
-}
 
 /// Writes zeros to `path` until the file system is full.
 fn fill(path: &Path) -> PathBuf {
@@ -88,7 +51,7 @@ async fn signup(http: &reqwest::Client, base: &str, email: &str) -> reqwest::Sta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_recovers_once_a_full_disk_has_room_again() {
-    let Some(tmpfs) = Tmpfs::mount("2m") else {
+    let Some(tmpfs) = common::tmpfs::Tmpfs::mount("2m") else {
         return;
     };
     common::bounded(async {

@@ -3,10 +3,12 @@
 //! through a real SMTP server on loopback (mailin-embedded, in process).
 #![allow(dead_code)]
 
+pub mod bin;
 pub mod db;
 pub mod postfix;
 pub mod postfix_smtpd;
 pub mod smtp;
+pub mod tmpfs;
 
 use std::time::Duration;
 

@@ -1,0 +1,45 @@
+//! Running the `bulletin` binary from a test, and reading the ledger the way
+//! an operator's SQL would.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A config file for the `bulletin` binary: the test's database, the test
+/// secret, SMTP transport and these further `[mail]` lines.
+pub fn write_config(dir: &Path, db: &str, mail: &str) -> PathBuf {
+    let path = dir.join("config.toml");
+    let text = format!(
+        "[server]\nsecret = \"{}\"\n[database]\nurl = \"{db}\"\n[mail]\ntransport = \"smtp\"\n{mail}\n",
+        super::TEST_SECRET
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// What `bulletin issue status ID` prints.
+pub fn issue_status(config: &Path, id: i64) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(["issue", "status", &id.to_string()])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run bulletin issue status");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// (status, attempts) of ledger rows, read straight from the database: `kind`
+/// 'issue' rows of issue `issue`, or 'confirmation' rows when `issue` is 0.
+pub async fn ledger(db_url: &str, issue: i64) -> Vec<(String, i64)> {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT status, attempts FROM deliveries \
+         WHERE ($1 = 0 AND kind = 'confirmation') OR issue_id = $1 ORDER BY id";
+    if db_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(db_url).await.unwrap();
+        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
+        sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
+    }
+}
