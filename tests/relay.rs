@@ -153,8 +153,13 @@ async fn refused_ehlo_name_holds_the_issue(backend: Backend) {
     let config = write_config(dir.path(), app.database_url(), &format!("smtp_url = \"{url}\"\nhelo_name = \"vm\""));
     let status = issue_status(&config, id);
     assert!(status.contains("waiting for the mail server since") && status.contains("EHLO name"), "{status}");
-    // Held through a further try of the server, still untouched.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Held through a further try of the server (its check time moves on), still untouched.
+    let checked = app.store.mail_server_wait(app.clock.now()).await.unwrap().expect("waiting").checked_at;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.store.mail_server_wait(app.clock.now()).await.unwrap().is_some_and(|w| w.checked_at == checked) {
+        assert!(Instant::now() < deadline, "the server was not tried again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_for_hold(&app, id, "EHLO name").await;
     app.stop().await;
 }

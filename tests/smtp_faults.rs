@@ -172,8 +172,12 @@ async fn idle_connection_dropped_by_the_server_costs_no_retry(backend: Backend) 
     };
     app.signup_form("first@example.org", &["weekend-reads"]).await;
     wait_for_file(&sink, "first@example.org", Duration::from_secs(10)).await;
-    // smtp-sink -t 2 closes a connection that sends nothing for 2 s; 3 s is past that.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // smtp-sink -t 2 closes a connection that sends nothing for 2 s: wait until it has.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink.open_connections() > 0 {
+        assert!(Instant::now() < deadline, "smtp-sink kept the idle connection");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let asked = Instant::now();
     app.signup_form("second@example.org", &["weekend-reads"]).await;
     wait_for_file(&sink, "second@example.org", Duration::from_secs(5)).await;

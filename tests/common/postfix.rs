@@ -66,6 +66,21 @@ impl PostfixSink {
             .count()
     }
 
+    /// Connections to the server that are open now, from the kernel's table
+    /// (`/proc/net/tcp`: local address the server's port, state ESTABLISHED).
+    pub fn open_connections(&self) -> usize {
+        let port = self.addr.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        let local = format!("0100007F:{port:04X}");
+        std::fs::read_to_string("/proc/net/tcp")
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.get(1) == Some(&local.as_str()) && fields.get(3) == Some(&"01")
+            })
+            .count()
+    }
+
     /// Messages received so far, complete or not.
     pub fn count(&self) -> usize {
         std::fs::read_dir(self.dir.path().join("mail")).unwrap().count()
