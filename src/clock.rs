@@ -12,16 +12,19 @@ pub type Timestamp = i64;
 #[derive(Clone, Default)]
 pub struct Clock {
     offset: Option<Arc<AtomicI64>>,
+    /// Bumped on every move, so a task sleeping until a time (the digest
+    /// scheduler) wakes when a test moves the clock past it.
+    moved: Option<Arc<tokio::sync::watch::Sender<u64>>>,
 }
 
 impl Clock {
     pub fn system() -> Self {
-        Self { offset: None }
+        Self { offset: None, moved: None }
     }
 
     /// A clock that runs with the system clock but can be moved ahead.
     pub fn adjustable() -> Self {
-        Self { offset: Some(Arc::new(AtomicI64::new(0))) }
+        Self { offset: Some(Arc::new(AtomicI64::new(0))), moved: Some(Arc::new(tokio::sync::watch::Sender::new(0))) }
     }
 
     pub fn now(&self) -> Timestamp {
@@ -32,6 +35,16 @@ impl Clock {
     /// Moves an adjustable clock ahead; panics on the system clock.
     pub fn advance(&self, seconds: i64) {
         self.offset.as_ref().expect("only an adjustable clock can be advanced").fetch_add(seconds, Ordering::Relaxed);
+        if let Some(moved) = &self.moved {
+            moved.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Resolves when the clock has been moved since the last call (never for the system clock).
+    pub async fn moved(&self, seen: &mut Option<tokio::sync::watch::Receiver<u64>>) {
+        let Some(moved) = &self.moved else { return std::future::pending().await };
+        let rx = seen.get_or_insert_with(|| moved.subscribe());
+        let _ = rx.changed().await;
     }
 }
 

@@ -48,6 +48,9 @@ pub struct ServerSettings {
     pub keepalive_idle_seconds: u64,
     /// Connections served at once; beyond it new ones wait in the kernel's backlog.
     pub max_connections: u32,
+    /// Bearer tokens that may call `POST /api/items` (a CMS adding stories). Empty: the route answers 404.
+    #[serde(serialize_with = "serialize_secrets")]
+    pub api_tokens: Vec<SecretString>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +139,45 @@ pub struct NewsletterSettings {
     pub name: String,
     #[serde(default)]
     pub description: String,
+    /// Makes the newsletter a digest of stories (README, "Digests").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestSettings>,
+}
+
+/// `[newsletters.digest]`: when a digest goes out and where its stories come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestSettings {
+    /// A cron expression in `timezone`. None: no automatic runs, one period per local day (`digest run` from cron).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// RSS or Atom feeds, fetched every `fetch_interval_minutes` and before each run.
+    pub feeds: Vec<String>,
+    pub max_items: u32,
+    /// No mail when nothing is new.
+    pub skip_if_empty: bool,
+    /// A scheduled run due longer ago than this (the box was down) is skipped, not sent late.
+    pub max_lateness_minutes: u32,
+    pub fetch_interval_minutes: u32,
+    /// `{newsletter}` and `{date}` are filled in.
+    pub subject: String,
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        Self {
+            schedule: None,
+            timezone: "UTC".into(),
+            feeds: vec![],
+            max_items: 20,
+            skip_if_empty: true,
+            max_lateness_minutes: 120,
+            fetch_interval_minutes: 10,
+            subject: "{newsletter} — {date}".into(),
+        }
+    }
 }
 
 fn serialize_secret<S: serde::Serializer>(s: &SecretString, ser: S) -> Result<S::Ok, S::Error> {
@@ -161,6 +203,7 @@ impl Default for ServerSettings {
             body_read_timeout_seconds: 30,
             keepalive_idle_seconds: 60,
             max_connections: 1024,
+            api_tokens: vec![],
         }
     }
 }
@@ -205,6 +248,7 @@ impl Default for Settings {
             slug: slug.into(),
             name: name.into(),
             description: description.into(),
+            digest: None,
         };
         Self {
             server: ServerSettings::default(),
@@ -285,6 +329,12 @@ impl Settings {
                 return invalid(format!("{key} must be at least 1"));
             }
         }
+        if self.server.api_tokens.iter().any(|t| secrecy::ExposeSecret::expose_secret(t).trim().len() < 16) {
+            return invalid(
+                "server.api_tokens: each token must be at least 16 characters (make one with `openssl rand -hex 24`)"
+                    .into(),
+            );
+        }
         if self.server.max_connections == 0 {
             return invalid("server.max_connections must be at least 1".into());
         }
@@ -319,6 +369,11 @@ impl Settings {
             }
             if n.name.trim().is_empty() {
                 return invalid(format!("newsletters: {:?} needs a name", n.slug));
+            }
+            if let Some(digest) = &n.digest
+                && let Err(e) = crate::digest::DigestPlan::from_settings(digest)
+            {
+                return invalid(format!("newsletters.{}.digest.{e}", n.slug));
             }
         }
         Ok(())

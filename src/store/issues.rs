@@ -17,6 +17,16 @@ pub struct IssueRow {
     pub completed_at: Option<Timestamp>,
 }
 
+/// A new issue, sending: binds newsletter, subject, body, content hash, now; returns its id.
+pub(super) const INSERT_ISSUE: &str = "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at) \
+     VALUES ($1, $2, $3, $4, 'sending', $5) RETURNING id";
+
+/// An issue's ledger, one row per confirmed, unsuppressed reader: binds issue, now, newsletter.
+pub(super) const QUEUE_AUDIENCE: &str = "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
+     SELECT 'issue', $1, sub.subscriber_id, 'queued', $2, $2 \
+     FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
+     WHERE sub.newsletter_id = $3 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL";
+
 impl Store {
     /// Confirmed, unsuppressed subscribers of a newsletter: the audience of an issue.
     pub async fn audience_size(&self, newsletter_id: i64) -> Result<i64> {
@@ -57,29 +67,21 @@ impl Store {
         now: Timestamp,
     ) -> Result<(i64, u64)> {
         in_tx!(self, |tx| {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at) \
-                 VALUES ($1, $2, $3, $4, 'sending', $5) RETURNING id",
-            )
-            .bind(newsletter_id)
-            .bind(subject)
-            .bind(body_markdown)
-            .bind(content_hash)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            let queued = sqlx::query(
-                "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
-                 SELECT 'issue', $1, sub.subscriber_id, 'queued', $2, $2 \
-                 FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
-                 WHERE sub.newsletter_id = $3 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL",
-            )
-            .bind(id)
-            .bind(now)
-            .bind(newsletter_id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let id: i64 = sqlx::query_scalar(INSERT_ISSUE)
+                .bind(newsletter_id)
+                .bind(subject)
+                .bind(body_markdown)
+                .bind(content_hash)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            let queued = sqlx::query(QUEUE_AUDIENCE)
+                .bind(id)
+                .bind(now)
+                .bind(newsletter_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             Ok((id, queued))
         })
     }

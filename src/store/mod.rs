@@ -6,8 +6,10 @@
 //! per-backend SQL appears only where the dialects really differ.
 
 mod deliveries;
+mod digests;
 mod health;
 mod issues;
+mod items;
 mod mail_server;
 mod newsletters;
 mod subscribers;
@@ -26,8 +28,10 @@ use sqlx::sqlite::{
 };
 
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
+pub use digests::{DigestOutcome, DigestRequest, DigestRunRow, DigestRunStatus};
 pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use issues::IssueRow;
+pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
 pub use subscribers::{
     Consent, MailCap, PreferenceChange, SignupOutcome, SignupRequest, SubscriberRow, SubscriptionState,

@@ -1,0 +1,90 @@
+//! A story as it arrives from the CLI, the API or a feed, checked once.
+
+use url::Url;
+
+use crate::clock::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoryError {
+    #[error("the title is empty")]
+    EmptyTitle,
+    #[error("the title is longer than {MAX_TITLE} characters")]
+    LongTitle,
+    #[error("the URL must be an absolute http:// or https:// URL")]
+    Url,
+    #[error("the URL is longer than {MAX_URL} characters")]
+    LongUrl,
+    #[error("the summary is longer than {MAX_SUMMARY} characters")]
+    LongSummary,
+}
+
+const MAX_TITLE: usize = 500;
+const MAX_URL: usize = 2048;
+const MAX_SUMMARY: usize = 5000;
+
+/// A story ready to be stored: one line of title, an http(s) link, plain text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Story {
+    pub title: String,
+    pub url: Url,
+    pub summary: Option<String>,
+    /// When it was published, if the source says; else when it arrived.
+    pub published_at: Option<Timestamp>,
+    /// The feed's own id for it, which deduplicates better than the link.
+    pub guid: Option<String>,
+}
+
+impl Story {
+    pub fn new(
+        title: &str,
+        url: &str,
+        summary: Option<&str>,
+        published_at: Option<Timestamp>,
+    ) -> Result<Self, StoryError> {
+        let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+        if title.is_empty() {
+            return Err(StoryError::EmptyTitle);
+        }
+        if title.chars().count() > MAX_TITLE {
+            return Err(StoryError::LongTitle);
+        }
+        let url = url.trim();
+        if url.len() > MAX_URL {
+            return Err(StoryError::LongUrl);
+        }
+        let url = match Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => u,
+            _ => return Err(StoryError::Url),
+        };
+        let summary = summary.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        if summary.as_ref().is_some_and(|s| s.chars().count() > MAX_SUMMARY) {
+            return Err(StoryError::LongSummary);
+        }
+        Ok(Self { title, url, summary, published_at, guid: None })
+    }
+
+    /// Stored once per newsletter under this key: the feed's GUID, else the link.
+    pub fn dedup_key(&self) -> String {
+        match &self.guid {
+            Some(guid) => format!("guid:{guid}"),
+            None => format!("url:{}", self.url),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stories_are_checked() {
+        let s = Story::new("  Kyiv\n wakes  up ", "https://news.example.org/a", Some("  "), None).unwrap();
+        assert_eq!(s.title, "Kyiv wakes up");
+        assert_eq!(s.summary, None);
+        assert_eq!(s.dedup_key(), "url:https://news.example.org/a");
+        assert_eq!(Story::new(" ", "https://x.org/", None, None), Err(StoryError::EmptyTitle));
+        for bad in ["javascript:alert(1)", "/relative", "ftp://x.org/a", "https://"] {
+            assert_eq!(Story::new("t", bad, None, None), Err(StoryError::Url), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Digest runs: one per (newsletter, stream, period), claimed, filled and
+//! turned into an issue in one transaction, so a period is sent once or not
+//! at all, whoever else tries and whenever the process dies.
+
+use sqlx::QueryBuilder;
+
+use super::issues::{INSERT_ISSUE, QUEUE_AUDIENCE};
+use super::items::{ItemRow, item_columns};
+use super::{Result, Store, in_tx, reading};
+use crate::clock::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestRunStatus {
+    /// Became an issue (its delivery is the issue's business).
+    Issued,
+    /// Nothing was sent for the period; `reason` says why.
+    Skipped,
+}
+
+impl TryFrom<String> for DigestRunStatus {
+    type Error = String;
+    fn try_from(s: String) -> std::result::Result<Self, String> {
+        match s.as_str() {
+            "issued" => Ok(Self::Issued),
+            "skipped" => Ok(Self::Skipped),
+            _ => Err(format!("unknown digest run status {s:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DigestRunRow {
+    pub id: i64,
+    pub newsletter_id: i64,
+    pub stream: String,
+    pub period_start: Timestamp,
+    pub period_label: String,
+    #[sqlx(try_from = "String")]
+    pub status: DigestRunStatus,
+    pub reason: Option<String>,
+    pub items: i64,
+    pub recipients: i64,
+    pub issue_id: Option<i64>,
+    pub created_at: Timestamp,
+}
+
+/// Which stories a run takes, and what it does when there are none.
+#[derive(Debug, Clone)]
+pub struct DigestRequest<'a> {
+    pub newsletter_id: i64,
+    pub stream: &'a str,
+    pub period_start: Timestamp,
+    pub period_label: &'a str,
+    pub subject: &'a str,
+    pub max_items: u32,
+    /// Stories published after this and stored by `now` are candidates, newest first.
+    pub oldest: Timestamp,
+    /// Recorded as skipped for this reason without looking at stories (a late run).
+    pub skip: Option<&'a str>,
+    pub skip_if_empty: bool,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestOutcome {
+    /// This call made the period's digest (sent or skipped).
+    Made(DigestRunRow),
+    /// The period already had its run, made by someone else or earlier.
+    AlreadyRan(DigestRunRow),
+}
+
+macro_rules! run_columns {
+    () => {
+        "id, newsletter_id, stream, period_start, period_label, status, reason, items, recipients, issue_id, created_at"
+    };
+}
+
+/// One period's run: binds newsletter, stream, period start.
+const SELECT_RUN: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM digest_runs WHERE newsletter_id = $1 AND stream = $2 AND period_start = $3"
+);
+
+/// Stories a run would carry: binds newsletter, oldest, now, stream, max items.
+const CANDIDATES: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    ", NULL AS run_id, NULL AS issue_id FROM items i \
+     WHERE i.newsletter_id = $1 AND i.published_at > $2 AND i.published_at <= $3 AND i.added_at <= $3 \
+     AND NOT EXISTS (SELECT 1 FROM digest_items di WHERE di.item_id = i.id AND di.stream = $4) \
+     ORDER BY i.published_at DESC, i.id DESC LIMIT $5"
+);
+
+impl Store {
+    /// Makes the period's digest run, once: claims the period, takes the
+    /// stories, creates the issue with its ledger and records which stories
+    /// it carries, all in one transaction.
+    pub async fn make_digest_run(&self, req: &DigestRequest<'_>) -> Result<DigestOutcome> {
+        in_tx!(self, |tx| {
+            let claimed: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO digest_runs (newsletter_id, stream, period_start, period_label, status, reason, created_at) \
+                 VALUES ($1, $2, $3, $4, 'skipped', $5, $6) \
+                 ON CONFLICT (newsletter_id, stream, period_start) DO NOTHING RETURNING id",
+            )
+            .bind(req.newsletter_id)
+            .bind(req.stream)
+            .bind(req.period_start)
+            .bind(req.period_label)
+            .bind(req.skip.unwrap_or("nothing new"))
+            .bind(req.now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(run_id) = claimed else {
+                let existing: DigestRunRow = sqlx::query_as(SELECT_RUN)
+                    .bind(req.newsletter_id)
+                    .bind(req.stream)
+                    .bind(req.period_start)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Ok(DigestOutcome::AlreadyRan(existing));
+            };
+            let stories: Vec<ItemRow> = if req.skip.is_some() {
+                vec![]
+            } else {
+                sqlx::query_as(CANDIDATES)
+                    .bind(req.newsletter_id)
+                    .bind(req.oldest)
+                    .bind(req.now)
+                    .bind(req.stream)
+                    .bind(i64::from(req.max_items))
+                    .fetch_all(&mut *tx)
+                    .await?
+            };
+            if req.skip.is_none() && !(stories.is_empty() && req.skip_if_empty) {
+                let listing: String = stories.iter().map(|s| format!("- {} <{}>\n", s.title, s.url)).collect();
+                let issue_id: i64 = sqlx::query_scalar(INSERT_ISSUE)
+                    .bind(req.newsletter_id)
+                    .bind(req.subject)
+                    .bind(if listing.is_empty() { "(no new stories)\n" } else { &listing })
+                    .bind(format!("digest-run-{run_id}"))
+                    .bind(req.now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let recipients = sqlx::query(QUEUE_AUDIENCE)
+                    .bind(issue_id)
+                    .bind(req.now)
+                    .bind(req.newsletter_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if !stories.is_empty() {
+                    let mut qb = QueryBuilder::new("INSERT INTO digest_items (run_id, item_id, stream, position) ");
+                    qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
+                        b.push_bind(run_id).push_bind(s.id).push_bind(req.stream).push_bind(position as i64);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                sqlx::query(
+                    "UPDATE digest_runs SET status = 'issued', reason = NULL, items = $2, recipients = $3, issue_id = $4 \
+                     WHERE id = $1",
+                )
+                .bind(run_id)
+                .bind(stories.len() as i64)
+                .bind(recipients as i64)
+                .bind(issue_id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let made: DigestRunRow = sqlx::query_as(SELECT_RUN)
+                .bind(req.newsletter_id)
+                .bind(req.stream)
+                .bind(req.period_start)
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok(DigestOutcome::Made(made))
+        })
+    }
+
+    /// The stories a run made now would carry (for `digest preview`; changes nothing).
+    pub async fn digest_candidates(&self, req: &DigestRequest<'_>) -> Result<Vec<ItemRow>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(CANDIDATES)
+                .bind(req.newsletter_id)
+                .bind(req.oldest)
+                .bind(req.now)
+                .bind(req.stream)
+                .bind(i64::from(req.max_items))
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    /// The run of a period, if it has one.
+    pub async fn digest_run(
+        &self,
+        newsletter_id: i64,
+        stream: &str,
+        period_start: Timestamp,
+    ) -> Result<Option<DigestRunRow>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(SELECT_RUN)
+                .bind(newsletter_id)
+                .bind(stream)
+                .bind(period_start)
+                .fetch_optional(pool)
+                .await?)
+        })
+    }
+
+    /// Past runs, newest period first.
+    pub async fn digest_runs(&self, newsletter_id: Option<i64>, limit: i64) -> Result<Vec<DigestRunRow>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM digest_runs WHERE ($1 IS NULL OR newsletter_id = $1) ORDER BY period_start DESC, id DESC LIMIT $2"
+            ))
+            .bind(newsletter_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// The run an issue was made from and its stories in mail order; `None` for an editor's issue.
+    pub async fn digest_of_issue(&self, issue_id: i64) -> Result<Option<(DigestRunRow, Vec<ItemRow>)>> {
+        reading!(self, |pool| {
+            let run: Option<DigestRunRow> =
+                sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM digest_runs WHERE issue_id = $1"))
+                    .bind(issue_id)
+                    .fetch_optional(pool)
+                    .await?;
+            let Some(run) = run else { return Ok(None) };
+            let stories = sqlx::query_as(concat!(
+                "SELECT ",
+                item_columns!(),
+                ", di.run_id, NULL AS issue_id FROM digest_items di JOIN items i ON i.id = di.item_id \
+                 WHERE di.run_id = $1 ORDER BY di.position"
+            ))
+            .bind(run.id)
+            .fetch_all(pool)
+            .await?;
+            Ok(Some((run, stories)))
+        })
+    }
+}
