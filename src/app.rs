@@ -15,6 +15,8 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::delivery::{Composer, Engine, Pace};
+use crate::digest::Digests;
+use crate::digest::feed::{FeedFetcher, FetchLimits};
 use crate::domain::LinkKeys;
 use crate::mail::{Mailer, Outbound};
 use crate::signup::{Catalog, Links, Signup};
@@ -55,6 +57,7 @@ pub struct Services {
     pub signup: Signup,
     pub engine: Engine,
     pub composer: Composer,
+    pub digests: Digests,
     pub mail_queued: Arc<Notify>,
 }
 
@@ -75,12 +78,14 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     };
     let signup = Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, mail_queued.clone());
     let composer =
-        Composer::new(store.clone(), mailer, links, catalog, clock.clone(), settings.signup.confirm_ttl_hours);
+        Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours);
+    let fetcher = FeedFetcher::new(FetchLimits::default()).context("could not set up the feed fetcher")?;
+    let digests = Digests::new(store.clone(), &catalog, &settings.newsletters, fetcher, clock.clone());
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));
-    Ok(Services { store, signup, engine, composer, mail_queued })
+    Ok(Services { store, signup, engine, composer, digests, mail_queued })
 }
 
-/// A serving instance: HTTP, the delivery engine and the limiter pruner.
+/// A serving instance: HTTP, the delivery engine, the digest schedules and the limiter pruner.
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Store,
@@ -118,6 +123,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
         max_connections: settings.server.max_connections as usize,
     };
     tasks.push(tokio::spawn(web::serve(listener, web::router(state), limits, stopped.clone())));
+    tasks.push(tokio::spawn(services.digests.schedule(services.mail_queued.clone(), stopped.clone())));
     tasks.push(tokio::spawn(services.engine.run(services.mail_queued, stopped.clone())));
     if let Some(limiter) = limiter {
         let mut prune_stop = stopped.clone();

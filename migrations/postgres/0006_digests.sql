@@ -51,8 +51,8 @@ CREATE TABLE feeds (
     url           TEXT    NOT NULL,
     etag          TEXT,
     last_modified TEXT,
-    fetched_at    INTEGER,
-    ok_at         INTEGER,
+    fetched_at    BIGINT,
+    ok_at         BIGINT,
     last_error    TEXT,
     PRIMARY KEY (newsletter_id, url)
 );

@@ -217,7 +217,7 @@ async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> a
 }
 
 /// Asks on the terminal; refuses when nobody is there to answer.
-fn confirm(question: &str) -> anyhow::Result<()> {
+pub(super) fn confirm(question: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to send without --yes: standard input is not a terminal");
     }
@@ -238,7 +238,7 @@ fn confirm(question: &str) -> anyhow::Result<()> {
 /// running `serve` does not). A second Ctrl-C stops without waiting for the
 /// messages in hand; their rows turn `ambiguous` when their lease expires.
 /// The result is an [`Unfinished`] error unless every message was delivered.
-async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()> {
+pub(super) async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let mut gathering = Gathering::start();
     let engine = tokio::spawn(services.engine.run(Arc::new(Notify::new()), stopped));
@@ -318,7 +318,7 @@ async fn deliver_in_foreground(services: Services, id: i64) -> anyhow::Result<()
 }
 
 /// The reader a test copy's links name: nobody (no subscriber has id 0).
-const TEST_COPY: LinkRef = LinkRef { subscriber_id: 0, salt: 0 };
+pub(super) const TEST_COPY: LinkRef = LinkRef { subscriber_id: 0, salt: 0 };
 
 /// One copy to one address, outside the ledger, marked as a test.
 async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: &str) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The `bulletin` command line for operators and editors.
 
+mod digest;
 mod issue;
 mod output;
 mod progress;
@@ -103,7 +104,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the web server (signup forms, confirmation and unsubscribe pages) and the mail worker.
     Serve,
-    /// Run the delivery engine only (no web server): sends queued confirmation mail and issues.
+    /// Run the delivery engine and the digest schedules only (no web server): sends queued confirmation mail, issues and digests.
     Worker,
     /// Create or update the database schema and the configured newsletters, then exit.
     Migrate,
@@ -121,6 +122,11 @@ pub enum Command {
     Issue {
         #[command(subcommand)]
         command: issue::IssueCommand,
+    },
+    /// Preview, send and list digests (newsletters with a [newsletters.digest] table).
+    Digest {
+        #[command(subcommand)]
+        command: digest::DigestCommand,
     },
 }
 
@@ -193,6 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Worker => worker(&settings).await,
         Command::Issue { command } => issue::run(&settings, command).await,
+        Command::Digest { command } => digest::run(&settings, command).await,
         Command::Subscribers { command: SubscribersCommand::Import { newsletter, confirmed, file } } => {
             import(&settings, &newsletter, confirmed, &file).await
         }
@@ -278,12 +285,14 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     check_mail_server(settings);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let schedules = tokio::spawn(services.digests.schedule(services.mail_queued.clone(), stopped.clone()));
     let engine = tokio::spawn(services.engine.run(services.mail_queued, stopped));
     tracing::info!("Bulletin worker running (database {})", services.store.backend_name());
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = engine.await;
+    let _ = schedules.await;
     services.store.close().await;
     Ok(())
 }

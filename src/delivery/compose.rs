@@ -117,13 +117,22 @@ impl Composer {
         }
         let Some(issue) = self.store.issue(issue_id).await? else { return Ok(None) };
         let Some(newsletter) = self.catalog.by_id(issue.newsletter_id) else { return Ok(None) };
-        let rendered = Arc::new(RenderedIssue::new(
-            &newsletter.name,
-            newsletter.slug.as_str(),
-            &issue.subject,
-            &issue.body_markdown,
-            &self.mailer,
-        ));
+        let rendered = Arc::new(match self.store.digest_of_issue(issue_id).await? {
+            Some((run, stories)) => RenderedIssue::digest(
+                &newsletter.name,
+                newsletter.slug.as_str(),
+                &issue.subject,
+                crate::digest::content(&run, stories),
+                &self.mailer,
+            ),
+            None => RenderedIssue::new(
+                &newsletter.name,
+                newsletter.slug.as_str(),
+                &issue.subject,
+                &issue.body_markdown,
+                &self.mailer,
+            ),
+        });
         self.issues.lock().expect("cache lock").insert(issue_id, (newsletter.id, rendered.clone()));
         Ok(Some((newsletter.id, rendered)))
     }

@@ -2,12 +2,18 @@
 //! schedule a newsletter gathers the stories since its last digest into one
 //! issue, sent through the delivery engine once per period.
 
+pub mod feed;
+mod gather;
+mod run;
 pub mod schedule;
+mod scheduler;
 pub mod story;
 
 use url::Url;
 
 use crate::config::DigestSettings;
+pub use gather::Gathered;
+pub use run::{DigestError, Digests, Preview, Trigger};
 pub use schedule::{Period, Schedule, ScheduleError};
 pub use story::{Story, StoryError};
 
@@ -76,5 +82,16 @@ impl DigestPlan {
     /// The digest's subject for a period: `{newsletter}` and `{date}` filled in.
     pub fn subject_for(&self, newsletter: &str, period: &Period) -> String {
         self.subject.replace("{newsletter}", newsletter).replace("{date}", &period.label)
+    }
+}
+
+/// What a digest issue lists, from its run and the stories it carried.
+pub fn content(run: &crate::store::DigestRunRow, stories: Vec<crate::store::ItemRow>) -> crate::mail::DigestContent {
+    crate::mail::DigestContent {
+        date: run.period_label.clone(),
+        stories: stories
+            .into_iter()
+            .map(|s| crate::mail::DigestStory { title: s.title, url: s.url, summary: s.summary })
+            .collect(),
     }
 }

@@ -29,6 +29,43 @@ struct Html<'a> {
     preferences_url: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "digest.txt")]
+struct DigestText<'a> {
+    newsletter: &'a str,
+    date: &'a str,
+    stories: &'a [DigestStory],
+    unsubscribe_url: &'a str,
+    preferences_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "digest.html")]
+struct DigestHtml<'a> {
+    newsletter: &'a str,
+    subject: &'a str,
+    date: &'a str,
+    stories: &'a [DigestStory],
+    unsubscribe_url: &'a str,
+    preferences_url: &'a str,
+}
+
+/// One story in a digest: plain text, escaped by the HTML template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestStory {
+    pub title: String,
+    pub url: String,
+    pub summary: Option<String>,
+}
+
+/// What a digest issue lists, instead of an editor's Markdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestContent {
+    /// The period's date in the newsletter's zone: "28 November 2026".
+    pub date: String,
+    pub stories: Vec<DigestStory>,
+}
+
 /// An issue ready to be personalized: rendered once per issue, not per reader.
 #[derive(Debug, Clone)]
 pub struct RenderedIssue {
@@ -39,6 +76,8 @@ pub struct RenderedIssue {
     pub subject: String,
     pub markdown: String,
     pub html: String,
+    /// Set for a digest, rendered from the digest templates instead of `markdown`.
+    pub digest: Option<DigestContent>,
 }
 
 impl RenderedIssue {
@@ -50,7 +89,38 @@ impl RenderedIssue {
             subject: one_line(subject),
             markdown: markdown.to_owned(),
             html: markdown_to_html(markdown),
+            digest: None,
         }
+    }
+
+    /// A digest of stories, rendered from `digest.html` and `digest.txt`.
+    pub fn digest(newsletter_name: &str, slug: &str, subject: &str, content: DigestContent, mailer: &Mailer) -> Self {
+        Self { digest: Some(content), ..Self::new(newsletter_name, slug, subject, "", mailer) }
+    }
+
+    /// The text and HTML parts for one reader.
+    pub fn render(&self, unsubscribe_url: &str, preferences_url: &str) -> Result<(String, String), askama::Error> {
+        let newsletter = &self.newsletter_name;
+        let subject = &self.subject;
+        Ok(match &self.digest {
+            Some(d) => (
+                DigestText { newsletter, date: &d.date, stories: &d.stories, unsubscribe_url, preferences_url }
+                    .render()?,
+                DigestHtml {
+                    newsletter,
+                    subject,
+                    date: &d.date,
+                    stories: &d.stories,
+                    unsubscribe_url,
+                    preferences_url,
+                }
+                .render()?,
+            ),
+            None => (
+                Text { newsletter, subject, body: &self.markdown, unsubscribe_url, preferences_url }.render()?,
+                Html { newsletter, subject, body_html: &self.html, unsubscribe_url, preferences_url }.render()?,
+            ),
+        })
     }
 }
 
@@ -98,22 +168,7 @@ pub struct IssueMail<'a> {
 impl IssueMail<'_> {
     pub fn build(&self, mailer: &Mailer) -> Result<Message, MailError> {
         let issue = self.issue;
-        let text = Text {
-            newsletter: &issue.newsletter_name,
-            subject: &issue.subject,
-            body: &issue.markdown,
-            unsubscribe_url: self.unsubscribe_url,
-            preferences_url: self.preferences_url,
-        }
-        .render()?;
-        let html = Html {
-            newsletter: &issue.newsletter_name,
-            subject: &issue.subject,
-            body_html: &issue.html,
-            unsubscribe_url: self.unsubscribe_url,
-            preferences_url: self.preferences_url,
-        }
-        .render()?;
+        let (text, html) = issue.render(self.unsubscribe_url, self.preferences_url)?;
         let mut message = Message::builder()
             .from(mailer.from().clone())
             .to(Mailbox::new(None, self.to.to_lettre()))

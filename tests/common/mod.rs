@@ -5,6 +5,7 @@
 
 pub mod bin;
 pub mod db;
+pub mod feed_server;
 pub mod postfix;
 pub mod postfix_smtpd;
 pub mod smtp;
@@ -336,7 +337,10 @@ pub fn visible(html: &str) -> String {
         .replace("&#34;", "\"")
         .replace("&lt;", "<")
         .replace("&gt;", ">")
+        .replace("&#60;", "<")
+        .replace("&#62;", ">")
         .replace("&amp;", "&")
+        .replace("&#38;", "&")
 }
 
 /// The first `href` in a page that contains `needle`.
