@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod digest;
 pub mod domain;
 pub mod mail;
 pub mod signup;
