@@ -470,4 +470,34 @@ mod tests {
             assert!(err.contains("server.keepalive_idle_seconds"), "{err}");
         });
     }
+
+    #[test]
+    fn digest_settings_are_checked_at_load() {
+        isolated(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let digest = |table: &str| {
+                format!("[[newsletters]]\nslug = \"morning\"\nname = \"Morning\"\n[newsletters.digest]\n{table}\n")
+            };
+            for (table, key) in [
+                ("schedule = \"every morning\"", "newsletters.morning.digest.schedule: \"every morning\""),
+                ("timezone = \"Europe/Kiev2\"", "newsletters.morning.digest.timezone: \"Europe/Kiev2\""),
+                ("feeds = [\"ftp://news.example.org/rss\"]", "newsletters.morning.digest.feeds: \"ftp://"),
+                ("feeds = [\"/rss.xml\"]", "newsletters.morning.digest.feeds: \"/rss.xml\""),
+                ("max_items = 0", "newsletters.morning.digest.max_items"),
+                ("shedule = \"0 7 * * *\"", "shedule"),
+            ] {
+                let err = Settings::load(&write(dir.path(), &digest(table))).unwrap_err().to_string();
+                assert!(err.contains(key), "{table}: {err}");
+            }
+            let ok = Settings::load(&write(
+                dir.path(),
+                &digest("schedule = \"0 7 * * 1-5\"\ntimezone = \"Europe/Kyiv\"\nfeeds = [\"https://news.example.org/rss/\"]"),
+            ))
+            .expect("a valid digest loads");
+            assert_eq!(ok.newsletters[0].digest.as_ref().unwrap().max_items, 20);
+            let err =
+                Settings::load(&write(dir.path(), "[server]\napi_tokens = [\"short\"]\n")).unwrap_err().to_string();
+            assert!(err.contains("server.api_tokens"), "{err}");
+        });
+    }
 }

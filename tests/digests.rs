@@ -11,7 +11,7 @@ use bulletin::config::{DigestSettings, Settings};
 use bulletin::digest::{Story, Trigger};
 use bulletin::store::{DigestOutcome, DigestRunRow, DigestRunStatus};
 use common::feed_server::{Entry, FeedServer};
-use common::{Backend, TestApp};
+use common::{Backend, MailSink, TestApp, TestDb};
 
 /// A daily schedule whose next slot is about five minutes from `now` (UTC), and that slot.
 fn schedule_soon(now: i64) -> (String, i64) {
@@ -198,4 +198,98 @@ async fn a_broken_feed_stops_nothing_else(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(feeds_become_one_digest_per_period, two_schedulers_make_one_digest, a_broken_feed_stops_nothing_else);
+fn bulletin(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("BULLETIN_CONFIG")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run bulletin")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An editor's day with a digest run from cron (no `schedule`): preview, run, run again, list.
+async fn an_editor_previews_runs_and_lists_digests(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let mail = MailSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nsecret = \"{}\"\n[database]\nurl = \"{}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://{}\"\n\
+             [[newsletters]]\nslug = \"morning-briefing\"\nname = \"Morning Briefing\"\n\
+             [newsletters.digest]\ntimezone = \"Europe/Kyiv\"\n\
+             [[newsletters]]\nslug = \"weekend-reads\"\nname = \"Weekend Reads\"\n",
+            common::TEST_SECRET,
+            db.url,
+            mail.addr
+        ),
+    )
+    .unwrap();
+    let csv = dir.path().join("readers.csv");
+    std::fs::write(&csv, "email\nada@example.org\nbob@example.org\n").unwrap();
+    let import = bulletin(
+        &config,
+        &["subscribers", "import", "--newsletter", "morning-briefing", "--confirmed"]
+            .iter()
+            .copied()
+            .chain([csv.to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(import.status.success(), "{}", text(&import.stderr));
+    let store = bulletin::store::Store::connect(&db.url, 2).await.unwrap();
+    let newsletter =
+        store.list_newsletters().await.unwrap().into_iter().find(|n| n.slug.as_str() == "morning-briefing").unwrap();
+    let story =
+        Story::new("Trains run <on time>", "https://news.test/trains", Some("A first since 2022."), None).unwrap();
+    store.add_items(newsletter.id, &[story], "cli", chrono::Utc::now().timestamp()).await.unwrap();
+
+    let html = dir.path().join("preview.html");
+    let preview =
+        bulletin(&config, &["digest", "preview", "--newsletter", "morning-briefing", "--html", html.to_str().unwrap()]);
+    assert!(preview.status.success(), "{}", text(&preview.stderr));
+    let shown = text(&preview.stdout);
+    assert!(shown.contains("Trains run <on time>") && shown.contains("Recipients: 2"), "{shown}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("Trains run &#60;on time&#62;") && page.contains("A first since 2022."), "{page}");
+    assert_eq!(mail.count(), 0, "a preview sends nothing");
+
+    let run = bulletin(&config, &["digest", "run", "--newsletter", "morning-briefing", "--yes"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    for reader in ["ada@example.org", "bob@example.org"] {
+        let mails = mail.wait_for(reader, 1).await;
+        assert!(mails[0].text().contains("Trains run <on time>"), "{}", mails[0].text());
+    }
+
+    // The same day again: nothing sent, exit 1, and the editor is told which issue it was.
+    let again = bulletin(&config, &["digest", "run", "--newsletter", "morning-briefing", "--yes"]);
+    assert_eq!(again.status.code(), Some(1));
+    let said = text(&again.stderr);
+    assert!(said.contains("already went out as issue #1"), "{said}");
+    assert_eq!(said.lines().filter(|l| l.starts_with("error:")).count(), 1, "{said}");
+    assert_eq!(mail.count(), 2, "nobody got a second digest");
+
+    let list = bulletin(&config, &["digest", "list"]);
+    let listed = text(&list.stdout);
+    assert!(list.status.success() && listed.contains("issued") && listed.contains("#1"), "{listed}");
+
+    let not_a_digest = bulletin(&config, &["digest", "run", "--newsletter", "weekend-reads", "--yes"]);
+    assert_eq!(not_a_digest.status.code(), Some(1));
+    assert!(text(&not_a_digest.stderr).contains("is not a digest"), "{}", text(&not_a_digest.stderr));
+    store.close().await;
+}
+
+on_both_backends!(
+    feeds_become_one_digest_per_period,
+    two_schedulers_make_one_digest,
+    a_broken_feed_stops_nothing_else,
+    an_editor_previews_runs_and_lists_digests
+);
