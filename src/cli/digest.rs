@@ -11,7 +11,7 @@ use super::newsletter_by_slug;
 use crate::app::{self, Services};
 use crate::clock::{Clock, format_timestamp};
 use crate::config::Settings;
-use crate::digest::{Gathered, Trigger};
+use crate::digest::{Gathered, Trigger, Upcoming};
 use crate::domain::Newsletter;
 use crate::mail::RenderedIssue;
 use crate::store::{DigestOutcome, DigestRunRow, DigestRunStatus};
@@ -62,7 +62,7 @@ pub async fn run(settings: &Settings, command: DigestCommand) -> anyhow::Result<
             let newsletter = newsletter_by_slug(&services, &newsletter)?;
             services.digests.plan(&newsletter)?;
             report_gathered(&services.digests.gather(&newsletter).await);
-            let preview = services.digests.preview(&newsletter).await?;
+            let preview = services.digests.preview(&newsletter, Upcoming::Current).await?;
             if let Some(run) = &preview.already {
                 bail!("{}", already(run));
             }
@@ -123,17 +123,20 @@ fn report_gathered(g: &Gathered) {
     if g.feeds == 0 {
         return;
     }
-    eprintln!("Feeds:      {} fetched, {} new stor(y/ies)", g.feeds - g.failed.len(), g.new_stories);
+    eprintln!("Feeds:      {} of {} fetched, new stories: {}", g.feeds - g.failed.len(), g.feeds, g.new_stories);
     for (url, reason) in &g.failed {
         eprintln!("            not fetched: {url}: {reason}");
     }
 }
 
 async fn preview(services: &Services, newsletter: &Newsletter, html: Option<PathBuf>) -> anyhow::Result<()> {
-    let p = services.digests.preview(newsletter).await?;
+    let p = services.digests.preview(newsletter, Upcoming::Next).await?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "Newsletter: {} ({})", newsletter.name, newsletter.slug)?;
-    writeln!(out, "Period:     {} (from {})", p.period.label, format_timestamp(p.period.start))?;
+    match p.due_at {
+        Some(at) => writeln!(out, "Period:     {} (sent by the schedule at {})", p.period.label, format_timestamp(at))?,
+        None => writeln!(out, "Period:     {} (from {})", p.period.label, format_timestamp(p.period.start))?,
+    }
     writeln!(out, "Subject:    {}", p.subject)?;
     writeln!(out, "Recipients: {} confirmed subscriber(s)", p.recipients)?;
     writeln!(out, "Stories:    {}", p.stories.len())?;
@@ -143,7 +146,9 @@ async fn preview(services: &Services, newsletter: &Newsletter, html: Option<Path
     if let Some(run) = &p.already {
         writeln!(out, "Already done for this period: {}.", already(run).split("; ").next().unwrap_or_default())?;
     } else if p.stories.is_empty() {
-        writeln!(out, "Nothing new: a run now sends nothing (skip_if_empty) unless stories arrive first.")?;
+        writeln!(out, "Nothing new so far: without new stories nothing is sent (skip_if_empty).")?;
+    } else if p.due_at.is_some() {
+        writeln!(out, "Stories that arrive before then are added (newest first, up to max_items).")?;
     }
     if let Some(path) = html {
         let stories = p

@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::config::DigestSettings;
 pub use gather::Gathered;
-pub use run::{DigestError, Digests, Preview, Trigger};
+pub use run::{DigestError, Digests, Preview, Trigger, Upcoming};
 pub use schedule::{Period, Schedule, ScheduleError};
 pub use story::{Story, StoryError};
 

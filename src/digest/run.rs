@@ -38,6 +38,15 @@ pub struct Preview {
     pub recipients: i64,
     /// The period's run, if it already has one.
     pub already: Option<DigestRunRow>,
+    /// When the schedule sends it, if that is still to come.
+    pub due_at: Option<Timestamp>,
+}
+
+/// Which digest [`Digests::preview`] shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upcoming {
+    Current,
+    Next,
 }
 
 /// Every newsletter's digest plan, and what runs them: shared by the scheduler and the CLI.
@@ -104,17 +113,32 @@ impl Digests {
         }
     }
 
-    /// What a run now would send; changes nothing.
-    pub async fn preview(&self, newsletter: &Newsletter) -> Result<Preview, DigestError> {
+    /// What a digest would hold, changing nothing. `Upcoming::Current`: the
+    /// period `now` falls in, as `digest run` would send it now. `Upcoming::Next`:
+    /// the next digest readers will get, which for a schedule whose current
+    /// period is done (or too late to send) is the next slot's, with the
+    /// stories that have arrived so far.
+    pub async fn preview(&self, newsletter: &Newsletter, which: Upcoming) -> Result<Preview, DigestError> {
         let plan = self.plan(newsletter)?;
         let now = self.clock.now();
-        let period = plan.schedule.period_at(now);
+        let mut period = plan.schedule.period_at(now);
+        let mut already = self.store.digest_run(newsletter.id, SCHEDULE_STREAM, period.start).await?;
+        let mut due_at = None;
+        let passed = already.is_some() || now - period.start > plan.max_lateness;
+        if which == Upcoming::Next
+            && plan.schedule.is_automatic()
+            && passed
+            && let Some(next) = plan.schedule.next_slot(now)
+        {
+            period = plan.schedule.period_at(next);
+            already = None;
+            due_at = Some(next);
+        }
         let subject = plan.subject_for(&newsletter.name, &period);
         let req = Self::request(newsletter, plan, &period, &subject, None, now);
         let stories = self.store.digest_candidates(&req).await?;
-        let already = self.store.digest_run(newsletter.id, SCHEDULE_STREAM, period.start).await?;
         let recipients = self.store.audience_size(newsletter.id).await?;
-        Ok(Preview { subject, period, stories, recipients, already })
+        Ok(Preview { subject, period, stories, recipients, already, due_at })
     }
 
     /// Makes the digest of the period `now` falls in, once. A scheduled run
