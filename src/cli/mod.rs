@@ -1,6 +1,7 @@
 //! The `bulletin` command line for operators and editors.
 
 mod issue;
+mod items;
 mod output;
 mod progress;
 mod warnings;
@@ -122,6 +123,11 @@ pub enum Command {
         #[command(subcommand)]
         command: issue::IssueCommand,
     },
+    /// Add and list the stories a newsletter's digests are made of.
+    Items {
+        #[command(subcommand)]
+        command: items::ItemsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -193,6 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve(&settings).await,
         Command::Worker => worker(&settings).await,
         Command::Issue { command } => issue::run(&settings, command).await,
+        Command::Items { command } => items::run(&settings, command).await,
         Command::Subscribers { command: SubscribersCommand::Import { newsletter, confirmed, file } } => {
             import(&settings, &newsletter, confirmed, &file).await
         }
