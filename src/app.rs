@@ -103,6 +103,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
         store: services.store.clone(),
         body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_seconds),
         limiter: limiter.clone(),
+        api_tokens: web::ApiTokens::new(&settings.server.api_tokens),
         api_allowed_origins: settings
             .server
             .api_allowed_origins

@@ -54,3 +54,23 @@ pub fn format_timestamp(ts: Timestamp) -> String {
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()
 }
+
+/// Reads an RFC 3339 time with any offset (`2026-11-28T07:00:00+02:00`), as the CLI and API accept it.
+pub fn parse_timestamp(text: &str) -> Result<Timestamp, chrono::ParseError> {
+    chrono::DateTime::parse_from_rfc3339(text.trim()).map(|t| t.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_read_back_in_utc() {
+        let ts = parse_timestamp(" 2024-03-05T06:07:08+02:00 ").unwrap();
+        assert_eq!(format_timestamp(ts), "2024-03-05T04:07:08Z");
+        assert_eq!(parse_timestamp("2024-03-05T04:07:08.9Z"), Ok(ts));
+        for bad in ["", "2024-03-05", "2024-03-05 04:07:08", "yesterday", "1709611628"] {
+            assert!(parse_timestamp(bad).is_err(), "{bad:?}");
+        }
+    }
+}

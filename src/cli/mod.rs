@@ -2,6 +2,7 @@
 
 mod digest;
 mod issue;
+mod items;
 mod output;
 mod progress;
 mod warnings;
@@ -128,6 +129,11 @@ pub enum Command {
         #[command(subcommand)]
         command: digest::DigestCommand,
     },
+    /// Add and list the stories a newsletter's digests are made of.
+    Items {
+        #[command(subcommand)]
+        command: items::ItemsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -200,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => worker(&settings).await,
         Command::Issue { command } => issue::run(&settings, command).await,
         Command::Digest { command } => digest::run(&settings, command).await,
+        Command::Items { command } => items::run(&settings, command).await,
         Command::Subscribers { command: SubscribersCommand::Import { newsletter, confirmed, file } } => {
             import(&settings, &newsletter, confirmed, &file).await
         }

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::clock::format_timestamp;
 use crate::domain::{Newsletter, SubscriptionStatus};
 use crate::spreadsheet::neutralise;
-use crate::store::{Store, SubscriberRow};
+use crate::store::{ItemRow, Store, SubscriberRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -117,6 +117,49 @@ pub async fn subscribers(
             .await?;
             table(out, &header, &rows)?;
             writeln!(out, "{} subscriber(s)", rows.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// A newsletter's stories as `bulletin items list` prints them, in the order given.
+pub fn items(out: &mut impl Write, format: Format, rows: &[ItemRow]) -> anyhow::Result<()> {
+    let header = ["published", "source", "digest", "title", "url"];
+    let digest = |row: &ItemRow| match (row.issue_id, row.run_id) {
+        (Some(issue), _) => format!("issue #{issue}"),
+        (None, Some(run)) => format!("run #{run}"),
+        (None, None) => "pending".to_owned(),
+    };
+    let cells: Vec<[String; 5]> = rows
+        .iter()
+        .map(|row| {
+            [format_timestamp(row.published_at), row.source.clone(), digest(row), row.title.clone(), row.url.clone()]
+        })
+        .collect();
+    match format {
+        Format::Table => {
+            table(out, &header, &cells)?;
+            writeln!(out, "{} item(s)", rows.len())?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(header)?;
+            for row in &cells {
+                w.write_record(row.iter().map(|cell| neutralise(cell).into_owned()))?;
+            }
+            w.flush()?;
+        }
+        Format::Json => {
+            let list: Vec<_> = rows
+                .iter()
+                .map(|row| {
+                    json!({"published": format_timestamp(row.published_at), "added": format_timestamp(row.added_at),
+                           "source": row.source, "issue": row.issue_id, "pending": row.run_id.is_none(),
+                           "title": row.title, "url": row.url, "summary": row.summary})
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &list)?;
+            writeln!(out)?;
         }
     }
     Ok(())

@@ -18,6 +18,17 @@ pub enum StoryError {
     LongSummary,
 }
 
+impl StoryError {
+    /// The input field at fault, so the CLI and the API can name it.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::EmptyTitle | Self::LongTitle => "title",
+            Self::Url | Self::LongUrl => "url",
+            Self::LongSummary => "summary",
+        }
+    }
+}
+
 const MAX_TITLE: usize = 500;
 const MAX_URL: usize = 2048;
 const MAX_SUMMARY: usize = 5000;

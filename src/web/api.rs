@@ -27,7 +27,7 @@ pub async fn create_subscription(
     headers: HeaderMap,
     body: Result<Json<NewSubscription>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Json(request) = body.map_err(rejection)?;
+    let Json(request) = body.map_err(|e| rejection(e, SUBSCRIPTION_SHAPE))?;
     let newsletters = state.signup.resolve(&request.newsletters)?;
     let email = EmailAddress::parse(&request.email).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email", format!("{INVALID_EMAIL}: {e}"))
@@ -36,7 +36,10 @@ pub async fn create_subscription(
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "pending"}))))
 }
 
-fn rejection(e: JsonRejection) -> ApiError {
+const SUBSCRIPTION_SHAPE: &str = r#"{"email": "...", "newsletters": ["slug", ...]}"#;
+
+/// Maps a body the JSON extractor refused to a clear 4xx; `shape` is what the route expects.
+pub(super) fn rejection(e: JsonRejection, shape: &str) -> ApiError {
     match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -51,7 +54,7 @@ fn rejection(e: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
-            format!("expected {{\"email\": \"...\", \"newsletters\": [\"slug\", ...]}}: {}", e.body_text()),
+            format!("expected {shape}: {}", e.body_text()),
         ),
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")

@@ -115,20 +115,25 @@ impl From<SignupError> for ApiError {
             SignupError::UnknownNewsletter(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_newsletter", e.to_string())
             }
-            SignupError::Store(e) if e.is_unavailable() => {
-                tracing::error!(error = %e, "request failed: the database is unavailable");
-                let mut api = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the service cannot handle requests right now; try again shortly",
-                );
-                api.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
-                api
-            }
-            SignupError::Store(e) => {
-                tracing::error!(error = %e, "request failed");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
-            }
+            SignupError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::error!(error = %e, "request failed: the database is unavailable");
+            let mut api = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the service cannot handle requests right now; try again shortly",
+            );
+            api.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
+            api
+        } else {
+            tracing::error!(error = %e, "request failed");
+            Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong on our side")
         }
     }
 }

@@ -8,6 +8,7 @@
 mod api;
 pub mod client;
 mod error;
+mod items;
 mod pages;
 mod serve;
 
@@ -29,6 +30,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::signup::Signup;
 use crate::store::Store;
 use client::{ClientIp, IpLimiter};
+pub use items::ApiTokens;
 pub use serve::{ConnectionLimits, serve};
 
 /// Largest request body we read: a signup form is a few hundred bytes.
@@ -61,7 +63,10 @@ pub struct Shared {
     pub body_read_timeout: Duration,
     /// Origins allowed to call the JSON API from a browser.
     pub api_allowed_origins: Arc<[HeaderValue]>,
+    /// Signup limits per client IP; authenticated API routes are exempt.
     pub limiter: Option<Arc<IpLimiter>>,
+    /// Who may call `POST /api/items`; empty: the route does not exist.
+    pub api_tokens: ApiTokens,
     pub trusted_proxies: Arc<[IpNet]>,
     pub form_min_secs: u64,
     pub form_max_age_secs: u64,
@@ -89,11 +94,19 @@ pub fn router(state: AppState) -> Router {
         .route("/unsubscribe/{token}", get(pages::unsubscribe_page).post(pages::unsubscribe))
         .route("/preferences/{token}", get(pages::preferences_page).post(pages::update_preferences))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    // Server to server: a bearer token instead of CORS and the per-IP limit.
+    let mut authenticated = Router::new();
+    if !state.api_tokens.is_empty() {
+        authenticated = authenticated
+            .route("/api/items", post(items::add_item))
+            .route_layer(middleware::from_fn_with_state(state.clone(), items::require_api_token));
+    }
     Router::new()
         .route("/", get(pages::index))
         .route("/healthz", get(healthz))
         .merge(signups)
         .merge(tokened)
+        .merge(authenticated)
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identify_client))
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
