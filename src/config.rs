@@ -163,6 +163,15 @@ pub struct DigestSettings {
     pub fetch_interval_minutes: u32,
     /// `{newsletter}` and `{date}` are filled in.
     pub subject: String,
+    /// What readers may choose ("immediate", "daily", "weekly"); the first is the default.
+    /// Empty: one rhythm for all, by `schedule`.
+    pub rhythms: Vec<String>,
+    /// Local hour (0–23, in each reader's zone) of daily and weekly digests.
+    pub send_hour: u32,
+    /// Day of weekly digests: mon, tue, wed, thu, fri, sat or sun.
+    pub weekly_day: String,
+    /// Stories arriving within this many minutes go to immediate readers in one mail.
+    pub immediate_grouping_minutes: u32,
 }
 
 impl Default for DigestSettings {
@@ -176,6 +185,10 @@ impl Default for DigestSettings {
             max_lateness_minutes: 120,
             fetch_interval_minutes: 10,
             subject: "{newsletter} — {date}".into(),
+            rhythms: vec![],
+            send_hour: 7,
+            weekly_day: "mon".into(),
+            immediate_grouping_minutes: 5,
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod feed;
 mod gather;
+mod rhythms;
 mod run;
 pub mod schedule;
 mod scheduler;
@@ -12,7 +13,9 @@ pub mod story;
 use url::Url;
 
 use crate::config::DigestSettings;
+use crate::domain::Rhythm;
 pub use gather::Gathered;
+pub use rhythms::RhythmStream;
 pub use run::{DigestError, Digests, Preview, Trigger, Upcoming};
 pub use schedule::{Period, Schedule, ScheduleError};
 pub use story::{Story, StoryError};
@@ -32,6 +35,20 @@ pub enum PlanError {
     FetchInterval,
     #[error("subject must not be empty")]
     Subject,
+    #[error("rhythms: {0}")]
+    Rhythm(#[from] crate::domain::RhythmError),
+    #[error("rhythms: {0:?} is listed twice")]
+    RhythmTwice(String),
+    #[error(
+        "schedule: leave it out when rhythms are set (daily and weekly digests go out at send_hour in each reader's zone)"
+    )]
+    ScheduleWithRhythms,
+    #[error("send_hour must be 0 to 23, got {0}")]
+    SendHour(u32),
+    #[error("weekly_day: {0:?} is not one of mon, tue, wed, thu, fri, sat, sun")]
+    WeeklyDay(String),
+    #[error("immediate_grouping_minutes must be at least 1")]
+    Grouping,
 }
 
 /// A newsletter's `[newsletters.digest]`, checked and parsed.
@@ -46,6 +63,12 @@ pub struct DigestPlan {
     /// Seconds between feed fetches.
     pub fetch_interval: i64,
     pub subject: String,
+    /// What readers may choose, the default first; empty for a newsletter on one `schedule`.
+    pub rhythms: Vec<Rhythm>,
+    pub send_hour: u32,
+    pub weekly_day: chrono::Weekday,
+    /// Seconds within which stories go to immediate readers in one mail.
+    pub grouping: i64,
 }
 
 impl DigestPlan {
@@ -68,6 +91,33 @@ impl DigestPlan {
         if s.subject.trim().is_empty() {
             return Err(PlanError::Subject);
         }
+        let mut rhythms = Vec::new();
+        for r in &s.rhythms {
+            let rhythm: Rhythm = r.parse()?;
+            if rhythms.contains(&rhythm) {
+                return Err(PlanError::RhythmTwice(r.clone()));
+            }
+            rhythms.push(rhythm);
+        }
+        if !rhythms.is_empty() && s.schedule.is_some() {
+            return Err(PlanError::ScheduleWithRhythms);
+        }
+        if s.send_hour > 23 {
+            return Err(PlanError::SendHour(s.send_hour));
+        }
+        let weekly_day = match s.weekly_day.trim().to_ascii_lowercase().as_str() {
+            "mon" => chrono::Weekday::Mon,
+            "tue" => chrono::Weekday::Tue,
+            "wed" => chrono::Weekday::Wed,
+            "thu" => chrono::Weekday::Thu,
+            "fri" => chrono::Weekday::Fri,
+            "sat" => chrono::Weekday::Sat,
+            "sun" => chrono::Weekday::Sun,
+            _ => return Err(PlanError::WeeklyDay(s.weekly_day.clone())),
+        };
+        if s.immediate_grouping_minutes == 0 {
+            return Err(PlanError::Grouping);
+        }
         Ok(Self {
             schedule,
             feeds,
@@ -76,7 +126,21 @@ impl DigestPlan {
             max_lateness: i64::from(s.max_lateness_minutes) * 60,
             fetch_interval: i64::from(s.fetch_interval_minutes) * 60,
             subject: s.subject.clone(),
+            rhythms,
+            send_hour: s.send_hour,
+            weekly_day,
+            grouping: i64::from(s.immediate_grouping_minutes) * 60,
         })
+    }
+
+    /// The rhythm of a reader who never chose one.
+    pub fn default_rhythm(&self) -> Option<Rhythm> {
+        self.rhythms.first().copied()
+    }
+
+    /// Whether readers may pick `rhythm` here.
+    pub fn offers(&self, rhythm: Rhythm) -> bool {
+        self.rhythms.contains(&rhythm)
     }
 
     /// The digest's subject for a period: `{newsletter}` and `{date}` filled in.

@@ -2,10 +2,12 @@
 
 pub mod email;
 pub mod newsletter;
+pub mod rhythm;
 pub mod status;
 pub mod token;
 
 pub use email::{EmailAddress, EmailError};
 pub use newsletter::{Newsletter, NewsletterSlug};
+pub use rhythm::{Rhythm, RhythmError, Zone, ZoneError};
 pub use status::{ConsentSource, IssueStatus, SubscriptionStatus};
 pub use token::{ConfirmationToken, LinkClaim, LinkKeys, LinkPurpose, LinkRef, LinkSubject, TokenHash};

@@ -4,7 +4,7 @@
 
 use sqlx::QueryBuilder;
 
-use super::issues::{INSERT_ISSUE, QUEUE_AUDIENCE};
+use super::issues::QUEUE_AUDIENCE;
 use super::items::{ItemRow, item_columns};
 use super::{Result, Store, in_tx, reading};
 use crate::clock::Timestamp;
@@ -75,8 +75,22 @@ macro_rules! run_columns {
     };
 }
 
+/// Claims a period: binds newsletter, stream, period start, label, reason if skipped, now;
+/// returns the new run's id, or nothing when the period already has one.
+pub(super) const INSERT_RUN: &str = "INSERT INTO digest_runs (newsletter_id, stream, period_start, period_label, status, reason, created_at) \
+     VALUES ($1, $2, $3, $4, 'skipped', $5, $6) \
+     ON CONFLICT (newsletter_id, stream, period_start) DO NOTHING RETURNING id";
+
+/// What `issue list` and `issue status` show of a digest: one line per story.
+pub(super) fn listing(stories: &[ItemRow]) -> String {
+    if stories.is_empty() {
+        return "(no new stories)\n".to_owned();
+    }
+    stories.iter().map(|s| format!("- {} <{}>\n", s.title, s.url)).collect()
+}
+
 /// One period's run: binds newsletter, stream, period start.
-const SELECT_RUN: &str = concat!(
+pub(super) const SELECT_RUN: &str = concat!(
     "SELECT ",
     run_columns!(),
     " FROM digest_runs WHERE newsletter_id = $1 AND stream = $2 AND period_start = $3"
@@ -98,19 +112,15 @@ impl Store {
     /// it carries, all in one transaction.
     pub async fn make_digest_run(&self, req: &DigestRequest<'_>) -> Result<DigestOutcome> {
         in_tx!(self, |tx| {
-            let claimed: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO digest_runs (newsletter_id, stream, period_start, period_label, status, reason, created_at) \
-                 VALUES ($1, $2, $3, $4, 'skipped', $5, $6) \
-                 ON CONFLICT (newsletter_id, stream, period_start) DO NOTHING RETURNING id",
-            )
-            .bind(req.newsletter_id)
-            .bind(req.stream)
-            .bind(req.period_start)
-            .bind(req.period_label)
-            .bind(req.skip.unwrap_or("nothing new"))
-            .bind(req.now)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let claimed: Option<i64> = sqlx::query_scalar(INSERT_RUN)
+                .bind(req.newsletter_id)
+                .bind(req.stream)
+                .bind(req.period_start)
+                .bind(req.period_label)
+                .bind(req.skip.unwrap_or("nothing new"))
+                .bind(req.now)
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some(run_id) = claimed else {
                 let existing: DigestRunRow = sqlx::query_as(SELECT_RUN)
                     .bind(req.newsletter_id)
@@ -133,15 +143,18 @@ impl Store {
                     .await?
             };
             if req.skip.is_none() && !(stories.is_empty() && req.skip_if_empty) {
-                let listing: String = stories.iter().map(|s| format!("- {} <{}>\n", s.title, s.url)).collect();
-                let issue_id: i64 = sqlx::query_scalar(INSERT_ISSUE)
-                    .bind(req.newsletter_id)
-                    .bind(req.subject)
-                    .bind(if listing.is_empty() { "(no new stories)\n" } else { &listing })
-                    .bind(format!("digest-run-{run_id}"))
-                    .bind(req.now)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let issue_id: i64 = sqlx::query_scalar(
+                    "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at, \
+                     digest_run_id) VALUES ($1, $2, $3, $4, 'sending', $5, $6) RETURNING id",
+                )
+                .bind(req.newsletter_id)
+                .bind(req.subject)
+                .bind(listing(&stories))
+                .bind(format!("digest-run-{run_id}"))
+                .bind(req.now)
+                .bind(run_id)
+                .fetch_one(&mut *tx)
+                .await?;
                 let recipients = sqlx::query(QUEUE_AUDIENCE)
                     .bind(issue_id)
                     .bind(req.now)
@@ -153,6 +166,11 @@ impl Store {
                     let mut qb = QueryBuilder::new("INSERT INTO digest_items (run_id, item_id, stream, position) ");
                     qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
                         b.push_bind(run_id).push_bind(s.id).push_bind(req.stream).push_bind(position as i64);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                    let mut qb = QueryBuilder::new("INSERT INTO issue_items (issue_id, item_id, position) ");
+                    qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
+                        b.push_bind(issue_id).push_bind(s.id).push_bind(position as i64);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -223,22 +241,25 @@ impl Store {
         })
     }
 
-    /// The run an issue was made from and its stories in mail order; `None` for an editor's issue.
+    /// The run an issue was made by and the stories it lists in mail order; `None` for an editor's issue.
     pub async fn digest_of_issue(&self, issue_id: i64) -> Result<Option<(DigestRunRow, Vec<ItemRow>)>> {
         reading!(self, |pool| {
-            let run: Option<DigestRunRow> =
-                sqlx::query_as(concat!("SELECT ", run_columns!(), " FROM digest_runs WHERE issue_id = $1"))
-                    .bind(issue_id)
-                    .fetch_optional(pool)
-                    .await?;
+            let run: Option<DigestRunRow> = sqlx::query_as(concat!(
+                "SELECT ",
+                run_columns!(),
+                " FROM digest_runs WHERE id = (SELECT digest_run_id FROM issues WHERE id = $1)"
+            ))
+            .bind(issue_id)
+            .fetch_optional(pool)
+            .await?;
             let Some(run) = run else { return Ok(None) };
             let stories = sqlx::query_as(concat!(
                 "SELECT ",
                 item_columns!(),
-                ", di.run_id, NULL AS issue_id FROM digest_items di JOIN items i ON i.id = di.item_id \
-                 WHERE di.run_id = $1 ORDER BY di.position"
+                ", NULL AS run_id, NULL AS issue_id FROM issue_items ii JOIN items i ON i.id = ii.item_id \
+                 WHERE ii.issue_id = $1 ORDER BY ii.position"
             ))
-            .bind(run.id)
+            .bind(issue_id)
             .fetch_all(pool)
             .await?;
             Ok(Some((run, stories)))

@@ -12,6 +12,7 @@ mod issues;
 mod items;
 mod mail_server;
 mod newsletters;
+mod rhythms;
 mod subscribers;
 mod suppressions;
 mod tokens;
@@ -33,6 +34,7 @@ pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use issues::IssueRow;
 pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
+pub use rhythms::{RhythmRequest, RhythmSlot};
 pub use subscribers::{
     Consent, MailCap, PreferenceChange, SignupOutcome, SignupRequest, SubscriberRow, SubscriptionState,
 };

@@ -1,0 +1,163 @@
+//! Readers' own rhythms: daily and weekly digests at `send_hour` in each
+//! reader's zone, and immediate mail a few minutes after stories arrive.
+//! Which stories a reader gets is their position (`digest_through`), not
+//! the run: see `store::rhythms`.
+
+use super::run::Digests;
+use super::{DigestPlan, Schedule};
+use crate::clock::{Timestamp, format_timestamp};
+use crate::domain::{Newsletter, Rhythm, Zone};
+use crate::store::{DigestOutcome, ItemRow, RhythmRequest, RhythmSlot, StoreError};
+
+/// Stories that arrived in the last few seconds wait for the next run: a
+/// story stored by a transaction still open when the run reads must not
+/// fall behind a reader's position.
+const SETTLE: i64 = 5;
+
+/// One rhythm in one zone of one newsletter: what a run is made for.
+#[derive(Debug, Clone)]
+pub struct RhythmStream {
+    pub rhythm: Rhythm,
+    /// `None`: every zone (immediate readers).
+    pub zone: Option<Zone>,
+    pub rhythm_is_default: bool,
+    pub zone_is_default: bool,
+}
+
+impl RhythmStream {
+    /// The run key besides the newsletter and period: `daily:Europe/Kyiv`, `immediate`.
+    pub fn key(&self) -> String {
+        match self.zone {
+            Some(zone) => format!("{}:{}", self.rhythm, zone.name()),
+            None => self.rhythm.to_string(),
+        }
+    }
+
+    fn slot(&self, newsletter_id: i64) -> RhythmSlot<'static> {
+        RhythmSlot {
+            newsletter_id,
+            rhythm: self.rhythm.as_str(),
+            rhythm_is_default: self.rhythm_is_default,
+            zone: self.zone.map_or("*", |z| z.name()),
+            zone_is_default: self.zone_is_default,
+        }
+    }
+
+    /// When a daily or weekly stream is next due.
+    pub fn next_slot(&self, plan: &DigestPlan, now: Timestamp) -> Option<Timestamp> {
+        self.schedule(plan)?.next_slot(now)
+    }
+
+    /// The schedule of a daily or weekly stream: `send_hour` in its zone.
+    fn schedule(&self, plan: &DigestPlan) -> Option<Schedule> {
+        let zone = self.zone?.name();
+        let expr = match self.rhythm {
+            Rhythm::Immediate => return None,
+            Rhythm::Daily => format!("0 {} * * *", plan.send_hour),
+            Rhythm::Weekly => format!("0 {} * * {}", plan.send_hour, plan.weekly_day.num_days_from_sunday()),
+        };
+        Schedule::parse(Some(&expr), zone).ok()
+    }
+}
+
+impl Digests {
+    /// The streams a newsletter's readers make: each (rhythm, zone) they chose,
+    /// defaults resolved, and one immediate stream for every zone.
+    pub async fn rhythm_streams(
+        &self,
+        newsletter: &Newsletter,
+        plan: &DigestPlan,
+    ) -> Result<Vec<RhythmStream>, StoreError> {
+        let Some(default_rhythm) = plan.default_rhythm() else { return Ok(vec![]) };
+        let default_zone = Zone::parse(plan.schedule.zone().name()).expect("a zone from the tz database");
+        let mut streams: Vec<RhythmStream> = vec![];
+        for (rhythm, zone) in self.store.rhythm_slots(newsletter.id).await? {
+            let rhythm = if rhythm.is_empty() { default_rhythm } else { rhythm.parse().unwrap_or(default_rhythm) };
+            let zone = if zone.is_empty() { default_zone } else { Zone::parse(&zone).unwrap_or(default_zone) };
+            if !plan.offers(rhythm) {
+                continue;
+            }
+            let stream = RhythmStream {
+                rhythm,
+                zone: (rhythm != Rhythm::Immediate).then_some(zone),
+                rhythm_is_default: rhythm == default_rhythm,
+                zone_is_default: zone == default_zone,
+            };
+            if !streams.iter().any(|s| s.key() == stream.key()) {
+                streams.push(stream);
+            }
+        }
+        // A zone that is the default is also spelled out by readers who chose it: one stream serves both.
+        for s in &mut streams {
+            s.zone_is_default = s.zone.is_none_or(|z| z == default_zone);
+        }
+        streams.sort_by_key(RhythmStream::key);
+        Ok(streams)
+    }
+
+    /// Makes the stream's run if one is due now; `Ok(None)` when nothing is due.
+    pub async fn run_stream(
+        &self,
+        newsletter: &Newsletter,
+        plan: &DigestPlan,
+        stream: &RhythmStream,
+    ) -> Result<Option<DigestOutcome>, StoreError> {
+        let now = self.clock.now();
+        let key = stream.key();
+        let slot = stream.slot(newsletter.id);
+        let (period_start, label, since_default, skip) = match stream.schedule(plan) {
+            Some(schedule) => {
+                let period = schedule.period_at(now);
+                if self.store.digest_run(newsletter.id, &key, period.start).await?.is_some() {
+                    return Ok(None);
+                }
+                let late = (now - period.start > plan.max_lateness).then(|| {
+                    format!(
+                        "late: due at {}, not run until {}; its stories go in the next digest",
+                        format_timestamp(period.start),
+                        format_timestamp(now)
+                    )
+                });
+                (period.start, period.label, period.previous, late)
+            }
+            None => {
+                // Immediate: once the first waiting story is `grouping` old, in windows of that length.
+                let window = now.div_euclid(plan.grouping) * plan.grouping;
+                let since_default = window - plan.grouping;
+                match self.store.first_waiting_story(slot, since_default).await? {
+                    Some(first) if now >= first + plan.grouping => {}
+                    _ => return Ok(None),
+                }
+                let label = plan.schedule.period_at(now).label;
+                (window, label, since_default, None)
+            }
+        };
+        let name = newsletter.name.clone();
+        let date_subject = plan.subject.replace("{newsletter}", &name).replace("{date}", &label);
+        let immediate = stream.rhythm == Rhythm::Immediate;
+        let subject = move |stories: &[ItemRow]| match stories {
+            [one] if immediate => one.title.clone(),
+            many if immediate => format!("{name}: {} new stories", many.len()),
+            _ => date_subject.clone(),
+        };
+        let req = RhythmRequest {
+            slot,
+            stream: &key,
+            period_start,
+            period_label: &label,
+            since_default,
+            cutoff: now - SETTLE,
+            skip: skip.as_deref(),
+            skip_if_empty: plan.skip_if_empty || immediate,
+            now,
+        };
+        let outcome = self.store.make_rhythm_run(&req, &subject).await?;
+        if let DigestOutcome::Made(run) = &outcome {
+            tracing::info!(
+                newsletter = %newsletter.slug, stream = %key, period = %run.period_label, stories = run.items,
+                recipients = run.recipients, skipped = run.reason.as_deref().unwrap_or_default(), "rhythm run"
+            );
+        }
+        Ok(Some(outcome))
+    }
+}

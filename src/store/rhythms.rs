@@ -1,0 +1,317 @@
+//! Digest runs for readers' own rhythms: one run per (newsletter, rhythm,
+//! zone, period), each reader's mail built from the stories that arrived
+//! since their own `digest_through`, which moves in the same transaction
+//! that queues the mail. A reader who changes rhythm carries their position
+//! along: the next mail, whichever rhythm sends it, starts where the last
+//! one stopped.
+
+use sqlx::QueryBuilder;
+
+use super::digests::{DigestOutcome, DigestRunRow, INSERT_RUN, SELECT_RUN};
+use super::items::{ItemRow, item_columns};
+use super::{Db, Result, Store, in_tx, reading, with_pool};
+use crate::clock::Timestamp;
+
+/// The readers one run mails: a newsletter's confirmed readers of one rhythm in one zone
+/// (`*`: in any zone, for immediate readers).
+/// `''` in the database means "the newsletter's default"; `*_is_default` says whether
+/// this slot's rhythm or zone is that default, so those readers belong here too.
+#[derive(Debug, Clone, Copy)]
+pub struct RhythmSlot<'a> {
+    pub newsletter_id: i64,
+    pub rhythm: &'a str,
+    pub rhythm_is_default: bool,
+    pub zone: &'a str,
+    pub zone_is_default: bool,
+}
+
+impl RhythmSlot<'_> {
+    fn rhythm_alt(&self) -> &str {
+        if self.rhythm_is_default { "" } else { self.rhythm }
+    }
+
+    fn zone_alt(&self) -> &str {
+        if self.zone_is_default { "" } else { self.zone }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RhythmRequest<'a> {
+    pub slot: RhythmSlot<'a>,
+    /// The run's key besides the newsletter: e.g. `daily:Europe/Kyiv`.
+    pub stream: &'a str,
+    pub period_start: Timestamp,
+    pub period_label: &'a str,
+    /// Where a reader who never had a digest starts: the period before.
+    pub since_default: Timestamp,
+    /// Stories that arrived up to here go out; later ones wait for the next run.
+    pub cutoff: Timestamp,
+    /// Recorded as skipped for this reason, nobody's position moved (a late run).
+    pub skip: Option<&'a str>,
+    pub skip_if_empty: bool,
+    pub now: Timestamp,
+}
+
+/// The readers of a slot: binds newsletter ($1), rhythm ($2, $3), zone ($4, $5; `*` for any).
+macro_rules! slot_readers {
+    () => {
+        "sub.newsletter_id = $1 AND sub.status = 'confirmed' AND sub.rhythm IN ($2, $3) \
+         AND ($4 = '*' OR sub.timezone IN ($4, $5))"
+    };
+}
+
+const GROUPS: &str = concat!(
+    "SELECT COALESCE(sub.digest_through, $6) AS since, COUNT(*) AS readers \
+     FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
+     WHERE ",
+    slot_readers!(),
+    " AND s.suppressed_at IS NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+);
+
+const ARRIVED: &str = concat!(
+    "SELECT ",
+    item_columns!(),
+    ", NULL AS run_id, NULL AS issue_id FROM items i \
+     WHERE i.newsletter_id = $1 AND i.added_at > $2 AND i.added_at <= $3 \
+     ORDER BY i.published_at DESC, i.id DESC"
+);
+
+/// PostgreSQL: move the group's position and queue its mail in one statement,
+/// so a reader whose rhythm changes meanwhile is either in (and moved) or out.
+/// Binds slot ($1–$5), since default ($6), since ($7), cutoff ($8), issue ($9), now ($10).
+const QUEUE_GROUP_PG: &str = concat!(
+    "WITH moved AS (UPDATE subscriptions sub SET digest_through = $8 FROM subscribers s \
+     WHERE s.id = sub.subscriber_id AND s.suppressed_at IS NULL AND ",
+    slot_readers!(),
+    " AND COALESCE(sub.digest_through, $6) = $7 RETURNING sub.subscriber_id) \
+     INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
+     SELECT 'issue', $9, subscriber_id, 'queued', $10, $10 FROM moved"
+);
+
+/// SQLite (one writer: two statements in one transaction are as good).
+/// Binds slot ($1–$5), since default ($6), since ($7), issue ($8), now ($9).
+const QUEUE_GROUP_SQLITE: &str = concat!(
+    "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
+     SELECT 'issue', $8, sub.subscriber_id, 'queued', $9, $9 \
+     FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
+     WHERE s.suppressed_at IS NULL AND ",
+    slot_readers!(),
+    " AND COALESCE(sub.digest_through, $6) = $7"
+);
+
+/// Moves a group's position: binds slot ($1–$5), since default ($6), since ($7), cutoff ($8).
+const MOVE_GROUP: &str = concat!(
+    "UPDATE subscriptions AS sub SET digest_through = $8 WHERE ",
+    slot_readers!(),
+    " AND COALESCE(sub.digest_through, $6) = $7 \
+     AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = sub.subscriber_id AND s.suppressed_at IS NULL)"
+);
+
+impl Store {
+    /// Makes one rhythm run, once: claims the period, then for each group of
+    /// readers who had their last digest at the same point, an issue with the
+    /// stories since then, their ledger rows and their new position.
+    /// `subject` names an issue from the stories it lists.
+    pub async fn make_rhythm_run(
+        &self,
+        req: &RhythmRequest<'_>,
+        subject: &(dyn Fn(&[ItemRow]) -> String + Sync),
+    ) -> Result<DigestOutcome> {
+        let postgres = matches!(self.db, Db::Postgres(_));
+        let slot = req.slot;
+        in_tx!(self, |tx| {
+            let claimed: Option<i64> = sqlx::query_scalar(INSERT_RUN)
+                .bind(slot.newsletter_id)
+                .bind(req.stream)
+                .bind(req.period_start)
+                .bind(req.period_label)
+                .bind(req.skip.unwrap_or("nothing new"))
+                .bind(req.now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(run_id) = claimed else {
+                let existing: DigestRunRow = sqlx::query_as(SELECT_RUN)
+                    .bind(slot.newsletter_id)
+                    .bind(req.stream)
+                    .bind(req.period_start)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                return Ok(DigestOutcome::AlreadyRan(existing));
+            };
+            let groups: Vec<(i64, i64)> = if req.skip.is_some() {
+                vec![]
+            } else {
+                sqlx::query_as(GROUPS)
+                    .bind(slot.newsletter_id)
+                    .bind(slot.rhythm)
+                    .bind(slot.rhythm_alt())
+                    .bind(slot.zone)
+                    .bind(slot.zone_alt())
+                    .bind(req.since_default)
+                    .fetch_all(&mut *tx)
+                    .await?
+            };
+            let (mut first_issue, mut recipients, mut stories_sent) = (None, 0i64, std::collections::HashSet::new());
+            for (since, _) in groups {
+                let stories: Vec<ItemRow> = sqlx::query_as(ARRIVED)
+                    .bind(slot.newsletter_id)
+                    .bind(since)
+                    .bind(req.cutoff)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let issue_id: Option<i64> = if stories.is_empty() && req.skip_if_empty {
+                    None
+                } else {
+                    let id: i64 = sqlx::query_scalar(
+                        "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at, \
+                         digest_run_id) VALUES ($1, $2, $3, $4, 'sending', $5, $6) RETURNING id",
+                    )
+                    .bind(slot.newsletter_id)
+                    .bind(subject(&stories))
+                    .bind(super::digests::listing(&stories))
+                    .bind(format!("digest-run-{run_id}-{since}"))
+                    .bind(req.now)
+                    .bind(run_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if !stories.is_empty() {
+                        let mut qb = QueryBuilder::new("INSERT INTO issue_items (issue_id, item_id, position) ");
+                        qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
+                            b.push_bind(id).push_bind(s.id).push_bind(position as i64);
+                        });
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    Some(id)
+                };
+                // Without an issue the group still moves on: nothing arrived for it to miss.
+                let queued = match issue_id {
+                    Some(issue) if postgres => sqlx::query(QUEUE_GROUP_PG)
+                        .bind(slot.newsletter_id)
+                        .bind(slot.rhythm)
+                        .bind(slot.rhythm_alt())
+                        .bind(slot.zone)
+                        .bind(slot.zone_alt())
+                        .bind(req.since_default)
+                        .bind(since)
+                        .bind(req.cutoff)
+                        .bind(issue)
+                        .bind(req.now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected(),
+                    Some(issue) => sqlx::query(QUEUE_GROUP_SQLITE)
+                        .bind(slot.newsletter_id)
+                        .bind(slot.rhythm)
+                        .bind(slot.rhythm_alt())
+                        .bind(slot.zone)
+                        .bind(slot.zone_alt())
+                        .bind(req.since_default)
+                        .bind(since)
+                        .bind(issue)
+                        .bind(req.now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected(),
+                    None => 0,
+                };
+                if issue_id.is_none() || !postgres {
+                    sqlx::query(MOVE_GROUP)
+                        .bind(slot.newsletter_id)
+                        .bind(slot.rhythm)
+                        .bind(slot.rhythm_alt())
+                        .bind(slot.zone)
+                        .bind(slot.zone_alt())
+                        .bind(req.since_default)
+                        .bind(since)
+                        .bind(req.cutoff)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(id) = issue_id {
+                    recipients += queued as i64;
+                    first_issue.get_or_insert(id);
+                    stories_sent.extend(stories.iter().map(|s| s.id));
+                }
+            }
+            if let Some(issue) = first_issue {
+                sqlx::query(
+                    "UPDATE digest_runs SET status = 'issued', reason = NULL, items = $2, recipients = $3, issue_id = $4 \
+                     WHERE id = $1",
+                )
+                .bind(run_id)
+                .bind(stories_sent.len() as i64)
+                .bind(recipients)
+                .bind(issue)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let made: DigestRunRow = sqlx::query_as(SELECT_RUN)
+                .bind(slot.newsletter_id)
+                .bind(req.stream)
+                .bind(req.period_start)
+                .fetch_one(&mut *tx)
+                .await?;
+            Ok(DigestOutcome::Made(made))
+        })
+    }
+
+    /// The (rhythm, zone) pairs a newsletter's confirmed readers have, `''` for the defaults.
+    pub async fn rhythm_slots(&self, newsletter_id: i64) -> Result<Vec<(String, String)>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT DISTINCT rhythm, timezone FROM subscriptions WHERE newsletter_id = $1 AND status = 'confirmed'",
+            )
+            .bind(newsletter_id)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// When the oldest story that some reader of the slot has not had yet arrived, if any.
+    pub async fn first_waiting_story(
+        &self,
+        slot: RhythmSlot<'_>,
+        since_default: Timestamp,
+    ) -> Result<Option<Timestamp>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_scalar(concat!(
+                "SELECT MIN(i.added_at) FROM items i WHERE i.newsletter_id = $1 AND i.added_at > \
+                 (SELECT MIN(COALESCE(sub.digest_through, $6)) FROM subscriptions sub WHERE ",
+                slot_readers!(),
+                ")"
+            ))
+            .bind(slot.newsletter_id)
+            .bind(slot.rhythm)
+            .bind(slot.rhythm_alt())
+            .bind(slot.zone)
+            .bind(slot.zone_alt())
+            .bind(since_default)
+            .fetch_one(pool)
+            .await?)
+        })
+    }
+
+    /// Sets a reader's rhythm and zone for one newsletter (`None`: the newsletter's default).
+    /// Their position stays: the next mail, by the new rhythm, starts where the last one stopped.
+    pub async fn set_rhythm(
+        &self,
+        subscriber_id: i64,
+        newsletter_id: i64,
+        rhythm: Option<&str>,
+        zone: Option<&str>,
+    ) -> Result<bool> {
+        with_pool!(self, |pool| {
+            Ok(sqlx::query(
+                "UPDATE subscriptions SET rhythm = $3, timezone = $4 WHERE subscriber_id = $1 AND newsletter_id = $2",
+            )
+            .bind(subscriber_id)
+            .bind(newsletter_id)
+            .bind(rhythm.unwrap_or(""))
+            .bind(zone.unwrap_or(""))
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1)
+        })
+    }
+}
