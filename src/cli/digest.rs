@@ -182,8 +182,8 @@ async fn list(services: &Services, newsletter: Option<i64>, limit: i64) -> anyho
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "{:<20}  {:<20}  {:<20}  {:<7}  {:>7}  {:>10}  {:<6}  reason",
-        "period", "slot (UTC)", "newsletter", "status", "stories", "recipients", "issue"
+        "{:<20}  {:<20}  {:<20}  {:<28}  {:<7}  {:>7}  {:>10}  {:<6}  reason",
+        "period", "slot (UTC)", "newsletter", "rhythm and zone", "status", "stories", "recipients", "issue"
     )?;
     for run in runs {
         let slug = services.signup.catalog().by_id(run.newsletter_id).map(|n| n.slug.to_string());
@@ -193,10 +193,11 @@ async fn list(services: &Services, newsletter: Option<i64>, limit: i64) -> anyho
         };
         writeln!(
             out,
-            "{:<20}  {:<20}  {:<20}  {:<7}  {:>7}  {:>10}  {:<6}  {}",
+            "{:<20}  {:<20}  {:<20}  {:<28}  {:<7}  {:>7}  {:>10}  {:<6}  {}",
             run.period_label,
             format_timestamp(run.period_start),
             slug.unwrap_or_default(),
+            run.stream,
             status,
             run.items,
             run.recipients,

@@ -105,7 +105,7 @@ impl Digests {
         let now = self.clock.now();
         let key = stream.key();
         let slot = stream.slot(newsletter.id);
-        let (period_start, label, since_default, skip) = match stream.schedule(plan) {
+        let (period_start, label, floor, skip) = match stream.schedule(plan) {
             Some(schedule) => {
                 let period = schedule.period_at(now);
                 if self.store.digest_run(newsletter.id, &key, period.start).await?.is_some() {
@@ -121,15 +121,16 @@ impl Digests {
                 (period.start, period.label, period.previous, late)
             }
             None => {
-                // Immediate: once the first waiting story is `grouping` old, in windows of that length.
+                // Immediate: once the first waiting story is `grouping` old, in windows of
+                // that length; a first mail reaches back a day at most.
                 let window = now.div_euclid(plan.grouping) * plan.grouping;
-                let since_default = window - plan.grouping;
-                match self.store.first_waiting_story(slot, since_default).await? {
+                let floor = now - 86_400;
+                match self.store.first_waiting_story(slot, floor).await? {
                     Some(first) if now >= first + plan.grouping => {}
                     _ => return Ok(None),
                 }
                 let label = plan.schedule.period_at(now).label;
-                (window, label, since_default, None)
+                (window, label, floor, None)
             }
         };
         let name = newsletter.name.clone();
@@ -145,7 +146,7 @@ impl Digests {
             stream: &key,
             period_start,
             period_label: &label,
-            since_default,
+            floor,
             cutoff: now - SETTLE,
             skip: skip.as_deref(),
             skip_if_empty: plan.skip_if_empty || immediate,

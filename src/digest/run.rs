@@ -25,6 +25,10 @@ pub enum DigestError {
         "newsletter \"{0}\" is not a digest: add a [newsletters.digest] table to its entry in the configuration (README, \"Digests\")"
     )]
     NotADigest(String),
+    #[error(
+        "newsletter \"{0}\" sends each reader's digest at their own rhythm: `bulletin serve` or `bulletin worker` sends them when due (`bulletin digest list` shows the runs)"
+    )]
+    ByRhythm(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -120,6 +124,9 @@ impl Digests {
     /// stories that have arrived so far.
     pub async fn preview(&self, newsletter: &Newsletter, which: Upcoming) -> Result<Preview, DigestError> {
         let plan = self.plan(newsletter)?;
+        if !plan.rhythms.is_empty() {
+            return Err(DigestError::ByRhythm(newsletter.slug.to_string()));
+        }
         let now = self.clock.now();
         let mut period = plan.schedule.period_at(now);
         let mut already = self.store.digest_run(newsletter.id, SCHEDULE_STREAM, period.start).await?;
@@ -145,6 +152,9 @@ impl Digests {
     /// more than `max_lateness_minutes` after its slot is recorded as skipped.
     pub async fn run(&self, newsletter: &Newsletter, trigger: Trigger) -> Result<DigestOutcome, DigestError> {
         let plan = self.plan(newsletter)?;
+        if !plan.rhythms.is_empty() {
+            return Err(DigestError::ByRhythm(newsletter.slug.to_string()));
+        }
         let now = self.clock.now();
         let period = plan.schedule.period_at(now);
         let subject = plan.subject_for(&newsletter.name, &period);

@@ -42,8 +42,9 @@ pub struct RhythmRequest<'a> {
     pub stream: &'a str,
     pub period_start: Timestamp,
     pub period_label: &'a str,
-    /// Where a reader who never had a digest starts: the period before.
-    pub since_default: Timestamp,
+    /// How far back a reader's first mail may reach: it starts at their
+    /// confirmation, but not before this.
+    pub floor: Timestamp,
     /// Stories that arrived up to here go out; later ones wait for the next run.
     pub cutoff: Timestamp,
     /// Recorded as skipped for this reason, nobody's position moved (a late run).
@@ -60,12 +61,14 @@ macro_rules! slot_readers {
     };
 }
 
+/// Readers grouped by position (-1: never had a digest), with the earliest
+/// confirmation in the group: binds slot ($1–$5).
 const GROUPS: &str = concat!(
-    "SELECT COALESCE(sub.digest_through, $6) AS since, COUNT(*) AS readers \
-     FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
+    "SELECT COALESCE(sub.digest_through, -1) AS position, MIN(COALESCE(sub.confirmed_at, 0)) AS confirmed, \
+     COUNT(*) AS readers FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
      WHERE ",
     slot_readers!(),
-    " AND s.suppressed_at IS NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+    " AND s.suppressed_at IS NULL GROUP BY 1 ORDER BY 3 DESC, 1"
 );
 
 const ARRIVED: &str = concat!(
@@ -78,32 +81,32 @@ const ARRIVED: &str = concat!(
 
 /// PostgreSQL: move the group's position and queue its mail in one statement,
 /// so a reader whose rhythm changes meanwhile is either in (and moved) or out.
-/// Binds slot ($1–$5), since default ($6), since ($7), cutoff ($8), issue ($9), now ($10).
+/// Binds slot ($1–$5), position ($6), cutoff ($7), issue ($8), now ($9).
 const QUEUE_GROUP_PG: &str = concat!(
-    "WITH moved AS (UPDATE subscriptions sub SET digest_through = $8 FROM subscribers s \
+    "WITH moved AS (UPDATE subscriptions sub SET digest_through = $7 FROM subscribers s \
      WHERE s.id = sub.subscriber_id AND s.suppressed_at IS NULL AND ",
     slot_readers!(),
-    " AND COALESCE(sub.digest_through, $6) = $7 RETURNING sub.subscriber_id) \
+    " AND COALESCE(sub.digest_through, -1) = $6 RETURNING sub.subscriber_id) \
      INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
-     SELECT 'issue', $9, subscriber_id, 'queued', $10, $10 FROM moved"
+     SELECT 'issue', $8, subscriber_id, 'queued', $9, $9 FROM moved"
 );
 
 /// SQLite (one writer: two statements in one transaction are as good).
-/// Binds slot ($1–$5), since default ($6), since ($7), issue ($8), now ($9).
+/// Binds slot ($1–$5), position ($6), issue ($7), now ($8).
 const QUEUE_GROUP_SQLITE: &str = concat!(
     "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
-     SELECT 'issue', $8, sub.subscriber_id, 'queued', $9, $9 \
+     SELECT 'issue', $7, sub.subscriber_id, 'queued', $8, $8 \
      FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
      WHERE s.suppressed_at IS NULL AND ",
     slot_readers!(),
-    " AND COALESCE(sub.digest_through, $6) = $7"
+    " AND COALESCE(sub.digest_through, -1) = $6"
 );
 
-/// Moves a group's position: binds slot ($1–$5), since default ($6), since ($7), cutoff ($8).
+/// Moves a group's position: binds slot ($1–$5), position ($6), cutoff ($7).
 const MOVE_GROUP: &str = concat!(
-    "UPDATE subscriptions AS sub SET digest_through = $8 WHERE ",
+    "UPDATE subscriptions AS sub SET digest_through = $7 WHERE ",
     slot_readers!(),
-    " AND COALESCE(sub.digest_through, $6) = $7 \
+    " AND COALESCE(sub.digest_through, -1) = $6 \
      AND EXISTS (SELECT 1 FROM subscribers s WHERE s.id = sub.subscriber_id AND s.suppressed_at IS NULL)"
 );
 
@@ -138,7 +141,7 @@ impl Store {
                     .await?;
                 return Ok(DigestOutcome::AlreadyRan(existing));
             };
-            let groups: Vec<(i64, i64)> = if req.skip.is_some() {
+            let groups: Vec<(i64, i64, i64)> = if req.skip.is_some() {
                 vec![]
             } else {
                 sqlx::query_as(GROUPS)
@@ -147,12 +150,14 @@ impl Store {
                     .bind(slot.rhythm_alt())
                     .bind(slot.zone)
                     .bind(slot.zone_alt())
-                    .bind(req.since_default)
                     .fetch_all(&mut *tx)
                     .await?
             };
             let (mut first_issue, mut recipients, mut stories_sent) = (None, 0i64, std::collections::HashSet::new());
-            for (since, _) in groups {
+            for (position, confirmed, _) in groups {
+                // A reader's first mail starts at their confirmation (the earliest in
+                // the group), and reaches back no further than the floor.
+                let since = if position < 0 { confirmed.max(req.floor) } else { position };
                 let stories: Vec<ItemRow> = sqlx::query_as(ARRIVED)
                     .bind(slot.newsletter_id)
                     .bind(since)
@@ -169,7 +174,7 @@ impl Store {
                     .bind(slot.newsletter_id)
                     .bind(subject(&stories))
                     .bind(super::digests::listing(&stories))
-                    .bind(format!("digest-run-{run_id}-{since}"))
+                    .bind(format!("digest-run-{run_id}-{position}"))
                     .bind(req.now)
                     .bind(run_id)
                     .fetch_one(&mut *tx)
@@ -191,8 +196,7 @@ impl Store {
                         .bind(slot.rhythm_alt())
                         .bind(slot.zone)
                         .bind(slot.zone_alt())
-                        .bind(req.since_default)
-                        .bind(since)
+                        .bind(position)
                         .bind(req.cutoff)
                         .bind(issue)
                         .bind(req.now)
@@ -205,8 +209,7 @@ impl Store {
                         .bind(slot.rhythm_alt())
                         .bind(slot.zone)
                         .bind(slot.zone_alt())
-                        .bind(req.since_default)
-                        .bind(since)
+                        .bind(position)
                         .bind(issue)
                         .bind(req.now)
                         .execute(&mut *tx)
@@ -221,8 +224,7 @@ impl Store {
                         .bind(slot.rhythm_alt())
                         .bind(slot.zone)
                         .bind(slot.zone_alt())
-                        .bind(req.since_default)
-                        .bind(since)
+                        .bind(position)
                         .bind(req.cutoff)
                         .execute(&mut *tx)
                         .await?;
@@ -267,16 +269,15 @@ impl Store {
         })
     }
 
-    /// When the oldest story that some reader of the slot has not had yet arrived, if any.
-    pub async fn first_waiting_story(
-        &self,
-        slot: RhythmSlot<'_>,
-        since_default: Timestamp,
-    ) -> Result<Option<Timestamp>> {
+    /// When the oldest story that some reader of the slot has not had yet
+    /// arrived, if any (a reader who never had a digest: since their
+    /// confirmation, but not before `floor`).
+    pub async fn first_waiting_story(&self, slot: RhythmSlot<'_>, floor: Timestamp) -> Result<Option<Timestamp>> {
         reading!(self, |pool| {
             Ok(sqlx::query_scalar(concat!(
                 "SELECT MIN(i.added_at) FROM items i WHERE i.newsletter_id = $1 AND i.added_at > \
-                 (SELECT MIN(COALESCE(sub.digest_through, $6)) FROM subscriptions sub WHERE ",
+                 (SELECT MIN(COALESCE(sub.digest_through, \
+                   CASE WHEN sub.confirmed_at > $6 THEN sub.confirmed_at ELSE $6 END)) FROM subscriptions sub WHERE ",
                 slot_readers!(),
                 ")"
             ))
@@ -285,7 +286,7 @@ impl Store {
             .bind(slot.rhythm_alt())
             .bind(slot.zone)
             .bind(slot.zone_alt())
-            .bind(since_default)
+            .bind(floor)
             .fetch_one(pool)
             .await?)
         })
