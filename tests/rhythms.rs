@@ -242,6 +242,88 @@ async fn immediate_readers_get_each_story_once_and_a_switch_loses_nothing(backen
     app.stop().await;
 }
 
+/// By hand: the work of one day's runs for 1 000 000 daily readers spread
+/// over 50 zones, hour by hour as the scheduler does it
+/// (`cargo test --release --test rhythms plan -- --ignored --nocapture`).
+async fn plan_a_day_for_a_million_readers(backend: Backend) {
+    use bulletin::clock::Clock;
+    let Some(db) = common::TestDb::create(backend).await else { return };
+    let sink = common::MailSink::start();
+    let mut settings = common::test_settings(&db.url, &sink);
+    rhythms(&mut settings);
+    let clock = Clock::adjustable();
+    let services = app::services(&settings, clock.clone()).await.unwrap();
+    let newsletter = services.signup.catalog().all()[0].clone();
+    let zones: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name()).step_by(7).take(50).collect();
+    let values: Vec<String> = zones.iter().enumerate().map(|(k, z)| format!("({k}, '{z}')")).collect();
+    let numbers = match backend {
+        Backend::Sqlite => "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000) ",
+        Backend::Postgres => "WITH n(i) AS (SELECT generate_series(1, 1000000)) ",
+    };
+    let started = std::time::Instant::now();
+    common::db::Pool::connect(&db.url)
+        .await
+        .run(&format!(
+            "{numbers}INSERT INTO subscribers (email, email_key, created_at) \
+             SELECT 'r' || i || '@example.org', 'r' || i || '@example.org', 0 FROM n"
+        ))
+        .await;
+    common::db::Pool::connect(&db.url)
+        .await
+        .run(&format!(
+            "WITH z(k, name) AS (VALUES {}) INSERT INTO subscriptions \
+             (subscriber_id, newsletter_id, status, created_at, confirmed_at, rhythm, timezone) \
+             SELECT s.id, {}, 'confirmed', 0, 0, 'daily', z.name FROM subscribers s JOIN z ON z.k = s.id % 50",
+            values.join(", "),
+            newsletter.id
+        ))
+        .await;
+    eprintln!("{backend:?}: 1 000 000 readers in 50 zones stored in {:?}", started.elapsed());
+    let plan = services.digests.plan(&newsletter).unwrap().clone();
+    clock.advance(utc("2027-03-09T23:58:00Z") - clock.now());
+    let started = std::time::Instant::now();
+    let streams = services.digests.rhythm_streams(&newsletter, &plan).await.unwrap();
+    eprintln!("{backend:?}: listing {} streams took {:?}", streams.len(), started.elapsed());
+    for stream in &streams {
+        services.digests.run_stream(&newsletter, &plan, stream).await.unwrap();
+    }
+    let story = Story::new("The day's story", "https://news.test/day", None, None).unwrap();
+    services.store.add_items(newsletter.id, &[story], "cli", clock.now()).await.unwrap();
+    let (mut total, mut worst, mut runs) = (Duration::ZERO, Duration::ZERO, 0);
+    for hour in 0..24 {
+        clock.advance(utc(&format!("2027-03-10T{hour:02}:59:00Z")) - clock.now());
+        let started = std::time::Instant::now();
+        for stream in &streams {
+            if services.digests.run_stream(&newsletter, &plan, stream).await.unwrap().is_some() {
+                runs += 1;
+            }
+        }
+        let took = started.elapsed();
+        total += took;
+        worst = worst.max(took);
+    }
+    let queued: i64 = services.store.delivery_counts(None).await.unwrap().into_iter().map(|(_, n)| n).sum();
+    eprintln!(
+        "{backend:?}: one day of runs for 1 000 000 readers: {runs} runs, {queued} messages queued, {total:?} in all, \
+         the busiest hour {worst:?}"
+    );
+    services.store.close().await;
+}
+
+mod measure {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, run by hand"]
+    async fn plan_sqlite() {
+        plan_a_day_for_a_million_readers(Backend::Sqlite).await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, run by hand"]
+    async fn plan_postgres() {
+        plan_a_day_for_a_million_readers(Backend::Postgres).await;
+    }
+}
+
 on_both_backends!(
     daily_and_weekly_digests_at_each_readers_seven_am,
     immediate_readers_get_each_story_once_and_a_switch_loses_nothing

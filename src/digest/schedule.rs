@@ -112,6 +112,31 @@ mod tests {
         assert_eq!(kyiv.period_at(ts("2026-10-25T12:00:00Z")).start, ts("2026-10-25T05:00:00Z"));
     }
 
+    /// Kyiv springs forward at 03:00 on 28 March 2027 (03:00–04:00 does not
+    /// exist) and falls back at 04:00 on 31 October (03:00–04:00 happens twice):
+    /// a 03:30 digest still comes once a day, never skipped, never doubled.
+    #[test]
+    fn an_hour_that_is_skipped_or_repeated_still_gives_one_slot_a_day() {
+        let kyiv = Schedule::parse(Some("30 3 * * *"), "Europe/Kyiv").unwrap();
+        let slots = |from: &str, days: i64| {
+            let mut at = ts(from);
+            let mut out = vec![];
+            for _ in 0..days {
+                at = kyiv.next_slot(at).unwrap();
+                out.push(chrono::DateTime::from_timestamp(at, 0).unwrap().to_rfc3339());
+            }
+            out
+        };
+        let spring = slots("2027-03-26T12:00:00Z", 3);
+        assert_eq!(spring[0], "2027-03-27T01:30:00+00:00");
+        assert!(spring[1].starts_with("2027-03-28T"), "{spring:?}");
+        assert_eq!(spring[2], "2027-03-29T00:30:00+00:00");
+        let autumn = slots("2027-10-29T12:00:00Z", 3);
+        assert_eq!(autumn[0], "2027-10-30T00:30:00+00:00");
+        assert!(autumn[1].starts_with("2027-10-31T"), "{autumn:?}");
+        assert_eq!(autumn[2], "2027-11-01T01:30:00+00:00");
+    }
+
     #[test]
     fn without_a_schedule_periods_are_local_days() {
         let ny = Schedule::parse(None, "America/New_York").unwrap();
