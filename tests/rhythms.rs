@@ -192,7 +192,15 @@ async fn immediate_readers_get_each_story_once_and_a_switch_loses_nothing(backen
     let Some(app) = TestApp::spawn_with(backend, rhythms).await else {
         return;
     };
-    readers(&app, &[("now@example.org", Some("immediate"), None), ("switch@example.org", Some("daily"), None)]).await;
+    readers(
+        &app,
+        &[
+            ("now@example.org", Some("immediate"), None),
+            ("switch@example.org", Some("daily"), None),
+            ("witness@example.org", Some("immediate"), None),
+        ],
+    )
+    .await;
     move_to(&app, utc("2027-03-10T05:00:00Z")).await;
     wait_run(&app, "daily:UTC", utc("2027-03-09T07:00:00Z")).await;
 
@@ -233,12 +241,42 @@ async fn immediate_readers_get_each_story_once_and_a_switch_loses_nothing(backen
     assert!(daily[1].text().contains("Foxtrot") && !daily[1].text().contains("Echo"), "{}", daily[1].text());
     app.mail.wait_for("now@example.org", 4).await;
 
+    // Leaving and coming back: nothing from the weeks away, everything after.
+    let last = app.mail.mails_to("now@example.org").pop().unwrap();
+    let link = last.header("List-Unsubscribe").unwrap().trim_matches(['<', '>']).to_owned();
+    let left = app
+        .http
+        .post(&link)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.status(), 200);
+    move_to(&app, utc("2027-03-12T09:00:00Z")).await;
+    add_story(&app, "Golf").await;
+    move_to(&app, utc("2027-03-12T09:06:00Z")).await;
+    app.mail.wait_for("witness@example.org", 5).await;
+    move_to(&app, utc("2027-03-20T08:00:00Z")).await;
+    app.signup_api("now@example.org", &["morning-briefing"]).await;
+    let confirm = app.confirmation_link("now@example.org", 1).await;
+    assert_eq!(app.http.post(&confirm).send().await.unwrap().status(), 200);
+    move_to(&app, utc("2027-03-20T08:01:00Z")).await;
+    add_story(&app, "Hotel").await;
+    move_to(&app, utc("2027-03-20T08:07:00Z")).await;
+    let back = app.mail.wait_for("now@example.org", 6).await;
+    assert_eq!(back[5].parsed().subject(), Some("Hotel"), "{}", back[5].text());
+    app.mail.wait_for("witness@example.org", 6).await;
+    move_to(&app, utc("2027-03-20T08:08:00Z")).await;
+
     let pairs = delivered(app.database_url()).await;
-    for reader in ["now@example.org", "switch@example.org"] {
-        for title in ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot"] {
-            assert_eq!(pairs.get(&(reader.to_owned(), title.to_owned())), Some(&1), "{reader} {title}: {pairs:?}");
-        }
+    let once = |reader: &str, title: &str| pairs.get(&(reader.to_owned(), title.to_owned())) == Some(&1);
+    for title in ["Alpha", "Bravo", "Charlie", "Delta", "Echo", "Foxtrot", "Golf", "Hotel"] {
+        assert!(once("witness@example.org", title), "witness {title}: {pairs:?}");
+        assert_eq!(once("now@example.org", title), title != "Golf", "now {title}: {pairs:?}");
+        assert_eq!(once("switch@example.org", title), title != "Hotel", "switch {title}: {pairs:?}");
     }
+    assert!(pairs.values().all(|n| *n == 1), "a story went twice: {pairs:?}");
     app.stop().await;
 }
 

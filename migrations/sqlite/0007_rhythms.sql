@@ -5,8 +5,9 @@
 ALTER TABLE subscriptions ADD COLUMN rhythm TEXT NOT NULL DEFAULT '';
 ALTER TABLE subscriptions ADD COLUMN timezone TEXT NOT NULL DEFAULT '';
 -- Stories that arrived up to this instant have reached this reader through
--- their rhythm (NULL: none yet). Moved forward in the same transaction that
--- queues the reader's mail, so a change of rhythm neither repeats nor loses a story.
+-- their rhythm. Moved forward in the same transaction that queues the
+-- reader's mail, so a change of rhythm neither repeats nor loses a story.
+-- NULL: no digest since the reader (last) confirmed; their next one starts there.
 ALTER TABLE subscriptions ADD COLUMN digest_through INTEGER;
 -- A run reads only the readers of one rhythm and zone.
 CREATE INDEX subscriptions_by_rhythm ON subscriptions (newsletter_id, rhythm, timezone, status);

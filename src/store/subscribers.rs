@@ -360,7 +360,7 @@ impl Store {
                 });
                 qb.push(
                     " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE \
-                     SET status = 'confirmed', confirmed_at = excluded.confirmed_at \
+                     SET status = 'confirmed', confirmed_at = excluded.confirmed_at, digest_through = NULL \
                      WHERE subscriptions.status <> 'confirmed' RETURNING newsletter_id",
                 );
                 subscribed = qb.build_query_scalar().fetch_all(&mut *tx).await?;

@@ -143,7 +143,7 @@ impl Store {
                 });
                 qb.push(
                     " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET status = 'confirmed', \
-                     confirmed_at = excluded.confirmed_at WHERE subscriptions.status = 'pending' \
+                     confirmed_at = excluded.confirmed_at, digest_through = NULL WHERE subscriptions.status = 'pending' \
                      RETURNING subscriber_id",
                 );
                 let changed: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;

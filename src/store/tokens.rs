@@ -123,7 +123,7 @@ impl Store {
                 }
                 Some(subscriber_id) => {
                     let newsletters: Vec<i64> = sqlx::query_scalar(
-                        "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $2 \
+                        "UPDATE subscriptions SET status = 'confirmed', confirmed_at = $2, digest_through = NULL \
                          WHERE subscriber_id = $1 AND status = 'pending' RETURNING newsletter_id",
                     )
                     .bind(subscriber_id)
