@@ -19,7 +19,7 @@ use crate::digest::Digests;
 use crate::digest::feed::{FeedFetcher, FetchLimits};
 use crate::domain::LinkKeys;
 use crate::mail::{Mailer, Outbound};
-use crate::signup::{Catalog, Links, Signup};
+use crate::signup::{Catalog, Links, RhythmOffers, Signup};
 use crate::store::{MailCap, Store};
 use crate::web::{self, AppState, ConnectionLimits, Shared, client::IpLimiter};
 
@@ -76,11 +76,13 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
         min_interval_secs: i64::from(settings.signup.confirm_mail_interval_minutes) * 60,
         per_day: i64::from(settings.signup.confirm_mails_per_day),
     };
-    let signup = Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, mail_queued.clone());
-    let composer =
-        Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours);
     let fetcher = FeedFetcher::new(FetchLimits::default()).context("could not set up the feed fetcher")?;
     let digests = Digests::new(store.clone(), &catalog, &settings.newsletters, fetcher, clock.clone());
+    let offers = RhythmOffers::new(&catalog, &digests);
+    let signup =
+        Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, offers, mail_queued.clone());
+    let composer =
+        Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours);
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));
     Ok(Services { store, signup, engine, composer, digests, mail_queued })
 }

@@ -17,8 +17,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::app;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::digest::DigestPlan;
 use crate::domain::{EmailAddress, NewsletterSlug, SubscriptionStatus};
-use crate::signup::roster;
+use crate::signup::{RhythmOffer, roster};
 use output::Format;
 pub use warnings::{GatherLayer, Stderr as LogWriter};
 
@@ -214,7 +215,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let services = app::services(&settings, Clock::system()).await?;
             let found = newsletter_by_slug(&services, &newsletter)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            output::subscribers(&mut out, Format::Csv, &services.store, found.id, None).await?;
+            output::subscribers(&mut out, Format::Csv, &services.store, found.id, None, None).await?;
             out.flush()?;
             Ok(())
         }
@@ -250,8 +251,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let Some(found) = store.list_newsletters().await?.into_iter().find(|n| n.slug == slug) else {
                 bail!("there is no newsletter \"{slug}\"; `bulletin newsletters list` shows them");
             };
+            // Checked at load, so a plan that does not parse cannot be here.
+            let plan = settings
+                .newsletters
+                .iter()
+                .find(|n| n.slug == slug.as_str())
+                .and_then(|n| DigestPlan::from_settings(n.digest.as_ref()?).ok());
+            let offer = plan.as_ref().and_then(RhythmOffer::from_plan);
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            output::subscribers(&mut out, format, &store, found.id, status.map(Into::into)).await?;
+            output::subscribers(&mut out, format, &store, found.id, status.map(Into::into), offer.as_ref()).await?;
             out.flush()?;
             Ok(())
         }

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::clock::format_timestamp;
 use crate::domain::{Newsletter, SubscriptionStatus};
+use crate::signup::{ReaderRhythm, RhythmOffer};
 use crate::spreadsheet::neutralise;
 use crate::store::{ItemRow, Store, SubscriberRow};
 
@@ -69,12 +70,16 @@ pub fn newsletters(
 
 /// Streams a newsletter's subscribers page by page, so memory stays flat on
 /// any list size (a table is the exception: it needs every width first).
+/// On a newsletter that offers rhythms (`offer`), the table and JSON show
+/// each reader's rhythm and zone; the CSV stays as it is, a contract with
+/// the spreadsheets and scripts that read it.
 pub async fn subscribers(
     out: &mut impl Write,
     format: Format,
     store: &Store,
     newsletter_id: i64,
     status: Option<SubscriptionStatus>,
+    offer: Option<&RhythmOffer>,
 ) -> anyhow::Result<()> {
     let header = ["email", "status", "created_at", "confirmed_at"];
     let record = |row: &SubscriberRow| {
@@ -85,6 +90,7 @@ pub async fn subscribers(
             row.confirmed_at.map(format_timestamp).unwrap_or_default(),
         ]
     };
+    let rhythm = |row: &SubscriberRow| offer.map(|offer| ReaderRhythm::resolve(offer, row.rhythm, row.zone));
     match format {
         Format::Csv => {
             let mut w = csv::Writer::from_writer(out);
@@ -99,8 +105,14 @@ pub async fn subscribers(
             let mut first = true;
             write!(out, "[")?;
             walk(store, newsletter_id, status, |row| {
-                let value = json!({"email": row.email, "status": row.status, "created_at": format_timestamp(row.created_at),
+                let mut value = json!({"email": row.email, "status": row.status, "created_at": format_timestamp(row.created_at),
                                    "confirmed_at": row.confirmed_at.map(format_timestamp)});
+                if let Some(r) = rhythm(row) {
+                    value["rhythm"] = json!(r.rhythm);
+                    value["rhythm_is_default"] = json!(!r.own_rhythm);
+                    value["timezone"] = json!(r.zone.name());
+                    value["timezone_is_default"] = json!(!r.own_zone);
+                }
                 write!(out, "{}{value}", if first { "\n  " } else { ",\n  " })?;
                 first = false;
                 Ok(())
@@ -109,14 +121,27 @@ pub async fn subscribers(
             writeln!(out, "{}]", if first { "" } else { "\n" })?;
         }
         Format::Table => {
-            let mut rows = vec![];
+            let marked = |value: &str, own: bool| if own { value.to_owned() } else { format!("{value} (default)") };
+            let (mut plain, mut paced) = (vec![], vec![]);
             walk(store, newsletter_id, status, |row| {
-                rows.push(record(row));
+                match rhythm(row) {
+                    Some(r) => {
+                        let [email, status, created_at, confirmed_at] = record(row);
+                        let (rhythm, zone) =
+                            (marked(r.rhythm.as_str(), r.own_rhythm), marked(r.zone.name(), r.own_zone));
+                        paced.push([email, status, rhythm, zone, created_at, confirmed_at]);
+                    }
+                    None => plain.push(record(row)),
+                }
                 Ok(())
             })
             .await?;
-            table(out, &header, &rows)?;
-            writeln!(out, "{} subscriber(s)", rows.len())?;
+            if offer.is_some() {
+                table(out, &["email", "status", "rhythm", "timezone", "created_at", "confirmed_at"], &paced)?;
+            } else {
+                table(out, &header, &plain)?;
+            }
+            writeln!(out, "{} subscriber(s)", plain.len() + paced.len())?;
         }
     }
     Ok(())

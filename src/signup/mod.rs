@@ -6,6 +6,7 @@
 mod batch;
 mod catalog;
 mod links;
+mod offers;
 pub mod roster;
 pub mod stamp;
 
@@ -16,12 +17,16 @@ use tokio::sync::Notify;
 
 pub use catalog::Catalog;
 pub use links::Links;
+pub use offers::{ReaderRhythm, RhythmChoice, RhythmOffer, RhythmOffers, RhythmUpdate};
 
 use crate::clock::Clock;
 use crate::domain::{
-    ConsentSource, EmailAddress, LinkPurpose, LinkRef, Newsletter, NewsletterSlug, SubscriptionStatus, TokenHash,
+    ConsentSource, EmailAddress, LinkPurpose, LinkRef, Newsletter, NewsletterSlug, Rhythm, SubscriptionStatus,
+    TokenHash,
 };
-use crate::store::{ConfirmOutcome, Consent, MailCap, SignupRequest, Store, StoreError, TokenState};
+use crate::store::{
+    ConfirmOutcome, Consent, MailCap, RequestedSubscription, SignupRequest, Store, StoreError, TokenState,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignupError {
@@ -29,8 +34,19 @@ pub enum SignupError {
     NoNewsletter,
     #[error("there is no newsletter called {0:?}")]
     UnknownNewsletter(String),
+    #[error("{name} does not offer {}: choose {}", .rhythm.as_str(), offered(.offers))]
+    RhythmNotOffered { slug: String, name: String, rhythm: Rhythm, offers: Vec<Rhythm> },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn offered(rhythms: &[Rhythm]) -> String {
+    let names: Vec<&str> = rhythms.iter().map(|r| r.as_str()).collect();
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// The visitor behind a request, for the consent record.
@@ -64,6 +80,8 @@ pub struct Preference {
     pub newsletter: Newsletter,
     pub status: Option<SubscriptionStatus>,
     pub unsubscribe_url: String,
+    /// How the reader hears, on a newsletter that offers rhythms and that they have a subscription to.
+    pub rhythm: Option<ReaderRhythm>,
 }
 
 /// The subscriber behind a verified link.
@@ -81,6 +99,7 @@ pub struct Signup {
     clock: Clock,
     /// The per-address cap on confirmation mail, from `[signup]`.
     cap: MailCap,
+    offers: RhythmOffers,
     signups: batch::Batcher,
     mail_queued: Arc<Notify>,
 }
@@ -92,10 +111,16 @@ impl Signup {
         links: Links,
         clock: Clock,
         cap: MailCap,
+        offers: RhythmOffers,
         mail_queued: Arc<Notify>,
     ) -> Self {
         let signups = batch::Batcher::start(store.clone(), clock.clone(), cap);
-        Self { store, catalog, links, clock, cap, signups, mail_queued }
+        Self { store, catalog, links, clock, cap, offers, signups, mail_queued }
+    }
+
+    /// What each newsletter lets its readers choose.
+    pub fn offers(&self) -> &RhythmOffers {
+        &self.offers
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -132,9 +157,40 @@ impl Signup {
         Ok(ids)
     }
 
-    /// Records a signup and, within the per-address cap, queues the
-    /// confirmation mail. The caller learns nothing about the address's
-    /// previous state: that is what keeps the responses identical.
+    /// The subscriptions a signup of `newsletters` asks for: `choice` goes
+    /// to the newsletters that offer rhythms (each must offer the rhythm),
+    /// the others keep their one way of sending. Checked before anything is
+    /// looked up, so the answer says nothing about the address.
+    pub fn requested(
+        &self,
+        newsletters: &[i64],
+        choice: RhythmChoice,
+    ) -> Result<Vec<RequestedSubscription>, SignupError> {
+        newsletters
+            .iter()
+            .map(|&id| {
+                let Some(offer) = self.offers.of(id) else {
+                    return Ok(RequestedSubscription::plain(id));
+                };
+                match choice.rhythm {
+                    Some(rhythm) if !offer.offers(rhythm) => Err(self.not_offered(id, rhythm, offer)),
+                    rhythm => Ok(RequestedSubscription { newsletter_id: id, rhythm, zone: choice.zone }),
+                }
+            })
+            .collect()
+    }
+
+    fn not_offered(&self, newsletter_id: i64, rhythm: Rhythm, offer: &RhythmOffer) -> SignupError {
+        let newsletter = self.catalog.by_id(newsletter_id);
+        SignupError::RhythmNotOffered {
+            slug: newsletter.map(|n| n.slug.to_string()).unwrap_or_default(),
+            name: newsletter.map(|n| n.name.clone()).unwrap_or_default(),
+            rhythm,
+            offers: offer.rhythms.clone(),
+        }
+    }
+
+    /// Records a signup at each newsletter's default rhythm and zone; see [`Self::subscribe_requested`].
     pub async fn subscribe(
         &self,
         email: &EmailAddress,
@@ -142,8 +198,22 @@ impl Signup {
         source: ConsentSource,
         visitor: &Visitor,
     ) -> Result<(), SignupError> {
+        let requested: Vec<_> = newsletters.iter().map(|&id| RequestedSubscription::plain(id)).collect();
+        self.subscribe_requested(email, &requested, source, visitor).await
+    }
+
+    /// Records a signup and, within the per-address cap, queues the
+    /// confirmation mail. The caller learns nothing about the address's
+    /// previous state: that is what keeps the responses identical.
+    pub async fn subscribe_requested(
+        &self,
+        email: &EmailAddress,
+        requested: &[RequestedSubscription],
+        source: ConsentSource,
+        visitor: &Visitor,
+    ) -> Result<(), SignupError> {
         let consent = self.consent(source, visitor);
-        let signup = SignupRequest { email: email.clone(), newsletters: newsletters.to_vec(), consent };
+        let signup = SignupRequest { email: email.clone(), newsletters: requested.to_vec(), consent };
         let outcome = self.signups.record(signup).await?;
         tracing::info!(
             email = %email.masked(),
@@ -247,20 +317,29 @@ impl Signup {
             self.catalog
                 .all()
                 .iter()
-                .map(|n| Preference {
-                    newsletter: n.clone(),
-                    status: states.iter().find(|s| s.newsletter_id == n.id).map(|s| s.status),
-                    unsubscribe_url: self.links.unsubscribe_url(reader.link_ref, n.id),
+                .map(|n| {
+                    let state = states.iter().find(|s| s.newsletter_id == n.id);
+                    Preference {
+                        newsletter: n.clone(),
+                        status: state.map(|s| s.status),
+                        unsubscribe_url: self.links.unsubscribe_url(reader.link_ref, n.id),
+                        rhythm: state
+                            .zip(self.offers.of(n.id))
+                            .map(|(s, offer)| ReaderRhythm::resolve(offer, s.rhythm, s.zone)),
+                    }
                 })
                 .collect(),
         ))
     }
 
-    /// Makes the reader's confirmed newsletters exactly `wanted`.
+    /// Makes the reader's confirmed newsletters exactly `wanted`, and sets
+    /// the rhythm and zone of those among them that `rhythms` names. Every
+    /// rhythm is checked first: one a newsletter does not offer changes nothing.
     pub async fn update_preferences(
         &self,
         token: &str,
         wanted: &[String],
+        rhythms: &[RhythmUpdate],
         visitor: &Visitor,
     ) -> Result<Option<Vec<Preference>>, SignupError> {
         let Some(reader) = self.reader(token, LinkPurpose::Preferences).await? else {
@@ -271,8 +350,41 @@ impl Signup {
             Err(SignupError::NoNewsletter) => vec![],
             Err(e) => return Err(e),
         };
+        let states = self.store.subscriptions_of(reader.subscriber_id).await?;
+        let mut changes = vec![];
+        for update in rhythms.iter().filter(|u| wanted.contains(&u.newsletter_id)) {
+            let Some(offer) = self.offers.of(update.newsletter_id) else {
+                continue;
+            };
+            if let Some(rhythm) = update.rhythm.filter(|r| !offer.offers(*r)) {
+                return Err(self.not_offered(update.newsletter_id, rhythm, offer));
+            }
+            let state = states.iter().find(|s| s.newsletter_id == update.newsletter_id);
+            let (stored_rhythm, stored_zone) = state.map_or((None, None), |s| (s.rhythm, s.zone));
+            let now = ReaderRhythm::resolve(offer, stored_rhythm, stored_zone);
+            // What the reader already has stays as stored, so a default stays a default.
+            let rhythm = match update.rhythm {
+                Some(r) if r != now.rhythm => Some(r),
+                _ => stored_rhythm,
+            };
+            let zone = match update.zone {
+                None => stored_zone,
+                Some(None) => None,
+                Some(Some(z)) if z == now.zone => stored_zone,
+                Some(Some(z)) => Some(z),
+            };
+            if state.is_none() || (rhythm, zone) != (stored_rhythm, stored_zone) {
+                changes.push((update.newsletter_id, rhythm, zone));
+            }
+        }
         let consent = self.consent(ConsentSource::Preferences, visitor);
         self.store.set_subscriptions(reader.subscriber_id, &wanted, &consent).await?;
+        for (newsletter_id, rhythm, zone) in changes {
+            self.store
+                .set_rhythm(reader.subscriber_id, newsletter_id, rhythm.map(Rhythm::as_str), zone.map(|z| z.name()))
+                .await?;
+            tracing::info!(newsletter_id, rhythm = ?rhythm, zone = zone.map(|z| z.name()), "rhythm changed");
+        }
         self.preferences(token).await
     }
 

@@ -36,7 +36,8 @@ pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
 pub use rhythms::{RhythmRequest, RhythmSlot};
 pub use subscribers::{
-    Consent, MailCap, PreferenceChange, SignupOutcome, SignupRequest, SubscriberRow, SubscriptionState,
+    Consent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest, SubscriberRow,
+    SubscriptionState,
 };
 pub use suppressions::{ImportOutcome, ImportRow};
 pub use tokens::{ConfirmOutcome, NewToken, TokenState};

@@ -6,7 +6,7 @@ use sqlx::QueryBuilder;
 
 use super::{Result, Store, in_tx, reading};
 use crate::clock::Timestamp;
-use crate::domain::{ConsentSource, EmailAddress, LinkRef, LinkSubject, SubscriptionStatus};
+use crate::domain::{ConsentSource, EmailAddress, LinkRef, LinkSubject, Rhythm, SubscriptionStatus, Zone};
 
 /// Who gave (or withdrew) consent, and from where: kept in `consent_events`.
 #[derive(Debug, Clone)]
@@ -29,8 +29,42 @@ pub struct MailCap {
 #[derive(Debug, Clone)]
 pub struct SignupRequest {
     pub email: EmailAddress,
-    pub newsletters: Vec<i64>,
+    pub newsletters: Vec<RequestedSubscription>,
     pub consent: Consent,
+}
+
+/// A newsletter of a signup, with the rhythm and zone that a subscription
+/// the signup creates starts with (`None`: the newsletter's default). A
+/// subscription that already exists keeps its own: anyone can sign up any
+/// address, and only the preferences link may change how its reader hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestedSubscription {
+    pub newsletter_id: i64,
+    pub rhythm: Option<Rhythm>,
+    pub zone: Option<Zone>,
+}
+
+impl RequestedSubscription {
+    /// A newsletter at its default rhythm and zone.
+    pub fn plain(newsletter_id: i64) -> Self {
+        Self { newsletter_id, rhythm: None, zone: None }
+    }
+}
+
+/// The `subscriptions.rhythm` and `.timezone` columns: `''` is the newsletter's default.
+fn rhythm_column(rhythm: Option<Rhythm>) -> &'static str {
+    rhythm.map_or("", Rhythm::as_str)
+}
+
+fn zone_column(zone: Option<Zone>) -> &'static str {
+    zone.map_or("", Zone::name)
+}
+
+/// Reads the columns back; `''` (and anything no longer valid) is the default.
+fn read_choice(rhythm: &str, zone: &str) -> (Option<Rhythm>, Option<Zone>) {
+    let rhythm = Some(rhythm).filter(|r| !r.is_empty()).and_then(|r| r.parse().ok());
+    let zone = Some(zone).filter(|z| !z.is_empty()).and_then(|z| Zone::parse(z).ok());
+    (rhythm, zone)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +80,9 @@ pub struct SignupOutcome {
 pub struct SubscriptionState {
     pub newsletter_id: i64,
     pub status: SubscriptionStatus,
+    /// The reader's own rhythm and zone; `None`: the newsletter's default.
+    pub rhythm: Option<Rhythm>,
+    pub zone: Option<Zone>,
 }
 
 /// What a preferences change did, per newsletter.
@@ -62,6 +99,21 @@ pub struct SubscriberRow {
     pub status: SubscriptionStatus,
     pub created_at: Timestamp,
     pub confirmed_at: Option<Timestamp>,
+    /// The reader's own rhythm and zone; `None`: the newsletter's default.
+    pub rhythm: Option<Rhythm>,
+    pub zone: Option<Zone>,
+}
+
+/// A row of [`Store::subscribers_page`] as the database has it.
+#[derive(sqlx::FromRow)]
+struct SubscriberListing {
+    id: i64,
+    email: String,
+    status: String,
+    created_at: Timestamp,
+    confirmed_at: Option<Timestamp>,
+    rhythm: String,
+    timezone: String,
 }
 
 /// Appends consent events to the open transaction, in one statement: for
@@ -169,17 +221,24 @@ impl Store {
             // Subscriber id of each signup, by position.
             let ids: Vec<i64> = keys.iter().map(|key| by_key.get(key).copied().unwrap_or_default()).collect();
 
-            let pairs: Vec<(i64, i64)> = order
+            let pairs: Vec<(i64, &RequestedSubscription)> = order
                 .iter()
                 .flat_map(|&i| {
                     let id = ids[i];
-                    signups[i].newsletters.iter().map(move |n| (id, *n))
+                    signups[i].newsletters.iter().map(move |n| (id, n))
                 })
                 .collect();
-            let mut qb =
-                QueryBuilder::new("INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at) ");
-            qb.push_values(&pairs, |mut b, (subscriber_id, newsletter_id)| {
-                b.push_bind(*subscriber_id).push_bind(*newsletter_id).push_bind("pending").push_bind(now);
+            // Rhythm and zone go into new rows only: the conflict branch leaves them alone.
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at, rhythm, timezone) ",
+            );
+            qb.push_values(&pairs, |mut b, (subscriber_id, requested)| {
+                b.push_bind(*subscriber_id)
+                    .push_bind(requested.newsletter_id)
+                    .push_bind("pending")
+                    .push_bind(now)
+                    .push_bind(rhythm_column(requested.rhythm))
+                    .push_bind(zone_column(requested.zone));
             });
             qb.push(
                 " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET status = \
@@ -306,16 +365,17 @@ impl Store {
 
     /// Every subscription the subscriber has, in any state.
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionState>> {
-        let rows: Vec<(i64, String)> = reading!(self, |pool| {
-            sqlx::query_as("SELECT newsletter_id, status FROM subscriptions WHERE subscriber_id = $1")
+        let rows: Vec<(i64, String, String, String)> = reading!(self, |pool| {
+            sqlx::query_as("SELECT newsletter_id, status, rhythm, timezone FROM subscriptions WHERE subscriber_id = $1")
                 .bind(subscriber_id)
                 .fetch_all(pool)
                 .await?
         });
         Ok(rows
             .into_iter()
-            .filter_map(|(newsletter_id, status)| {
-                Some(SubscriptionState { newsletter_id, status: status.parse().ok()? })
+            .filter_map(|(newsletter_id, status, rhythm, zone)| {
+                let (rhythm, zone) = read_choice(&rhythm, &zone);
+                Some(SubscriptionState { newsletter_id, status: status.parse().ok()?, rhythm, zone })
             })
             .collect())
     }
@@ -379,9 +439,9 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<SubscriberRow>> {
-        let rows: Vec<(i64, String, String, i64, Option<i64>)> = reading!(self, |pool| {
+        let rows: Vec<SubscriberListing> = reading!(self, |pool| {
             sqlx::query_as(
-                "SELECT s.id, s.email, sub.status, sub.created_at, sub.confirmed_at \
+                "SELECT s.id, s.email, sub.status, sub.created_at, sub.confirmed_at, sub.rhythm, sub.timezone \
                  FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
                  WHERE sub.newsletter_id = $1 AND ($2 IS NULL OR sub.status = $2) AND sub.subscriber_id > $3 \
                  ORDER BY sub.subscriber_id LIMIT $4",
@@ -395,8 +455,17 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .filter_map(|(subscriber_id, email, status, created_at, confirmed_at)| {
-                Some(SubscriberRow { subscriber_id, email, status: status.parse().ok()?, created_at, confirmed_at })
+            .filter_map(|row| {
+                let (rhythm, zone) = read_choice(&row.rhythm, &row.timezone);
+                Some(SubscriberRow {
+                    subscriber_id: row.id,
+                    email: row.email,
+                    status: row.status.parse().ok()?,
+                    created_at: row.created_at,
+                    confirmed_at: row.confirmed_at,
+                    rhythm,
+                    zone,
+                })
             })
             .collect())
     }

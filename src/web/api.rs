@@ -10,17 +10,25 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::client::ClientIp;
 use super::error::ApiError;
-use super::pages::{INVALID_EMAIL, visitor};
+use super::pages::{INVALID_EMAIL, parse_rhythm, parse_zone, visitor};
 use crate::domain::{ConsentSource, EmailAddress};
+use crate::signup::RhythmChoice;
 
 #[derive(Debug, Deserialize)]
 pub struct NewSubscription {
     email: String,
     newsletters: Vec<String>,
+    /// For the newsletters that offer rhythms; missing, null or "": each one's default.
+    #[serde(default)]
+    rhythm: Option<String>,
+    /// An IANA zone for daily and weekly digests; missing, null or "": the newsletter's.
+    #[serde(default)]
+    timezone: Option<String>,
 }
 
 /// `POST /api/subscriptions`: 202 `{"status": "pending"}` for every valid
-/// request, whatever the address's previous state.
+/// request, whatever the address's previous state. A bad `rhythm` or
+/// `timezone` is a 422 whose `error.field` names the key.
 pub async fn create_subscription(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -32,11 +40,16 @@ pub async fn create_subscription(
     let email = EmailAddress::parse(&request.email).map_err(|e| {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_email", format!("{INVALID_EMAIL}: {e}"))
     })?;
-    state.signup.subscribe(&email, &newsletters, ConsentSource::Api, &visitor(ip, &headers)).await?;
+    let rhythm = parse_rhythm(request.rhythm.as_deref())
+        .map_err(|e| ApiError::field("rhythm", "invalid_rhythm", format!("rhythm: {e}")))?;
+    let zone = parse_zone(request.timezone.as_deref())
+        .map_err(|e| ApiError::field("timezone", "invalid_timezone", format!("timezone: {e}")))?;
+    let requested = state.signup.requested(&newsletters, RhythmChoice { rhythm, zone })?;
+    state.signup.subscribe_requested(&email, &requested, ConsentSource::Api, &visitor(ip, &headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "pending"}))))
 }
 
-const SUBSCRIPTION_SHAPE: &str = r#"{"email": "...", "newsletters": ["slug", ...]}"#;
+const SUBSCRIPTION_SHAPE: &str = r#"{"email": "...", "newsletters": ["slug", ...], "rhythm": "daily" (optional), "timezone": "Europe/Kyiv" (optional)}"#;
 
 /// Maps a body the JSON extractor refused to a clear 4xx; `shape` is what the route expects.
 pub(super) fn rejection(e: JsonRejection, shape: &str) -> ApiError {

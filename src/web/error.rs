@@ -76,6 +76,9 @@ impl From<SignupError> for PageError {
             SignupError::NoNewsletter | SignupError::UnknownNewsletter(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Unknown newsletter", e.to_string())
             }
+            SignupError::RhythmNotOffered { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Choice not offered", e.to_string())
+            }
             SignupError::Store(e) if e.is_unavailable() => Self::unavailable(&e),
             SignupError::Store(e) => Self::internal(&e),
         }
@@ -93,18 +96,25 @@ impl IntoResponse for PageError {
     }
 }
 
-/// An error of the JSON API: `{"error": {"code": "...", "message": "..."}}`.
+/// An error of the JSON API: `{"error": {"code": "...", "message": "..."}}`,
+/// with `"field"` naming the request's key when one key is at fault.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    pub field: Option<&'static str>,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None }
+        Self { status, code, message: message.into(), field: None, retry_after: None }
+    }
+
+    /// A 422 for one key of the request body.
+    pub fn field(field: &'static str, code: &'static str, message: impl Into<String>) -> Self {
+        Self { field: Some(field), ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message) }
     }
 }
 
@@ -115,6 +125,7 @@ impl From<SignupError> for ApiError {
             SignupError::UnknownNewsletter(_) => {
                 Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_newsletter", e.to_string())
             }
+            SignupError::RhythmNotOffered { .. } => Self::field("rhythm", "rhythm_not_offered", e.to_string()),
             SignupError::Store(e) => e.into(),
         }
     }
@@ -140,7 +151,11 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        let body = Json(json!({ "error": error }));
         let mut response = (self.status, body).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

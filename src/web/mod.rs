@@ -10,6 +10,7 @@ pub mod client;
 mod error;
 mod items;
 mod pages;
+mod preferences;
 mod serve;
 
 use std::net::SocketAddr;
@@ -92,7 +93,7 @@ pub fn router(state: AppState) -> Router {
     let tokened = Router::new()
         .route("/confirm/{token}", get(pages::confirm_page).post(pages::confirm))
         .route("/unsubscribe/{token}", get(pages::unsubscribe_page).post(pages::unsubscribe))
-        .route("/preferences/{token}", get(pages::preferences_page).post(pages::update_preferences))
+        .route("/preferences/{token}", get(preferences::preferences_page).post(preferences::update_preferences))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
     // Server to server: a bearer token instead of CORS and the per-IP limit.
     let mut authenticated = Router::new();

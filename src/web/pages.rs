@@ -13,14 +13,14 @@ use serde::Deserialize;
 use super::AppState;
 use super::client::ClientIp;
 use super::error::PageError;
-use crate::domain::{ConsentSource, EmailAddress, SubscriptionStatus};
-use crate::signup::{ConfirmPreview, Confirmation, Preference, SignupError, Visitor, stamp};
+use crate::domain::{ConsentSource, EmailAddress, Newsletter, Rhythm, RhythmError, Zone, ZoneError};
+use crate::signup::{ConfirmPreview, Confirmation, RhythmChoice, RhythmOffer, SignupError, Visitor, stamp};
 
 pub const INVALID_EMAIL: &str = "Please enter a correct email address";
 const CHOOSE_ONE: &str = "Please choose at least one newsletter";
 
 /// Renders a template, turning a render failure into a logged 500.
-fn render(template: &impl Template) -> Response {
+pub(super) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => PageError::internal(&e).into_response(),
@@ -72,11 +72,80 @@ struct FieldState {
     error: Option<&'static str>,
 }
 
+/// One radio button of a rhythm choice.
+pub(super) struct RhythmOption {
+    /// What the form sends: a rhythm, or "" for each newsletter's default.
+    pub value: &'static str,
+    /// What the button's id ends with.
+    pub key: &'static str,
+    pub label: &'static str,
+}
+
+impl RhythmOption {
+    pub fn of(rhythm: Rhythm) -> Self {
+        Self { value: rhythm.as_str(), key: rhythm.as_str(), label: rhythm.label() }
+    }
+}
+
+/// The rhythm radio buttons of a signup form whose newsletters offer rhythms.
+struct RhythmField {
+    legend: String,
+    options: Vec<RhythmOption>,
+    picked: String,
+    /// When digests arrive, if the form's newsletters agree on it.
+    timing: Option<String>,
+}
+
+impl RhythmField {
+    fn single(offer: &RhythmOffer) -> Self {
+        Self {
+            legend: "How often would you like to hear from us?".to_owned(),
+            options: offer.rhythms.iter().copied().map(RhythmOption::of).collect(),
+            picked: offer.default_rhythm().as_str().to_owned(),
+            timing: offer.timing(),
+        }
+    }
+
+    /// One choice for the form that takes several newsletters, naming those
+    /// it applies to: their rhythms when they all offer the same, else every
+    /// rhythm any offers, after "each newsletter's usual".
+    fn several(offers: &[(&Newsletter, &RhythmOffer)]) -> Option<Self> {
+        let (_, first) = *offers.first()?;
+        let names: Vec<&str> = offers.iter().map(|(n, _)| n.name.as_str()).collect();
+        let legend = match names.split_last() {
+            Some((last, [])) => format!("How often would you like {last}?"),
+            Some((last, rest)) => format!("How often would you like {} and {last}?", rest.join(", ")),
+            None => return None,
+        };
+        let same = |(_, o): &(&Newsletter, &RhythmOffer)| {
+            o.rhythms == first.rhythms && o.send_hour == first.send_hour && o.weekly_day == first.weekly_day
+        };
+        if offers.iter().all(same) {
+            return Some(Self { legend, ..Self::single(first) });
+        }
+        let mut options = vec![RhythmOption { value: "", key: "usual", label: "Each newsletter's usual rhythm" }];
+        options
+            .extend(Rhythm::ALL.into_iter().filter(|r| offers.iter().any(|(_, o)| o.offers(*r))).map(RhythmOption::of));
+        Some(Self { legend, options, picked: String::new(), timing: None })
+    }
+}
+
+/// The rhythm and zone parts of one signup form, with what was sent and what was wrong.
+#[derive(Default)]
+struct RhythmFields {
+    rhythm: Option<RhythmField>,
+    rhythm_error: Option<String>,
+    /// Filled by the page's script from the browser; shown only when it was wrong.
+    zone: String,
+    zone_error: Option<String>,
+}
+
 struct NewsletterForm {
     slug: String,
     name: String,
     description: String,
     state: FieldState,
+    pace: RhythmFields,
 }
 
 #[derive(Default)]
@@ -84,6 +153,7 @@ struct SeveralForm {
     email: FieldState,
     picked: Vec<String>,
     choice_error: Option<&'static str>,
+    pace: RhythmFields,
 }
 
 #[derive(Template)]
@@ -95,38 +165,58 @@ struct IndexPage {
 }
 
 /// Which form on the page a submission came from, and what to show on it.
-struct FormFeedback<'a> {
-    form: &'a str,
-    value: &'a str,
-    picked: &'a [String],
+#[derive(Default)]
+struct FormFeedback {
     email_error: Option<&'static str>,
     choice_error: Option<&'static str>,
+    rhythm_error: Option<String>,
+    zone_error: Option<String>,
 }
 
-fn index_page(state: &AppState, feedback: Option<FormFeedback<'_>>) -> IndexPage {
+fn index_page(state: &AppState, sent: Option<(&SubscribeForm, FormFeedback)>) -> IndexPage {
     let signup = &state.signup;
     let stamp = stamp::issue(signup.links().keys(), signup.clock().now());
+    let offers = signup.offers();
+    let catalog = signup.catalog().all();
     let mut page = IndexPage {
-        newsletters: signup
-            .catalog()
-            .all()
+        newsletters: catalog
             .iter()
             .map(|n| NewsletterForm {
                 slug: n.slug.to_string(),
                 name: n.name.clone(),
                 description: n.description.clone(),
                 state: FieldState::default(),
+                pace: RhythmFields { rhythm: offers.of(n.id).map(RhythmField::single), ..RhythmFields::default() },
             })
             .collect(),
-        several: SeveralForm::default(),
+        several: SeveralForm {
+            pace: RhythmFields {
+                rhythm: RhythmField::several(
+                    &catalog.iter().filter_map(|n| Some((n, offers.of(n.id)?))).collect::<Vec<_>>(),
+                ),
+                ..RhythmFields::default()
+            },
+            ..SeveralForm::default()
+        },
         stamp,
     };
-    if let Some(f) = feedback {
-        let field = FieldState { value: f.value.to_owned(), error: f.email_error };
-        match page.newsletters.iter_mut().find(|n| n.slug == f.form) {
-            Some(n) if f.choice_error.is_none() => n.state = field,
-            _ => page.several = SeveralForm { email: field, picked: f.picked.to_vec(), choice_error: f.choice_error },
+    if let Some((form, f)) = sent {
+        let field = FieldState { value: form.email.clone(), error: f.email_error };
+        let (state, pace) = match page.newsletters.iter_mut().find(|n| n.slug == form.form) {
+            Some(n) if f.choice_error.is_none() => (&mut n.state, &mut n.pace),
+            _ => {
+                page.several.picked = form.newsletter.clone();
+                page.several.choice_error = f.choice_error;
+                (&mut page.several.email, &mut page.several.pace)
+            }
+        };
+        *state = field;
+        if let Some(rhythm) = pace.rhythm.as_mut().filter(|r| r.options.iter().any(|o| o.value == form.rhythm)) {
+            rhythm.picked = form.rhythm.clone();
         }
+        pace.rhythm_error = f.rhythm_error;
+        pace.zone = form.timezone.clone();
+        pace.zone_error = f.zone_error;
     }
     page
 }
@@ -149,6 +239,12 @@ pub struct SubscribeForm {
     ts: Option<String>,
     #[serde(default)]
     form: String,
+    /// For the newsletters that offer rhythms; empty: each one's default.
+    #[serde(default)]
+    rhythm: String,
+    /// The browser's IANA zone, filled in by the page's script; empty: the newsletter's.
+    #[serde(default)]
+    timezone: String,
 }
 
 /// The one answer to every accepted-looking signup, whatever happened behind it.
@@ -157,6 +253,16 @@ fn thank_you() -> Response {
         .line("Thank you for signing up. We've sent you a confirmation email.")
         .line("Please open it and confirm to start receiving your newsletters.")
         .into_response()
+}
+
+/// A submitted rhythm; blank is "the newsletter's default".
+pub(super) fn parse_rhythm(raw: Option<&str>) -> Result<Option<Rhythm>, RhythmError> {
+    raw.map(str::trim).filter(|r| !r.is_empty()).map(str::parse).transpose()
+}
+
+/// A submitted IANA zone; blank is "the newsletter's zone".
+pub(super) fn parse_zone(raw: Option<&str>) -> Result<Option<Zone>, ZoneError> {
+    raw.map(str::trim).filter(|z| !z.is_empty()).map(Zone::parse).transpose()
 }
 
 pub async fn subscribe(
@@ -175,26 +281,36 @@ pub async fn subscribe(
         tracing::info!("signup dropped by the bot trap");
         return Ok(thank_you());
     }
-    let feedback = |email_error, choice_error| FormFeedback {
-        form: &form.form,
-        value: &form.email,
-        picked: &form.newsletter,
-        email_error,
-        choice_error,
+    let again = |feedback: FormFeedback| {
+        let page = index_page(&state, Some((&form, feedback)));
+        Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
     };
     let newsletters = match state.signup.resolve(&form.newsletter) {
         Ok(ids) => ids,
         Err(SignupError::NoNewsletter) => {
-            let page = index_page(&state, Some(feedback(None, Some(CHOOSE_ONE))));
-            return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response());
+            return again(FormFeedback { choice_error: Some(CHOOSE_ONE), ..FormFeedback::default() });
         }
         Err(e) => return Err(e.into()),
     };
-    let Ok(email) = EmailAddress::parse(&form.email) else {
-        let page = index_page(&state, Some(feedback(Some(INVALID_EMAIL), None)));
-        return Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response());
+    let mut feedback = FormFeedback::default();
+    let email = EmailAddress::parse(&form.email).map_err(|_| feedback.email_error = Some(INVALID_EMAIL)).ok();
+    let rhythm = parse_rhythm(Some(&form.rhythm)).map_err(|e| feedback.rhythm_error = Some(e.to_string())).ok();
+    let zone = parse_zone(Some(&form.timezone)).map_err(|e| feedback.zone_error = Some(e.to_string())).ok();
+    let requested = match (rhythm, zone) {
+        (Some(rhythm), Some(zone)) => match state.signup.requested(&newsletters, RhythmChoice { rhythm, zone }) {
+            Ok(requested) => Some(requested),
+            Err(e @ SignupError::RhythmNotOffered { .. }) => {
+                feedback.rhythm_error = Some(e.to_string());
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        _ => None,
     };
-    state.signup.subscribe(&email, &newsletters, ConsentSource::Form, &visitor(ip, &headers)).await?;
+    let (Some(email), Some(requested)) = (email, requested) else {
+        return again(feedback);
+    };
+    state.signup.subscribe_requested(&email, &requested, ConsentSource::Form, &visitor(ip, &headers)).await?;
     Ok(thank_you())
 }
 
@@ -207,7 +323,7 @@ pub fn visitor(ip: std::net::IpAddr, headers: &HeaderMap) -> Visitor {
 
 /// The token in an emailed link's path. A path that cannot even be read
 /// (broken UTF-8) is just another link that is not valid.
-pub struct LinkToken(String);
+pub struct LinkToken(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for LinkToken {
     type Rejection = PageError;
@@ -297,79 +413,6 @@ pub async fn unsubscribe(
         Some(newsletter) => MessagePage::new("Unsubscribed")
             .line(format!("You have been unsubscribed from {}. You will not receive it any more.", newsletter.name))
             .into_response(),
-        None => PageError::not_found().into_response(),
-    })
-}
-
-struct PreferenceRow {
-    slug: String,
-    name: String,
-    description: String,
-    confirmed: bool,
-    state: &'static str,
-    unsubscribe_url: String,
-}
-
-#[derive(Template)]
-#[template(path = "preferences.html")]
-struct PreferencesPage {
-    rows: Vec<PreferenceRow>,
-    saved: bool,
-}
-
-fn preferences_view(preferences: Vec<Preference>, saved: bool) -> Response {
-    let rows = preferences
-        .into_iter()
-        .map(|p| PreferenceRow {
-            slug: p.newsletter.slug.to_string(),
-            name: p.newsletter.name,
-            description: p.newsletter.description,
-            confirmed: p.status == Some(SubscriptionStatus::Confirmed),
-            state: match p.status {
-                Some(SubscriptionStatus::Confirmed) => "Subscribed",
-                Some(SubscriptionStatus::Pending) => "Waiting for your confirmation",
-                Some(SubscriptionStatus::Unsubscribed) => "Unsubscribed",
-                None => "Not subscribed",
-            },
-            unsubscribe_url: p.unsubscribe_url,
-        })
-        .collect();
-    render(&PreferencesPage { rows, saved })
-}
-
-pub async fn preferences_page(
-    State(state): State<AppState>,
-    LinkToken(token): LinkToken,
-) -> Result<Response, PageError> {
-    Ok(match state.signup.preferences(&token).await? {
-        Some(preferences) => preferences_view(preferences, false),
-        None => PageError::not_found().into_response(),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PreferencesForm {
-    #[serde(default)]
-    newsletter: Vec<String>,
-}
-
-pub async fn update_preferences(
-    State(state): State<AppState>,
-    Extension(ClientIp(ip)): Extension<ClientIp>,
-    headers: HeaderMap,
-    LinkToken(token): LinkToken,
-    form: Result<axum_extra::extract::Form<PreferencesForm>, axum_extra::extract::FormRejection>,
-) -> Result<Response, PageError> {
-    let form = match form {
-        Ok(axum_extra::extract::Form(form)) => form,
-        // A bad link is the clearer answer, whatever the body.
-        Err(_) if state.signup.preferences(&token).await?.is_none() => {
-            return Err(PageError::not_found());
-        }
-        Err(e) => return Err(PageError::rejected(e.status(), e.body_text())),
-    };
-    Ok(match state.signup.update_preferences(&token, &form.newsletter, &visitor(ip, &headers)).await? {
-        Some(preferences) => preferences_view(preferences, true),
         None => PageError::not_found().into_response(),
     })
 }
