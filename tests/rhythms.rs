@@ -259,7 +259,7 @@ async fn immediate_readers_get_each_story_once_and_a_switch_loses_nothing(backen
     app.mail.wait_for("witness@example.org", 5).await;
     move_to(&app, utc("2027-03-20T08:00:00Z")).await;
     app.signup_api("now@example.org", &["morning-briefing"]).await;
-    let confirm = app.confirmation_link("now@example.org", 1).await;
+    let confirm = app.confirmation_link("now@example.org", 5).await;
     assert_eq!(app.http.post(&confirm).send().await.unwrap().status(), 200);
     move_to(&app, utc("2027-03-20T08:01:00Z")).await;
     add_story(&app, "Hotel").await;

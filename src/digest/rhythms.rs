@@ -18,19 +18,17 @@ const SETTLE: i64 = 5;
 #[derive(Debug, Clone)]
 pub struct RhythmStream {
     pub rhythm: Rhythm,
-    /// `None`: every zone (immediate readers).
-    pub zone: Option<Zone>,
+    pub zone: Zone,
     pub rhythm_is_default: bool,
     pub zone_is_default: bool,
 }
 
 impl RhythmStream {
-    /// The run key besides the newsletter and period: `daily:Europe/Kyiv`, `immediate`.
+    /// The run key besides the newsletter and period: `daily:Europe/Kyiv`.
+    /// Immediate readers are run per zone too: each run then reads one range
+    /// of the rhythm index instead of every immediate reader's row.
     pub fn key(&self) -> String {
-        match self.zone {
-            Some(zone) => format!("{}:{}", self.rhythm, zone.name()),
-            None => self.rhythm.to_string(),
-        }
+        format!("{}:{}", self.rhythm, self.zone.name())
     }
 
     fn slot(&self, newsletter_id: i64) -> RhythmSlot<'static> {
@@ -38,7 +36,7 @@ impl RhythmStream {
             newsletter_id,
             rhythm: self.rhythm.as_str(),
             rhythm_is_default: self.rhythm_is_default,
-            zone: self.zone.map_or("*", |z| z.name()),
+            zone: self.zone.name(),
             zone_is_default: self.zone_is_default,
         }
     }
@@ -50,7 +48,7 @@ impl RhythmStream {
 
     /// The schedule of a daily or weekly stream: `send_hour` in its zone.
     fn schedule(&self, plan: &DigestPlan) -> Option<Schedule> {
-        let zone = self.zone?.name();
+        let zone = self.zone.name();
         let expr = match self.rhythm {
             Rhythm::Immediate => return None,
             Rhythm::Daily => format!("0 {} * * *", plan.send_hour),
@@ -77,19 +75,16 @@ impl Digests {
             if !plan.offers(rhythm) {
                 continue;
             }
+            // Readers who chose the default zone by name and those who never chose share a stream.
             let stream = RhythmStream {
                 rhythm,
-                zone: (rhythm != Rhythm::Immediate).then_some(zone),
+                zone,
                 rhythm_is_default: rhythm == default_rhythm,
                 zone_is_default: zone == default_zone,
             };
             if !streams.iter().any(|s| s.key() == stream.key()) {
                 streams.push(stream);
             }
-        }
-        // A zone that is the default is also spelled out by readers who chose it: one stream serves both.
-        for s in &mut streams {
-            s.zone_is_default = s.zone.is_none_or(|z| z == default_zone);
         }
         streams.sort_by_key(RhythmStream::key);
         Ok(streams)

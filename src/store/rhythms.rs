@@ -12,8 +12,7 @@ use super::items::{ItemRow, item_columns};
 use super::{Db, Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
 
-/// The readers one run mails: a newsletter's confirmed readers of one rhythm in one zone
-/// (`*`: in any zone, for immediate readers).
+/// The readers one run mails: a newsletter's confirmed readers of one rhythm in one zone.
 /// `''` in the database means "the newsletter's default"; `*_is_default` says whether
 /// this slot's rhythm or zone is that default, so those readers belong here too.
 #[derive(Debug, Clone, Copy)]
@@ -53,11 +52,11 @@ pub struct RhythmRequest<'a> {
     pub now: Timestamp,
 }
 
-/// The readers of a slot: binds newsletter ($1), rhythm ($2, $3), zone ($4, $5; `*` for any).
+/// The readers of a slot: binds newsletter ($1), rhythm ($2, $3), zone ($4, $5).
+/// Plain `IN` lists, so each run seeks its own range of `subscriptions_by_rhythm`.
 macro_rules! slot_readers {
     () => {
-        "sub.newsletter_id = $1 AND sub.status = 'confirmed' AND sub.rhythm IN ($2, $3) \
-         AND ($4 = '*' OR sub.timezone IN ($4, $5))"
+        "sub.newsletter_id = $1 AND sub.status = 'confirmed' AND sub.rhythm IN ($2, $3) AND sub.timezone IN ($4, $5)"
     };
 }
 
@@ -257,16 +256,30 @@ impl Store {
         })
     }
 
-    /// The (rhythm, zone) pairs a newsletter's confirmed readers have, `''` for the defaults.
+    /// The (rhythm, zone) pairs a newsletter's confirmed readers have, `''`
+    /// for the defaults. One index probe per pair (a loose index scan), so
+    /// listing them costs the number of pairs, not the number of readers
+    /// (a `DISTINCT` read all 1 000 000 index entries: 2 s on PostgreSQL).
     pub async fn rhythm_slots(&self, newsletter_id: i64) -> Result<Vec<(String, String)>> {
-        reading!(self, |pool| {
-            Ok(sqlx::query_as(
-                "SELECT DISTINCT rhythm, timezone FROM subscriptions WHERE newsletter_id = $1 AND status = 'confirmed'",
-            )
-            .bind(newsletter_id)
-            .fetch_all(pool)
-            .await?)
-        })
+        const FIRST: &str = "SELECT rhythm, timezone FROM subscriptions WHERE newsletter_id = $1 \
+             AND status = 'confirmed' ORDER BY rhythm, timezone LIMIT 1";
+        const NEXT: &str = "SELECT rhythm, timezone FROM subscriptions WHERE newsletter_id = $1 \
+             AND status = 'confirmed' AND (rhythm, timezone) > ($2, $3) ORDER BY rhythm, timezone LIMIT 1";
+        let mut pairs: Vec<(String, String)> = vec![];
+        loop {
+            let next: Option<(String, String)> = reading!(self, |pool| {
+                match pairs.last() {
+                    None => sqlx::query_as(FIRST).bind(newsletter_id).fetch_optional(pool).await?,
+                    Some((rhythm, zone)) => {
+                        sqlx::query_as(NEXT).bind(newsletter_id).bind(rhythm).bind(zone).fetch_optional(pool).await?
+                    }
+                }
+            });
+            match next {
+                Some(pair) => pairs.push(pair),
+                None => return Ok(pairs),
+            }
+        }
     }
 
     /// When the oldest story that some reader of the slot has not had yet
