@@ -78,6 +78,7 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     };
     let fetcher = FeedFetcher::new(FetchLimits::default()).context("could not set up the feed fetcher")?;
     let digests = Digests::new(store.clone(), &catalog, &settings.newsletters, fetcher, clock.clone());
+    digests.settle_rhythms().await.context("could not check readers' rhythms against the configuration")?;
     let offers = RhythmOffers::new(&catalog, &digests);
     let signup =
         Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, offers, mail_queued.clone());

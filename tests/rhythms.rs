@@ -280,6 +280,26 @@ async fn immediate_readers_get_each_story_once_and_a_switch_loses_nothing(backen
     app.stop().await;
 }
 
+/// An operator takes "weekly" out of `rhythms`: its readers get the default
+/// (daily) from the next start, with nothing lost, instead of nothing at all.
+async fn a_rhythm_taken_off_the_offer_falls_back_to_the_default(backend: Backend) {
+    let Some(mut app) = TestApp::spawn_with(backend, rhythms).await else {
+        return;
+    };
+    readers(&app, &[("weekly@example.org", Some("weekly"), None)]).await;
+    app.settings.newsletters[0].digest.as_mut().unwrap().rhythms = vec!["daily".into(), "immediate".into()];
+    app.restart().await;
+    move_to(&app, utc("2027-03-10T05:00:00Z")).await;
+    wait_run(&app, "daily:UTC", utc("2027-03-09T07:00:00Z")).await;
+    add_story(&app, "Still here").await;
+    move_to(&app, utc("2027-03-10T07:00:30Z")).await;
+    let run = wait_run(&app, "daily:UTC", utc("2027-03-10T07:00:00Z")).await;
+    assert_eq!(run.recipients, 1, "{run:?}");
+    let mails = app.mail.wait_for("weekly@example.org", 1).await;
+    assert!(mails[0].text().contains("Still here"), "{}", mails[0].text());
+    app.stop().await;
+}
+
 /// By hand: the work of one day's runs for 1 000 000 daily readers spread
 /// over 50 zones, hour by hour as the scheduler does it
 /// (`cargo test --release --test rhythms plan -- --ignored --nocapture`).
@@ -363,6 +383,7 @@ mod measure {
 }
 
 on_both_backends!(
+    a_rhythm_taken_off_the_offer_falls_back_to_the_default,
     daily_and_weekly_digests_at_each_readers_seven_am,
     immediate_readers_get_each_story_once_and_a_switch_loses_nothing
 );

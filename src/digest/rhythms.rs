@@ -59,6 +59,26 @@ impl RhythmStream {
 }
 
 impl Digests {
+    /// Readers whose rhythm a newsletter no longer offers (the operator took
+    /// it out of `rhythms`) go to its default rhythm, keeping their position:
+    /// no stream would serve them, and they would silently get nothing.
+    pub async fn settle_rhythms(&self) -> Result<(), StoreError> {
+        for (newsletter, plan) in self.plans.values() {
+            if plan.rhythms.is_empty() {
+                continue;
+            }
+            let offered: Vec<&str> = plan.rhythms.iter().map(|r| r.as_str()).collect();
+            let moved = self.store.reset_rhythms_not_offered(newsletter.id, &offered).await?;
+            if moved > 0 {
+                tracing::warn!(
+                    newsletter = %newsletter.slug, readers = moved,
+                    "readers had a rhythm no longer offered; they now get the default ({})", offered[0]
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The streams a newsletter's readers make: each (rhythm, zone) they chose,
     /// defaults resolved, and one immediate stream for every zone.
     pub async fn rhythm_streams(

@@ -305,6 +305,20 @@ impl Store {
         })
     }
 
+    /// Sets readers whose rhythm is not in `offered` to the default (`''`); returns how many.
+    pub async fn reset_rhythms_not_offered(&self, newsletter_id: i64, offered: &[&str]) -> Result<u64> {
+        with_pool!(self, |pool| {
+            let mut qb = QueryBuilder::new("UPDATE subscriptions SET rhythm = '' WHERE newsletter_id = ");
+            qb.push_bind(newsletter_id).push(" AND rhythm <> '' AND rhythm NOT IN (");
+            let mut list = qb.separated(", ");
+            for rhythm in offered {
+                list.push_bind(*rhythm);
+            }
+            qb.push(")");
+            Ok(qb.build().execute(pool).await?.rows_affected())
+        })
+    }
+
     /// Sets a reader's rhythm and zone for one newsletter (`None`: the newsletter's default).
     /// Their position stays: the next mail, by the new rhythm, starts where the last one stopped.
     pub async fn set_rhythm(
