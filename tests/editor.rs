@@ -72,15 +72,7 @@ async fn issue_arrives_once_with_list_headers(backend: Backend) {
 
     // The header's one-click POST works as a mail client sends it.
     let mail = &app.mail.mails_to("reader3@example.org")[0];
-    let link = mail.header("List-Unsubscribe").unwrap().trim_matches(['<', '>']).to_owned();
-    let r = app
-        .http
-        .post(&link)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
+    let r = app.one_click_unsubscribe(mail).await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.status_of("reader3@example.org", "morning-briefing").await, Some(Unsubscribed));
     app.stop().await;

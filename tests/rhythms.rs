@@ -243,16 +243,7 @@ async fn immediate_readers_get_each_story_once_and_a_switch_loses_nothing(backen
 
     // Leaving and coming back: nothing from the weeks away, everything after.
     let last = app.mail.mails_to("now@example.org").pop().unwrap();
-    let link = last.header("List-Unsubscribe").unwrap().trim_matches(['<', '>']).to_owned();
-    let left = app
-        .http
-        .post(&link)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("List-Unsubscribe=One-Click")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(left.status(), 200);
+    assert_eq!(app.one_click_unsubscribe(&last).await.status(), 200);
     move_to(&app, utc("2027-03-12T09:00:00Z")).await;
     add_story(&app, "Golf").await;
     move_to(&app, utc("2027-03-12T09:06:00Z")).await;

@@ -77,12 +77,12 @@ macro_rules! run_columns {
 
 /// Claims a period: binds newsletter, stream, period start, label, reason if skipped, now;
 /// returns the new run's id, or nothing when the period already has one.
-pub(super) const INSERT_RUN: &str = "INSERT INTO digest_runs (newsletter_id, stream, period_start, period_label, status, reason, created_at) \
+pub(crate) const INSERT_RUN: &str = "INSERT INTO digest_runs (newsletter_id, stream, period_start, period_label, status, reason, created_at) \
      VALUES ($1, $2, $3, $4, 'skipped', $5, $6) \
      ON CONFLICT (newsletter_id, stream, period_start) DO NOTHING RETURNING id";
 
 /// What `issue list` and `issue status` show of a digest: one line per story.
-pub(super) fn listing(stories: &[ItemRow]) -> String {
+pub(crate) fn listing(stories: &[ItemRow]) -> String {
     if stories.is_empty() {
         return "(no new stories)\n".to_owned();
     }
@@ -90,11 +90,96 @@ pub(super) fn listing(stories: &[ItemRow]) -> String {
 }
 
 /// One period's run: binds newsletter, stream, period start.
-pub(super) const SELECT_RUN: &str = concat!(
+pub(crate) const SELECT_RUN: &str = concat!(
     "SELECT ",
     run_columns!(),
     " FROM digest_runs WHERE newsletter_id = $1 AND stream = $2 AND period_start = $3"
 );
+
+/// The steps every digest run takes inside its transaction, for schedule
+/// runs (here) and rhythm runs (`rhythms.rs`) alike. Macros, not functions:
+/// the transaction is a different type on each backend (see `in_tx!`).
+///
+/// `claim_period!` claims the period and evaluates to the new run's id, or
+/// returns `AlreadyRan` with the run that holds it.
+macro_rules! claim_period {
+    ($tx:ident, $newsletter:expr, $stream:expr, $period_start:expr, $label:expr, $reason:expr, $now:expr) => {{
+        let claimed: Option<i64> = sqlx::query_scalar($crate::store::digests::INSERT_RUN)
+            .bind($newsletter)
+            .bind($stream)
+            .bind($period_start)
+            .bind($label)
+            .bind($reason)
+            .bind($now)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        match claimed {
+            Some(id) => id,
+            None => {
+                let held = $crate::store::digests::run_row!($tx, $newsletter, $stream, $period_start);
+                return Ok($crate::store::digests::DigestOutcome::AlreadyRan(held));
+            }
+        }
+    }};
+}
+
+/// The run of a period, read inside the transaction.
+macro_rules! run_row {
+    ($tx:ident, $newsletter:expr, $stream:expr, $period_start:expr) => {{
+        let row: $crate::store::digests::DigestRunRow = sqlx::query_as($crate::store::digests::SELECT_RUN)
+            .bind($newsletter)
+            .bind($stream)
+            .bind($period_start)
+            .fetch_one(&mut *$tx)
+            .await?;
+        row
+    }};
+}
+
+/// A digest issue of run `$run` listing `$stories` in order; evaluates to its id.
+macro_rules! digest_issue {
+    ($tx:ident, $newsletter:expr, $subject:expr, $stories:expr, $content_key:expr, $now:expr, $run:expr) => {{
+        let stories: &[$crate::store::ItemRow] = $stories;
+        let issue: i64 = sqlx::query_scalar(
+            "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at, \
+             digest_run_id) VALUES ($1, $2, $3, $4, 'sending', $5, $6) RETURNING id",
+        )
+        .bind($newsletter)
+        .bind($subject)
+        .bind($crate::store::digests::listing(stories))
+        .bind($content_key)
+        .bind($now)
+        .bind($run)
+        .fetch_one(&mut *$tx)
+        .await?;
+        if !stories.is_empty() {
+            let mut qb = sqlx::QueryBuilder::new("INSERT INTO issue_items (issue_id, item_id, position) ");
+            qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
+                b.push_bind(issue).push_bind(s.id).push_bind(position as i64);
+            });
+            qb.build().execute(&mut *$tx).await?;
+        }
+        issue
+    }};
+}
+
+/// Marks a run as having become issue `$issue`.
+macro_rules! mark_issued {
+    ($tx:ident, $run:expr, $stories:expr, $recipients:expr, $issue:expr) => {
+        sqlx::query(
+            "UPDATE digest_runs SET status = 'issued', reason = NULL, items = $2, recipients = $3, issue_id = $4 \
+             WHERE id = $1",
+        )
+        .bind($run)
+        .bind($stories)
+        .bind($recipients)
+        .bind($issue)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+pub(super) use {claim_period, digest_issue, mark_issued, run_row};
 
 /// Stories a run would carry: binds newsletter, oldest, now, stream, max items.
 const CANDIDATES: &str = concat!(
@@ -112,24 +197,9 @@ impl Store {
     /// it carries, all in one transaction.
     pub async fn make_digest_run(&self, req: &DigestRequest<'_>) -> Result<DigestOutcome> {
         in_tx!(self, |tx| {
-            let claimed: Option<i64> = sqlx::query_scalar(INSERT_RUN)
-                .bind(req.newsletter_id)
-                .bind(req.stream)
-                .bind(req.period_start)
-                .bind(req.period_label)
-                .bind(req.skip.unwrap_or("nothing new"))
-                .bind(req.now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(run_id) = claimed else {
-                let existing: DigestRunRow = sqlx::query_as(SELECT_RUN)
-                    .bind(req.newsletter_id)
-                    .bind(req.stream)
-                    .bind(req.period_start)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                return Ok(DigestOutcome::AlreadyRan(existing));
-            };
+            let reason = req.skip.unwrap_or("nothing new");
+            let run_id =
+                claim_period!(tx, req.newsletter_id, req.stream, req.period_start, req.period_label, reason, req.now);
             let stories: Vec<ItemRow> = if req.skip.is_some() {
                 vec![]
             } else {
@@ -143,18 +213,9 @@ impl Store {
                     .await?
             };
             if req.skip.is_none() && !(stories.is_empty() && req.skip_if_empty) {
-                let issue_id: i64 = sqlx::query_scalar(
-                    "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at, \
-                     digest_run_id) VALUES ($1, $2, $3, $4, 'sending', $5, $6) RETURNING id",
-                )
-                .bind(req.newsletter_id)
-                .bind(req.subject)
-                .bind(listing(&stories))
-                .bind(format!("digest-run-{run_id}"))
-                .bind(req.now)
-                .bind(run_id)
-                .fetch_one(&mut *tx)
-                .await?;
+                let content_key = format!("digest-run-{run_id}");
+                let issue_id =
+                    digest_issue!(tx, req.newsletter_id, req.subject, &stories, content_key, req.now, run_id);
                 let recipients = sqlx::query(QUEUE_AUDIENCE)
                     .bind(issue_id)
                     .bind(req.now)
@@ -168,30 +229,10 @@ impl Store {
                         b.push_bind(run_id).push_bind(s.id).push_bind(req.stream).push_bind(position as i64);
                     });
                     qb.build().execute(&mut *tx).await?;
-                    let mut qb = QueryBuilder::new("INSERT INTO issue_items (issue_id, item_id, position) ");
-                    qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
-                        b.push_bind(issue_id).push_bind(s.id).push_bind(position as i64);
-                    });
-                    qb.build().execute(&mut *tx).await?;
                 }
-                sqlx::query(
-                    "UPDATE digest_runs SET status = 'issued', reason = NULL, items = $2, recipients = $3, issue_id = $4 \
-                     WHERE id = $1",
-                )
-                .bind(run_id)
-                .bind(stories.len() as i64)
-                .bind(recipients as i64)
-                .bind(issue_id)
-                .execute(&mut *tx)
-                .await?;
+                mark_issued!(tx, run_id, stories.len() as i64, recipients as i64, issue_id);
             }
-            let made: DigestRunRow = sqlx::query_as(SELECT_RUN)
-                .bind(req.newsletter_id)
-                .bind(req.stream)
-                .bind(req.period_start)
-                .fetch_one(&mut *tx)
-                .await?;
-            Ok(DigestOutcome::Made(made))
+            Ok(DigestOutcome::Made(run_row!(tx, req.newsletter_id, req.stream, req.period_start)))
         })
     }
 

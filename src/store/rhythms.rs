@@ -7,7 +7,7 @@
 
 use sqlx::QueryBuilder;
 
-use super::digests::{DigestOutcome, DigestRunRow, INSERT_RUN, SELECT_RUN};
+use super::digests::{DigestOutcome, claim_period, digest_issue, mark_issued, run_row};
 use super::items::{ItemRow, item_columns};
 use super::{Db, Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
@@ -62,6 +62,18 @@ macro_rules! slot_readers {
 
 /// Readers grouped by position (-1: never had a digest), with the earliest
 /// confirmation in the group: binds slot ($1–$5).
+/// Binds a slot's five parameters ($1–$5 of [`slot_readers!`]) to `$query`.
+macro_rules! bind_slot {
+    ($query:expr, $slot:expr) => {
+        $query
+            .bind($slot.newsletter_id)
+            .bind($slot.rhythm)
+            .bind($slot.rhythm_alt())
+            .bind($slot.zone)
+            .bind($slot.zone_alt())
+    };
+}
+
 const GROUPS: &str = concat!(
     "SELECT COALESCE(sub.digest_through, -1) AS position, MIN(COALESCE(sub.confirmed_at, 0)) AS confirmed, \
      COUNT(*) AS readers FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
@@ -122,35 +134,13 @@ impl Store {
         let postgres = matches!(self.db, Db::Postgres(_));
         let slot = req.slot;
         in_tx!(self, |tx| {
-            let claimed: Option<i64> = sqlx::query_scalar(INSERT_RUN)
-                .bind(slot.newsletter_id)
-                .bind(req.stream)
-                .bind(req.period_start)
-                .bind(req.period_label)
-                .bind(req.skip.unwrap_or("nothing new"))
-                .bind(req.now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some(run_id) = claimed else {
-                let existing: DigestRunRow = sqlx::query_as(SELECT_RUN)
-                    .bind(slot.newsletter_id)
-                    .bind(req.stream)
-                    .bind(req.period_start)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                return Ok(DigestOutcome::AlreadyRan(existing));
-            };
+            let reason = req.skip.unwrap_or("nothing new");
+            let run_id =
+                claim_period!(tx, slot.newsletter_id, req.stream, req.period_start, req.period_label, reason, req.now);
             let groups: Vec<(i64, i64, i64)> = if req.skip.is_some() {
                 vec![]
             } else {
-                sqlx::query_as(GROUPS)
-                    .bind(slot.newsletter_id)
-                    .bind(slot.rhythm)
-                    .bind(slot.rhythm_alt())
-                    .bind(slot.zone)
-                    .bind(slot.zone_alt())
-                    .fetch_all(&mut *tx)
-                    .await?
+                bind_slot!(sqlx::query_as(GROUPS), slot).fetch_all(&mut *tx).await?
             };
             let (mut first_issue, mut recipients, mut stories_sent) = (None, 0i64, std::collections::HashSet::new());
             for (position, confirmed, _) in groups {
@@ -166,35 +156,13 @@ impl Store {
                 let issue_id: Option<i64> = if stories.is_empty() && req.skip_if_empty {
                     None
                 } else {
-                    let id: i64 = sqlx::query_scalar(
-                        "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at, \
-                         digest_run_id) VALUES ($1, $2, $3, $4, 'sending', $5, $6) RETURNING id",
-                    )
-                    .bind(slot.newsletter_id)
-                    .bind(subject(&stories))
-                    .bind(super::digests::listing(&stories))
-                    .bind(format!("digest-run-{run_id}-{position}"))
-                    .bind(req.now)
-                    .bind(run_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    if !stories.is_empty() {
-                        let mut qb = QueryBuilder::new("INSERT INTO issue_items (issue_id, item_id, position) ");
-                        qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
-                            b.push_bind(id).push_bind(s.id).push_bind(position as i64);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    Some(id)
+                    let content_key = format!("digest-run-{run_id}-{position}");
+                    let title = subject(&stories);
+                    Some(digest_issue!(tx, slot.newsletter_id, title, &stories, content_key, req.now, run_id))
                 };
                 // Without an issue the group still moves on: nothing arrived for it to miss.
                 let queued = match issue_id {
-                    Some(issue) if postgres => sqlx::query(QUEUE_GROUP_PG)
-                        .bind(slot.newsletter_id)
-                        .bind(slot.rhythm)
-                        .bind(slot.rhythm_alt())
-                        .bind(slot.zone)
-                        .bind(slot.zone_alt())
+                    Some(issue) if postgres => bind_slot!(sqlx::query(QUEUE_GROUP_PG), slot)
                         .bind(position)
                         .bind(req.cutoff)
                         .bind(issue)
@@ -202,12 +170,7 @@ impl Store {
                         .execute(&mut *tx)
                         .await?
                         .rows_affected(),
-                    Some(issue) => sqlx::query(QUEUE_GROUP_SQLITE)
-                        .bind(slot.newsletter_id)
-                        .bind(slot.rhythm)
-                        .bind(slot.rhythm_alt())
-                        .bind(slot.zone)
-                        .bind(slot.zone_alt())
+                    Some(issue) => bind_slot!(sqlx::query(QUEUE_GROUP_SQLITE), slot)
                         .bind(position)
                         .bind(issue)
                         .bind(req.now)
@@ -217,16 +180,7 @@ impl Store {
                     None => 0,
                 };
                 if issue_id.is_none() || !postgres {
-                    sqlx::query(MOVE_GROUP)
-                        .bind(slot.newsletter_id)
-                        .bind(slot.rhythm)
-                        .bind(slot.rhythm_alt())
-                        .bind(slot.zone)
-                        .bind(slot.zone_alt())
-                        .bind(position)
-                        .bind(req.cutoff)
-                        .execute(&mut *tx)
-                        .await?;
+                    bind_slot!(sqlx::query(MOVE_GROUP), slot).bind(position).bind(req.cutoff).execute(&mut *tx).await?;
                 }
                 if let Some(id) = issue_id {
                     recipients += queued as i64;
@@ -235,24 +189,9 @@ impl Store {
                 }
             }
             if let Some(issue) = first_issue {
-                sqlx::query(
-                    "UPDATE digest_runs SET status = 'issued', reason = NULL, items = $2, recipients = $3, issue_id = $4 \
-                     WHERE id = $1",
-                )
-                .bind(run_id)
-                .bind(stories_sent.len() as i64)
-                .bind(recipients)
-                .bind(issue)
-                .execute(&mut *tx)
-                .await?;
+                mark_issued!(tx, run_id, stories_sent.len() as i64, recipients, issue);
             }
-            let made: DigestRunRow = sqlx::query_as(SELECT_RUN)
-                .bind(slot.newsletter_id)
-                .bind(req.stream)
-                .bind(req.period_start)
-                .fetch_one(&mut *tx)
-                .await?;
-            Ok(DigestOutcome::Made(made))
+            Ok(DigestOutcome::Made(run_row!(tx, slot.newsletter_id, req.stream, req.period_start)))
         })
     }
 
@@ -287,18 +226,16 @@ impl Store {
     /// confirmation, but not before `floor`).
     pub async fn first_waiting_story(&self, slot: RhythmSlot<'_>, floor: Timestamp) -> Result<Option<Timestamp>> {
         reading!(self, |pool| {
-            Ok(sqlx::query_scalar(concat!(
-                "SELECT MIN(i.added_at) FROM items i WHERE i.newsletter_id = $1 AND i.added_at > \
-                 (SELECT MIN(COALESCE(sub.digest_through, \
-                   CASE WHEN sub.confirmed_at > $6 THEN sub.confirmed_at ELSE $6 END)) FROM subscriptions sub WHERE ",
-                slot_readers!(),
-                ")"
-            ))
-            .bind(slot.newsletter_id)
-            .bind(slot.rhythm)
-            .bind(slot.rhythm_alt())
-            .bind(slot.zone)
-            .bind(slot.zone_alt())
+            Ok(bind_slot!(
+                sqlx::query_scalar(concat!(
+                    "SELECT MIN(i.added_at) FROM items i WHERE i.newsletter_id = $1 AND i.added_at > \
+                     (SELECT MIN(COALESCE(sub.digest_through, \
+                       CASE WHEN sub.confirmed_at > $6 THEN sub.confirmed_at ELSE $6 END)) FROM subscriptions sub WHERE ",
+                    slot_readers!(),
+                    ")"
+                )),
+                slot
+            )
             .bind(floor)
             .fetch_one(pool)
             .await?)

@@ -222,6 +222,18 @@ impl TestApp {
             .expect("request")
     }
 
+    /// Presses "Unsubscribe" in a mail client: the RFC 8058 one-click POST to the mail's `List-Unsubscribe`.
+    pub async fn one_click_unsubscribe(&self, mail: &smtp::ReceivedMail) -> reqwest::Response {
+        let link = mail.header("List-Unsubscribe").expect("List-Unsubscribe").trim_matches(['<', '>']).to_owned();
+        self.http
+            .post(&link)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("List-Unsubscribe=One-Click")
+            .send()
+            .await
+            .expect("request")
+    }
+
     /// Waits for the next confirmation mail to `to` and returns its link.
     pub async fn confirmation_link(&self, to: &str, nth: usize) -> String {
         let mails = self.mail.wait_for(to, nth).await;
