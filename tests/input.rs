@@ -193,7 +193,7 @@ async fn api_errors_are_explained(backend: Backend) {
 /// Browsers may call the JSON API only from configured origins; the forms need no CORS.
 async fn json_api_cors(backend: Backend) {
     let Some(app) =
-        TestApp::spawn_with(backend, |s| s.server.api_allowed_origins = vec!["https://news.example.org".into()]).await
+        TestApp::spawn_with(backend, |s| s.server.allowed_origins = vec!["https://news.example.org".into()]).await
     else {
         return;
     };
