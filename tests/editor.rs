@@ -219,7 +219,49 @@ async fn dkim_signs_the_list_headers(backend: Backend) {
     app.stop().await;
 }
 
+/// The plain-text part reads as text: no Markdown markup, links and images
+/// as numbered references, tables drawn, raw HTML gone; the HTML part keeps
+/// the formatting. `bulletin issue preview` shows the same text.
+async fn the_text_part_is_text_not_markdown(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    app.import_confirmed("morning-briefing", &["plain@example.org".to_owned()]).await;
+    let markdown = "# Tuesday\n\n**Kyiv** wakes up. Read [the story](https://news.example.org/a) \
+                    ![Chart](https://news.example.org/c.png)\n\n| City | Trams |\n|---|---|\n| Kyiv | 22 |\n\n\
+                    <script>alert(1)</script>\n";
+    let id = app.queue_issue("morning-briefing", "Plain", markdown).await;
+    app.wait_issue(id, "done").await;
+    let mail = &app.mail.wait_for("plain@example.org", 1).await[0];
+    let text = mail.text();
+    assert!(text.contains("Kyiv wakes up. Read [the story][1]"), "{text}");
+    assert!(text.contains("[1]: https://news.example.org/a"), "{text}");
+    assert!(text.contains("Kyiv│22"), "the table is drawn: {text}");
+    for markup in ["**", "](", "![", "|---", "<script>", "alert(1)"] {
+        assert!(!text.contains(markup), "{markup} in the text part: {text}");
+    }
+    assert!(mail.html().contains("<strong>Kyiv</strong>"), "{}", mail.html());
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::bin::write_config(dir.path(), app.database_url(), "");
+    let file = dir.path().join("issue.md");
+    std::fs::write(&file, markdown).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(&config)
+        .args(["issue", "preview", "--newsletter", "morning-briefing", "--subject", "Plain", "--text"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let preview = String::from_utf8(out.stdout).unwrap();
+    let body = |t: &str| t.replace("\r\n", "\n").split("\n--\n").next().unwrap().trim().to_owned();
+    assert_eq!(body(&preview), body(&text), "the preview is the mail's text part");
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("raw HTML (<script>)"), "{warned}");
+    app.stop().await;
+}
+
 on_both_backends!(
+    the_text_part_is_text_not_markdown,
     dkim_signs_the_list_headers,
     issue_arrives_once_with_list_headers,
     soft_and_hard_failures,

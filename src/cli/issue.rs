@@ -51,6 +51,24 @@ pub enum IssueCommand {
         #[arg(long)]
         allow_empty: bool,
     },
+    /// Show an issue as a reader gets it: the text part (and the HTML part
+    /// with --html), with a sample reader's links. Sends nothing.
+    Preview {
+        /// The newsletter's slug, as in `bulletin newsletters list`.
+        #[arg(long)]
+        newsletter: String,
+        /// The subject line.
+        #[arg(long, default_value = "Preview")]
+        subject: String,
+        /// The issue, in Markdown; `-` reads it from standard input.
+        file: PathBuf,
+        /// Also write the HTML part to this file, to open in a browser.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Print only the text part, without the headers.
+        #[arg(long)]
+        text: bool,
+    },
     /// List issues, newest first.
     List {
         #[arg(long)]
@@ -88,6 +106,7 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             let newsletter = newsletter_by_slug(&services, &newsletter)?;
             let markdown = read_issue(&file)?;
             let draft = Draft::new(newsletter, &subject, markdown)?;
+            warn_raw_html(&draft.markdown);
             if let Some(to) = test_to.filter(|_| !dry_run) {
                 return send_test(settings, &services, &draft, &to).await;
             }
@@ -124,6 +143,38 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
                 return Ok(());
             }
             deliver_in_foreground(services, id).await
+        }
+        IssueCommand::Preview { newsletter, subject, file, html, text } => {
+            let newsletter = newsletter_by_slug(&services, &newsletter)?;
+            let draft = Draft::new(newsletter, &subject, read_issue(&file)?)?;
+            let mailer = services.composer.mailer();
+            let issue = RenderedIssue::new(
+                &draft.newsletter.name,
+                draft.newsletter.slug.as_str(),
+                &draft.subject,
+                &draft.markdown,
+                mailer,
+            );
+            let links = services.signup.links();
+            let unsubscribe_url = links.unsubscribe_url(TEST_COPY, draft.newsletter.id);
+            let (text_part, html_part) = issue.render(&unsubscribe_url, &links.preferences_url(TEST_COPY))?;
+            warn_raw_html(&draft.markdown);
+            let mut out = std::io::stdout().lock();
+            if text {
+                writeln!(out, "{text_part}")?;
+                return Ok(());
+            }
+            writeln!(out, "From: {}", mailer.from())?;
+            writeln!(out, "To: a sample reader")?;
+            writeln!(out, "Subject: {}", issue.subject)?;
+            writeln!(out, "List-Id: {}", issue.list_id)?;
+            writeln!(out, "List-Unsubscribe: <{unsubscribe_url}>")?;
+            writeln!(out, "\n{text_part}")?;
+            if let Some(path) = html {
+                std::fs::write(&path, html_part).with_context(|| format!("could not write {}", path.display()))?;
+                eprintln!("HTML part written to {}.", path.display());
+            }
+            Ok(())
         }
         IssueCommand::List { newsletter } => {
             let filter = match newsletter {
@@ -328,6 +379,18 @@ pub(super) async fn deliver_in_foreground(services: Services, id: i64) -> anyhow
         }
         _ if undelivered > 0 => Err(Unfinished::Undelivered { id, count: undelivered }.into()),
         _ => Ok(()),
+    }
+}
+
+/// Tells the editor about raw HTML in the Markdown, which goes out as written.
+fn warn_raw_html(markdown: &str) {
+    let tags = crate::mail::raw_html_tags(markdown);
+    if !tags.is_empty() {
+        eprintln!(
+            "Note: the issue contains raw HTML ({}); it goes into the HTML part as written, and mail clients drop \
+             scripts, forms and styles they do not trust.",
+            tags.join(" ")
+        );
     }
 }
 

@@ -76,6 +76,8 @@ pub struct RenderedIssue {
     pub subject: String,
     pub markdown: String,
     pub html: String,
+    /// The plain-text part's body: the rendered HTML as text, not the Markdown source.
+    pub text: String,
     /// Set for a digest, rendered from the digest templates instead of `markdown`.
     pub digest: Option<DigestContent>,
 }
@@ -83,12 +85,14 @@ pub struct RenderedIssue {
 impl RenderedIssue {
     pub fn new(newsletter_name: &str, slug: &str, subject: &str, markdown: &str, mailer: &Mailer) -> Self {
         let name = one_line(newsletter_name);
+        let html = markdown_to_html(markdown);
         Self {
             list_id: list_id(&name, &format!("{slug}.{}", mailer.from().email.domain())),
             newsletter_name: name,
             subject: one_line(subject),
             markdown: markdown.to_owned(),
-            html: markdown_to_html(markdown),
+            text: html_to_text(&html),
+            html,
             digest: None,
         }
     }
@@ -117,7 +121,7 @@ impl RenderedIssue {
                 .render()?,
             ),
             None => (
-                Text { newsletter, subject, body: &self.markdown, unsubscribe_url, preferences_url }.render()?,
+                Text { newsletter, subject, body: &self.text, unsubscribe_url, preferences_url }.render()?,
                 Html { newsletter, subject, body_html: &self.html, unsubscribe_url, preferences_url }.render()?,
             ),
         })
@@ -149,6 +153,47 @@ pub fn markdown_to_html(markdown: &str) -> String {
     let mut out = String::with_capacity(markdown.len() * 3 / 2);
     html::push_html(&mut out, Parser::new_ext(markdown, options));
     out
+}
+
+/// How wide the plain-text part's lines are: mail clients show 72 to 78 columns.
+const TEXT_WIDTH: usize = 72;
+
+/// The plain-text part as a reader of plain text wants it: emphasis as
+/// plain words, links and images as numbered references listed below,
+/// tables drawn, scripts and styles gone.
+pub fn html_to_text(html: &str) -> String {
+    html2text::config::plain_no_decorate()
+        .link_footnotes(true)
+        .string_from_read(html.as_bytes(), TEXT_WIDTH)
+        // Fails only on a width too narrow for the content, which 72 is not, or a failing reader (a slice never fails).
+        .unwrap_or_default()
+        .trim_end()
+        .to_owned()
+}
+
+/// The raw HTML tags an issue's Markdown carries: they go into the HTML
+/// part as written, so the editor is told (`<script>` and the like are
+/// dropped by every mail client, and mark the mail as suspicious).
+pub fn raw_html_tags(markdown: &str) -> Vec<String> {
+    use pulldown_cmark::{Event, Parser};
+    let mut tags: Vec<String> = Parser::new(markdown)
+        .filter_map(|event| match event {
+            Event::Html(raw) | Event::InlineHtml(raw) => Some(raw.into_string()),
+            _ => None,
+        })
+        .flat_map(|raw| {
+            raw.split('<')
+                .skip(1)
+                .filter_map(|tag| {
+                    let name: String = tag.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+                    (!name.is_empty()).then(|| format!("<{}>", name.to_ascii_lowercase()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
 }
 
 /// Header values never carry a line break, whatever the editor typed.
