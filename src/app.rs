@@ -101,19 +101,16 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
     let services = services(settings, clock).await?;
     let addr = listener.local_addr()?;
     let limiter = IpLimiter::per_minute(settings.signup.per_ip_per_minute).map(Arc::new);
+    let allowed_origins: Vec<_> =
+        settings.server.allowed_origins.iter().filter_map(|o| axum::http::HeaderValue::from_str(o).ok()).collect();
     let state = AppState::new(Shared {
         signup: services.signup,
         store: services.store.clone(),
         body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_seconds),
         limiter: limiter.clone(),
         api_tokens: web::ApiTokens::new(&settings.server.api_tokens),
-        api_allowed_origins: settings
-            .server
-            .api_allowed_origins
-            .iter()
-            .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
-            .collect::<Vec<_>>()
-            .into(),
+        box_policy: web::box_policy(&allowed_origins),
+        allowed_origins: allowed_origins.into(),
         trusted_proxies: settings.server.trusted_proxies.clone().into(),
         form_min_secs: settings.signup.min_submit_seconds,
         form_max_age_secs: settings.signup.max_form_age_hours * 3600,

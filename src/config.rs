@@ -32,8 +32,11 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub public_url: String,
     pub trusted_proxies: Vec<IpNet>,
-    /// Web origins whose pages may call the JSON API from a browser (CORS).
-    pub api_allowed_origins: Vec<String>,
+    /// The news sites (origins) that may frame the embeddable signup boxes and
+    /// call the JSON API from their pages (CORS). `api_allowed_origins` was its
+    /// name before the boxes came, and is still read.
+    #[serde(alias = "api_allowed_origins")]
+    pub allowed_origins: Vec<String>,
     /// Signs unsubscribe and preference links. Empty: generated once and kept in the database.
     #[serde(serialize_with = "serialize_secret")]
     pub secret: SecretString,
@@ -209,7 +212,7 @@ impl Default for ServerSettings {
             listen: "127.0.0.1:8080".parse().expect("valid"),
             public_url: "http://127.0.0.1:8080".into(),
             trusted_proxies: vec![],
-            api_allowed_origins: vec![],
+            allowed_origins: vec![],
             secret: SecretString::from(""),
             previous_secrets: vec![],
             header_read_timeout_seconds: 10,
@@ -323,13 +326,13 @@ impl Settings {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return invalid(format!("server.public_url must start with http:// or https://, got {url:?}"));
         }
-        for origin in &self.server.api_allowed_origins {
+        for origin in &self.server.allowed_origins {
             let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
                 && !origin.ends_with('/')
                 && axum::http::HeaderValue::from_str(origin).is_ok();
             if !ok {
                 return invalid(format!(
-                    "server.api_allowed_origins: {origin:?} is not an origin like \"https://news.example.org\""
+                    "server.allowed_origins: {origin:?} is not an origin like \"https://news.example.org\""
                 ));
             }
         }
@@ -390,6 +393,26 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// Why `public_url` will not do for real readers, if it will not: RFC 8058
+    /// one-click unsubscribe needs HTTPS (Gmail ignores it over plain HTTP),
+    /// so anything but a loopback test address wants `https://`.
+    pub fn public_url_warning(&self) -> Option<String> {
+        let url = url::Url::parse(self.public_url()).ok()?;
+        let loopback = match url.host()? {
+            url::Host::Domain(name) => name == "localhost" || name.ends_with(".localhost"),
+            url::Host::Ipv4(ip) => ip.is_loopback(),
+            url::Host::Ipv6(ip) => ip.is_loopback(),
+        };
+        (url.scheme() != "https" && !loopback).then(|| {
+            format!(
+                "server.public_url is {:?}: links in mail should use https://, because one-click unsubscribe \
+                 (RFC 8058) requires it and Gmail ignores it otherwise; put Bulletin behind a TLS proxy and set \
+                 public_url to its https:// address",
+                self.public_url()
+            )
+        })
     }
 
     /// `public_url` without a trailing slash, ready to have paths appended.
@@ -482,6 +505,35 @@ mod tests {
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("server.keepalive_idle_seconds"), "{err}");
         });
+    }
+
+    #[test]
+    fn the_old_origins_key_is_still_read() {
+        isolated(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = write(dir.path(), "[server]\napi_allowed_origins = [\"https://news.example.org\"]\n");
+            let s = Settings::load(&path).expect("loads");
+            assert_eq!(s.server.allowed_origins, ["https://news.example.org"]);
+            let path = write(dir.path(), "[server]\nallowed_origins = [\"https://news.example.org/\"]\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("server.allowed_origins"), "{err}");
+        });
+    }
+
+    #[test]
+    fn plain_http_public_urls_are_warned_about_unless_loopback() {
+        let mut s = Settings::default();
+        for (url, warned) in [
+            ("http://127.0.0.1:8080", false),
+            ("http://localhost:8080/", false),
+            ("http://[::1]:8080", false),
+            ("https://news.example.org/newsletters", false),
+            ("http://news.example.org", true),
+            ("http://192.0.2.10:8080", true),
+        ] {
+            s.server.public_url = url.into();
+            assert_eq!(s.public_url_warning().is_some(), warned, "{url}");
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ async fn api_is_not_a_browser_route(backend: Backend) {
     let origin = "https://cms.example.org";
     let Some(app) = TestApp::spawn_with(backend, |s| {
         s.server.api_tokens = vec![SecretString::from(TOKEN)];
-        s.server.api_allowed_origins = vec![origin.to_owned()];
+        s.server.allowed_origins = vec![origin.to_owned()];
         s.signup.per_ip_per_minute = 1;
     })
     .await

@@ -53,9 +53,15 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
     assert_eq!(app.status_of("Reader@example.org", "weekend-reads").await, Some(Confirmed));
     assert_eq!(app.status_of("Reader@example.org", "explaining-ukraine").await, None);
 
-    // Pressing again says so.
+    // Pressing again says so, and where to go from there (also when only opening the link).
     let again = app.http.post(&link).send().await.unwrap().text().await.unwrap();
     assert!(again.contains("already confirmed"), "{again}");
+    assert!(again.contains("Manage your newsletters"), "{again}");
+    let opened = app.http.get(&link).send().await.unwrap().text().await.unwrap();
+    for page in [&again, &opened] {
+        let preferences = app.http.get(common::href(page, "/preferences/")).send().await.unwrap();
+        assert!(preferences.text().await.unwrap().contains("Newsletters for Reader@example.org"), "{page}");
+    }
 
     // The preferences page (linked from the success page) lists every newsletter with its state.
     let preferences = common::href(&html, "/preferences/");
@@ -63,6 +69,7 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
     assert_eq!(page.status(), 200);
     let prefs = page.text().await.unwrap();
     assert!(prefs.contains("Explaining Ukraine") && prefs.contains("Not subscribed"), "{prefs}");
+    assert!(prefs.contains("Newsletters for Reader@example.org"), "the page says whose it is: {prefs}");
     let unsubscribe = common::href(&prefs, "/unsubscribe/");
 
     // A mail client's one-click unsubscribe: urlencoded, no cookies, no Origin, 200 without redirect.
@@ -75,6 +82,9 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(one_click.status(), 200);
+    let left = one_click.text().await.unwrap();
+    let way_back = app.http.get(common::href(&left, "/preferences/")).send().await.unwrap().text().await.unwrap();
+    assert!(way_back.contains("Newsletters for Reader@example.org"), "the way back is one link away: {way_back}");
     assert_eq!(app.status_of("Reader@example.org", "morning-briefing").await, Some(Unsubscribed));
     assert_eq!(app.status_of("Reader@example.org", "weekend-reads").await, Some(Confirmed), "only that newsletter");
 
@@ -133,18 +143,18 @@ async fn api_signup_and_case_insensitive_identity(backend: Backend) {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
-    let response = app.signup_api("  Kim@Bücher.Example ", &["morning-briefing"]).await;
+    let response = app.signup_api("  Kim@Bücher.De ", &["morning-briefing"]).await;
     assert_eq!(response.status(), 202);
     assert_eq!(response.json::<serde_json::Value>().await.unwrap(), serde_json::json!({"status": "pending"}));
 
     // The same reader in other letter case is the same subscriber.
-    assert_eq!(app.signup_api("kim@BÜCHER.example", &["morning-briefing"]).await.status(), 202);
+    assert_eq!(app.signup_api("kim@BÜCHER.de", &["morning-briefing"]).await.status(), 202);
     let subscribers = app.subscribers("morning-briefing").await;
-    assert_eq!(subscribers, vec![("Kim@xn--bcher-kva.example".to_owned(), Pending)], "stored once, domain in punycode");
+    assert_eq!(subscribers, vec![("Kim@xn--bcher-kva.de".to_owned(), Pending)], "stored once, domain in punycode");
 
-    let link = app.confirmation_link("Kim@xn--bcher-kva.example", 1).await;
+    let link = app.confirmation_link("Kim@xn--bcher-kva.de", 1).await;
     assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200);
-    assert_eq!(app.status_of("Kim@xn--bcher-kva.example", "morning-briefing").await, Some(Confirmed));
+    assert_eq!(app.status_of("Kim@xn--bcher-kva.de", "morning-briefing").await, Some(Confirmed));
     app.stop().await;
 }
 

@@ -116,7 +116,9 @@ async fn the_form_offers_rhythms_and_a_zone(backend: Backend) {
     let zone = input(&inputs, &format!("timezone-{MORNING}"));
     assert_eq!((zone["type"].as_str(), zone["name"].as_str(), zone["value"].as_str()), ("hidden", "timezone", ""));
     assert!(zone.contains_key("data-browser-zone"));
-    assert!(html.contains("Intl.DateTimeFormat().resolvedOptions().timeZone"), "the page fills the zone in");
+    assert!(html.contains("<script src=\"/embed.js\""), "the page loads the script that fills the zone in");
+    let script = app.http.get(app.url("/embed.js")).send().await.unwrap().text().await.unwrap();
+    assert!(script.contains("Intl.DateTimeFormat().resolvedOptions().timeZone"), "{script}");
 
     // Weekend Reads offers one rhythm; Explaining Ukraine none, so its form has neither field.
     let weekly = input(&inputs, &format!("rhythm-{WEEKEND}-weekly"));
@@ -293,7 +295,7 @@ async fn bad_choices_are_refused_and_not_stored(backend: Backend) {
         .await;
     assert_eq!(page.status(), 422);
     let html = page.text().await.unwrap();
-    let error = format!("<p class=\"error\" id=\"rhythm-{MORNING}-error\">");
+    let error = format!("<p class=\"error\" id=\"rhythm-{MORNING}-error\" role=\"alert\">");
     assert!(common::visible(&html).contains(&format!("{error}\"hourly\" is not a rhythm")), "{html}");
     assert!(html.contains(&format!("aria-describedby=\"rhythm-{MORNING}-error\"")), "{html}");
     assert_eq!(input(&tags(&html, "input"), &format!("email-{MORNING}"))["value"], "d@example.org");
@@ -460,7 +462,7 @@ async fn preferences_show_and_change_the_rhythm(backend: Backend) {
     assert_eq!((zone["value"].as_str(), zone["aria-invalid"].as_str()), ("Europe/Atlantis", "true"));
     assert_eq!(zone["aria-describedby"], format!("timezone-{MORNING}-error"));
     assert!(common::visible(&html).contains(&format!(
-        "<p class=\"error\" id=\"timezone-{MORNING}-error\">\"Europe/Atlantis\" is not a time zone"
+        "<p class=\"error\" id=\"timezone-{MORNING}-error\" role=\"alert\">\"Europe/Atlantis\" is not a time zone"
     )));
     assert!(!html.contains("have been saved"));
     // A rhythm the newsletter does not offer: the same.

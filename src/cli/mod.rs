@@ -20,6 +20,7 @@ use crate::config::Settings;
 use crate::digest::DigestPlan;
 use crate::domain::{EmailAddress, NewsletterSlug, SubscriptionStatus};
 use crate::signup::{RhythmOffer, roster};
+use crate::web;
 use output::Format;
 pub use warnings::{GatherLayer, Stderr as LogWriter};
 
@@ -144,6 +145,17 @@ pub enum NewslettersCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Print the HTML a site pastes into its pages for one newsletter's signup box.
+    Snippet {
+        /// The newsletter's slug, as in `bulletin newsletters list`.
+        slug: String,
+        /// An `<iframe>` of Bulletin's own small page: nothing to style, works without JavaScript.
+        #[arg(long, conflicts_with = "script")]
+        iframe: bool,
+        /// A plain form the site styles, made inline by `/embed.js` (the default).
+        #[arg(long)]
+        script: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +257,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output::newsletters(&mut std::io::stdout().lock(), format, &newsletters, &counts)?;
             Ok(())
         }
+        Command::Newsletters { command: NewslettersCommand::Snippet { slug, iframe, script: _ } } => {
+            let slug = NewsletterSlug::parse(&slug).with_context(|| format!("{slug:?}"))?;
+            let Some(newsletter) = settings.newsletters.iter().find(|n| n.slug == slug.as_str()) else {
+                bail!("there is no newsletter \"{slug}\" in the configuration; `bulletin newsletters list` shows them");
+            };
+            let kind = if iframe { web::SnippetKind::Iframe } else { web::SnippetKind::Script };
+            println!("{}", web::snippet(settings.public_url(), &slug, &newsletter.name, kind)?);
+            Ok(())
+        }
         Command::Subscribers { command: SubscribersCommand::List { newsletter, status, format } } => {
             let slug = NewsletterSlug::parse(&newsletter).with_context(|| format!("--newsletter {newsletter:?}"))?;
             let store = app::open_store(&settings).await?;
@@ -272,6 +293,9 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {} (server.listen)", settings.server.listen))?;
     let running = app::start(settings, Clock::system(), listener).await?;
     check_mail_server(settings);
+    if let Some(warning) = settings.public_url_warning() {
+        tracing::warn!("{warning}");
+    }
     tracing::info!(
         "Bulletin listening on http://{} (public URL {}), database {}, mail via {:?}",
         running.addr,

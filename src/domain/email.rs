@@ -2,8 +2,9 @@
 //!
 //! Invariants of a parsed address: trimmed, ASCII only, at most 254 octets
 //! with a local part of at most 64, accepted by both `validator` and
-//! `lettre::Address` (so whatever signup accepts can be sent to), a dotted
-//! domain name (no IP literal, no underscore) stored lowercased in punycode.
+//! `lettre::Address` (so whatever signup accepts can be sent to), a domain
+//! that mail can reach (no IP literal, no special-use name, IDNA2008 labels;
+//! see `mail_domain`) stored lowercased in punycode.
 //! The local part keeps its case for sending; identity compares the
 //! lowercased whole address (`key`).
 
@@ -31,6 +32,8 @@ pub enum EmailError {
     IpLiteral,
     #[error("the domain is not a valid internet domain")]
     InvalidDomain,
+    #[error("the domain is reserved and cannot receive mail")]
+    ReservedDomain,
     #[error("the address is not valid")]
     Invalid,
 }
@@ -73,7 +76,7 @@ impl EmailAddress {
         if domain.starts_with('[') || domain.parse::<std::net::IpAddr>().is_ok() {
             return Err(EmailError::IpLiteral);
         }
-        let domain = normalize_domain(domain)?;
+        let domain = super::mail_domain::normalize(domain)?;
         let address = format!("{local}@{domain}");
         if address.len() > Self::MAX_LEN {
             return Err(EmailError::TooLong);
@@ -115,27 +118,6 @@ pub fn mask(address: &str) -> String {
     }
 }
 
-/// Lowercases the domain and turns an internationalized one into punycode.
-fn normalize_domain(domain: &str) -> Result<String, EmailError> {
-    let ascii = idna::domain_to_ascii_strict(domain).map_err(|_| EmailError::InvalidDomain)?;
-    let labels: Vec<&str> = ascii.split('.').collect();
-    let valid_label = |label: &&str| {
-        !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
-    if labels.len() < 2 || !labels.iter().all(valid_label) {
-        return Err(EmailError::InvalidDomain);
-    }
-    // A top-level domain is never all digits; this also rejects dotted IPv4 forms.
-    if labels.last().is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit())) {
-        return Err(EmailError::InvalidDomain);
-    }
-    Ok(ascii)
-}
-
 impl fmt::Debug for EmailAddress {
     /// Masked, so an address that slips into a log line does not leak.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -154,8 +136,31 @@ mod tests {
             ("reader@example.org", "reader@example.org"),
             ("  Reader@Example.ORG \n", "Reader@example.org"),
             ("first.last+tag@news.example.co.uk", "first.last+tag@news.example.co.uk"),
-            ("kim@bücher.example", "kim@xn--bcher-kva.example"),
+            ("kim@bücher.de", "kim@xn--bcher-kva.de"),
             ("o'brien@example.ie", "o'brien@example.ie"),
+            // What deliverable mail uses in the local part (RFC 5321 atext).
+            ("a/b%c!d@example.org", "a/b%c!d@example.org"),
+            // example.com/.net/.org are registered domains; only the TLD .example is special (RFC 6761 §6.5).
+            ("x@example.com", "x@example.com"),
+            ("x@mail.example.net", "x@mail.example.net"),
+            // A name that merely contains a special-use word is an ordinary domain.
+            ("x@test.de", "x@test.de"),
+            ("x@onion.example.org", "x@onion.example.org"),
+            ("x@localhost.org", "x@localhost.org"),
+            ("x@arpa.example.org", "x@arpa.example.org"),
+            // IDN domains in any case and script (UTS 46 maps them; the labels are IDNA2008's).
+            ("kim@BÜCHER.de", "kim@xn--bcher-kva.de"),
+            ("kim@xn--bcher-kva.de", "kim@xn--bcher-kva.de"),
+            ("ivan@пример.рф", "ivan@xn--e1afmkfd.xn--p1ai"),
+            ("ivan@ПРИМЕР.РФ", "ivan@xn--e1afmkfd.xn--p1ai"),
+            ("nikos@παράδειγμα.ελ", "nikos@xn--hxajbheg2az3al.xn--qxam"),
+            ("ken@例え.jp", "ken@xn--r8jz45g.jp"),
+            ("li@中国.中国", "li@xn--fiqs8s.xn--fiqs8s"),
+            ("a@straße.de", "a@xn--strae-oqa.de"),
+            // RFC 5892 appendix A: contextual code points where their rule holds.
+            ("a@col·legi.cat", "a@xn--collegi-xma.cat"),
+            ("a@κ͵α.gr", "a@xn--wva4jza.gr"),
+            ("a@カタ・カナ.jp", "a@xn--lcka3d1b7p.jp"),
         ];
         for (input, stored) in cases {
             let parsed = EmailAddress::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
@@ -179,8 +184,8 @@ mod tests {
             ".lead@example.org",
             "trail.@example.org",
             "two..dots@example.org",
-            "a@under_score.example",
-            "a@-dash.example",
+            "a@under_score.example.org",
+            "a@-dash.example.org",
             "a@example..org",
             "a b@example.org",
             "a@example.org\r\nBcc: victim@example.org",
@@ -190,10 +195,53 @@ mod tests {
             "a@",
             &long_local,
             &long_total,
+            // Special-use names (RFC 6761 §6.2–6.5, RFC 6762, RFC 7686, RFC 9476; .arpa: RFC 3172, RFC 8375).
+            "a@foo.invalid",
+            "a@foo.test",
+            "a@Foo.TEST",
+            "a@host.localhost",
+            "a@printer.local",
+            "a@duckduckgogg42xjoc72x3sjasowoarfbgcmvfimaftt6twagswzczad.onion",
+            "a@bücher.example",
+            "a@x.alt",
+            "a@1.0.0.127.in-addr.arpa",
+            "a@b.a.9.8.ip6.arpa",
+            "a@router.home.arpa",
+            // Top-level labels no TLD has: all digits, tld-2, not starting with a letter (RFC 3696 §2).
+            "a@example.123",
+            "a@example.com-2",
+            "a@x.c-1",
+            "a@example.2com",
+            // IDNA2008 (RFC 5891, RFC 5892) refuses what UTS 46 lets through: symbols,
+            "a@domain.com©",
+            "a@xn--com-1ea",
+            "a@☃.net",
+            "a@xn--n3h.net",
+            "a@i♥ny.com",
+            "a@⅓.com",
+            // punctuation outside its context (RFC 5892 A.3), DISALLOWED exceptions (§2.6),
+            "a@a·b.cat",
+            "a@\u{0627}\u{0640}\u{0628}.com",
+            // an enclosing mark, a combining mark of the symbol blocks (§2.4), old Hangul jamo (§2.9),
+            "a@a\u{20E3}.com",
+            "a@a\u{1D165}.com",
+            "a@\u{1100}.kr",
+            // and a label that begins with a combining mark (RFC 5891 §4.2.3.2; UTS 46 refuses it too).
+            "a@\u{0301}abc.com",
+            "a@xn--abc-jdc.com",
         ];
         for input in cases {
             assert!(EmailAddress::parse(input).is_err(), "accepted {input:?}");
         }
+    }
+
+    #[test]
+    fn reasons_name_the_refusal() {
+        assert_eq!(EmailAddress::parse("a@foo.test"), Err(EmailError::ReservedDomain));
+        assert_eq!(EmailAddress::parse("a@localhost"), Err(EmailError::ReservedDomain));
+        assert_eq!(EmailAddress::parse("a@domain.com©"), Err(EmailError::InvalidDomain));
+        assert_eq!(EmailAddress::parse("a@example.com-2"), Err(EmailError::InvalidDomain));
+        assert_eq!(EmailError::ReservedDomain.to_string(), "the domain is reserved and cannot receive mail");
     }
 
     #[test]

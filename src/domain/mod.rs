@@ -1,6 +1,7 @@
 //! Pure types of the newsletter world. No I/O here.
 
 pub mod email;
+mod mail_domain;
 pub mod newsletter;
 pub mod rhythm;
 pub mod status;

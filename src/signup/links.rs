@@ -14,6 +14,11 @@ impl Links {
         Self { public_url: public_url.trim_end_matches('/').to_owned(), keys }
     }
 
+    /// Where readers reach us, without a trailing slash.
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
     pub fn keys(&self) -> &LinkKeys {
         &self.keys
     }

@@ -59,8 +59,13 @@ pub struct Visitor {
 /// What a confirmation link shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfirmPreview {
-    Ready { newsletters: Vec<String> },
-    AlreadyConfirmed,
+    Ready {
+        newsletters: Vec<String>,
+    },
+    /// With the reader's preferences page, unless the reader was erased since.
+    AlreadyConfirmed {
+        preferences_url: Option<String>,
+    },
     Expired,
     Invalid,
 }
@@ -72,6 +77,14 @@ pub enum Confirmation {
     AlreadyConfirmed { preferences_url: String },
     Expired,
     Invalid,
+}
+
+/// What a preferences link shows: whose it is, and each newsletter.
+#[derive(Debug, Clone)]
+pub struct Preferences {
+    /// The reader's address as stored, shown so they know which one they manage.
+    pub address: String,
+    pub newsletters: Vec<Preference>,
 }
 
 /// One row of the preferences page.
@@ -233,7 +246,9 @@ impl Signup {
         };
         Ok(match self.store.token_state(&hash, self.clock.now()).await? {
             TokenState::Valid { pending, .. } => ConfirmPreview::Ready { newsletters: self.catalog.names(&pending) },
-            TokenState::Used { .. } => ConfirmPreview::AlreadyConfirmed,
+            TokenState::Used { subscriber_id } => ConfirmPreview::AlreadyConfirmed {
+                preferences_url: self.store.link_ref(subscriber_id).await?.map(|r| self.links.preferences_url(r)),
+            },
             TokenState::Expired => ConfirmPreview::Expired,
             TokenState::Unknown => ConfirmPreview::Invalid,
         })
@@ -286,13 +301,15 @@ impl Signup {
         Ok(Some((newsletter.clone(), state.status != SubscriptionStatus::Unsubscribed)))
     }
 
-    /// Leaves the newsletter the link names. Idempotent: a second POST is a success too.
+    /// Leaves the newsletter the link names. Idempotent: a second POST is a
+    /// success too. Answers the newsletter and the reader's preferences page,
+    /// where they can take it back.
     pub async fn unsubscribe(
         &self,
         token: &str,
         source: ConsentSource,
         visitor: &Visitor,
-    ) -> Result<Option<Newsletter>, SignupError> {
+    ) -> Result<Option<(Newsletter, String)>, SignupError> {
         let Some(reader) = self.reader(token, LinkPurpose::Unsubscribe).await? else {
             return Ok(None);
         };
@@ -304,17 +321,23 @@ impl Signup {
         if changed {
             tracing::info!(newsletter = %newsletter.slug, "unsubscribed");
         }
-        Ok(Some(newsletter.clone()))
+        Ok(Some((newsletter.clone(), self.links.preferences_url(reader.link_ref))))
     }
 
-    /// Every newsletter with the reader's state on it; `None` for a bad link.
-    pub async fn preferences(&self, token: &str) -> Result<Option<Vec<Preference>>, SignupError> {
+    /// The address a preferences link manages and every newsletter with the
+    /// reader's state on it; `None` for a bad link.
+    pub async fn preferences(&self, token: &str) -> Result<Option<Preferences>, SignupError> {
         let Some(reader) = self.reader(token, LinkPurpose::Preferences).await? else {
             return Ok(None);
         };
+        let Some(address) = self.store.subscriber_email(reader.subscriber_id).await? else {
+            return Ok(None);
+        };
         let states = self.store.subscriptions_of(reader.subscriber_id).await?;
-        Ok(Some(
-            self.catalog
+        Ok(Some(Preferences {
+            address,
+            newsletters: self
+                .catalog
                 .all()
                 .iter()
                 .map(|n| {
@@ -329,7 +352,7 @@ impl Signup {
                     }
                 })
                 .collect(),
-        ))
+        }))
     }
 
     /// Makes the reader's confirmed newsletters exactly `wanted`, and sets
@@ -341,7 +364,7 @@ impl Signup {
         wanted: &[String],
         rhythms: &[RhythmUpdate],
         visitor: &Visitor,
-    ) -> Result<Option<Vec<Preference>>, SignupError> {
+    ) -> Result<Option<Preferences>, SignupError> {
         let Some(reader) = self.reader(token, LinkPurpose::Preferences).await? else {
             return Ok(None);
         };

@@ -7,6 +7,7 @@
 
 mod api;
 pub mod client;
+mod embed;
 mod error;
 mod items;
 mod pages;
@@ -31,6 +32,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::signup::Signup;
 use crate::store::Store;
 use client::{ClientIp, IpLimiter};
+pub use embed::{SnippetKind, box_policy, snippet};
 pub use items::ApiTokens;
 pub use serve::{ConnectionLimits, serve};
 
@@ -62,8 +64,10 @@ pub struct Shared {
     pub store: Store,
     /// How long a request body may take to arrive.
     pub body_read_timeout: Duration,
-    /// Origins allowed to call the JSON API from a browser.
-    pub api_allowed_origins: Arc<[HeaderValue]>,
+    /// Sites allowed to call the JSON API from a browser and to frame the boxes.
+    pub allowed_origins: Arc<[HeaderValue]>,
+    /// The boxes' Content-Security-Policy, made once from `allowed_origins`.
+    pub box_policy: HeaderValue,
     /// Signup limits per client IP; authenticated API routes are exempt.
     pub limiter: Option<Arc<IpLimiter>>,
     /// Who may call `POST /api/items`; empty: the route does not exist.
@@ -77,7 +81,7 @@ pub fn router(state: AppState) -> Router {
     // Browsers on other sites may call the JSON API only from the configured
     // origins; plain HTML forms post cross-origin without CORS anyway.
     let cors = CorsLayer::new()
-        .allow_origin(AllowOrigin::list(state.api_allowed_origins.iter().cloned()))
+        .allow_origin(AllowOrigin::list(state.allowed_origins.iter().cloned()))
         .allow_methods([Method::POST])
         .allow_headers([header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(3600));
@@ -104,6 +108,9 @@ pub fn router(state: AppState) -> Router {
     }
     Router::new()
         .route("/", get(pages::index))
+        .route("/embed", get(embed::embed_several))
+        .route("/embed/{slug}", get(embed::embed_one))
+        .route("/embed.js", get(embed::script))
         .route("/healthz", get(healthz))
         .merge(signups)
         .merge(tokened)
@@ -114,6 +121,11 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        // The boxes set their own policy, which lets the allowed sites frame them.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::try_from(embed::content_security_policy("'none'")).expect("a valid header"),
+        ))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .with_state(state)
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::client::ClientIp;
+use super::embed::{self, Sent, Theme};
 use super::error::PageError;
 use crate::domain::{ConsentSource, EmailAddress, Newsletter, Rhythm, RhythmError, Zone, ZoneError};
 use crate::signup::{ConfirmPreview, Confirmation, RhythmChoice, RhythmOffer, SignupError, Visitor, stamp};
@@ -159,6 +160,8 @@ struct SeveralForm {
 #[derive(Template)]
 #[template(path = "index.html")]
 struct IndexPage {
+    /// "Error: …" after a refused form, so a screen reader hears it first.
+    title: String,
     newsletters: Vec<NewsletterForm>,
     several: SeveralForm,
     stamp: String,
@@ -173,12 +176,18 @@ struct FormFeedback {
     zone_error: Option<String>,
 }
 
+/// A signed "served now" for a form's time-trap.
+pub(super) fn fresh_stamp(state: &AppState) -> String {
+    stamp::issue(state.signup.links().keys(), state.signup.clock().now())
+}
+
 fn index_page(state: &AppState, sent: Option<(&SubscribeForm, FormFeedback)>) -> IndexPage {
     let signup = &state.signup;
-    let stamp = stamp::issue(signup.links().keys(), signup.clock().now());
+    let stamp = fresh_stamp(state);
     let offers = signup.offers();
     let catalog = signup.catalog().all();
     let mut page = IndexPage {
+        title: "Newsletters".to_owned(),
         newsletters: catalog
             .iter()
             .map(|n| NewsletterForm {
@@ -201,6 +210,10 @@ fn index_page(state: &AppState, sent: Option<(&SubscribeForm, FormFeedback)>) ->
         stamp,
     };
     if let Some((form, f)) = sent {
+        let first_error = f.choice_error.or(f.email_error).map(str::to_owned);
+        if let Some(error) = first_error.or_else(|| f.rhythm_error.clone()).or_else(|| f.zone_error.clone()) {
+            page.title = format!("Error: {error} - Newsletters");
+        }
         let field = FieldState { value: form.email.clone(), error: f.email_error };
         let (state, pace) = match page.newsletters.iter_mut().find(|n| n.slug == form.form) {
             Some(n) if f.choice_error.is_none() => (&mut n.state, &mut n.pace),
@@ -245,7 +258,47 @@ pub struct SubscribeForm {
     /// The browser's IANA zone, filled in by the page's script; empty: the newsletter's.
     #[serde(default)]
     timezone: String,
+    /// Set by a framed box (its theme): the answer is drawn as a box too.
+    #[serde(default)]
+    embed: Option<String>,
 }
+
+impl SubscribeForm {
+    fn theme(&self) -> Option<Theme> {
+        self.embed.as_deref().map(Theme::parse)
+    }
+
+    /// The box again, as sent, with what was wrong.
+    fn in_box(&self, state: &AppState, theme: Theme, feedback: &FormFeedback, again: bool) -> Response {
+        let sent = Sent {
+            boxed: &self.form,
+            picked: &self.newsletter,
+            email: &self.email,
+            zone: &self.timezone,
+            error: feedback.email_error.or(feedback.rhythm_error.as_ref().or(feedback.zone_error.as_ref()).map(|_| {
+                // A box has no rhythm field and fills the zone itself: neither can be the reader's doing.
+                SOMETHING_WRONG
+            })),
+            choice_error: feedback.choice_error,
+            again,
+        };
+        embed::box_again(state, theme, &sent)
+    }
+
+    /// Asks to press Subscribe once more, keeping everything that was sent.
+    fn press_again(&self, state: &AppState) -> Response {
+        match self.theme() {
+            Some(theme) => self.in_box(state, theme, &FormFeedback::default(), true),
+            None => {
+                let kept = [("form", &self.form), ("rhythm", &self.rhythm), ("timezone", &self.timezone)];
+                let hidden = kept.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, v.clone())).collect();
+                embed::page_again(state, &self.newsletter, hidden, &self.email)
+            }
+        }
+    }
+}
+
+const SOMETHING_WRONG: &str = "Something went wrong with this form. Please reload the page and try again.";
 
 /// The one answer to every accepted-looking signup, whatever happened behind it.
 fn thank_you() -> Response {
@@ -265,6 +318,11 @@ pub(super) fn parse_zone(raw: Option<&str>) -> Result<Option<Zone>, ZoneError> {
     raw.map(str::trim).filter(|z| !z.is_empty()).map(Zone::parse).transpose()
 }
 
+/// The time-trap and the honeypot come first. A filled honeypot is a bot:
+/// it gets the thank-you and nothing happens. A stamp that says "too fast"
+/// or "too old" may be a person whose browser filled in the address, or a
+/// tab left open overnight: they are asked to press once more on a fresh
+/// form, never dropped in silence.
 pub async fn subscribe(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -272,18 +330,30 @@ pub async fn subscribe(
     form: Result<axum_extra::extract::Form<SubscribeForm>, axum_extra::extract::FormRejection>,
 ) -> Result<Response, PageError> {
     let axum_extra::extract::Form(form) = form.map_err(|e| PageError::rejected(e.status(), e.body_text()))?;
+    let theme = form.theme();
+    let thanks = || match theme {
+        Some(theme) => embed::box_thanks(&state, theme),
+        None => thank_you(),
+    };
+    if !form.website.is_empty() {
+        tracing::info!("signup dropped by the honeypot");
+        return Ok(thanks());
+    }
     let now = state.signup.clock().now();
-    let looks_human = form.website.is_empty()
-        && form.ts.as_deref().is_none_or(|ts| {
-            stamp::is_human(state.signup.links().keys(), ts, now, state.form_min_secs, state.form_max_age_secs)
-        });
-    if !looks_human {
-        tracing::info!("signup dropped by the bot trap");
-        return Ok(thank_you());
+    let timely = form.ts.as_deref().is_none_or(|ts| {
+        stamp::is_human(state.signup.links().keys(), ts, now, state.form_min_secs, state.form_max_age_secs)
+    });
+    if !timely {
+        tracing::info!("signup form sent back too fast or too late; asking to press once more");
+        return Ok(form.press_again(&state));
     }
     let again = |feedback: FormFeedback| {
-        let page = index_page(&state, Some((&form, feedback)));
-        Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
+        Ok(match theme {
+            Some(theme) => form.in_box(&state, theme, &feedback, false),
+            None => {
+                (StatusCode::UNPROCESSABLE_ENTITY, render(&index_page(&state, Some((&form, feedback))))).into_response()
+            }
+        })
     };
     let newsletters = match state.signup.resolve(&form.newsletter) {
         Ok(ids) => ids,
@@ -311,7 +381,7 @@ pub async fn subscribe(
         return again(feedback);
     };
     state.signup.subscribe_requested(&email, &requested, ConsentSource::Form, &visitor(ip, &headers)).await?;
-    Ok(thank_you())
+    Ok(thanks())
 }
 
 pub fn visitor(ip: std::net::IpAddr, headers: &HeaderMap) -> Visitor {
@@ -343,7 +413,7 @@ pub async fn confirm_page(State(state): State<AppState>, LinkToken(token): LinkT
             .items(newsletters)
             .button("Confirm subscription")
             .into_response(),
-        ConfirmPreview::AlreadyConfirmed => already_confirmed(None),
+        ConfirmPreview::AlreadyConfirmed { preferences_url } => already_confirmed(preferences_url),
         ConfirmPreview::Expired => expired(),
         ConfirmPreview::Invalid => PageError::not_found().into_response(),
     })
@@ -393,6 +463,7 @@ pub async fn unsubscribe_page(
             .into_response(),
         Some((newsletter, false)) => MessagePage::new("Not subscribed")
             .line(format!("You are not subscribed to {}.", newsletter.name))
+            .link(state.signup.links().public_url().to_owned() + "/", "See our newsletters")
             .into_response(),
         None => PageError::not_found().into_response(),
     })
@@ -410,8 +481,10 @@ pub async fn unsubscribe(
     let one_click = body.windows(9).any(|w| w == b"One-Click");
     let source = if one_click { ConsentSource::OneClick } else { ConsentSource::UnsubscribePage };
     Ok(match state.signup.unsubscribe(&token, source, &visitor(ip, &headers)).await? {
-        Some(newsletter) => MessagePage::new("Unsubscribed")
+        Some((newsletter, preferences_url)) => MessagePage::new("Unsubscribed")
             .line(format!("You have been unsubscribed from {}. You will not receive it any more.", newsletter.name))
+            .line("Changed your mind, or want to leave the others too? Your preferences page has them all.")
+            .link(preferences_url, "Manage your newsletters")
             .into_response(),
         None => PageError::not_found().into_response(),
     })

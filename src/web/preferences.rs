@@ -16,7 +16,7 @@ use super::client::ClientIp;
 use super::error::PageError;
 use super::pages::{LinkToken, RhythmOption, parse_rhythm, parse_zone, render, visitor};
 use crate::domain::SubscriptionStatus;
-use crate::signup::{Preference, RhythmUpdate, SignupError};
+use crate::signup::{Preferences, RhythmUpdate, SignupError};
 
 /// A confirmed rhythm newsletter's part of a row: what the reader has, and the fields to change it.
 struct RhythmRow {
@@ -44,6 +44,7 @@ struct PreferenceRow {
 #[derive(Template)]
 #[template(path = "preferences.html")]
 struct PreferencesPage {
+    address: String,
     rows: Vec<PreferenceRow>,
     saved: bool,
     refused: bool,
@@ -62,10 +63,11 @@ impl Refusal {
     }
 }
 
-fn preferences_view(preferences: Vec<Preference>, saved: bool, refusal: Option<Refusal>) -> Response {
+fn preferences_view(preferences: Preferences, saved: bool, refusal: Option<Refusal>) -> Response {
     let refused = refusal.is_some();
     let mut refusal = refusal.unwrap_or_default();
     let rows = preferences
+        .newsletters
         .into_iter()
         .map(|p| {
             let slug = p.newsletter.slug.to_string();
@@ -101,7 +103,7 @@ fn preferences_view(preferences: Vec<Preference>, saved: bool, refusal: Option<R
             }
         })
         .collect();
-    let page = render(&PreferencesPage { rows, saved, refused });
+    let page = render(&PreferencesPage { address: preferences.address, rows, saved, refused });
     if refused { (StatusCode::UNPROCESSABLE_ENTITY, page).into_response() } else { page }
 }
 

@@ -1,0 +1,346 @@
+//! Signup boxes on other sites' pages: the small page a site frames
+//! (`/embed/{slug}`, `/embed?newsletters=a,b`), the one script that makes a
+//! pasted form answer in place (`/embed.js`), and the snippets
+//! `bulletin newsletters snippet` prints.
+//!
+//! Every page of ours forbids framing (`frame-ancestors 'none'`) but the
+//! boxes and their answers, which only `server.allowed_origins` may frame:
+//! a button on our pages that changes state must not be clickjacked.
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::PageError;
+use super::pages::render;
+use crate::domain::{Newsletter, NewsletterSlug};
+
+/// What a box says once the signup went through, in place of the form.
+pub const THANKS: &str = "Thank you for signing up for this newsletter. We've sent you a confirmation email.";
+/// What a reader whose form came back faster than a person types is asked to do.
+pub const PRESS_AGAIN: &str = "Please press Subscribe once more to finish signing up.";
+
+/// The script, served as written: small enough that minifying buys little (README, "Signup boxes").
+const SCRIPT: &str = include_str!("embed.js");
+
+/// Our pages' Content-Security-Policy with `frame_ancestors`: our own scripts
+/// and inline styles only, forms and requests to us only.
+pub fn content_security_policy(frame_ancestors: &str) -> String {
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}"
+    )
+}
+
+/// The policy of the boxes: framed by us and the configured sites only.
+pub fn box_policy(allowed_origins: &[HeaderValue]) -> HeaderValue {
+    let mut ancestors = String::from("'self'");
+    for origin in allowed_origins.iter().filter_map(|o| o.to_str().ok()) {
+        ancestors.push(' ');
+        ancestors.push_str(origin);
+    }
+    HeaderValue::try_from(content_security_policy(&ancestors)).expect("origins are checked at load")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Theme {
+    #[default]
+    Light,
+    Dark,
+}
+
+impl Theme {
+    /// Anything but `dark` is the light theme: a typo still shows a box.
+    pub fn parse(raw: &str) -> Self {
+        if raw.eq_ignore_ascii_case("dark") { Self::Dark } else { Self::Light }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Light => "light",
+            Self::Dark => "dark",
+        }
+    }
+}
+
+/// A checkbox of a box that offers several newsletters.
+pub struct Choice {
+    pub slug: String,
+    pub name: String,
+    pub checked: bool,
+}
+
+/// One signup form as `macros.html`'s `signup_box` draws it.
+pub struct SignupBox {
+    /// The `data-bulletin` value: the slugs the box is for, comma-separated.
+    pub slugs: String,
+    /// Prefix of the element ids, unique on a page that has several boxes.
+    pub id: String,
+    pub action: String,
+    /// Who the box subscribes to, for screen readers: "Morning Briefing".
+    pub subject: String,
+    /// Checkboxes when the box offers several newsletters.
+    pub choices: Vec<Choice>,
+    pub hidden: Vec<(&'static str, String)>,
+    pub email: String,
+    pub zone: String,
+    pub error: Option<&'static str>,
+    pub choice_error: Option<&'static str>,
+    /// Asking the reader to press once more: the button takes the focus.
+    pub again: bool,
+}
+
+impl SignupBox {
+    /// A box for `newsletters` posting to `public_url`: one newsletter as a
+    /// hidden field, several as checkboxes.
+    pub fn new(public_url: &str, newsletters: &[(String, String)]) -> Self {
+        let slugs: Vec<&str> = newsletters.iter().map(|(slug, _)| slug.as_str()).collect();
+        let (subject, choices, hidden) = match newsletters {
+            [(slug, name)] => (name.clone(), vec![], vec![("newsletter", slug.clone())]),
+            _ => (
+                "the newsletters you choose".to_owned(),
+                newsletters
+                    .iter()
+                    .map(|(slug, name)| Choice { slug: slug.clone(), name: name.clone(), checked: false })
+                    .collect(),
+                vec![],
+            ),
+        };
+        Self {
+            slugs: slugs.join(","),
+            id: format!("bulletin-{}", slugs.join("-")),
+            action: format!("{public_url}/subscribe"),
+            subject,
+            choices,
+            hidden,
+            email: String::new(),
+            zone: String::new(),
+            error: None,
+            choice_error: None,
+            again: false,
+        }
+    }
+
+    /// Ticks the boxes of `picked` (a refused or repeated submission).
+    pub fn pick(&mut self, picked: &[String]) {
+        for choice in &mut self.choices {
+            choice.checked = picked.contains(&choice.slug);
+        }
+    }
+}
+
+/// The page a site frames, and every answer to a form posted from it.
+#[derive(Template)]
+#[template(path = "embed.html")]
+struct EmbedPage {
+    theme: &'static str,
+    heading: String,
+    description: String,
+    script: String,
+    signup: SignupBox,
+    thanked: bool,
+    thanks: &'static str,
+    press_again: &'static str,
+}
+
+/// The full page asking to press once more, for a form posted from our own page.
+#[derive(Template)]
+#[template(path = "again.html")]
+struct AgainPage {
+    signup: SignupBox,
+    press_again: &'static str,
+}
+
+/// The box page for `newsletters`; `None` when it names none.
+fn embed_page(state: &AppState, newsletters: &[&Newsletter], theme: Theme) -> Option<EmbedPage> {
+    if newsletters.is_empty() {
+        return None;
+    }
+    let pairs: Vec<(String, String)> = newsletters.iter().map(|n| (n.slug.to_string(), n.name.clone())).collect();
+    let public_url = state.signup.links().public_url();
+    let mut signup = SignupBox::new(public_url, &pairs);
+    signup.hidden.push(("embed", theme.as_str().to_owned()));
+    signup.hidden.push(("form", signup.slugs.clone()));
+    signup.hidden.push(("ts", super::pages::fresh_stamp(state)));
+    let (heading, description) = match newsletters {
+        [one] => (one.name.clone(), one.description.clone()),
+        _ => ("Our newsletters".to_owned(), String::new()),
+    };
+    Some(EmbedPage {
+        theme: theme.as_str(),
+        heading,
+        description,
+        script: format!("{public_url}/embed.js"),
+        signup,
+        thanked: false,
+        thanks: THANKS,
+        press_again: PRESS_AGAIN,
+    })
+}
+
+/// The newsletters of a comma-separated slug list; `None` if one is not ours.
+fn named<'c>(state: &'c AppState, slugs: &str) -> Option<Vec<&'c Newsletter>> {
+    let catalog = state.signup.catalog();
+    slugs.split(',').map(|slug| catalog.by_slug(&NewsletterSlug::parse(slug.trim()).ok()?)).collect()
+}
+
+/// Renders a box page with the framing policy that lets the allowed sites show it.
+fn framed(state: &AppState, status: StatusCode, page: &EmbedPage) -> Response {
+    let mut response = (status, render(page)).into_response();
+    response.headers_mut().insert(header::CONTENT_SECURITY_POLICY, state.box_policy.clone());
+    response
+}
+
+/// What a box's form sent, to draw the box again.
+pub struct Sent<'a> {
+    /// The box's own newsletters (its `form` field).
+    pub boxed: &'a str,
+    pub picked: &'a [String],
+    pub email: &'a str,
+    pub zone: &'a str,
+    pub error: Option<&'static str>,
+    pub choice_error: Option<&'static str>,
+    pub again: bool,
+}
+
+/// The answer to a form posted from a box: the box again with what was
+/// sent and what was wrong (422), or asking to press once more (200).
+pub fn box_again(state: &AppState, theme: Theme, sent: &Sent<'_>) -> Response {
+    let Some(mut page) = named(state, sent.boxed).and_then(|found| embed_page(state, &found, theme)) else {
+        return not_ours();
+    };
+    let signup = &mut page.signup;
+    signup.pick(sent.picked);
+    signup.email = sent.email.to_owned();
+    signup.zone = sent.zone.to_owned();
+    signup.error = sent.error;
+    signup.choice_error = sent.choice_error;
+    signup.again = sent.again;
+    let failed = sent.error.is_some() || sent.choice_error.is_some();
+    framed(state, if failed { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK }, &page)
+}
+
+/// The thank-you in place of a box.
+pub fn box_thanks(state: &AppState, theme: Theme) -> Response {
+    let page = EmbedPage {
+        theme: theme.as_str(),
+        heading: String::new(),
+        description: String::new(),
+        script: format!("{}/embed.js", state.signup.links().public_url()),
+        signup: SignupBox::new("", &[]),
+        thanked: true,
+        thanks: THANKS,
+        press_again: PRESS_AGAIN,
+    };
+    framed(state, StatusCode::OK, &page)
+}
+
+/// Our own page asking to press once more: the newsletters as chosen, the
+/// rest of the form as sent (`hidden`), and a fresh stamp.
+pub fn page_again(state: &AppState, chosen: &[String], hidden: Vec<(&'static str, String)>, email: &str) -> Response {
+    let found = named(state, &chosen.join(",")).unwrap_or_default();
+    let mut signup = SignupBox::new("", &[]);
+    signup.action = "/subscribe".to_owned();
+    signup.subject = match found.as_slice() {
+        [one] => one.name.clone(),
+        _ => "the newsletters you chose".to_owned(),
+    };
+    signup.hidden = found.iter().map(|n| ("newsletter", n.slug.to_string())).collect();
+    signup.hidden.extend(hidden);
+    signup.hidden.push(("ts", super::pages::fresh_stamp(state)));
+    signup.email = email.to_owned();
+    signup.again = true;
+    render(&AgainPage { signup, press_again: PRESS_AGAIN })
+}
+
+fn not_ours() -> Response {
+    PageError::new(StatusCode::NOT_FOUND, "Newsletter not found", "There is no such newsletter.").into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EmbedQuery {
+    theme: String,
+    newsletters: String,
+}
+
+/// A query string that does not parse is no query: the light box.
+type EmbedParams = Result<Query<EmbedQuery>, axum::extract::rejection::QueryRejection>;
+
+fn query(raw: EmbedParams) -> EmbedQuery {
+    raw.map(|Query(q)| q).unwrap_or_default()
+}
+
+/// `GET /embed/{slug}`: one newsletter's box.
+pub async fn embed_one(
+    State(state): State<AppState>,
+    slug: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    raw: EmbedParams,
+) -> Response {
+    // A path that is not even UTF-8 names no newsletter either.
+    let Ok(Path(slug)) = slug else {
+        return not_ours();
+    };
+    show(&state, &slug, &query(raw).theme)
+}
+
+/// `GET /embed?newsletters=a,b`: a box for several; none named: all of them.
+pub async fn embed_several(State(state): State<AppState>, raw: EmbedParams) -> Response {
+    let q = query(raw);
+    let slugs = if q.newsletters.trim().is_empty() {
+        state.signup.catalog().all().iter().map(|n| n.slug.to_string()).collect::<Vec<_>>().join(",")
+    } else {
+        q.newsletters
+    };
+    show(&state, &slugs, &q.theme)
+}
+
+fn show(state: &AppState, slugs: &str, theme: &str) -> Response {
+    match named(state, slugs).and_then(|found| embed_page(state, &found, Theme::parse(theme))) {
+        Some(page) => framed(state, StatusCode::OK, &page),
+        None => not_ours(),
+    }
+}
+
+/// `GET /embed.js`: cached for an hour, so a site's readers fetch it once.
+pub async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+/// Which snippet `bulletin newsletters snippet` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnippetKind {
+    Iframe,
+    Script,
+}
+
+#[derive(Template)]
+#[template(path = "snippet.html")]
+struct Snippet<'a> {
+    iframe: bool,
+    public_url: &'a str,
+    slug: &'a str,
+    signup: SignupBox,
+}
+
+/// The HTML a site pastes for one newsletter's box.
+pub fn snippet(
+    public_url: &str,
+    slug: &NewsletterSlug,
+    name: &str,
+    kind: SnippetKind,
+) -> Result<String, askama::Error> {
+    let public_url = public_url.trim_end_matches('/');
+    let signup = SignupBox::new(public_url, &[(slug.to_string(), name.to_owned())]);
+    Snippet { iframe: kind == SnippetKind::Iframe, public_url, slug: slug.as_str(), signup }.render()
+}
