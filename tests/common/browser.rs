@@ -100,13 +100,13 @@ impl Browser {
 
     /// The first element matching `css`, waiting (bounded) for it to appear.
     pub async fn element(&self, css: &str) -> Element {
-        self.client
-            .wait()
-            .at_most(WAIT)
-            .every(POLL)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css} within {WAIT:?} on {}: {e}", self.driver.profile().display()))
+        match self.client.wait().at_most(WAIT).every(POLL).for_element(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(e) => {
+                let url = self.client.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+                panic!("no {css} within {WAIT:?} on {url}: {e}")
+            }
+        }
     }
 
     /// Whether an element matches `css` now (no waiting: ask only after something else showed the page is there).
@@ -300,7 +300,9 @@ fn capabilities(profile: &Path, window: Window, javascript: bool) -> fantoccini:
     let mut chrome = json!({ "binary": CHROMIUM, "args": args });
     if window.phone {
         chrome["mobileEmulation"] = json!({ "deviceMetrics": {
-            "width": window.width, "height": window.height, "pixelRatio": 1.0, "mobile": true, "touch": true
+            "width": window.width, "height": window.height, "pixelRatio": 1.0, "mobile": true,
+            // Touch emulation with JavaScript off hangs chromedriver's clicks (it awaits a timer that never fires).
+            "touch": false
         } });
     }
     if !javascript {
