@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::NewsletterSlug;
@@ -33,10 +33,12 @@ pub struct ServerSettings {
     pub public_url: String,
     pub trusted_proxies: Vec<IpNet>,
     /// The news sites (origins) that may frame the embeddable signup boxes and
-    /// call the JSON API from their pages (CORS). `api_allowed_origins` was its
-    /// name before the boxes came, and is still read.
-    #[serde(alias = "api_allowed_origins")]
+    /// call the JSON API from their pages (CORS).
     pub allowed_origins: Vec<String>,
+    /// The name `allowed_origins` had before the boxes came: still read, and
+    /// added to it at load. Never written back.
+    #[serde(skip_serializing)]
+    pub api_allowed_origins: Vec<String>,
     /// Signs unsubscribe and preference links. Empty: generated once and kept in the database.
     #[serde(serialize_with = "serialize_secret")]
     pub secret: SecretString,
@@ -213,6 +215,7 @@ impl Default for ServerSettings {
             public_url: "http://127.0.0.1:8080".into(),
             trusted_proxies: vec![],
             allowed_origins: vec![],
+            api_allowed_origins: vec![],
             secret: SecretString::from(""),
             previous_secrets: vec![],
             header_read_timeout_seconds: 10,
@@ -314,9 +317,35 @@ impl Settings {
             // Only BULLETIN_<SECTION>__<KEY> is a setting; other BULLETIN_* variables
             // (BULLETIN_CONFIG, the test harness's) are not ours to parse.
             .merge(Env::prefixed("BULLETIN_").filter(|key| key.as_str().contains("__")).split("__"));
-        let settings: Settings = figment.extract().map_err(Box::new)?;
+        let mut settings: Settings = figment.extract().map_err(Box::new)?;
+        let old_name = std::mem::take(&mut settings.server.api_allowed_origins);
+        settings.server.allowed_origins.extend(old_name);
         settings.validate()?;
+        let dir = std::path::absolute(path).ok().and_then(|p| p.parent().map(Path::to_owned)).unwrap_or_default();
+        settings.anchor_paths(&dir);
         Ok(settings)
+    }
+
+    /// Makes the relative paths of the file (`sqlite://data/bulletin.db`,
+    /// `mail.file_dir`) relative to the config file's directory, not to
+    /// wherever the command happens to run: a cron job started elsewhere
+    /// would otherwise open a new, empty database and "send" to nobody.
+    pub fn anchor_paths(&mut self, dir: &Path) {
+        let url = self.database.url.expose_secret();
+        if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+            let (file, query) = rest.split_once('?').map_or((rest, None), |(f, q)| (f, Some(q)));
+            if !file.is_empty() && !file.starts_with(":memory:") && Path::new(file).is_relative() {
+                let anchored = format!(
+                    "sqlite://{}{}",
+                    dir.join(file).display(),
+                    query.map(|q| format!("?{q}")).unwrap_or_default()
+                );
+                self.database.url = SecretString::from(anchored);
+            }
+        }
+        if self.mail.file_dir.is_relative() {
+            self.mail.file_dir = dir.join(&self.mail.file_dir);
+        }
     }
 
     /// Checks what serde cannot: cross-field rules and parseable strings.
@@ -445,9 +474,10 @@ mod tests {
     #[test]
     fn shipped_config_equals_defaults() {
         isolated(|| {
-            let shipped = Settings::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml")))
-                .expect("config.toml loads");
-            let defaults = Settings::default();
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let shipped = Settings::load(&dir.join("config.toml")).expect("config.toml loads");
+            let mut defaults = Settings::default();
+            defaults.anchor_paths(dir);
             assert_eq!(serde_json::to_value(&shipped).unwrap(), serde_json::to_value(&defaults).unwrap());
         });
     }
@@ -504,6 +534,23 @@ mod tests {
             let path = write(dir.path(), "[server]\nkeepalive_idle_seconds = 0\n");
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("server.keepalive_idle_seconds"), "{err}");
+        });
+    }
+
+    #[test]
+    fn relative_paths_are_the_config_files() {
+        isolated(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path =
+                write(dir.path(), "[database]\nurl = \"sqlite://data/b.db?mode=rwc\"\n[mail]\nfile_dir = \"out\"\n");
+            let s = Settings::load(&path).unwrap();
+            let db = format!("sqlite://{}?mode=rwc", dir.path().join("data/b.db").display());
+            assert_eq!(s.database.url.expose_secret(), db);
+            assert_eq!(s.mail.file_dir, dir.path().join("out"));
+            for kept in ["sqlite:///var/lib/bulletin/b.db", "sqlite::memory:", "postgres://u@db/bulletin"] {
+                let path = write(dir.path(), &format!("[database]\nurl = \"{kept}\"\n"));
+                assert_eq!(Settings::load(&path).unwrap().database.url.expose_secret(), kept);
+            }
         });
     }
 

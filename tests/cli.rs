@@ -298,6 +298,9 @@ async fn issue_send_from_the_cli(backend: Backend) {
     };
     let (ok, err) = send(&["--dry-run"]);
     assert!(ok && err.contains("Recipients: 2"), "{err}");
+    // A dry run sends nothing, not even the test copy it is asked for.
+    let (ok, err) = send(&["--dry-run", "--test-to", "editor@example.org"]);
+    assert!(ok && err.contains("no mail sent"), "{err}");
     let (ok, err) = send(&[]);
     assert!(!ok && err.contains("--yes"), "{err}");
     let (ok, err) = send(&["--test-to", "editor@example.org"]);
@@ -314,6 +317,32 @@ async fn issue_send_from_the_cli(backend: Backend) {
     let (ok, err) = send(&["--yes"]);
     assert!(!ok && err.contains("already sent") && err.contains("--force"), "{err}");
     assert_eq!(app.mail.mails_to("ed1@example.org").len(), 1);
+    let (ok, err) = send(&["--dry-run"]);
+    assert!(ok && err.contains("Warning:") && err.contains("already sent"), "a dry run says so too: {err}");
+    // The test copy asked for with the dry run above never came: only the real one did.
+    assert_eq!(app.mail.mails_to("editor@example.org").len(), 1);
+
+    // An issue to nobody (a newsletter nobody confirmed, or the wrong database) is refused.
+    let from_stdin = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(&config)
+            .args(["issue", "send", "--newsletter", "weekend-reads", "--subject", "Quiet week", "--yes", "--detach"])
+            .args(extra)
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"# Nothing much\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, err) = from_stdin(&[]);
+    assert!(!ok && err.contains("no confirmed subscriber") && err.contains("--allow-empty"), "{err}");
+    let (ok, err) = from_stdin(&["--allow-empty"]);
+    assert!(ok && err.contains("Queued issue #2 for 0 subscriber(s)"), "{err}");
 
     let list = stdout(&bulletin(&config, &["issue", "list"]));
     assert!(list.contains("CLI issue") && list.contains("done"), "{list}");

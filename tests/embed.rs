@@ -201,6 +201,33 @@ async fn a_quick_reader_is_asked_again_never_dropped(backend: Backend) {
     app.stop().await;
 }
 
+/// A refused form on our own page is announced: the title says so first,
+/// the field takes the focus, the message is an alert tied to its field.
+#[tokio::test]
+async fn a_refused_form_is_announced() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let refused =
+        app.post_form("/subscribe", &[("newsletter", MORNING), ("form", MORNING), ("email", "nope")], None).await;
+    assert_eq!(refused.status(), 422);
+    let html = refused.text().await.unwrap();
+    assert!(html.contains("<title>Error: Please enter a correct email address - Newsletters</title>"), "{html}");
+    let id = format!("email-{MORNING}");
+    assert!(html.contains(&format!("aria-describedby=\"{id}-error\" autofocus")), "{html}");
+    assert!(html.contains(&format!("<p class=\"error\" id=\"{id}-error\" role=\"alert\">")), "{html}");
+    assert_eq!(html.matches("autofocus").count(), 1, "one field takes the focus");
+
+    let none = app.post_form("/subscribe", &[("form", "several"), ("email", "a@example.org")], None).await;
+    let html = none.text().await.unwrap();
+    assert!(html.contains("<fieldset aria-describedby=\"several-choice-error\">"), "{html}");
+    assert!(
+        html.contains("id=\"several-choice-error\" role=\"alert\">Please choose at least one newsletter"),
+        "{html}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_script_is_served_small_and_cached() {
     let Some(app) = TestApp::spawn(Backend::Sqlite).await else {

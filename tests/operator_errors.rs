@@ -26,6 +26,27 @@ fn migrate_with(dir: &Path, config: &str) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A cron job runs `bulletin --config /srv/news/config.toml …` from its own
+/// directory: the relative SQLite path still means the one next to the config.
+#[test]
+fn relative_paths_are_read_from_the_config_files_directory() {
+    let site = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let config = site.path().join("config.toml");
+    std::fs::write(&config, "[database]\nurl = \"sqlite://data/bulletin.db\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(&config)
+        .arg("migrate")
+        .current_dir(elsewhere.path())
+        .env_remove("BULLETIN_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(site.path().join("data/bulletin.db").exists(), "the database sits beside the config");
+    assert!(!elsewhere.path().join("data").exists(), "nothing made where the command ran");
+}
+
 #[test]
 fn a_config_error_is_said_once() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,12 +1,13 @@
 //! `bulletin issue …`: the editor's commands.
 
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
 use super::progress::{Progress, Tally, sleep_tick, waiting_line};
@@ -29,7 +30,7 @@ pub enum IssueCommand {
         /// The subject line.
         #[arg(long)]
         subject: String,
-        /// The issue, in Markdown.
+        /// The issue, in Markdown; `-` reads it from standard input (then --yes is needed).
         file: PathBuf,
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long)]
@@ -46,6 +47,9 @@ pub enum IssueCommand {
         /// Send even if this file was already sent to this newsletter.
         #[arg(long)]
         force: bool,
+        /// Queue the issue even when the newsletter has no confirmed subscriber.
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// List issues, newest first.
     List {
@@ -80,21 +84,31 @@ pub enum IssueCommand {
 pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     match command {
-        IssueCommand::Send { newsletter, subject, file, yes, detach, dry_run, test_to, force } => {
+        IssueCommand::Send { newsletter, subject, file, yes, detach, dry_run, test_to, force, allow_empty } => {
             let newsletter = newsletter_by_slug(&services, &newsletter)?;
-            let markdown = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let markdown = read_issue(&file)?;
             let draft = Draft::new(newsletter, &subject, markdown)?;
-            if let Some(to) = test_to {
+            if let Some(to) = test_to.filter(|_| !dry_run) {
                 return send_test(settings, &services, &draft, &to).await;
             }
             let recipients = services.store.audience_size(draft.newsletter.id).await?;
             eprintln!("Newsletter: {} ({})", draft.newsletter.name, draft.newsletter.slug);
             eprintln!("Subject:    {}", draft.subject);
             eprintln!("Recipients: {recipients} confirmed subscriber(s)");
+            let empty = recipients == 0 && !allow_empty;
             if dry_run {
                 crate::mail::markdown_to_html(&draft.markdown);
-                eprintln!("Dry run: rendered, nothing queued.");
+                if let Err(e) = draft.check_not_sent(&services.store, force).await {
+                    eprintln!("Warning: {e}");
+                }
+                if empty {
+                    eprintln!("Warning: {}", no_recipients(settings, &draft));
+                }
+                eprintln!("Dry run: rendered, nothing queued, no mail sent.");
                 return Ok(());
+            }
+            if empty {
+                bail!("{}", no_recipients(settings, &draft));
             }
             draft.check_not_sent(&services.store, force).await?;
             if !yes {
@@ -315,6 +329,33 @@ pub(super) async fn deliver_in_foreground(services: Services, id: i64) -> anyhow
         _ if undelivered > 0 => Err(Unfinished::Undelivered { id, count: undelivered }.into()),
         _ => Ok(()),
     }
+}
+
+/// The issue's Markdown, from a file or (`-`) standard input.
+fn read_issue(file: &std::path::Path) -> anyhow::Result<String> {
+    if file.as_os_str() == "-" {
+        let mut markdown = String::new();
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut markdown)
+            .context("could not read the issue from standard input")?;
+        return Ok(markdown);
+    }
+    std::fs::read_to_string(file).with_context(|| format!("could not read {}", file.display()))
+}
+
+/// Why an issue to nobody is refused, with the likely cause to check first.
+fn no_recipients(settings: &Settings, draft: &Draft) -> String {
+    let database = if settings.database.url.expose_secret().starts_with("sqlite:") {
+        format!("the SQLite file in database.url ({})", settings.database.url.expose_secret())
+    } else {
+        "the database in database.url".to_owned()
+    };
+    format!(
+        "\"{}\" has no confirmed subscriber, so the issue would go to nobody; check that {database} is the one \
+         your readers are in, or pass --allow-empty to record the issue anyway",
+        draft.newsletter.slug
+    )
 }
 
 /// The reader a test copy's links name: nobody (no subscriber has id 0).
