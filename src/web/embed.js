@@ -26,7 +26,10 @@
     style.id = "bulletin-styles";
     style.textContent =
       ":where(form.bulletin .visually-hidden){position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}" +
+      ":where(form.bulletin label){display:block;margin-bottom:.25rem}" +
       ":where(form.bulletin .bulletin-row){display:flex;flex-wrap:wrap;gap:.5rem}" +
+      ":where(form.bulletin input[type=email]){flex:1 1 14rem;font:inherit;padding:.45rem .6rem;border:1px solid #767676;border-radius:4px}" +
+      ":where(form.bulletin button){font:inherit;padding:.45rem 1rem;border:0;border-radius:4px;background:#1a4d8f;color:#fff;cursor:pointer}" +
       ":where(form.bulletin .bulletin-error){color:#b00020;font-weight:600}" +
       ":where(form.bulletin .bulletin-status:empty){display:none}";
     document.head.appendChild(style);
