@@ -341,7 +341,10 @@ async fn bad_choices_are_refused_and_not_stored(backend: Backend) {
         .await;
     assert_eq!(page.status(), 422);
     let html = common::visible(&page.text().await.unwrap());
-    assert!(html.contains("id=\"rhythm-several-error\">Weekend Reads does not offer immediate"), "{html}");
+    assert!(
+        html.contains("id=\"rhythm-several-error\" role=\"alert\">Weekend Reads does not offer immediate"),
+        "{html}"
+    );
 
     for email in ["a", "b", "c", "d", "e", "f"].map(|e| format!("{e}@example.org")) {
         for slug in [MORNING, WEEKEND] {
@@ -469,7 +472,10 @@ async fn preferences_show_and_change_the_rhythm(backend: Backend) {
     let refused = save(vec![("rhythm-weekend-reads", "daily"), ("timezone-weekend-reads", "UTC")]).await.unwrap();
     assert_eq!(refused.status(), 422);
     let html = common::visible(&refused.text().await.unwrap());
-    assert!(html.contains(&format!("id=\"rhythm-{WEEKEND}-error\">Weekend Reads does not offer daily")), "{html}");
+    assert!(
+        html.contains(&format!("id=\"rhythm-{WEEKEND}-error\" role=\"alert\">Weekend Reads does not offer daily")),
+        "{html}"
+    );
     assert_eq!(stored(&app, email, MORNING).await, Some((Some(Rhythm::Weekly), Some("America/New_York".into()))));
     assert_eq!(stored(&app, email, WEEKEND).await, Some((None, None)));
     assert_eq!(app.status_of(email, WEEKEND).await, Some(SubscriptionStatus::Confirmed));
