@@ -346,8 +346,11 @@ async fn issue_send_from_the_cli(backend: Backend) {
 
     let list = stdout(&bulletin(&config, &["issue", "list"]));
     assert!(list.contains("CLI issue") && list.contains("done"), "{list}");
+    assert!(list.lines().next().unwrap().contains("took"), "{list}");
     let status = stdout(&bulletin(&config, &["issue", "status", "1"]));
     assert!(status.contains("sent") && status.contains('2'), "{status}");
+    assert!(status.contains("Newsletter: Morning Briefing (morning-briefing)"), "{status}");
+    assert!(status.contains("Queued: 20") && status.contains("Done: 20") && status.contains("(took "), "{status}");
     app.stop().await;
 }
 

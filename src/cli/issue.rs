@@ -183,16 +183,22 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             };
             let issues = services.store.issues(filter).await?;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{:>5}  {:<20}  {:<8}  {:<20}  subject", "id", "newsletter", "status", "created")?;
+            writeln!(
+                out,
+                "{:>5}  {:<20}  {:<8}  {:<20}  {:>8}  subject",
+                "id", "newsletter", "status", "queued", "took"
+            )?;
             for issue in issues {
                 let slug = services.signup.catalog().by_id(issue.newsletter_id).map(|n| n.slug.to_string());
+                let took = issue.completed_at.map(|done| duration((done - issue.created_at).max(0)));
                 writeln!(
                     out,
-                    "{:>5}  {:<20}  {:<8}  {:<20}  {}",
+                    "{:>5}  {:<20}  {:<8}  {:<20}  {:>8}  {}",
                     issue.id,
                     slug.unwrap_or_default(),
                     issue.status,
                     format_timestamp(issue.created_at),
+                    took.as_deref().unwrap_or("-"),
                     issue.subject
                 )?;
             }
@@ -203,7 +209,20 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             let tally = Tally::of(&services.store, id).await?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "Issue #{id}: {}", issue.subject)?;
+            if let Some(newsletter) = services.signup.catalog().by_id(issue.newsletter_id) {
+                writeln!(out, "Newsletter: {} ({})", newsletter.name, newsletter.slug)?;
+            }
             writeln!(out, "Status: {}", issue.status)?;
+            writeln!(out, "Queued: {}", format_timestamp(issue.created_at))?;
+            if let Some(done) = issue.completed_at {
+                let took = (done - issue.created_at).max(0);
+                let rate = if took > 0 {
+                    format!(", {:.0} messages/s", tally.sent as f64 / took as f64)
+                } else {
+                    String::new()
+                };
+                writeln!(out, "Done: {} (took {}{rate})", format_timestamp(done), duration(took))?;
+            }
             if issue.status == IssueStatus::Sending
                 && let Some(wait) = services.store.mail_server_wait(Clock::system().now()).await?
             {
@@ -379,6 +398,15 @@ pub(super) async fn deliver_in_foreground(services: Services, id: i64) -> anyhow
         }
         _ if undelivered > 0 => Err(Unfinished::Undelivered { id, count: undelivered }.into()),
         _ => Ok(()),
+    }
+}
+
+/// A duration for people: "42 s", "3 min 5 s", "2 h 10 min".
+fn duration(seconds: i64) -> String {
+    match seconds {
+        s if s < 60 => format!("{s} s"),
+        s if s < 3600 => format!("{} min {} s", s / 60, s % 60),
+        s => format!("{} h {} min", s / 3600, s % 3600 / 60),
     }
 }
 

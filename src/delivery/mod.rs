@@ -97,12 +97,15 @@ pub struct Engine {
     pace: Pace,
     server: Arc<Outage>,
     throttle: Arc<Throttle>,
+    /// Issues this engine has sent for since they began, so the log says once
+    /// when each starts going out and when it is done.
+    sending: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 impl Engine {
     pub fn new(store: Store, outbound: Outbound, composer: Composer, clock: Clock, pace: Pace) -> Self {
         let throttle = Arc::new(Throttle::new(pace.rate_per_second));
-        Self { store, outbound, composer, clock, pace, server: Arc::default(), throttle }
+        Self { store, outbound, composer, clock, pace, server: Arc::default(), throttle, sending: Arc::default() }
     }
 
     /// Runs until `shutdown` turns true, waking early on `ready`.
@@ -190,11 +193,19 @@ impl Engine {
             if recovered > 0 {
                 tracing::warn!(recovered, "delivery: rows left 'sending' by a stopped worker are now ambiguous");
             }
-            self.store.complete_issues(now).await?;
+            for (issue, created_at) in self.store.complete_issues(now).await? {
+                self.sending.lock().expect("never poisoned").remove(&issue);
+                tracing::info!(issue, took_seconds = now - created_at, "issue sent: nothing left to deliver");
+            }
         }
         let token: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let limit = self.pace.batch_size() as i64;
         let claimed = self.store.claim_deliveries(now, self.pace.lease_secs, &token, limit).await?;
+        for issue in claimed.iter().filter_map(|d| d.issue_id) {
+            if self.sending.lock().expect("never poisoned").insert(issue) {
+                tracing::info!(issue, "sending issue");
+            }
+        }
         Ok(claimed.into_iter().map(|d| (d, token.clone())).collect())
     }
 

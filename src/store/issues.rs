@@ -210,18 +210,19 @@ impl Store {
         Ok(false)
     }
 
-    /// Marks sending issues with nothing left to send as done.
-    pub async fn complete_issues(&self, now: Timestamp) -> Result<u64> {
+    /// Marks sending issues with nothing left to send as done; returns each
+    /// one's (id, created_at), for the log line that says it is sent.
+    pub async fn complete_issues(&self, now: Timestamp) -> Result<Vec<(i64, Timestamp)>> {
         with_pool!(self, |pool| {
-            Ok(sqlx::query(
+            Ok(sqlx::query_as(
                 "UPDATE issues SET status = 'done', completed_at = $1 WHERE status = 'sending' \
                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = issues.id \
-                                 AND d.status IN ('queued', 'retry', 'sending'))",
+                                 AND d.status IN ('queued', 'retry', 'sending')) \
+                 RETURNING id, created_at",
             )
             .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected())
+            .fetch_all(pool)
+            .await?)
         })
     }
 
