@@ -5,6 +5,7 @@
 //! and run on whichever pool the store holds by [`with_pool!`]/[`in_tx!`];
 //! per-backend SQL appears only where the dialects really differ.
 
+mod confirmations;
 mod deliveries;
 mod digests;
 mod health;
@@ -36,10 +37,10 @@ pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
 pub use rhythms::{RhythmRequest, RhythmSlot};
 pub use subscribers::{
-    Consent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest, SubscriberRow,
-    SubscriptionState,
+    Consent, ConsentEvent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest,
+    SubscriberRecord, SubscriberRow, SubscriptionState,
 };
-pub use suppressions::{ImportOutcome, ImportRow};
+pub use suppressions::{ImportOutcome, ImportRow, Suppression};
 pub use tokens::{ConfirmOutcome, NewToken, TokenState};
 
 #[derive(Debug, thiserror::Error)]
