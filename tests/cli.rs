@@ -6,17 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::bin::bulletin;
 use common::{Backend, TestApp, TestDb};
-
-fn bulletin(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .output()
-        .expect("run bulletin")
-}
 
 fn write_config(dir: &Path, database_url: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");

@@ -8,8 +8,9 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use common::bin::bulletin;
 use common::{Backend, TestApp, TestDb};
 use serde_json::Value;
 
@@ -30,18 +31,6 @@ fn config(dir: &Path, db: &str, extra: &str) -> PathBuf {
     path
 }
 
-fn bulletin(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bulletin")
-}
-
 /// Standard output of a command that must succeed.
 fn ok(config: &Path, args: &[&str]) -> String {
     let out = bulletin(config, args);
@@ -60,6 +49,17 @@ fn fails(config: &Path, args: &[&str], code: i32) -> String {
 
 fn show_json(config: &Path, email: &str) -> Value {
     serde_json::from_str(&ok(config, &["subscribers", "show", email, "--format", "json"])).unwrap()
+}
+
+/// A fresh database with a config for it, and `reader` confirmed on two newsletters.
+async fn with_reader_on_two(backend: Backend, reader: &str) -> Option<(TestDb, tempfile::TempDir, PathBuf)> {
+    let db = TestDb::create(backend).await?;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &db.url, "");
+    for slug in ["morning-briefing", "weekend-reads"] {
+        ok(&config, &["subscribers", "add", reader, "--newsletter", slug, "--confirmed"]);
+    }
+    Some((db, dir, config))
 }
 
 /// Rows in every table an operator's command may change: a command that
@@ -217,12 +217,7 @@ async fn add_signs_up_as_the_web_does(backend: Backend) {
 /// `unsubscribe --all` withdraws every consent at once; a wrong address or
 /// a missing choice of newsletter changes nothing.
 async fn unsubscribe_withdraws_consent(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &db.url, "");
-    for slug in ["morning-briefing", "weekend-reads"] {
-        ok(&config, &["subscribers", "add", "reader@example.org", "--newsletter", slug, "--confirmed"]);
-    }
+    let Some((db, _dir, config)) = with_reader_on_two(backend, "reader@example.org").await else { return };
     let before = rows(&db.url).await;
     let unknown = fails(&config, &["subscribers", "unsubscribe", "raeder@example.org", "--all"], NO_SUCH_ADDRESS);
     assert!(unknown.contains("no subscriber has the address raeder@example.org; nothing changed"), "{unknown}");
@@ -392,12 +387,7 @@ async fn suppressions_are_listed_and_lifted(backend: Backend) {
 /// Without `--newsletter` the export has every newsletter; the list's four
 /// columns come first, as scripts expect, then the new ones.
 async fn export_has_every_newsletter(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &db.url, "");
-    for slug in ["morning-briefing", "weekend-reads"] {
-        ok(&config, &["subscribers", "add", "both@example.org", "--newsletter", slug, "--confirmed"]);
-    }
+    let Some((_db, _dir, config)) = with_reader_on_two(backend, "both@example.org").await else { return };
     ok(&config, &["subscribers", "add", "waiting@example.org", "--newsletter", "weekend-reads"]);
     ok(&config, &["subscribers", "unsubscribe", "both@example.org", "--newsletter", "weekend-reads"]);
 

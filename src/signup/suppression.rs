@@ -66,10 +66,6 @@ impl ErasedAddresses {
         Ok(Self { keys: keys.clone(), since })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.since.is_empty()
-    }
-
     /// When the stored address `address` was erased, if it was.
     pub fn erased_at(&self, address: &str) -> Option<Timestamp> {
         if self.since.is_empty() {
