@@ -5,7 +5,6 @@
 //! and run on whichever pool the store holds by [`with_pool!`]/[`in_tx!`];
 //! per-backend SQL appears only where the dialects really differ.
 
-mod confirmations;
 mod deliveries;
 mod digests;
 mod health;
@@ -13,6 +12,7 @@ mod issues;
 mod items;
 mod mail_server;
 mod newsletters;
+mod readers;
 mod rhythms;
 mod subscribers;
 mod suppressions;
@@ -35,10 +35,11 @@ pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use issues::IssueRow;
 pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
+pub use readers::SubscriberRecord;
 pub use rhythms::{RhythmRequest, RhythmSlot};
 pub use subscribers::{
     Consent, ConsentEvent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest,
-    SubscriberRecord, SubscriberRow, SubscriptionState,
+    SubscriberRow, SubscriptionState,
 };
 pub use suppressions::{ImportOutcome, ImportRow, Suppression};
 pub use tokens::{ConfirmOutcome, NewToken, TokenState};
