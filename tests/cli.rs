@@ -6,17 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::bin::bulletin;
 use common::{Backend, TestApp, TestDb};
-
-fn bulletin(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .output()
-        .expect("run bulletin")
-}
 
 fn write_config(dir: &Path, database_url: &str, extra: &str) -> std::path::PathBuf {
     let path = dir.join("config.toml");
@@ -174,6 +165,12 @@ fn every_command_explains_itself() {
         vec!["subscribers", "import", "--help"],
         vec!["subscribers", "export", "--help"],
         vec!["subscribers", "erase", "--help"],
+        vec!["subscribers", "show", "--help"],
+        vec!["subscribers", "add", "--help"],
+        vec!["subscribers", "unsubscribe", "--help"],
+        vec!["subscribers", "resend-confirmation", "--help"],
+        vec!["suppressions", "list", "--help"],
+        vec!["suppressions", "remove", "--help"],
         vec!["worker", "--help"],
         vec!["issue", "send", "--help"],
         vec!["issue", "list", "--help"],
@@ -218,7 +215,7 @@ async fn import_export_erase(backend: Backend) {
     // Export is the CSV a spreadsheet opens.
     let export = stdout(&bulletin(&config, &["subscribers", "export", "--newsletter", "weekend-reads"]));
     let lines: Vec<&str> = export.lines().collect();
-    assert_eq!(lines[0], "email,status,created_at,confirmed_at");
+    assert!(lines[0].starts_with("email,status,created_at,confirmed_at,"), "the list's columns come first: {export}");
     assert_eq!(lines.len(), 3, "{export}");
     assert!(lines[1].starts_with("ada@example.org,confirmed,") && lines[2].starts_with("BOB@example.org,confirmed,"));
 
@@ -228,7 +225,7 @@ async fn import_export_erase(backend: Backend) {
     assert_eq!(app.delivery_counts(issue).await.get("sent"), Some(&2));
 
     // Erase: gone from every list, consent record and ledger rows included.
-    let out = bulletin(&config, &["subscribers", "erase", "ada@example.org"]);
+    let out = bulletin(&config, &["subscribers", "erase", "ada@example.org", "--yes"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let export = stdout(&bulletin(&config, &["subscribers", "export", "--newsletter", "weekend-reads"]));
     assert!(!export.contains("ada@"), "{export}");

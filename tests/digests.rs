@@ -10,6 +10,7 @@ use bulletin::app;
 use bulletin::config::{DigestSettings, Settings};
 use bulletin::digest::{Story, Trigger};
 use bulletin::store::{DigestOutcome, DigestRunRow, DigestRunStatus};
+use common::bin::bulletin;
 use common::feed_server::{Entry, FeedServer};
 use common::{Backend, MailSink, TestApp, TestDb};
 
@@ -196,17 +197,6 @@ async fn a_broken_feed_stops_nothing_else(backend: Backend) {
     assert!(titles.contains(&"Good story".to_owned()) && titles.contains(&"Stored before".to_owned()));
     services.store.close().await;
     app.stop().await;
-}
-
-fn bulletin(config: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run bulletin")
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -3,11 +3,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use bulletin::digest::SCHEDULE_STREAM;
 use bulletin::store::{DigestOutcome, DigestRequest, ItemRow};
+use common::bin::bulletin;
 use common::{Backend, TestApp};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -287,17 +287,6 @@ async fn api_honours_published_at(backend: Backend) {
         );
     }
     app.stop().await;
-}
-
-fn bulletin(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run bulletin")
 }
 
 fn succeeded(out: &Output) -> String {

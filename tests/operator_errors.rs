@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bulletin::domain::ConsentSource;
-use bulletin::store::Consent;
+use bulletin::store::{Consent, ConsentEvent};
 use common::{Backend, TestApp};
 
 /// Runs `bulletin migrate` with `config` as the config file's text; returns (success, stderr).
@@ -82,9 +82,6 @@ fn an_unreachable_postgres_says_where_and_why() {
     assert!(started.elapsed() < Duration::from_secs(5), "said at once, not after the pool's timeout");
 }
 
-/// (newsletter, action, source, ip, user agent, time), as `Store::consent_events` lists them.
-type ConsentEvent = (i64, String, String, Option<String>, Option<String>, i64);
-
 /// 60 signups of one address at once are one consent to record; a later
 /// signup for another newsletter, or after an unsubscribe, is recorded again.
 async fn repeated_signups_record_one_consent(backend: Backend) {
@@ -103,7 +100,8 @@ async fn repeated_signups_record_one_consent(backend: Backend) {
     let morning = app.newsletter("morning-briefing").await.id;
     let weekend = app.newsletter("weekend-reads").await.id;
     let subscriber = app.store.subscribers_page(morning, None, 0, 10).await.unwrap()[0].subscriber_id;
-    let signups_recorded = |events: &[ConsentEvent]| events.iter().filter(|e| e.1 == "signup").map(|e| e.0).collect();
+    let signups_recorded =
+        |events: &[ConsentEvent]| events.iter().filter(|e| e.action == "signup").map(|e| e.newsletter_id).collect();
     let events = app.store.consent_events(subscriber).await.unwrap();
     let recorded: Vec<i64> = signups_recorded(&events);
     assert_eq!(recorded, vec![morning], "one consent row, not 60: {} rows", recorded.len());

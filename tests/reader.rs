@@ -91,11 +91,11 @@ async fn signup_confirm_unsubscribe(backend: Backend) {
     // The consent record holds the signup, the confirmation and the withdrawal.
     let subscriber = app.store.subscribers_page(1, None, 0, 10).await.unwrap();
     let events = app.store.consent_events(subscriber[0].subscriber_id).await.unwrap();
-    let actions: Vec<(&str, &str)> = events.iter().map(|e| (e.1.as_str(), e.2.as_str())).collect();
+    let actions: Vec<(&str, &str)> = events.iter().map(|e| (e.action.as_str(), e.source.as_str())).collect();
     assert!(actions.contains(&("signup", "form")), "{actions:?}");
     assert!(actions.contains(&("confirm", "confirm-link")), "{actions:?}");
     assert!(actions.contains(&("unsubscribe", "one-click")), "{actions:?}");
-    assert!(events.iter().all(|e| e.3.as_deref() == Some("127.0.0.1")), "IP recorded");
+    assert!(events.iter().all(|e| e.ip.as_deref() == Some("127.0.0.1")), "IP recorded");
     app.stop().await;
 }
 

@@ -69,7 +69,7 @@ pub async fn run(settings: &Settings, command: DigestCommand) -> anyhow::Result<
             eprintln!("Digest:     {} ({} stories)", preview.subject, preview.stories.len());
             eprintln!("Recipients: {} confirmed subscriber(s)", preview.recipients);
             if !yes && !preview.stories.is_empty() {
-                confirm(&format!("Send to {} subscriber(s)?", preview.recipients))?;
+                confirm(&format!("Send to {} subscriber(s)?", preview.recipients), "send", "not sent")?;
             }
             let run = match services.digests.run(&newsletter, Trigger::Editor).await? {
                 DigestOutcome::AlreadyRan(run) => bail!("{}", already(&run)),

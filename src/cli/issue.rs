@@ -131,7 +131,7 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             }
             draft.check_not_sent(&services.store, force).await?;
             if !yes {
-                confirm(&format!("Send to {recipients} subscriber(s)?"))?;
+                confirm(&format!("Send to {recipients} subscriber(s)?"), "send", "not sent")?;
             }
             let started = std::time::Instant::now();
             let (id, queued) = draft.queue(&services.store, Clock::system().now()).await?;
@@ -300,17 +300,18 @@ async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> a
     Ok(())
 }
 
-/// Asks on the terminal; refuses when nobody is there to answer.
-pub(super) fn confirm(question: &str) -> anyhow::Result<()> {
+/// Asks on the terminal; refuses to `action` when nobody is there to
+/// answer, and fails with `declined` unless the answer is yes.
+pub(super) fn confirm(question: &str, action: &str, declined: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
-        bail!("refusing to send without --yes: standard input is not a terminal");
+        bail!("refusing to {action} without --yes: standard input is not a terminal");
     }
     eprint!("{question} [y/N] ");
     std::io::stderr().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if !matches!(answer.trim(), "y" | "Y" | "yes") {
-        bail!("not sent");
+        bail!("{declined}");
     }
     Ok(())
 }

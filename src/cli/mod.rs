@@ -5,6 +5,8 @@ mod issue;
 mod items;
 mod output;
 mod progress;
+mod reader;
+mod subscribers;
 mod warnings;
 
 use std::io::Write;
@@ -18,7 +20,7 @@ use crate::app;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::digest::DigestPlan;
-use crate::domain::{EmailAddress, NewsletterSlug, SubscriptionStatus};
+use crate::domain::{NewsletterSlug, SubscriptionStatus};
 use crate::signup::{RhythmOffer, roster};
 use crate::web;
 use output::Format;
@@ -60,6 +62,9 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("error: {}", causes(error));
+    if error.downcast_ref::<subscribers::NoSuchAddress>().is_some() {
+        return ExitCode::from(subscribers::NoSuchAddress::EXIT_CODE);
+    }
     ExitCode::FAILURE
 }
 
@@ -116,10 +121,15 @@ pub enum Command {
         #[command(subcommand)]
         command: NewslettersCommand,
     },
-    /// List, import, export and erase subscribers.
+    /// List, import and export subscribers; show, add, unsubscribe and erase one reader.
     Subscribers {
         #[command(subcommand)]
         command: SubscribersCommand,
+    },
+    /// List the suppression list (bounced and erased addresses), or take an address off it.
+    Suppressions {
+        #[command(subcommand)]
+        command: subscribers::SuppressionsCommand,
     },
     /// Send issues and watch them go out.
     Issue {
@@ -185,14 +195,8 @@ pub enum SubscribersCommand {
         /// CSV file, or `-` for standard input.
         file: PathBuf,
     },
-    /// Export a newsletter's subscribers as CSV to standard output.
-    Export {
-        #[arg(long)]
-        newsletter: String,
-    },
-    /// Erase an address: its personal data goes, a keyed hash stays on the
-    /// suppression list so a later import needs a new opt-in.
-    Erase { email: String },
+    #[command(flatten)]
+    Reader(subscribers::ReaderCommand),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -223,26 +227,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subscribers { command: SubscribersCommand::Import { newsletter, confirmed, file } } => {
             import(&settings, &newsletter, confirmed, &file).await
         }
-        Command::Subscribers { command: SubscribersCommand::Export { newsletter } } => {
-            let services = app::services(&settings, Clock::system()).await?;
-            let found = newsletter_by_slug(&services, &newsletter)?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            output::subscribers(&mut out, Format::Csv, &services.store, found.id, None, None).await?;
-            out.flush()?;
-            Ok(())
+        Command::Subscribers { command: SubscribersCommand::Reader(command) } => {
+            subscribers::run(&settings, command).await
         }
-        Command::Subscribers { command: SubscribersCommand::Erase { email } } => {
-            let email = EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("{email:?}: {e}"))?;
-            let services = app::services(&settings, Clock::system()).await?;
-            let clock = Clock::system();
-            let existed = roster::erase(&services.store, services.signup.links().keys(), &clock, &email).await?;
-            if existed {
-                eprintln!("Erased {}: personal data removed, address kept only as a keyed hash.", email.as_str());
-            } else {
-                eprintln!("No subscriber {}; it is on the suppression list now.", email.as_str());
-            }
-            Ok(())
-        }
+        Command::Suppressions { command } => subscribers::suppressions(&settings, command).await,
         Command::Migrate => {
             let store = app::open_store(&settings).await?;
             store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::clock::format_timestamp;
 use crate::domain::{Newsletter, SubscriptionStatus};
+use crate::signup::suppression::{ErasedAddresses, Reason, Suppressed};
 use crate::signup::{ReaderRhythm, RhythmOffer};
 use crate::spreadsheet::neutralise;
 use crate::store::{ItemRow, Store, SubscriberRow};
@@ -108,10 +109,7 @@ pub async fn subscribers(
                 let mut value = json!({"email": row.email, "status": row.status, "created_at": format_timestamp(row.created_at),
                                    "confirmed_at": row.confirmed_at.map(format_timestamp)});
                 if let Some(r) = rhythm(row) {
-                    value["rhythm"] = json!(r.rhythm);
-                    value["rhythm_is_default"] = json!(!r.own_rhythm);
-                    value["timezone"] = json!(r.zone.name());
-                    value["timezone_is_default"] = json!(!r.own_zone);
+                    super::reader::rhythm(&mut value, &r);
                 }
                 write!(out, "{}{value}", if first { "\n  " } else { ",\n  " })?;
                 first = false;
@@ -142,6 +140,81 @@ pub async fn subscribers(
                 table(out, &header, &plain)?;
             }
             writeln!(out, "{} subscriber(s)", plain.len() + paced.len())?;
+        }
+    }
+    Ok(())
+}
+
+/// `subscribers export`: every subscription of `newsletters`, a newsletter
+/// at a time, streamed as `subscribers list` does. The first four columns
+/// are the list's CSV, a contract with the spreadsheets and scripts that
+/// read it; the rest follow them.
+pub async fn export(
+    out: &mut impl Write,
+    store: &Store,
+    newsletters: &[Newsletter],
+    erased: &ErasedAddresses,
+) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_writer(out);
+    w.write_record(["email", "status", "created_at", "confirmed_at", "newsletter", "unsubscribed_at", "suppression"])?;
+    let at = |t: Option<i64>| t.map(format_timestamp).unwrap_or_default();
+    for newsletter in newsletters {
+        walk(store, newsletter.id, None, |row| {
+            let suppression = if row.bounced_at.is_some() {
+                Reason::Bounced.as_str()
+            } else if erased.erased_at(&row.email).is_some() {
+                Reason::Erased.as_str()
+            } else {
+                ""
+            };
+            let record = [
+                row.email.clone(),
+                row.status.to_string(),
+                format_timestamp(row.created_at),
+                at(row.confirmed_at),
+                newsletter.slug.to_string(),
+                at(row.unsubscribed_at),
+                suppression.to_owned(),
+            ];
+            Ok(w.write_record(record.iter().map(|cell| neutralise(cell).into_owned()))?)
+        })
+        .await?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// The suppression list as `bulletin suppressions list` prints it.
+pub fn suppressions(out: &mut impl Write, format: Format, list: &[Suppressed]) -> anyhow::Result<()> {
+    let header = ["address", "reason", "since"];
+    let cells: Vec<[String; 3]> = list
+        .iter()
+        .map(|s| {
+            let address = s.address.clone().unwrap_or_else(|| "(erased: only a keyed hash is kept)".to_owned());
+            [address, s.reason.as_str().to_owned(), format_timestamp(s.since)]
+        })
+        .collect();
+    match format {
+        Format::Table => {
+            table(out, &header, &cells)?;
+            writeln!(out, "{} suppressed address(es)", list.len())?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(header)?;
+            for (s, row) in list.iter().zip(&cells) {
+                let address = s.address.as_deref().unwrap_or_default();
+                w.write_record([neutralise(address).as_ref(), &row[1], &row[2]])?;
+            }
+            w.flush()?;
+        }
+        Format::Json => {
+            let rows: Vec<_> = list
+                .iter()
+                .map(|s| json!({"address": s.address, "reason": s.reason, "since": format_timestamp(s.since)}))
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &rows)?;
+            writeln!(out)?;
         }
     }
     Ok(())
@@ -208,7 +281,11 @@ async fn walk(
     }
 }
 
-fn table<const N: usize>(out: &mut impl Write, header: &[&str; N], rows: &[[String; N]]) -> std::io::Result<()> {
+pub(super) fn table<const N: usize>(
+    out: &mut impl Write,
+    header: &[&str; N],
+    rows: &[[String; N]],
+) -> std::io::Result<()> {
     let mut widths: [usize; N] = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -116,6 +116,8 @@ pub enum ConsentSource {
     Preferences,
     /// `bulletin subscribers import`.
     Import,
+    /// An operator acting for one reader: `bulletin subscribers add` or `unsubscribe`.
+    Operator,
 }
 
 impl ConsentSource {
@@ -128,6 +130,7 @@ impl ConsentSource {
             Self::OneClick => "one-click",
             Self::Preferences => "preferences",
             Self::Import => "import",
+            Self::Operator => "operator",
         }
     }
 }

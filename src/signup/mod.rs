@@ -7,8 +7,10 @@ mod batch;
 mod catalog;
 mod links;
 mod offers;
+mod reader;
 pub mod roster;
 pub mod stamp;
+pub mod suppression;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use tokio::sync::Notify;
 pub use catalog::Catalog;
 pub use links::Links;
 pub use offers::{ReaderRhythm, RhythmChoice, RhythmOffer, RhythmOffers, RhythmUpdate};
+pub use reader::{Added, CapHeld, ConsentEntry, Reader, ReaderSubscription, Resent};
 
 use crate::clock::Clock;
 use crate::domain::{
@@ -25,7 +28,8 @@ use crate::domain::{
     TokenHash,
 };
 use crate::store::{
-    ConfirmOutcome, Consent, MailCap, RequestedSubscription, SignupRequest, Store, StoreError, TokenState,
+    ConfirmOutcome, Consent, MailCap, RequestedSubscription, SignupOutcome, SignupRequest, Store, StoreError,
+    TokenState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -212,19 +216,20 @@ impl Signup {
         visitor: &Visitor,
     ) -> Result<(), SignupError> {
         let requested: Vec<_> = newsletters.iter().map(|&id| RequestedSubscription::plain(id)).collect();
-        self.subscribe_requested(email, &requested, source, visitor).await
+        self.subscribe_requested(email, &requested, source, visitor).await.map(|_| ())
     }
 
     /// Records a signup and, within the per-address cap, queues the
-    /// confirmation mail. The caller learns nothing about the address's
-    /// previous state: that is what keeps the responses identical.
+    /// confirmation mail. What it did is for the operator's CLI: a web
+    /// answer must not depend on it, which keeps the responses identical
+    /// whatever the address's previous state.
     pub async fn subscribe_requested(
         &self,
         email: &EmailAddress,
         requested: &[RequestedSubscription],
         source: ConsentSource,
         visitor: &Visitor,
-    ) -> Result<(), SignupError> {
+    ) -> Result<SignupOutcome, SignupError> {
         let consent = self.consent(source, visitor);
         let signup = SignupRequest { email: email.clone(), newsletters: requested.to_vec(), consent };
         let outcome = self.signups.record(signup).await?;
@@ -237,7 +242,7 @@ impl Signup {
         if outcome.mail_queued {
             self.mail_queued.notify_one();
         }
-        Ok(())
+        Ok(outcome)
     }
 
     pub async fn preview_confirmation(&self, token: &str) -> Result<ConfirmPreview, SignupError> {

@@ -12,6 +12,7 @@ mod issues;
 mod items;
 mod mail_server;
 mod newsletters;
+mod readers;
 mod rhythms;
 mod subscribers;
 mod suppressions;
@@ -34,12 +35,13 @@ pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use issues::IssueRow;
 pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
+pub use readers::SubscriberRecord;
 pub use rhythms::{RhythmRequest, RhythmSlot};
 pub use subscribers::{
-    Consent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest, SubscriberRow,
-    SubscriptionState,
+    Consent, ConsentEvent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest,
+    SubscriberRow, SubscriptionState,
 };
-pub use suppressions::{ImportOutcome, ImportRow};
+pub use suppressions::{ImportOutcome, ImportRow, Suppression};
 pub use tokens::{ConfirmOutcome, NewToken, TokenState};
 
 #[derive(Debug, thiserror::Error)]

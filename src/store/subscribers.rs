@@ -83,6 +83,35 @@ pub struct SubscriptionState {
     /// The reader's own rhythm and zone; `None`: the newsletter's default.
     pub rhythm: Option<Rhythm>,
     pub zone: Option<Zone>,
+    pub created_at: Timestamp,
+    /// The last confirmation and the last unsubscribe; a reader who came back keeps the older one.
+    pub confirmed_at: Option<Timestamp>,
+    pub unsubscribed_at: Option<Timestamp>,
+}
+
+/// A row of [`Store::subscriptions_of`] as the database has it.
+#[derive(sqlx::FromRow)]
+struct SubscriptionListing {
+    newsletter_id: i64,
+    status: String,
+    rhythm: String,
+    timezone: String,
+    created_at: Timestamp,
+    confirmed_at: Option<Timestamp>,
+    unsubscribed_at: Option<Timestamp>,
+}
+
+/// One entry of the consent record: a consent given or withdrawn.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ConsentEvent {
+    pub newsletter_id: i64,
+    /// `signup`, `confirm` or `unsubscribe`.
+    pub action: String,
+    /// Where it came from, as [`ConsentSource::as_str`] names it.
+    pub source: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at: Timestamp,
 }
 
 /// What a preferences change did, per newsletter.
@@ -99,6 +128,9 @@ pub struct SubscriberRow {
     pub status: SubscriptionStatus,
     pub created_at: Timestamp,
     pub confirmed_at: Option<Timestamp>,
+    pub unsubscribed_at: Option<Timestamp>,
+    /// When mail to the address bounced for good: the address is suppressed.
+    pub bounced_at: Option<Timestamp>,
     /// The reader's own rhythm and zone; `None`: the newsletter's default.
     pub rhythm: Option<Rhythm>,
     pub zone: Option<Zone>,
@@ -112,6 +144,8 @@ struct SubscriberListing {
     status: String,
     created_at: Timestamp,
     confirmed_at: Option<Timestamp>,
+    unsubscribed_at: Option<Timestamp>,
+    suppressed_at: Option<Timestamp>,
     rhythm: String,
     timezone: String,
 }
@@ -365,17 +399,28 @@ impl Store {
 
     /// Every subscription the subscriber has, in any state.
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionState>> {
-        let rows: Vec<(i64, String, String, String)> = reading!(self, |pool| {
-            sqlx::query_as("SELECT newsletter_id, status, rhythm, timezone FROM subscriptions WHERE subscriber_id = $1")
-                .bind(subscriber_id)
-                .fetch_all(pool)
-                .await?
+        let rows: Vec<SubscriptionListing> = reading!(self, |pool| {
+            sqlx::query_as(
+                "SELECT newsletter_id, status, rhythm, timezone, created_at, confirmed_at, unsubscribed_at \
+                 FROM subscriptions WHERE subscriber_id = $1 ORDER BY newsletter_id",
+            )
+            .bind(subscriber_id)
+            .fetch_all(pool)
+            .await?
         });
         Ok(rows
             .into_iter()
-            .filter_map(|(newsletter_id, status, rhythm, zone)| {
-                let (rhythm, zone) = read_choice(&rhythm, &zone);
-                Some(SubscriptionState { newsletter_id, status: status.parse().ok()?, rhythm, zone })
+            .filter_map(|row| {
+                let (rhythm, zone) = read_choice(&row.rhythm, &row.timezone);
+                Some(SubscriptionState {
+                    newsletter_id: row.newsletter_id,
+                    status: row.status.parse().ok()?,
+                    rhythm,
+                    zone,
+                    created_at: row.created_at,
+                    confirmed_at: row.confirmed_at,
+                    unsubscribed_at: row.unsubscribed_at,
+                })
             })
             .collect())
     }
@@ -441,8 +486,8 @@ impl Store {
     ) -> Result<Vec<SubscriberRow>> {
         let rows: Vec<SubscriberListing> = reading!(self, |pool| {
             sqlx::query_as(
-                "SELECT s.id, s.email, sub.status, sub.created_at, sub.confirmed_at, sub.rhythm, sub.timezone \
-                 FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
+                "SELECT s.id, s.email, sub.status, sub.created_at, sub.confirmed_at, sub.unsubscribed_at, \
+                 s.suppressed_at, sub.rhythm, sub.timezone FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
                  WHERE sub.newsletter_id = $1 AND ($2 IS NULL OR sub.status = $2) AND sub.subscriber_id > $3 \
                  ORDER BY sub.subscriber_id LIMIT $4",
             )
@@ -463,6 +508,8 @@ impl Store {
                     status: row.status.parse().ok()?,
                     created_at: row.created_at,
                     confirmed_at: row.confirmed_at,
+                    unsubscribed_at: row.unsubscribed_at,
+                    bounced_at: row.suppressed_at,
                     rhythm,
                     zone,
                 })
@@ -470,11 +517,8 @@ impl Store {
             .collect())
     }
 
-    /// The consent record of one subscriber: (newsletter, action, source, ip, user agent, time).
-    pub async fn consent_events(
-        &self,
-        subscriber_id: i64,
-    ) -> Result<Vec<(i64, String, String, Option<String>, Option<String>, Timestamp)>> {
+    /// The consent record of one subscriber, oldest first.
+    pub async fn consent_events(&self, subscriber_id: i64) -> Result<Vec<ConsentEvent>> {
         reading!(self, |pool| {
             Ok(sqlx::query_as(
                 "SELECT newsletter_id, action, source, ip, user_agent, created_at FROM consent_events \

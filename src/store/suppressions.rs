@@ -17,6 +17,15 @@ pub struct ImportRow {
     pub suppressed: bool,
 }
 
+/// An entry of the suppression list: a keyed hash of an address, never the address.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Suppression {
+    pub email_hash: String,
+    /// `erased`; the schema also allows `bounced`, though a bounce is kept on its subscriber instead.
+    pub reason: String,
+    pub created_at: Timestamp,
+}
+
 /// What one import batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportOutcome {
@@ -41,19 +50,83 @@ impl Store {
 
     /// Which of these keyed hashes are on the suppression list.
     pub async fn suppressed_hashes(&self, hashes: &[String]) -> Result<HashSet<String>> {
+        Ok(self.suppressions_of(hashes).await?.into_iter().map(|s| s.email_hash).collect())
+    }
+
+    /// The suppression list's entries for these keyed hashes.
+    pub async fn suppressions_of(&self, hashes: &[String]) -> Result<Vec<Suppression>> {
         if hashes.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(vec![]);
         }
-        let found: Vec<String> = reading!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT email_hash FROM suppressions WHERE email_hash IN (");
+        reading!(self, |pool| {
+            let mut qb =
+                QueryBuilder::new("SELECT email_hash, reason, created_at FROM suppressions WHERE email_hash IN (");
             let mut list = qb.separated(", ");
             for h in hashes {
                 list.push_bind(h.as_str());
             }
-            qb.push(")");
-            qb.build_query_scalar().fetch_all(pool).await?
-        });
-        Ok(found.into_iter().collect())
+            qb.push(") ORDER BY created_at");
+            Ok(qb.build_query_as().fetch_all(pool).await?)
+        })
+    }
+
+    /// The whole suppression list, oldest first.
+    pub async fn suppressions(&self) -> Result<Vec<Suppression>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT email_hash, reason, created_at FROM suppressions ORDER BY created_at, email_hash",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// Subscribers whose mail bounced for good, with when: (address, time), oldest first.
+    pub async fn bounced_subscribers(&self) -> Result<Vec<(String, Timestamp)>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT email, suppressed_at FROM subscribers WHERE suppressed_at IS NOT NULL ORDER BY suppressed_at, id",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    /// One page of every subscriber's (id, address), by id after `after`.
+    pub async fn addresses_page(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as("SELECT id, email FROM subscribers WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?)
+        })
+    }
+
+    /// Takes an address off the suppression list: its keyed hashes go, and a
+    /// bounce recorded on its subscriber is forgotten. Returns how many
+    /// hashes went and whether a bounce was cleared.
+    pub async fn remove_suppression(&self, email: &EmailAddress, hashes: &[String]) -> Result<(u64, bool)> {
+        in_tx!(self, |tx| {
+            let mut removed = 0;
+            if !hashes.is_empty() {
+                let mut qb = QueryBuilder::new("DELETE FROM suppressions WHERE email_hash IN (");
+                let mut list = qb.separated(", ");
+                for h in hashes {
+                    list.push_bind(h.as_str());
+                }
+                qb.push(")");
+                removed = qb.build().execute(&mut *tx).await?.rows_affected();
+            }
+            let cleared = sqlx::query(
+                "UPDATE subscribers SET suppressed_at = NULL WHERE email_key = $1 AND suppressed_at IS NOT NULL",
+            )
+            .bind(email.key())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            Ok((removed, cleared > 0))
+        })
     }
 
     /// Removes every trace of an address but a keyed hash on the suppression

@@ -2,7 +2,20 @@
 //! an operator's SQL would.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
+
+/// Runs `bulletin --config CONFIG ARGS` as an operator would from a script:
+/// no terminal on standard input, log lines only for errors.
+pub fn bulletin(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("BULLETIN_CONFIG")
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run bulletin")
+}
 
 /// A config file for the `bulletin` binary: the test's database, the test
 /// secret, SMTP transport and these further `[mail]` lines.
