@@ -1,7 +1,7 @@
 //! `bulletin issue …`: the editor's commands.
 
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -221,11 +221,7 @@ pub(super) fn confirm(question: &str) -> anyhow::Result<()> {
     if !std::io::stdin().is_terminal() {
         bail!("refusing to send without --yes: standard input is not a terminal");
     }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+    if !super::prompt::yes(question)? {
         bail!("not sent");
     }
     Ok(())
@@ -335,6 +331,7 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
     let message = IssueMail {
         issue: &issue,
         to: &to,
+        name: None,
         unsubscribe_url: &links.unsubscribe_url(TEST_COPY, draft.newsletter.id),
         preferences_url: &links.preferences_url(TEST_COPY),
         message_id: mailer.new_message_id(),

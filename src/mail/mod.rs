@@ -21,7 +21,7 @@ use lettre::message::header::{Header, HeaderName, HeaderValue};
 
 pub use channel::Channel;
 pub use confirmation::ConfirmationMail;
-pub use issue::{DigestContent, DigestStory, IssueMail, RenderedIssue, markdown_to_html};
+pub use issue::{DigestContent, DigestStory, IssueMail, Reader, RenderedIssue, markdown_to_html};
 pub use smtp::{SendFailure, SmtpConnection, SmtpTarget};
 
 use crate::config::{DkimSettings, MailSettings, TransportKind};
