@@ -414,6 +414,10 @@ mod tests {
         assert_eq!(read.name.as_deref(), Some("Ada Lovelace"));
         assert_eq!(read.consented_at, Some(1_551_700_800), "OPTIN_TIME when CONFIRM_TIME is empty");
         assert_eq!((read.standing, read.left_at), (Standing::Unsubscribed, Some(1_609_459_200)));
+
+        let cleaned = columns(&["Email Address", "CLEAN_TIME", "CLEAN_CAMPAIGN_TITLE"]);
+        let read = cleaned.read(&StringRecord::from(vec!["b@example.org", "2021-01-01", "Spring"]), NOW).unwrap();
+        assert_eq!((read.standing, read.left_at), (Standing::Cleaned, Some(1_609_459_200)));
     }
 
     #[test]

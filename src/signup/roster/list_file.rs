@@ -199,6 +199,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn line_ends_normalise_the_same_whatever_the_reads(
+            input in proptest::collection::vec(proptest::sample::select(b"a,\r\n".to_vec()), 0..64),
+            size in 1usize..8,
+        ) {
+            let text = String::from_utf8(input.clone()).unwrap();
+            let expected = text.replace("\r\n", "\n").replace('\r', "\n");
+            proptest::prop_assert_eq!(normalised(&input, size), expected.into_bytes());
+        }
+    }
+
     #[test]
     fn the_separator_is_the_headers() {
         assert_eq!(sniff(b"email;name;\"a,b,c\"\nx,y,z,w"), Some(b';'));
