@@ -231,10 +231,11 @@ async fn import_export_erase(backend: Backend) {
     assert!(!export.contains("ada@"), "{export}");
     assert_eq!(app.delivery_counts(issue).await.get("sent"), Some(&1), "the erased reader's ledger row is gone");
 
-    // Re-importing the erased address as confirmed is refused: it gets a new opt-in instead.
+    // Re-importing the erased address as confirmed is refused: it gets a new
+    // opt-in instead (a mail, so without a terminal --yes is needed).
     let out = bulletin(
         &config,
-        &["subscribers", "import", "--newsletter", "weekend-reads", "--confirmed", csv.to_str().unwrap()],
+        &["subscribers", "import", "--newsletter", "weekend-reads", "--confirmed", "--yes", csv.to_str().unwrap()],
     );
     let summary = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(summary.contains("1 address(es) had been erased before"), "{summary}");

@@ -1,7 +1,7 @@
 //! `bulletin issue …`: the editor's commands.
 
 use std::collections::HashMap;
-use std::io::{BufRead, IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -306,11 +306,7 @@ pub(super) fn confirm(question: &str, action: &str, declined: &str) -> anyhow::R
     if !std::io::stdin().is_terminal() {
         bail!("refusing to {action} without --yes: standard input is not a terminal");
     }
-    eprint!("{question} [y/N] ");
-    std::io::stderr().flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+    if !super::prompt::yes(question)? {
         bail!("{declined}");
     }
     Ok(())
@@ -468,6 +464,7 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
     let message = IssueMail {
         issue: &issue,
         to: &to,
+        name: None,
         unsubscribe_url: &links.unsubscribe_url(TEST_COPY, draft.newsletter.id),
         preferences_url: &links.preferences_url(TEST_COPY),
         message_id: mailer.new_message_id(),

@@ -1,10 +1,12 @@
 //! The `bulletin` command line for operators and editors.
 
 mod digest;
+mod import;
 mod issue;
 mod items;
 mod output;
 mod progress;
+mod prompt;
 mod reader;
 mod subscribers;
 mod warnings;
@@ -21,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::Settings;
 use crate::digest::DigestPlan;
 use crate::domain::{NewsletterSlug, SubscriptionStatus};
-use crate::signup::{RhythmOffer, roster};
+use crate::signup::RhythmOffer;
 use crate::web;
 use output::Format;
 pub use warnings::{GatherLayer, Stderr as LogWriter};
@@ -181,20 +183,7 @@ pub enum SubscribersCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Import a CSV file (header must contain `email`; `-` reads stdin).
-    ///
-    /// New addresses get the double opt-in mail (under the per-address cap),
-    /// unless --confirmed says they already gave consent. Bad rows are reported
-    /// with their line numbers and skipped; unsubscribed readers stay unsubscribed.
-    Import {
-        #[arg(long)]
-        newsletter: String,
-        /// The subscribers already consented elsewhere: confirm them, send nothing.
-        #[arg(long)]
-        confirmed: bool,
-        /// CSV file, or `-` for standard input.
-        file: PathBuf,
-    },
+    Import(import::ImportArgs),
     #[command(flatten)]
     Reader(subscribers::ReaderCommand),
 }
@@ -224,9 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Issue { command } => issue::run(&settings, command).await,
         Command::Digest { command } => digest::run(&settings, command).await,
         Command::Items { command } => items::run(&settings, command).await,
-        Command::Subscribers { command: SubscribersCommand::Import { newsletter, confirmed, file } } => {
-            import(&settings, &newsletter, confirmed, &file).await
-        }
+        Command::Subscribers { command: SubscribersCommand::Import(args) } => import::run(&settings, args).await,
         Command::Subscribers { command: SubscribersCommand::Reader(command) } => {
             subscribers::run(&settings, command).await
         }
@@ -336,41 +323,6 @@ fn check_mail_server(settings: &Settings) {
             tracing::warn!("{e}. Mail waits until it answers: check mail.smtp_url and that the server is running.");
         }
     });
-}
-
-async fn import(settings: &Settings, newsletter: &str, confirmed: bool, file: &std::path::Path) -> anyhow::Result<()> {
-    let services = app::services(settings, Clock::system()).await?;
-    let found = newsletter_by_slug(&services, newsletter)?;
-    let input: Box<dyn std::io::Read + Send> = if file.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?)
-    };
-    let cap = services.signup.cap();
-    let keys = services.signup.links().keys().clone();
-    let clock = Clock::system();
-    let report = roster::import_stream(&services.store, &keys, &clock, &found, input, confirmed, cap, |bad| {
-        eprintln!("line {}: skipped: {}", bad.line, bad.reason);
-    })
-    .await?;
-    let o = &report.outcome;
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "Imported into {}: {} confirmed, {} pending ({} confirmation mail(s) queued), {} already there, {} bad row(s) skipped.",
-        found.slug, o.confirmed, o.pending, o.mails_queued, o.unchanged, report.bad_rows
-    )?;
-    if report.needed_opt_in > 0 {
-        writeln!(
-            out,
-            "{} address(es) had been erased before: they were not confirmed and get a new opt-in mail instead.",
-            report.needed_opt_in
-        )?;
-    }
-    if o.mails_queued > 0 {
-        writeln!(out, "Confirmation mail is sent by `bulletin serve` or `bulletin worker`.")?;
-    }
-    Ok(())
 }
 
 /// Waits for Ctrl-C or SIGTERM and returns the signal's number.

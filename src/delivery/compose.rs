@@ -77,6 +77,7 @@ impl Composer {
                 let message = IssueMail {
                     issue: &issue,
                     to: &to,
+                    name: delivery.name.as_deref(),
                     unsubscribe_url: &self.links.unsubscribe_url(delivery.link_ref, newsletter),
                     preferences_url: &self.links.preferences_url(delivery.link_ref),
                     message_id,

@@ -13,6 +13,9 @@ use crate::domain::EmailAddress;
 #[template(path = "issue.txt")]
 struct Text<'a> {
     newsletter: &'a str,
+    /// The reader's name, if known (see [`Reader`]).
+    #[allow(dead_code, reason = "offered to a site's own templates; the shipped ones leave it out")]
+    name: Option<&'a str>,
     subject: &'a str,
     body: &'a str,
     unsubscribe_url: &'a str,
@@ -23,6 +26,9 @@ struct Text<'a> {
 #[template(path = "issue.html")]
 struct Html<'a> {
     newsletter: &'a str,
+    /// The reader's name, if known (see [`Reader`]).
+    #[allow(dead_code, reason = "offered to a site's own templates; the shipped ones leave it out")]
+    name: Option<&'a str>,
     subject: &'a str,
     body_html: &'a str,
     unsubscribe_url: &'a str,
@@ -33,6 +39,9 @@ struct Html<'a> {
 #[template(path = "digest.txt")]
 struct DigestText<'a> {
     newsletter: &'a str,
+    /// The reader's name, if known (see [`Reader`]).
+    #[allow(dead_code, reason = "offered to a site's own templates; the shipped ones leave it out")]
+    name: Option<&'a str>,
     date: &'a str,
     stories: &'a [DigestStory],
     unsubscribe_url: &'a str,
@@ -43,6 +52,9 @@ struct DigestText<'a> {
 #[template(path = "digest.html")]
 struct DigestHtml<'a> {
     newsletter: &'a str,
+    /// The reader's name, if known (see [`Reader`]).
+    #[allow(dead_code, reason = "offered to a site's own templates; the shipped ones leave it out")]
+    name: Option<&'a str>,
     subject: &'a str,
     date: &'a str,
     stories: &'a [DigestStory],
@@ -102,16 +114,24 @@ impl RenderedIssue {
         Self { digest: Some(content), ..Self::new(newsletter_name, slug, subject, "", mailer) }
     }
 
-    /// The text and HTML parts for one reader.
+    /// The text and HTML parts for a reader Bulletin knows nothing about
+    /// (a preview, a test copy).
     pub fn render(&self, unsubscribe_url: &str, preferences_url: &str) -> Result<(String, String), askama::Error> {
+        self.render_for(&Reader { name: None, unsubscribe_url, preferences_url })
+    }
+
+    /// The text and HTML parts for one reader.
+    pub fn render_for(&self, reader: &Reader<'_>) -> Result<(String, String), askama::Error> {
+        let Reader { name, unsubscribe_url, preferences_url } = *reader;
         let newsletter = &self.newsletter_name;
         let subject = &self.subject;
         Ok(match &self.digest {
             Some(d) => (
-                DigestText { newsletter, date: &d.date, stories: &d.stories, unsubscribe_url, preferences_url }
+                DigestText { newsletter, name, date: &d.date, stories: &d.stories, unsubscribe_url, preferences_url }
                     .render()?,
                 DigestHtml {
                     newsletter,
+                    name,
                     subject,
                     date: &d.date,
                     stories: &d.stories,
@@ -121,11 +141,24 @@ impl RenderedIssue {
                 .render()?,
             ),
             None => (
-                Text { newsletter, subject, body: &self.text, unsubscribe_url, preferences_url }.render()?,
-                Html { newsletter, subject, body_html: &self.html, unsubscribe_url, preferences_url }.render()?,
+                Text { newsletter, name, subject, body: &self.text, unsubscribe_url, preferences_url }.render()?,
+                Html { newsletter, name, subject, body_html: &self.html, unsubscribe_url, preferences_url }.render()?,
             ),
         })
     }
+}
+
+/// What the issue and digest templates know of the reader a copy is for.
+///
+/// `name` comes from an imported list and is `None` for most readers; the
+/// shipped templates do not print it, so a copy looks the same either way. A
+/// site that wants a greeting edits the templates and rebuilds:
+/// `{% if let Some(name) = name %}Hello {{ name }},{% endif %}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Reader<'a> {
+    pub name: Option<&'a str>,
+    pub unsubscribe_url: &'a str,
+    pub preferences_url: &'a str,
 }
 
 /// The `List-Id` header value (RFC 2919): the newsletter's name as a phrase
@@ -204,6 +237,8 @@ fn one_line(s: &str) -> String {
 pub struct IssueMail<'a> {
     pub issue: &'a RenderedIssue,
     pub to: &'a EmailAddress,
+    /// The reader's name, if known: in the `To` header and the templates.
+    pub name: Option<&'a str>,
     pub unsubscribe_url: &'a str,
     pub preferences_url: &'a str,
     /// Stable for one delivery, so a retry carries the same Message-ID.
@@ -213,10 +248,12 @@ pub struct IssueMail<'a> {
 impl IssueMail<'_> {
     pub fn build(&self, mailer: &Mailer) -> Result<Message, MailError> {
         let issue = self.issue;
-        let (text, html) = issue.render(self.unsubscribe_url, self.preferences_url)?;
+        let reader =
+            Reader { name: self.name, unsubscribe_url: self.unsubscribe_url, preferences_url: self.preferences_url };
+        let (text, html) = issue.render_for(&reader)?;
         let mut message = Message::builder()
             .from(mailer.from().clone())
-            .to(Mailbox::new(None, self.to.to_lettre()))
+            .to(Mailbox::new(self.name.map(str::to_owned), self.to.to_lettre()))
             .subject(issue.subject.clone())
             .message_id(Some(self.message_id.clone()))
             .multipart(MultiPart::alternative_plain_html(text, html))?;

@@ -21,7 +21,9 @@ use lettre::message::header::{Header, HeaderName, HeaderValue};
 
 pub use channel::Channel;
 pub use confirmation::ConfirmationMail;
-pub use issue::{DigestContent, DigestStory, IssueMail, RenderedIssue, html_to_text, markdown_to_html, raw_html_tags};
+pub use issue::{
+    DigestContent, DigestStory, IssueMail, Reader, RenderedIssue, html_to_text, markdown_to_html, raw_html_tags,
+};
 pub use smtp::{SendFailure, SmtpConnection, SmtpTarget};
 
 use crate::config::{DkimSettings, MailSettings, TransportKind};

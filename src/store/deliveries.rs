@@ -31,6 +31,8 @@ pub struct ClaimedDelivery {
     /// Names the reader in the links of this message.
     pub link_ref: LinkRef,
     pub email: String,
+    /// The reader's name, when an imported list gave one.
+    pub name: Option<String>,
     /// Attempts before this one.
     pub attempts: i64,
     /// For a confirmation mail: the newsletters the reader has pending, as claimed.
@@ -209,8 +211,8 @@ impl Store {
             return Ok(vec![]);
         }
         rows.sort_unstable_by_key(|row| row.id);
-        let emails: Vec<(i64, String, i64)> = reading!(self, |pool| {
-            let mut qb = QueryBuilder::new("SELECT id, email, link_salt FROM subscribers WHERE id IN (");
+        let emails: Vec<(i64, String, Option<String>, i64)> = reading!(self, |pool| {
+            let mut qb = QueryBuilder::new("SELECT id, email, name, link_salt FROM subscribers WHERE id IN (");
             let mut list = qb.separated(", ");
             for row in &rows {
                 list.push_bind(row.subscriber_id);
@@ -218,8 +220,10 @@ impl Store {
             qb.push(")");
             qb.build_query_as().fetch_all(pool).await?
         });
-        let emails: HashMap<i64, (String, LinkRef)> =
-            emails.into_iter().map(|(id, email, salt)| (id, (email, LinkRef { subscriber_id: id, salt }))).collect();
+        let emails: HashMap<i64, (String, Option<String>, LinkRef)> = emails
+            .into_iter()
+            .map(|(id, email, name, salt)| (id, (email, name, LinkRef { subscriber_id: id, salt })))
+            .collect();
         let asking: Vec<i64> =
             rows.iter().filter(|row| row.kind == DeliveryKind::Confirmation).map(|row| row.subscriber_id).collect();
         let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();
@@ -243,7 +247,7 @@ impl Store {
         Ok(rows
             .into_iter()
             .filter_map(|row| {
-                let (email, link_ref) = emails.get(&row.subscriber_id)?.clone();
+                let (email, name, link_ref) = emails.get(&row.subscriber_id)?.clone();
                 Some(ClaimedDelivery {
                     id: row.id,
                     kind: row.kind,
@@ -251,6 +255,7 @@ impl Store {
                     subscriber_id: row.subscriber_id,
                     link_ref,
                     email,
+                    name,
                     attempts: row.attempts,
                     pending: match row.kind {
                         DeliveryKind::Issue => vec![],

@@ -8,6 +8,7 @@
 mod deliveries;
 mod digests;
 mod health;
+mod imports;
 mod issues;
 mod items;
 mod mail_server;
@@ -32,6 +33,7 @@ use sqlx::sqlite::{
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use digests::{DigestOutcome, DigestRequest, DigestRunRow, DigestRunStatus};
 pub use health::{HEALTH_BUDGET, Unhealthy};
+pub use imports::{ImportOutcome, ImportRow, ImportWish};
 pub use issues::IssueRow;
 pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
@@ -41,7 +43,7 @@ pub use subscribers::{
     Consent, ConsentEvent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest,
     SubscriberRow, SubscriptionState,
 };
-pub use suppressions::{ImportOutcome, ImportRow, Suppression};
+pub use suppressions::Suppression;
 pub use tokens::{ConfirmOutcome, NewToken, TokenState};
 
 #[derive(Debug, thiserror::Error)]
@@ -199,24 +201,28 @@ macro_rules! reading {
     };
 }
 
-/// Runs `$body` inside a transaction bound to `$tx` and commits it.
+/// Runs `$body` inside a transaction bound to `$tx` and commits it (or,
+/// with `commit: false`, rolls it back: a rehearsal that changes nothing).
 ///
 /// SQLite transactions begin IMMEDIATE: taking the write lock up front means a
 /// busy writer is waited for (`busy_timeout`) instead of failing on upgrade.
 macro_rules! in_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
+        $crate::store::in_tx!($store, commit: true, |$tx| $body)
+    };
+    ($store:expr, commit: $commit:expr, |$tx:ident| $body:expr) => {
         match &$store.db {
             $crate::store::Db::Sqlite(pools) => {
                 $store.check_file()?;
                 let mut $tx = pools.write.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
-                $tx.commit().await?;
+                if $commit { $tx.commit().await? } else { $tx.rollback().await? }
                 out
             }
             $crate::store::Db::Postgres(pools) => {
                 let mut $tx = pools.main.begin().await?;
                 let out = $body;
-                $tx.commit().await?;
+                if $commit { $tx.commit().await? } else { $tx.rollback().await? }
                 out
             }
         }

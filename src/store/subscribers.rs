@@ -150,9 +150,21 @@ struct SubscriberListing {
     timezone: String,
 }
 
+/// One row of the consent record, as [`record_consent!`] writes it.
+pub(super) struct ConsentRecord<'a> {
+    pub subscriber_id: i64,
+    pub newsletter_id: i64,
+    pub action: &'static str,
+    pub source: &'a str,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub at: Timestamp,
+}
+
 /// Appends consent events to the open transaction, in one statement: for
-/// (subscriber, newsletter) `pairs` under one consent, or (`@each`) for
-/// (subscriber, newsletter, consent) triples.
+/// (subscriber, newsletter) `pairs` under one consent, (`@each`) for
+/// (subscriber, newsletter, consent) triples, or (`@events`) for
+/// [`ConsentRecord`]s, each with its own source and time (an import).
 macro_rules! record_consent_impl {
     ($tx:expr, $pairs:expr, $action:expr, $consent:expr) => {
         let consent: &$crate::store::Consent = &$consent;
@@ -161,19 +173,35 @@ macro_rules! record_consent_impl {
         );
     };
     (@each $tx:expr, $events:expr, $action:expr) => {
-        let events: Vec<(i64, i64, &$crate::store::Consent)> = $events.into_iter().collect();
+        $crate::store::subscribers::record_consent!(
+            @events $tx,
+            $events.into_iter().map(|(subscriber_id, newsletter_id, consent): (i64, i64, &$crate::store::Consent)| {
+                $crate::store::subscribers::ConsentRecord {
+                    subscriber_id,
+                    newsletter_id,
+                    action: $action,
+                    source: consent.source.as_str(),
+                    ip: consent.ip.as_deref(),
+                    user_agent: consent.user_agent.as_deref(),
+                    at: consent.at,
+                }
+            })
+        );
+    };
+    (@events $tx:expr, $events:expr) => {
+        let events: Vec<$crate::store::subscribers::ConsentRecord> = $events.into_iter().collect();
         if !events.is_empty() {
             let mut qb = QueryBuilder::new(
                 "INSERT INTO consent_events (subscriber_id, newsletter_id, action, source, ip, user_agent, created_at) ",
             );
-            qb.push_values(events.iter(), |mut b, (subscriber_id, newsletter_id, consent)| {
-                b.push_bind(*subscriber_id)
-                    .push_bind(*newsletter_id)
-                    .push_bind($action)
-                    .push_bind(consent.source.as_str())
-                    .push_bind(consent.ip.as_deref())
-                    .push_bind(consent.user_agent.as_deref())
-                    .push_bind(consent.at);
+            qb.push_values(events.iter(), |mut b, event| {
+                b.push_bind(event.subscriber_id)
+                    .push_bind(event.newsletter_id)
+                    .push_bind(event.action)
+                    .push_bind(event.source)
+                    .push_bind(event.ip)
+                    .push_bind(event.user_agent)
+                    .push_bind(event.at);
             });
             qb.build().execute(&mut *$tx).await?;
         }

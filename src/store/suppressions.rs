@@ -1,21 +1,12 @@
-//! Suppression (addresses we must not mail) and erasure, plus bulk import.
+//! Suppression (addresses we must not mail) and erasure.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use sqlx::QueryBuilder;
 
-use super::subscribers::{queue_confirmations, record_consent};
-use super::{Consent, MailCap, Result, Store, in_tx, reading, with_pool};
+use super::{Result, Store, in_tx, reading, with_pool};
 use crate::clock::Timestamp;
 use crate::domain::EmailAddress;
-
-/// One row of an import batch.
-#[derive(Debug, Clone)]
-pub struct ImportRow {
-    pub email: EmailAddress,
-    /// On the suppression list (erased earlier): needs a new opt-in whatever `--confirmed` says.
-    pub suppressed: bool,
-}
 
 /// An entry of the suppression list: a keyed hash of an address, never the address.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -24,15 +15,6 @@ pub struct Suppression {
     /// `erased`; the schema also allows `bounced`, though a bounce is kept on its subscriber instead.
     pub reason: String,
     pub created_at: Timestamp,
-}
-
-/// What one import batch did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImportOutcome {
-    pub confirmed: u64,
-    pub pending: u64,
-    pub unchanged: u64,
-    pub mails_queued: u64,
 }
 
 impl Store {
@@ -168,77 +150,6 @@ impl Store {
                 sqlx::query("DELETE FROM suppressions WHERE email_hash = $1").bind(hash).execute(pool).await?;
             }
             Ok(())
-        })
-    }
-
-    /// Imports one batch into a newsletter with a handful of set-based
-    /// statements. `confirmed` rows become confirmed (consent source
-    /// "import") unless suppressed; the rest become pending and get the
-    /// double opt-in mail under the per-address cap. Never overrides an unsubscribe.
-    pub async fn import_batch(
-        &self,
-        newsletter_id: i64,
-        rows: &[ImportRow],
-        confirmed: bool,
-        consent: &Consent,
-        cap: MailCap,
-    ) -> Result<ImportOutcome> {
-        if rows.is_empty() {
-            return Ok(ImportOutcome::default());
-        }
-        let now = consent.at;
-        in_tx!(self, |tx| {
-            let mut qb = QueryBuilder::new("INSERT INTO subscribers (email, email_key, created_at) ");
-            qb.push_values(rows, |mut b, row| {
-                b.push_bind(row.email.as_str()).push_bind(row.email.key()).push_bind(now);
-            });
-            qb.push(" ON CONFLICT (email_key) DO UPDATE SET email_key = excluded.email_key RETURNING id, email_key");
-            let ids: Vec<(i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            let ids: HashMap<String, i64> = ids.into_iter().map(|(id, key)| (key, id)).collect();
-            let id_of = |row: &ImportRow| ids.get(&row.email.key()).copied();
-            let (direct, opt_in): (Vec<i64>, Vec<i64>) = {
-                let mut direct = vec![];
-                let mut opt_in = vec![];
-                for row in rows {
-                    let Some(id) = id_of(row) else { continue };
-                    if confirmed && !row.suppressed { direct.push(id) } else { opt_in.push(id) }
-                }
-                (direct, opt_in)
-            };
-
-            let mut outcome = ImportOutcome::default();
-            if !direct.is_empty() {
-                let mut qb = QueryBuilder::new(
-                    "INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at, confirmed_at) ",
-                );
-                qb.push_values(&direct, |mut b, id| {
-                    b.push_bind(*id).push_bind(newsletter_id).push_bind("confirmed").push_bind(now).push_bind(now);
-                });
-                qb.push(
-                    " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET status = 'confirmed', \
-                     confirmed_at = excluded.confirmed_at, digest_through = NULL WHERE subscriptions.status = 'pending' \
-                     RETURNING subscriber_id",
-                );
-                let changed: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                record_consent!(tx, changed.iter().map(|id| (*id, newsletter_id)), "confirm", consent);
-                outcome.confirmed = changed.len() as u64;
-            }
-            if !opt_in.is_empty() {
-                let mut qb =
-                    QueryBuilder::new("INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at) ");
-                qb.push_values(&opt_in, |mut b, id| {
-                    b.push_bind(*id).push_bind(newsletter_id).push_bind("pending").push_bind(now);
-                });
-                qb.push(" ON CONFLICT (subscriber_id, newsletter_id) DO NOTHING RETURNING subscriber_id");
-                let pending: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *tx).await?;
-                outcome.pending = pending.len() as u64;
-                if !pending.is_empty() {
-                    record_consent!(tx, pending.iter().map(|id| (*id, newsletter_id)), "signup", consent);
-                    outcome.mails_queued = queue_confirmations!(tx, &pending, now, cap).len() as u64;
-                }
-            }
-            outcome.unchanged = rows.len() as u64 - outcome.confirmed - outcome.pending;
-            Ok(outcome)
         })
     }
 }
