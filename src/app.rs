@@ -25,11 +25,17 @@ use crate::web::{self, AppState, ConnectionLimits, Shared, client::IpLimiter};
 
 /// Opens the database named by the settings and brings its schema up to date.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    Ok(open_and_migrate(settings).await?.0)
+}
+
+/// Opens the database and brings its schema up to date; also returns the
+/// migrations applied now, for `bulletin migrate` to say what it did.
+pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<(Store, Vec<String>)> {
     let store = Store::connect(settings.database.url.expose_secret(), settings.database.max_connections)
         .await
         .context("could not open the database (database.url)")?;
-    store.migrate().await.context("could not migrate the database")?;
-    Ok(store)
+    let applied = store.migrate().await.context("could not migrate the database")?;
+    Ok((store, applied))
 }
 
 /// The signing keys: the configured secret, or one generated on first run and kept in the database.

@@ -74,8 +74,17 @@ async fn migrate_and_bad_config(backend: Backend) {
     let config = write_config(dir.path(), &db.url, "");
     let out = bulletin(&config, &["migrate"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("up to date"));
-    assert!(bulletin(&config, &["migrate"]).status.success(), "migrating twice is fine");
+    let created = String::from_utf8_lossy(&out.stderr).to_string();
+    let folder = if db.url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    let shipped = std::fs::read_dir(format!("{}/migrations/{folder}", env!("CARGO_MANIFEST_DIR"))).unwrap().count();
+    assert!(
+        created.contains(&format!("applied {shipped} migration(s): subscriptions")),
+        "a new database says what it made: {created}"
+    );
+    assert!(created.contains("Newsletters: morning-briefing, explaining-ukraine, weekend-reads."), "{created}");
+    let again = bulletin(&config, &["migrate"]);
+    assert!(again.status.success(), "migrating twice is fine");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("was already up to date"), "{again:?}");
 
     let bad = write_config(dir.path(), &db.url, "[signup]\nper_ip_per_minit = 5\n");
     let out = bulletin(&bad, &["migrate"]);
@@ -178,14 +187,71 @@ fn every_command_explains_itself() {
         vec!["issue", "resume", "--help"],
         vec!["issue", "pause", "--help"],
         vec!["issue", "retry", "--help"],
+        vec!["issue", "preview", "--help"],
+        vec!["newsletters", "snippet", "--help"],
+        vec!["digest", "preview", "--help"],
+        vec!["digest", "run", "--help"],
+        vec!["digest", "list", "--help"],
+        vec!["items", "add", "--help"],
+        vec!["items", "list", "--help"],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_bulletin")).args(&args).output().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_bulletin")).args(&args).env("COLUMNS", "200").output().unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(help.contains("Usage"), "{args:?}");
+        // Every argument and option says what it is for.
+        let lines: Vec<&str> = help.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let entry = line.trim_start();
+            if !(line.starts_with("  ") && (entry.starts_with('-') || entry.starts_with('<') || entry.starts_with('[')))
+            {
+                continue;
+            }
+            let described = entry.contains("  ")
+                || lines.get(i + 1).is_some_and(|next| next.len() - next.trim_start().len() > line.len() - entry.len());
+            assert!(described, "{args:?}: `{entry}` has no description:\n{help}");
+        }
     }
 }
 
-on_both_backends!(lists_subscribers, migrate_and_bad_config, serve_writes_mail_and_stops_on_sigterm);
+/// A newsletter taken out of the configuration is archived: listed as such,
+/// its issues still listed, no signups.
+async fn a_removed_newsletter_is_archived(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let all = write_config(dir.path(), &db.url, "");
+    let issue = dir.path().join("issue.md");
+    std::fs::write(&issue, "# Last one\n").unwrap();
+    let send = ["issue", "send", "--newsletter", "weekend-reads", "--subject", "Farewell", "--yes", "--detach"];
+    let sent = bulletin(&all, &[&send[..], &["--allow-empty", issue.to_str().unwrap()]].concat());
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+
+    let fewer = write_config(
+        dir.path(),
+        &db.url,
+        "[[newsletters]]\nslug = \"morning-briefing\"\nname = \"Morning Briefing\"\n",
+    );
+    let listed: serde_json::Value =
+        serde_json::from_str(&stdout(&bulletin(&fewer, &["newsletters", "list", "--format", "json"]))).unwrap();
+    let state = |slug: &str| listed.as_array().unwrap().iter().find(|n| n["slug"] == slug).map(|n| n["state"].clone());
+    assert_eq!(state("morning-briefing"), Some("active".into()));
+    assert_eq!(state("weekend-reads"), Some("archived".into()), "{listed}");
+    let issues = stdout(&bulletin(&fewer, &["issue", "list", "--newsletter", "weekend-reads"]));
+    assert!(issues.contains("Farewell") && issues.contains("weekend-reads"), "its history is kept: {issues}");
+    let status = stdout(&bulletin(&fewer, &["issue", "status", "1"]));
+    assert!(status.contains("Newsletter: Weekend Reads (weekend-reads, archived)"), "{status}");
+    let refused = bulletin(&fewer, &[&send[..], &["--allow-empty", issue.to_str().unwrap()]].concat());
+    assert!(!refused.status.success(), "no new issue for an archived newsletter");
+}
+
+on_both_backends!(
+    lists_subscribers,
+    migrate_and_bad_config,
+    serve_writes_mail_and_stops_on_sigterm,
+    a_removed_newsletter_is_archived
+);
 
 /// Import with bad rows, export, erase, then re-import: the erased address
 /// needs a new opt-in.

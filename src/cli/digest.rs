@@ -20,7 +20,8 @@ use crate::store::{DigestOutcome, DigestRunRow, DigestRunStatus};
 pub enum DigestCommand {
     /// Show what the next digest would hold; fetches the feeds first, sends and marks nothing.
     Preview {
-        #[arg(long)]
+        /// The newsletter's slug, as in `bulletin newsletters list`.
+        #[arg(long, value_name = "SLUG")]
         newsletter: String,
         /// Also write the digest as its readers would see it (HTML) to this file.
         #[arg(long, value_name = "FILE")]
@@ -30,7 +31,8 @@ pub enum DigestCommand {
     ///
     /// Exits 1 without sending when the period's digest already went (or was skipped).
     Run {
-        #[arg(long)]
+        /// The newsletter's slug, as in `bulletin newsletters list`.
+        #[arg(long, value_name = "SLUG")]
         newsletter: String,
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long)]
@@ -41,7 +43,8 @@ pub enum DigestCommand {
     },
     /// Past runs, newest first: period, stories, recipients, the issue each became, or why it was skipped.
     List {
-        #[arg(long)]
+        /// Only this newsletter's (its slug); all newsletters without it.
+        #[arg(long, value_name = "SLUG")]
         newsletter: Option<String>,
         /// How many runs to show.
         #[arg(long, default_value_t = 30)]

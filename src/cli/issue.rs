@@ -24,8 +24,8 @@ use crate::mail::{IssueMail, Outbound, RenderedIssue};
 pub enum IssueCommand {
     /// Send a Markdown file to every confirmed subscriber of a newsletter.
     Send {
-        /// The newsletter's slug.
-        #[arg(long)]
+        /// The newsletter's slug, as in `bulletin newsletters list`.
+        #[arg(long, value_name = "SLUG")]
         newsletter: String,
         /// The subject line.
         #[arg(long)]
@@ -71,24 +71,34 @@ pub enum IssueCommand {
     },
     /// List issues, newest first.
     List {
-        #[arg(long)]
+        /// Only this newsletter's (its slug); all newsletters without it.
+        #[arg(long, value_name = "SLUG")]
         newsletter: Option<String>,
     },
     /// Show an issue's delivery counts and failures with their SMTP replies.
-    Status { id: i64 },
+    Status {
+        /// The issue's number, as in `bulletin issue list`.
+        id: i64,
+    },
     /// Continue a paused or interrupted issue (in the foreground unless --detach).
     Resume {
+        /// The issue's number, as in `bulletin issue list`.
         id: i64,
+        /// Only mark it sending again; `bulletin serve` or `bulletin worker` sends it.
         #[arg(long)]
         detach: bool,
     },
     /// Pause an issue: nothing more is handed to SMTP until it is resumed.
-    Pause { id: i64 },
+    Pause {
+        /// The issue's number, as in `bulletin issue list`.
+        id: i64,
+    },
     /// Requeue an issue's failed and/or ambiguous messages, once the cause is fixed.
     ///
     /// The messages go out again with fresh attempts, sent by `bulletin serve`
     /// or `bulletin worker` (or `bulletin issue resume ID` in the foreground).
     Retry {
+        /// The issue's number, as in `bulletin issue list`.
         id: i64,
         /// Requeue messages refused for good (bounced addresses stay suppressed).
         #[arg(long)]
@@ -177,8 +187,13 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             Ok(())
         }
         IssueCommand::List { newsletter } => {
+            // Archived newsletters (taken out of the configuration) keep their issues.
+            let all = services.store.list_newsletters().await?;
             let filter = match newsletter {
-                Some(slug) => Some(newsletter_by_slug(&services, &slug)?.id),
+                Some(slug) => match all.iter().find(|n| n.slug.as_str() == slug) {
+                    Some(found) => Some(found.id),
+                    None => Some(newsletter_by_slug(&services, &slug)?.id),
+                },
                 None => None,
             };
             let issues = services.store.issues(filter).await?;
@@ -189,7 +204,7 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
                 "id", "newsletter", "status", "queued", "took"
             )?;
             for issue in issues {
-                let slug = services.signup.catalog().by_id(issue.newsletter_id).map(|n| n.slug.to_string());
+                let slug = all.iter().find(|n| n.id == issue.newsletter_id).map(|n| n.slug.to_string());
                 let took = issue.completed_at.map(|done| duration((done - issue.created_at).max(0)));
                 writeln!(
                     out,
@@ -209,8 +224,11 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             let tally = Tally::of(&services.store, id).await?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "Issue #{id}: {}", issue.subject)?;
-            if let Some(newsletter) = services.signup.catalog().by_id(issue.newsletter_id) {
-                writeln!(out, "Newsletter: {} ({})", newsletter.name, newsletter.slug)?;
+            let all = services.store.list_newsletters().await?;
+            if let Some(newsletter) = all.iter().find(|n| n.id == issue.newsletter_id) {
+                let archived = services.signup.catalog().by_id(issue.newsletter_id).is_none();
+                let state = if archived { ", archived" } else { "" };
+                writeln!(out, "Newsletter: {} ({}{state})", newsletter.name, newsletter.slug)?;
             }
             writeln!(out, "Status: {}", issue.status)?;
             writeln!(out, "Queued: {}", format_timestamp(issue.created_at))?;

@@ -19,6 +19,7 @@ pub enum ItemsCommand {
         /// The newsletter's slug.
         #[arg(long)]
         newsletter: String,
+        /// The story's headline, as readers see it.
         #[arg(long)]
         title: String,
         /// An absolute http:// or https:// link.
@@ -42,6 +43,7 @@ pub enum ItemsCommand {
         /// At most this many stories.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// How to print: a table for people, CSV or JSON for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },

@@ -154,6 +154,7 @@ pub enum Command {
 pub enum NewslettersCommand {
     /// List newsletters with their subscriber counts.
     List {
+        /// How to print: a table for people, CSV or JSON for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -180,6 +181,7 @@ pub enum SubscribersCommand {
         /// Only subscribers in this state.
         #[arg(long, value_enum)]
         status: Option<StatusArg>,
+        /// How to print: a table for people, CSV or JSON for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -219,9 +221,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Suppressions { command } => subscribers::suppressions(&settings, command).await,
         Command::Migrate => {
-            let store = app::open_store(&settings).await?;
-            store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
-            eprintln!("Database ({}) is up to date.", store.backend_name());
+            let (store, applied) = app::open_and_migrate(&settings).await?;
+            let newsletters = store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
+            let slugs: Vec<String> = newsletters.iter().map(|n| n.slug.to_string()).collect();
+            match applied.as_slice() {
+                [] => eprintln!("Database ({}) was already up to date.", store.backend_name()),
+                applied => eprintln!(
+                    "Database ({}): applied {} migration(s): {}.",
+                    store.backend_name(),
+                    applied.len(),
+                    applied.join(", ")
+                ),
+            }
+            eprintln!(
+                "Newsletters: {}.",
+                if slugs.is_empty() { "none configured".to_owned() } else { slugs.join(", ") }
+            );
             Ok(())
         }
         Command::Newsletters { command: NewslettersCommand::List { format } } => {
@@ -229,7 +244,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
             let newsletters = store.list_newsletters().await?;
             let counts = store.subscription_counts().await?;
-            output::newsletters(&mut std::io::stdout().lock(), format, &newsletters, &counts)?;
+            let configured = |n: &crate::domain::Newsletter| settings.newsletters.iter().any(|c| c.slug == n.slug.as_str());
+            output::newsletters(&mut std::io::stdout().lock(), format, &newsletters, &counts, &configured)?;
             Ok(())
         }
         Command::Newsletters { command: NewslettersCommand::Snippet { slug, iframe, script: _ } } => {

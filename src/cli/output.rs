@@ -24,14 +24,17 @@ pub enum Format {
 /// Rows fetched per query when walking a subscriber list.
 const PAGE: i64 = 1000;
 
+/// Newsletters with their counts; `configured` tells the archived apart:
+/// taken out of the configuration, they take no signups and keep their history.
 pub fn newsletters(
     out: &mut impl Write,
     format: Format,
     newsletters: &[Newsletter],
     counts: &HashMap<(i64, SubscriptionStatus), i64>,
+    configured: &dyn Fn(&Newsletter) -> bool,
 ) -> anyhow::Result<()> {
     let count = |id, status| counts.get(&(id, status)).copied().unwrap_or(0);
-    let rows: Vec<[String; 5]> = newsletters
+    let rows: Vec<[String; 6]> = newsletters
         .iter()
         .map(|n| {
             [
@@ -40,10 +43,11 @@ pub fn newsletters(
                 count(n.id, SubscriptionStatus::Confirmed).to_string(),
                 count(n.id, SubscriptionStatus::Pending).to_string(),
                 count(n.id, SubscriptionStatus::Unsubscribed).to_string(),
+                if configured(n) { "active" } else { "archived" }.to_owned(),
             ]
         })
         .collect();
-    let header = ["slug", "name", "confirmed", "pending", "unsubscribed"];
+    let header = ["slug", "name", "confirmed", "pending", "unsubscribed", "state"];
     match format {
         Format::Table => table(out, &header, &rows)?,
         Format::Csv => {
@@ -59,7 +63,8 @@ pub fn newsletters(
                 .iter()
                 .map(|r| {
                     json!({"slug": r[0], "name": r[1], "confirmed": r[2].parse::<i64>().unwrap_or(0),
-                           "pending": r[3].parse::<i64>().unwrap_or(0), "unsubscribed": r[4].parse::<i64>().unwrap_or(0)})
+                           "pending": r[3].parse::<i64>().unwrap_or(0), "unsubscribed": r[4].parse::<i64>().unwrap_or(0),
+                           "state": r[5]})
                 })
                 .collect();
             serde_json::to_writer_pretty(&mut *out, &list)?;

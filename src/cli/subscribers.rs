@@ -37,6 +37,7 @@ pub enum ReaderCommand {
     Show {
         /// The reader's address (compared without regard to case).
         email: String,
+        /// How to print: a table for people, JSON for scripts.
         #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
         format: ShowFormat,
     },
@@ -106,6 +107,7 @@ pub enum SuppressionsCommand {
     /// Addresses that get no mail (bounced) or need a new opt-in (erased):
     /// reason, since when, and the address where it is still stored.
     List {
+        /// How to print: a table for people, CSV or JSON for scripts.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },

@@ -321,12 +321,27 @@ impl Store {
     }
 
     /// Applies the embedded migrations of this backend; safe to run on every start.
-    pub async fn migrate(&self) -> Result<()> {
+    /// Brings the schema up to date; returns the descriptions of the
+    /// migrations applied now (all of them on a brand-new database).
+    pub async fn migrate(&self) -> Result<Vec<String>> {
+        let before = self.applied_migrations().await;
         match &self.db {
             Db::Sqlite(pools) => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?,
             Db::Postgres(pools) => sqlx::migrate!("./migrations/postgres").run(&pools.main).await?,
         }
-        Ok(())
+        let after = self.applied_migrations().await;
+        Ok(after.into_iter().filter(|m| !before.contains(m)).map(|(_, description)| description).collect())
+    }
+
+    /// (version, description) of the migrations recorded; none before the first.
+    async fn applied_migrations(&self) -> Vec<(i64, String)> {
+        const SQL: &str = "SELECT version, description FROM _sqlx_migrations ORDER BY version";
+        let rows = match &self.db {
+            Db::Sqlite(pools) => sqlx::query_as(SQL).fetch_all(&pools.write).await,
+            Db::Postgres(pools) => sqlx::query_as(SQL).fetch_all(&pools.main).await,
+        };
+        // No table yet: a brand-new database.
+        rows.unwrap_or_default()
     }
 
     /// Fails once the SQLite file opened at start is gone (see [`SqlitePools`]).
