@@ -58,7 +58,8 @@ async fn lists_subscribers(backend: Backend) {
     let newsletters = stdout(&bulletin(&config, &["newsletters", "list"]));
     let row = newsletters.lines().find(|l| l.starts_with("morning-briefing")).expect("listed");
     assert!(row.contains("Morning Briefing"), "{newsletters}");
-    assert_eq!(row.split_whitespace().rev().take(3).collect::<Vec<_>>(), vec!["0", "1", "1"], "{newsletters}");
+    let columns: Vec<&str> = row.split_whitespace().rev().take(4).collect();
+    assert_eq!(columns, ["active", "0", "1", "1"], "state, unsubscribed, pending, confirmed: {newsletters}");
 
     let unknown = bulletin(&config, &["subscribers", "list", "--newsletter", "nope"]);
     assert!(!unknown.status.success());
@@ -203,8 +204,9 @@ fn every_command_explains_itself() {
         let lines: Vec<&str> = help.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let entry = line.trim_start();
-            if !(line.starts_with("  ") && (entry.starts_with('-') || entry.starts_with('<') || entry.starts_with('[')))
-            {
+            // `[env: …]` and `[default: …]` lines continue the entry above them.
+            let is_entry = entry.starts_with('-') || entry.starts_with('<') || entry.starts_with("[<");
+            if !(line.starts_with("  ") && is_entry) {
                 continue;
             }
             let described = entry.contains("  ")

@@ -244,7 +244,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
             let newsletters = store.list_newsletters().await?;
             let counts = store.subscription_counts().await?;
-            let configured = |n: &crate::domain::Newsletter| settings.newsletters.iter().any(|c| c.slug == n.slug.as_str());
+            let configured =
+                |n: &crate::domain::Newsletter| settings.newsletters.iter().any(|c| c.slug == n.slug.as_str());
             output::newsletters(&mut std::io::stdout().lock(), format, &newsletters, &counts, &configured)?;
             Ok(())
         }
