@@ -5,6 +5,7 @@ mod issue;
 mod items;
 mod output;
 mod progress;
+mod stats;
 mod warnings;
 
 use std::io::Write;
@@ -136,6 +137,8 @@ pub enum Command {
         #[command(subcommand)]
         command: items::ItemsCommand,
     },
+    /// Growth, churn and bounces per UTC day, and how each issue went; `--html` draws them on one page.
+    Stats(stats::StatsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,6 +223,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Issue { command } => issue::run(&settings, command).await,
         Command::Digest { command } => digest::run(&settings, command).await,
         Command::Items { command } => items::run(&settings, command).await,
+        Command::Stats(args) => stats::run(&settings, args).await,
         Command::Subscribers { command: SubscribersCommand::Import { newsletter, confirmed, file } } => {
             import(&settings, &newsletter, confirmed, &file).await
         }

@@ -13,6 +13,7 @@ mod items;
 mod mail_server;
 mod newsletters;
 mod rhythms;
+mod stats;
 mod subscribers;
 mod suppressions;
 mod tokens;
@@ -35,6 +36,7 @@ pub use issues::IssueRow;
 pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
 pub use rhythms::{RhythmRequest, RhythmSlot};
+pub use stats::{DAY, DailyRow, IssueTally, UNSUBSCRIBE_WINDOW};
 pub use subscribers::{
     Consent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest, SubscriberRow,
     SubscriptionState,
