@@ -152,9 +152,9 @@ async fn join(store: &Store, clock: &Clock, slug: &str, emails: &[String]) {
     roster::import_csv(store, &keys, clock, &newsletter, csv.as_bytes(), true, cap).await.expect("import");
 }
 
-/// A year of a two-newsletter site, written through the store on SQLite:
+/// A year of a three-newsletter site, written through the store on SQLite:
 /// steady growth with a spike, churn that rises after each issue, a weekly
-/// and a monthly issue with a few bounces and failures. Then `bulletin
+/// issue every two or four weeks with a few bounces and failures. Then `bulletin
 /// stats` on it (timed) and a screenshot of its page.
 async fn generate_a_year() {
     use rand::{Rng, SeedableRng};
@@ -167,12 +167,15 @@ async fn generate_a_year() {
     let newsletters = store.sync_newsletters(&Settings::default().newsletters, clock.now()).await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(13);
     let mut readers = 0;
-    let mut churn_boost = [0.0_f64; 2];
+    let mut churn_boost = vec![0.0_f64; newsletters.len()];
     let ledger = sqlx::SqlitePool::connect(&db.url).await.unwrap();
     for day in 0..365 {
         for (i, newsletter) in newsletters.iter().enumerate() {
-            let base = if i == 0 { 5.0 + day as f64 / 45.0 } else { 2.0 + day as f64 / 120.0 };
-            let spike = if i == 0 && (150..154).contains(&day) { 60.0 / (day - 149) as f64 } else { 0.0 };
+            let (base, spike) = match i {
+                0 => (5.0 + day as f64 / 45.0, if (150..154).contains(&day) { 60.0 / (day - 149) as f64 } else { 0.0 }),
+                1 => (1.5, if (60..66).contains(&day) { 90.0 / (day - 59) as f64 } else { 0.0 }),
+                _ => (2.0 + day as f64 / 120.0, 0.0),
+            };
             let weekend = if day % 7 >= 5 { 0.6 } else { 1.0 };
             let joins = ((base + spike) * weekend * rng.random_range(0.5..1.5)).round() as usize;
             let names: Vec<String> = (0..joins).map(|k| format!("reader{}@example.org", readers + k)).collect();
@@ -188,9 +191,9 @@ async fn generate_a_year() {
                 let consent = Consent { source: ConsentSource::OneClick, ip: None, user_agent: None, at: clock.now() };
                 store.unsubscribe(row.subscriber_id, newsletter.id, &consent).await.unwrap();
             }
-            let issue_day = if i == 0 { day % 7 == 1 } else { day % 28 == 5 };
-            if issue_day {
-                let subject = format!("{} no. {}", newsletter.name, day / if i == 0 { 7 } else { 28 } + 1);
+            let every = if i == 0 { 14 } else { 28 };
+            if day % every == 3 + 4 * i {
+                let subject = format!("{} no. {}", newsletter.name, day / every + 1);
                 let (issue, _) = store
                     .create_issue(newsletter.id, &subject, "Hello.", &format!("{day}-{i}"), clock.now())
                     .await

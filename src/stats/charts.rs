@@ -3,6 +3,9 @@
 //! left to the browser (`<text>` elements), so plotters only estimates label
 //! widths.
 
+use chrono::Datelike;
+use plotters::coord::combinators::WithKeyPoints;
+use plotters::coord::types::RangedCoordi64;
 use plotters::prelude::*;
 
 use super::{Day, IssueReport, NewsletterHistory, StatsError};
@@ -11,22 +14,38 @@ const WIDTH: u32 = 960;
 const HEIGHT: u32 = 320;
 const FONT: &str = "sans-serif";
 
-/// One colour per newsletter, in order; readable on white and told apart by most colour-blind readers.
-const SERIES: [RGBColor; 6] = [
+/// One colour per newsletter, in order: none of them is a colour the
+/// joins-and-leaves and delivery charts give a meaning (joined, unsubscribed, bounced, failed).
+const SERIES: [RGBColor; 5] = [
     RGBColor(0x1a, 0x4d, 0x8f),
-    RGBColor(0xd5, 0x5e, 0x00),
-    RGBColor(0x00, 0x9e, 0x73),
-    RGBColor(0xcc, 0x79, 0xa7),
+    RGBColor(0x7b, 0x3f, 0xa0),
+    RGBColor(0xb0, 0x89, 0x00),
     RGBColor(0x56, 0xb4, 0xe9),
-    RGBColor(0x99, 0x88, 0x33),
+    RGBColor(0xcc, 0x79, 0xa7),
 ];
 const JOINED: RGBColor = RGBColor(0x00, 0x9e, 0x73);
 const UNSUBSCRIBED: RGBColor = RGBColor(0xd5, 0x5e, 0x00);
 const BOUNCED: RGBColor = RGBColor(0x80, 0x2a, 0x2a);
-const DELIVERED: RGBColor = RGBColor(0x1a, 0x4d, 0x8f);
 const FAILED: RGBColor = RGBColor(0x99, 0x99, 0x99);
 
 type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// A legend's filled square of `colour`.
+fn swatch(colour: RGBColor) -> impl Fn((i32, i32)) -> Rectangle<(i32, i32)> {
+    move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], colour.filled())
+}
+
+/// The series' legend, top left (where the charts start low).
+fn legend<'a, CT: CoordTranslate>(chart: &mut ChartContext<'a, SVGBackend<'a>, CT>) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font((FONT, 15))
+        .draw()?;
+    Ok(())
+}
 
 /// Runs `draw` on a fresh SVG canvas and returns the SVG text.
 fn svg(
@@ -43,8 +62,30 @@ fn svg(
     Ok(text.replacen(r#" xmlns="http://www.w3.org/2000/svg""#, "", 1))
 }
 
-fn day_label(day: &i64) -> String {
-    Day(*day).to_string()
+/// A day axis from `first` to `end` (exclusive) with its labels on the
+/// first of each month, or, on a span under three months, on every few days.
+fn day_axis(first: i64, end: i64) -> WithKeyPoints<RangedCoordi64> {
+    let months: Vec<i64> = (first..end).filter(|d| Day(*d).date().is_some_and(|date| date.day() == 1)).collect();
+    let points = if months.len() >= 3 {
+        months
+    } else {
+        let step = ((end - first) / 8).max(1);
+        (first..end).step_by(step as usize).collect()
+    };
+    (first..end).with_key_points(points)
+}
+
+/// "Mar", with the year on January and on the axis's first label; "5 Mar" mid-month.
+fn day_label(first_label: i64) -> impl Fn(&i64) -> String {
+    move |day| {
+        let Some(date) = Day(*day).date() else { return String::new() };
+        match (date.day(), date.month()) {
+            (1, 1) => date.format("%b %Y").to_string(),
+            (1, _) if *day == first_label => date.format("%b %Y").to_string(),
+            (1, _) => date.format("%b").to_string(),
+            _ => date.format("%-d %b").to_string(),
+        }
+    }
 }
 
 /// The first and last day (exclusive) any history covers, or `None` without activity.
@@ -63,13 +104,13 @@ pub fn list_size(histories: &[NewsletterHistory]) -> Result<Option<String>, Stat
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(56)
-            .build_cartesian_2d(first..end, 0..top + top / 10 + 1)?;
+            .build_cartesian_2d(day_axis(first, end), 0..top + top / 10 + 1)?;
+        let label = day_label(first);
         chart
             .configure_mesh()
-            .x_labels(8)
-            .x_label_formatter(&day_label)
+            .x_label_formatter(&label)
             .y_desc("confirmed readers")
-            .label_style((FONT, 13))
+            .label_style((FONT, 15))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         for (i, history) in histories.iter().enumerate() {
@@ -82,13 +123,7 @@ pub fn list_size(histories: &[NewsletterHistory]) -> Result<Option<String>, Stat
                 .label(history.newsletter.name.clone())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
+        legend(&mut chart)?;
         Ok(())
     })
     .map(Some)
@@ -104,14 +139,14 @@ pub fn joins_and_leaves(history: &NewsletterHistory) -> Result<Option<String>, S
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(56)
-            .build_cartesian_2d(first..end, -down - down / 10 - 1..up + up / 10 + 1)?;
+            .build_cartesian_2d(day_axis(first, end), -down - down / 10 - 1..up + up / 10 + 1)?;
+        let label = day_label(first);
         chart
             .configure_mesh()
-            .x_labels(8)
-            .x_label_formatter(&day_label)
+            .x_label_formatter(&label)
             .y_label_formatter(&|v: &i64| v.abs().to_string())
             .y_desc("readers per day")
-            .label_style((FONT, 13))
+            .label_style((FONT, 15))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         let bars = |value: fn(&super::DayTally) -> (i64, i64), colour: RGBColor| {
@@ -120,84 +155,104 @@ pub fn joins_and_leaves(history: &NewsletterHistory) -> Result<Option<String>, S
                 Rectangle::new([(d.day.0, from), (d.day.0 + 1, to)], colour.filled())
             })
         };
-        chart
-            .draw_series(bars(|d| (0, d.joined), JOINED))?
-            .label("joined")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], JOINED.filled()));
+        chart.draw_series(bars(|d| (0, d.joined), JOINED))?.label("joined").legend(swatch(JOINED));
         chart
             .draw_series(bars(|d| (0, -d.unsubscribed), UNSUBSCRIBED))?
             .label("unsubscribed")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], UNSUBSCRIBED.filled()));
+            .legend(swatch(UNSUBSCRIBED));
         chart
             .draw_series(bars(|d| (-d.unsubscribed, -d.unsubscribed - d.bounced), BOUNCED))?
             .label("bounced")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BOUNCED.filled()));
+            .legend(swatch(BOUNCED));
         chart.draw_series(LineSeries::new([(first, 0), (end, 0)], BLACK.mix(0.6)))?;
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
+        legend(&mut chart)?;
         Ok(())
     })
     .map(Some)
 }
 
-/// Each issue's mail, stacked: delivered, bounced, failed.
-pub fn deliveries(issues: &[IssueReport]) -> Result<Option<String>, StatsError> {
+/// Each issue's mail: delivered messages on top, in its newsletter's colour
+/// (as in the list-size chart); bounced and failed ones below on their own
+/// scale, since a fraction of a percent would not show on the first.
+pub fn deliveries(issues: &[IssueReport], histories: &[NewsletterHistory]) -> Result<Option<String>, StatsError> {
     if issues.is_empty() {
         return Ok(None);
     }
     let count = issues.len() as i64;
-    let top = issues.iter().map(|i| i.delivered + i.bounced + i.failed).max().unwrap_or(0).max(1);
+    let colour_of = |issue: &IssueReport| {
+        let i = histories.iter().position(|h| h.newsletter.slug == issue.newsletter).unwrap_or(0);
+        SERIES[i % SERIES.len()]
+    };
+    let delivered_top = issues.iter().map(|i| i.delivered).max().unwrap_or(0).max(1);
+    let lost_top = issues.iter().map(|i| i.bounced + i.failed).max().unwrap_or(0).max(1);
+    let gap = (WIDTH / count.max(1) as u32 / 6).min(8);
+    let bar = |i: usize, from: i64, to: i64, colour: RGBColor| {
+        let mut bar = Rectangle::new([(i as i64, from), (i as i64 + 1, to)], colour.filled());
+        bar.set_margin(0, 0, gap, gap);
+        bar
+    };
+    let label = |i: &i64| issues.get(*i as usize).map(|issue| format!("#{}", issue.id)).unwrap_or_default();
     svg("deliveries", |root| {
-        let mut chart = ChartBuilder::on(root)
+        let (upper, lower) = root.split_vertically(HEIGHT * 3 / 5);
+        let mut chart = ChartBuilder::on(&upper)
             .margin(12)
+            .margin_bottom(4)
+            .y_label_area_size(56)
+            .build_cartesian_2d(0..count, 0..delivered_top + delivered_top / 10 + 1)?;
+        chart
+            .configure_mesh()
+            .y_desc("delivered")
+            .label_style((FONT, 15))
+            .light_line_style(WHITE.mix(0.0))
+            .disable_x_mesh()
+            .draw()?;
+        for (n, history) in histories.iter().enumerate() {
+            let colour = SERIES[n % SERIES.len()];
+            let own = issues.iter().enumerate().filter(|(_, issue)| issue.newsletter == history.newsletter.slug);
+            let mut drawn = own
+                .filter(|(_, issue)| issue.delivered > 0)
+                .map(|(i, issue)| bar(i, 0, issue.delivered, colour_of(issue)))
+                .peekable();
+            if drawn.peek().is_none() {
+                continue;
+            }
+            chart.draw_series(drawn)?.label(history.newsletter.name.clone()).legend(swatch(colour));
+        }
+        legend(&mut chart)?;
+
+        let mut chart = ChartBuilder::on(&lower)
+            .margin(12)
+            .margin_top(4)
             .x_label_area_size(32)
             .y_label_area_size(56)
-            .build_cartesian_2d(0..count, 0..top + top / 10 + 1)?;
-        let label = |i: &i64| issues.get(*i as usize).map(|issue| format!("#{}", issue.id)).unwrap_or_default();
+            .build_cartesian_2d(0..count, 0..lost_top + lost_top / 10 + 1)?;
         chart
             .configure_mesh()
             .x_labels(count.min(16) as usize)
             .x_label_formatter(&label)
-            .y_desc("messages")
-            .label_style((FONT, 13))
+            .y_labels(4)
+            .y_desc("not delivered")
+            .label_style((FONT, 15))
             .light_line_style(WHITE.mix(0.0))
             .disable_x_mesh()
             .draw()?;
-        let gap = (WIDTH / count.max(1) as u32 / 6).min(8);
-        let bars = |value: fn(&IssueReport) -> (i64, i64), colour: RGBColor| {
-            issues.iter().enumerate().filter(move |(_, issue)| value(issue).0 != value(issue).1).map(
-                move |(i, issue)| {
-                    let (from, to) = value(issue);
-                    let mut bar = Rectangle::new([(i as i64, from), (i as i64 + 1, to)], colour.filled());
-                    bar.set_margin(0, 0, gap, gap);
-                    bar
-                },
-            )
-        };
         chart
-            .draw_series(bars(|i| (0, i.delivered), DELIVERED))?
-            .label("delivered")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], DELIVERED.filled()));
-        chart
-            .draw_series(bars(|i| (i.delivered, i.delivered + i.bounced), BOUNCED))?
+            .draw_series(
+                issues.iter().enumerate().filter(|(_, i)| i.bounced > 0).map(|(n, i)| bar(n, 0, i.bounced, BOUNCED)),
+            )?
             .label("bounced")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], BOUNCED.filled()));
+            .legend(swatch(BOUNCED));
         chart
-            .draw_series(bars(|i| (i.delivered + i.bounced, i.delivered + i.bounced + i.failed), FAILED))?
+            .draw_series(
+                issues
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, i)| i.failed > 0)
+                    .map(|(n, i)| bar(n, i.bounced, i.bounced + i.failed, FAILED)),
+            )?
             .label("failed")
-            .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], FAILED.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font((FONT, 13))
-            .draw()?;
+            .legend(swatch(FAILED));
+        legend(&mut chart)?;
         Ok(())
     })
     .map(Some)

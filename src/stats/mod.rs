@@ -48,6 +48,11 @@ impl Day {
         Self(at.div_euclid(DAY))
     }
 
+    /// The calendar date, if the day is one chrono can name.
+    pub fn date(self) -> Option<chrono::NaiveDate> {
+        chrono::DateTime::from_timestamp(self.start(), 0).map(|t| t.date_naive())
+    }
+
     /// The first second of the day.
     pub fn start(self) -> Timestamp {
         self.0 * DAY
@@ -56,8 +61,8 @@ impl Day {
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match chrono::DateTime::from_timestamp(self.start(), 0) {
-            Some(t) => write!(f, "{}", t.format("%Y-%m-%d")),
+        match self.date() {
+            Some(date) => write!(f, "{}", date.format("%Y-%m-%d")),
             None => write!(f, "day {}", self.0),
         }
     }

@@ -62,7 +62,7 @@ pub fn render_page(report: &Report, now: Timestamp) -> Result<String, StatsError
         since: report.since.map(|d| d.to_string()),
         list_size: charts::list_size(&report.newsletters)?,
         newsletters,
-        deliveries: charts::deliveries(&report.issues)?,
+        deliveries: charts::deliveries(&report.issues, &report.newsletters)?,
         issues,
     };
     Ok(page.render()?)

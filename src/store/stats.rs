@@ -89,12 +89,12 @@ impl Store {
     /// Per-day activity and list size of one newsletter (or all) from `since_day` on; see [`DailyRow`].
     #[tracing::instrument(skip_all)]
     pub async fn daily_activity(&self, newsletter_id: Option<i64>, since_day: i64) -> Result<Vec<DailyRow>> {
-        reading!(self, |pool| { Ok(sqlx::query_as(DAILY).bind(newsletter_id).bind(since_day).fetch_all(pool).await?) })
+        reading!(self, |pool| Ok(sqlx::query_as(DAILY).bind(newsletter_id).bind(since_day).fetch_all(pool).await?))
     }
 
     /// Every issue of one newsletter (or all) created at or after `since`, oldest first; see [`IssueTally`].
     #[tracing::instrument(skip_all)]
     pub async fn issue_tallies(&self, newsletter_id: Option<i64>, since: Timestamp) -> Result<Vec<IssueTally>> {
-        reading!(self, |pool| { Ok(sqlx::query_as(ISSUES).bind(newsletter_id).bind(since).fetch_all(pool).await?) })
+        reading!(self, |pool| Ok(sqlx::query_as(ISSUES).bind(newsletter_id).bind(since).fetch_all(pool).await?))
     }
 }
