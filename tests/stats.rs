@@ -123,6 +123,14 @@ async fn counts_a_known_history(backend: Backend) {
     let text = String::from_utf8(table.stdout).unwrap();
     assert!(text.contains("UTC") && text.contains("First light"), "{text}");
 
+    let csv = bulletin(&config, &["stats", "--newsletter", "morning-briefing", "--format", "csv"]);
+    let csv = String::from_utf8(csv.stdout).unwrap();
+    let (days, issues) = csv.split_once("\n\n").expect("the days, a blank line, the issues");
+    assert_eq!(days.lines().next(), Some("day (UTC),newsletter,joined,unsubscribed,bounced,list size"), "{csv}");
+    assert_eq!(days.lines().nth(2), Some(format!("{},morning-briefing,0,0,1,4", day(1)).as_str()), "{csv}");
+    assert_eq!(issues.lines().count(), 2, "{csv}");
+    assert!(issues.lines().nth(1).unwrap().contains(",First light,"), "{csv}");
+
     let unknown = bulletin(&config, &["stats", "--newsletter", "nope"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no newsletter \"nope\""), "{unknown:?}");
