@@ -15,5 +15,6 @@ pub mod domain;
 pub mod mail;
 pub mod signup;
 pub mod spreadsheet;
+pub mod stats;
 pub mod store;
 pub mod web;

@@ -195,6 +195,7 @@ fn every_command_explains_itself() {
         vec!["digest", "list", "--help"],
         vec!["items", "add", "--help"],
         vec!["items", "list", "--help"],
+        vec!["stats", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_bulletin")).args(&args).env("COLUMNS", "200").output().unwrap();
         assert!(out.status.success(), "{args:?}");

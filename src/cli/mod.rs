@@ -8,6 +8,7 @@ mod output;
 mod progress;
 mod prompt;
 mod reader;
+mod stats;
 mod subscribers;
 mod warnings;
 
@@ -148,6 +149,8 @@ pub enum Command {
         #[command(subcommand)]
         command: items::ItemsCommand,
     },
+    /// Growth, churn and bounces per UTC day, and how each issue went; `--html` draws them on one page.
+    Stats(stats::StatsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Issue { command } => issue::run(&settings, command).await,
         Command::Digest { command } => digest::run(&settings, command).await,
         Command::Items { command } => items::run(&settings, command).await,
+        Command::Stats(args) => stats::run(&settings, args).await,
         Command::Subscribers { command: SubscribersCommand::Import(args) } => import::run(&settings, args).await,
         Command::Subscribers { command: SubscribersCommand::Reader(command) } => {
             subscribers::run(&settings, command).await

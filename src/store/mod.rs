@@ -15,6 +15,7 @@ mod mail_server;
 mod newsletters;
 mod readers;
 mod rhythms;
+mod stats;
 mod subscribers;
 mod suppressions;
 mod tokens;
@@ -39,6 +40,7 @@ pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
 pub use readers::SubscriberRecord;
 pub use rhythms::{RhythmRequest, RhythmSlot};
+pub use stats::{DAY, DailyRow, IssueTally, UNSUBSCRIBE_WINDOW};
 pub use subscribers::{
     Consent, ConsentEvent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest,
     SubscriberRow, SubscriptionState,
