@@ -87,6 +87,11 @@ pub struct MailSettings {
     pub helo_name: String,
     /// A PEM file of CA certificates trusted besides the system's and the webpki roots. Empty: none.
     pub tls_ca_file: String,
+    /// An https:// image shown at the top of every issue and digest. Empty: none.
+    pub logo_url: String,
+    /// The sender's postal address, in the footer of every issue and digest
+    /// (CAN-SPAM requires one on commercial mail). Empty: none.
+    pub postal_address: String,
     /// DKIM signing; off unless configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dkim: Option<DkimSettings>,
@@ -243,6 +248,8 @@ impl Default for MailSettings {
             smtp_idle_seconds: 10,
             helo_name: String::new(),
             tls_ca_file: String::new(),
+            logo_url: String::new(),
+            postal_address: String::new(),
             dkim: None,
         }
     }
@@ -354,6 +361,12 @@ impl Settings {
         let url = self.server.public_url.trim_end_matches('/');
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return invalid(format!("server.public_url must start with http:// or https://, got {url:?}"));
+        }
+        let logo = &self.mail.logo_url;
+        if !logo.is_empty() && !(logo.starts_with("https://") && url::Url::parse(logo).is_ok()) {
+            return invalid(format!(
+                "mail.logo_url: {logo:?} is not an https:// address (mail clients block images over plain http)"
+            ));
         }
         for origin in &self.server.allowed_origins {
             let ok = (origin.starts_with("https://") || origin.starts_with("http://"))
@@ -531,6 +544,9 @@ mod tests {
             let path = write(dir.path(), "[mail]\nfrom = \"not a mailbox\"\n");
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("mail.from"), "{err}");
+            let path = write(dir.path(), "[mail]\nlogo_url = \"http://news.example.org/logo.png\"\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("mail.logo_url"), "{err}");
             let path = write(dir.path(), "[server]\nkeepalive_idle_seconds = 0\n");
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("server.keepalive_idle_seconds"), "{err}");

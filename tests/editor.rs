@@ -260,7 +260,29 @@ async fn the_text_part_is_text_not_markdown(backend: Backend) {
     app.stop().await;
 }
 
+/// The site's logo and postal address come from `[mail]`, around every issue.
+async fn the_layout_shows_the_logo_and_postal_address(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.logo_url = "https://news.example.org/logo.png".into();
+        s.mail.postal_address = "The Daily, 1 Khreshchatyk St, Kyiv 01001, Ukraine".into();
+    })
+    .await
+    else {
+        return;
+    };
+    app.import_confirmed("morning-briefing", &["layout@example.org".to_owned()]).await;
+    let id = app.queue_issue("morning-briefing", "Laid out", "# Hello\n").await;
+    app.wait_issue(id, "done").await;
+    let mail = &app.mail.wait_for("layout@example.org", 1).await[0];
+    let html = mail.html();
+    assert!(html.contains("<img src=\"https://news.example.org/logo.png\" alt=\"Morning Briefing\""), "{html}");
+    assert!(html.contains("The Daily, 1 Khreshchatyk St, Kyiv 01001, Ukraine"), "{html}");
+    assert!(mail.text().contains("The Daily, 1 Khreshchatyk St, Kyiv 01001, Ukraine"), "{}", mail.text());
+    app.stop().await;
+}
+
 on_both_backends!(
+    the_layout_shows_the_logo_and_postal_address,
     the_text_part_is_text_not_markdown,
     dkim_signs_the_list_headers,
     issue_arrives_once_with_list_headers,

@@ -6,7 +6,7 @@ use lettre::Message;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 
-use super::{MailError, Mailer};
+use super::{Layout, MailError, Mailer};
 use crate::domain::EmailAddress;
 
 #[derive(Template)]
@@ -20,6 +20,7 @@ struct Text<'a> {
     body: &'a str,
     unsubscribe_url: &'a str,
     preferences_url: &'a str,
+    layout: &'a Layout,
 }
 
 #[derive(Template)]
@@ -33,6 +34,7 @@ struct Html<'a> {
     body_html: &'a str,
     unsubscribe_url: &'a str,
     preferences_url: &'a str,
+    layout: &'a Layout,
 }
 
 #[derive(Template)]
@@ -46,6 +48,7 @@ struct DigestText<'a> {
     stories: &'a [DigestStory],
     unsubscribe_url: &'a str,
     preferences_url: &'a str,
+    layout: &'a Layout,
 }
 
 #[derive(Template)]
@@ -60,6 +63,7 @@ struct DigestHtml<'a> {
     stories: &'a [DigestStory],
     unsubscribe_url: &'a str,
     preferences_url: &'a str,
+    layout: &'a Layout,
 }
 
 /// One story in a digest: plain text, escaped by the HTML template.
@@ -92,6 +96,8 @@ pub struct RenderedIssue {
     pub text: String,
     /// Set for a digest, rendered from the digest templates instead of `markdown`.
     pub digest: Option<DigestContent>,
+    /// What the site's mail layout adds around every issue (`[mail]` logo and postal address).
+    pub layout: Layout,
 }
 
 impl RenderedIssue {
@@ -106,6 +112,7 @@ impl RenderedIssue {
             text: html_to_text(&html),
             html,
             digest: None,
+            layout: mailer.layout().clone(),
         }
     }
 
@@ -125,10 +132,19 @@ impl RenderedIssue {
         let Reader { name, unsubscribe_url, preferences_url } = *reader;
         let newsletter = &self.newsletter_name;
         let subject = &self.subject;
+        let layout = &self.layout;
         Ok(match &self.digest {
             Some(d) => (
-                DigestText { newsletter, name, date: &d.date, stories: &d.stories, unsubscribe_url, preferences_url }
-                    .render()?,
+                DigestText {
+                    newsletter,
+                    name,
+                    date: &d.date,
+                    stories: &d.stories,
+                    unsubscribe_url,
+                    preferences_url,
+                    layout,
+                }
+                .render()?,
                 DigestHtml {
                     newsletter,
                     name,
@@ -137,12 +153,15 @@ impl RenderedIssue {
                     stories: &d.stories,
                     unsubscribe_url,
                     preferences_url,
+                    layout,
                 }
                 .render()?,
             ),
             None => (
-                Text { newsletter, name, subject, body: &self.text, unsubscribe_url, preferences_url }.render()?,
-                Html { newsletter, name, subject, body_html: &self.html, unsubscribe_url, preferences_url }.render()?,
+                Text { newsletter, name, subject, body: &self.text, unsubscribe_url, preferences_url, layout }
+                    .render()?,
+                Html { newsletter, name, subject, body_html: &self.html, unsubscribe_url, preferences_url, layout }
+                    .render()?,
             ),
         })
     }

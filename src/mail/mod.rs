@@ -46,17 +46,30 @@ pub enum MailError {
 pub struct Mailer {
     from: Mailbox,
     dkim: Option<std::sync::Arc<DkimConfig>>,
+    layout: Layout,
+}
+
+/// What an issue's or digest's layout shows besides the content, from `[mail]`:
+/// set in the config, not in the (compiled-in) templates.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layout {
+    /// An absolute https:// image shown at the top; empty: none.
+    pub logo_url: String,
+    /// The sender's postal address in the footer (CAN-SPAM asks for one); empty: none.
+    pub postal_address: String,
 }
 
 impl Mailer {
     pub fn new(from: Mailbox) -> Self {
-        Self { from, dkim: None }
+        Self { from, dkim: None, layout: Layout::default() }
     }
 
     /// Reads the DKIM key when `[mail.dkim]` is set.
     pub fn from_settings(settings: &MailSettings) -> Result<Self, MailError> {
         let from: Mailbox = settings.from.parse().map_err(|e| MailError::Setup(format!("mail.from: {e}")))?;
         let mut mailer = Self::new(from);
+        mailer.layout =
+            Layout { logo_url: settings.logo_url.clone(), postal_address: settings.postal_address.trim().to_owned() };
         if let Some(dkim) = &settings.dkim {
             mailer.dkim = Some(std::sync::Arc::new(dkim_config(dkim)?));
         }
@@ -65,6 +78,10 @@ impl Mailer {
 
     pub fn from(&self) -> &Mailbox {
         &self.from
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
     }
 
     /// `<random@sending-domain>`: on the From domain, never the host's name.
