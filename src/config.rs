@@ -363,7 +363,8 @@ impl Settings {
             return invalid(format!("server.public_url must start with http:// or https://, got {url:?}"));
         }
         let logo = &self.mail.logo_url;
-        if !logo.is_empty() && !(logo.starts_with("https://") && url::Url::parse(logo).is_ok()) {
+        let usable = logo.is_empty() || (logo.starts_with("https://") && url::Url::parse(logo).is_ok());
+        if !usable {
             return invalid(format!(
                 "mail.logo_url: {logo:?} is not an https:// address (mail clients block images over plain http)"
             ));
