@@ -377,6 +377,21 @@ async fn issue_send_from_the_cli(backend: Backend) {
         Some("[TEST] CLI issue")
     );
     assert!(app.mail.mails_to("ed1@example.org").is_empty(), "dry run and test copy send nothing to readers");
+    // The test copy's links say what they are, on GET and on POST alike, and change nothing.
+    let copy = &app.mail.mails_to("editor@example.org")[0];
+    let unsubscribe = copy.link_to(&format!("{}/unsubscribe/", app.base)).expect("unsubscribe link");
+    let preferences = copy.link_to(&format!("{}/preferences/", app.base)).expect("preferences link");
+    let one_click = app.one_click_unsubscribe(copy).await;
+    for page in [
+        app.http.get(&unsubscribe).send().await.unwrap(),
+        app.http.post(&unsubscribe).send().await.unwrap(),
+        one_click,
+        app.http.get(&preferences).send().await.unwrap(),
+    ] {
+        assert_eq!(page.status(), 200);
+        let html = page.text().await.unwrap();
+        assert!(html.contains("This link comes from a test copy") && html.contains("Nothing has changed."), "{html}");
+    }
 
     let (ok, err) = send(&["--yes"]);
     assert!(ok && err.contains("2 sent"), "{err}");

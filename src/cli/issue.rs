@@ -465,7 +465,7 @@ fn no_recipients(settings: &Settings, draft: &Draft) -> String {
 }
 
 /// The reader a test copy's links name: nobody (no subscriber has id 0).
-pub(super) const TEST_COPY: LinkRef = LinkRef { subscriber_id: 0, salt: 0 };
+pub(super) const TEST_COPY: LinkRef = LinkRef::TEST_COPY;
 
 /// One copy to one address, outside the ledger, marked as a test.
 async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: &str) -> anyhow::Result<()> {

@@ -108,6 +108,11 @@ pub struct LinkRef {
     pub salt: i64,
 }
 
+impl LinkRef {
+    /// The reader a test copy's links name: nobody (no subscriber has id 0).
+    pub const TEST_COPY: LinkRef = LinkRef { subscriber_id: 0, salt: 0 };
+}
+
 /// Whom a verified link names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkSubject {

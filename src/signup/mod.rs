@@ -416,6 +416,15 @@ impl Signup {
         self.preferences(token).await
     }
 
+    /// Whether `token` is one of ours for `purpose`, from a test copy
+    /// (`issue send --test-to`, a preview): it names no reader.
+    pub fn is_test_copy(&self, token: &str, purpose: LinkPurpose) -> bool {
+        self.links
+            .keys()
+            .verify(token, purpose)
+            .is_some_and(|claim| claim.subscriber == crate::domain::LinkSubject::Sealed(LinkRef::TEST_COPY))
+    }
+
     /// The reader a signed link names, if the link is ours, for `purpose`,
     /// and its subscriber still exists: an erased reader's links die with
     /// the row, and never reach whoever is stored after them.

@@ -14,7 +14,7 @@ use super::AppState;
 use super::client::ClientIp;
 use super::embed::{self, Sent, Theme};
 use super::error::PageError;
-use crate::domain::{ConsentSource, EmailAddress, Newsletter, Rhythm, RhythmError, Zone, ZoneError};
+use crate::domain::{ConsentSource, EmailAddress, LinkPurpose, Newsletter, Rhythm, RhythmError, Zone, ZoneError};
 use crate::signup::{ConfirmPreview, Confirmation, RhythmChoice, RhythmOffer, SignupError, Visitor, stamp};
 
 pub const INVALID_EMAIL: &str = "Please enter a correct email address";
@@ -452,10 +452,28 @@ fn expired() -> Response {
     (StatusCode::GONE, page).into_response()
 }
 
+/// The page behind a test copy's links, on GET and POST alike: they name no
+/// reader, so they say what they would do and change nothing.
+pub(super) fn test_copy(state: &AppState, token: &str, purpose: LinkPurpose) -> Option<Response> {
+    state.signup.is_test_copy(token, purpose).then(|| {
+        let what = match purpose {
+            LinkPurpose::Unsubscribe => "unsubscribes the reader from the newsletter",
+            _ => "opens the reader's preferences page",
+        };
+        MessagePage::new("This is a test copy")
+            .line(format!("This link comes from a test copy of an issue. In your readers' copies it {what}."))
+            .line("Nothing has changed.")
+            .into_response()
+    })
+}
+
 pub async fn unsubscribe_page(
     State(state): State<AppState>,
     LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
+    if let Some(page) = test_copy(&state, &token, LinkPurpose::Unsubscribe) {
+        return Ok(page);
+    }
     Ok(match state.signup.unsubscribe_target(&token).await? {
         Some((newsletter, true)) => MessagePage::new(format!("Unsubscribe from {}", newsletter.name))
             .line(format!("Press the button to stop receiving {}.", newsletter.name))
@@ -478,6 +496,9 @@ pub async fn unsubscribe(
     LinkToken(token): LinkToken,
     body: Bytes,
 ) -> Result<Response, PageError> {
+    if let Some(page) = test_copy(&state, &token, LinkPurpose::Unsubscribe) {
+        return Ok(page);
+    }
     let one_click = body.windows(9).any(|w| w == b"One-Click");
     let source = if one_click { ConsentSource::OneClick } else { ConsentSource::UnsubscribePage };
     Ok(match state.signup.unsubscribe(&token, source, &visitor(ip, &headers)).await? {

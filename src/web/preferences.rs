@@ -14,8 +14,8 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::client::ClientIp;
 use super::error::PageError;
-use super::pages::{LinkToken, RhythmOption, parse_rhythm, parse_zone, render, visitor};
-use crate::domain::SubscriptionStatus;
+use super::pages::{LinkToken, RhythmOption, parse_rhythm, parse_zone, render, test_copy, visitor};
+use crate::domain::{LinkPurpose, SubscriptionStatus};
 use crate::signup::{Preferences, RhythmUpdate, SignupError};
 
 /// A confirmed rhythm newsletter's part of a row: what the reader has, and the fields to change it.
@@ -111,6 +111,9 @@ pub async fn preferences_page(
     State(state): State<AppState>,
     LinkToken(token): LinkToken,
 ) -> Result<Response, PageError> {
+    if let Some(page) = test_copy(&state, &token, LinkPurpose::Preferences) {
+        return Ok(page);
+    }
     Ok(match state.signup.preferences(&token).await? {
         Some(preferences) => preferences_view(preferences, false, None),
         None => PageError::not_found().into_response(),
@@ -128,6 +131,9 @@ pub async fn update_preferences(
     LinkToken(token): LinkToken,
     form: Result<axum_extra::extract::Form<PreferencesForm>, axum_extra::extract::FormRejection>,
 ) -> Result<Response, PageError> {
+    if let Some(page) = test_copy(&state, &token, LinkPurpose::Preferences) {
+        return Ok(page);
+    }
     let fields = match form {
         Ok(axum_extra::extract::Form(fields)) => fields,
         // A bad link is the clearer answer, whatever the body.
