@@ -425,6 +425,22 @@ async fn issue_send_from_the_cli(backend: Backend) {
     assert!(!ok && err.contains("no confirmed subscriber") && err.contains("--allow-empty"), "{err}");
     let (ok, err) = from_stdin(&["--allow-empty"]);
     assert!(ok && err.contains("Queued issue #2 for 0 subscriber(s)"), "{err}");
+    // Scheduled for later: queued now, sent when due, by the running server.
+    let later = chrono::DateTime::from_timestamp(app.clock.now() + 3600, 0).unwrap().to_rfc3339();
+    std::fs::write(&issue, "# Tomorrow\n\nNews.\n").unwrap();
+    let (ok, err) = send(&["--yes", "--at", &later]);
+    assert!(ok && err.contains("It goes out at"), "{err}");
+    let status = stdout(&bulletin(&config, &["issue", "status", "3"]));
+    assert!(status.contains("Next message due: "), "{status}");
+    let (ok, err) = send(&["--yes", "--at", "2001-01-01T00:00:00Z"]);
+    assert!(!ok && err.contains("in the past"), "{err}");
+    // Another newsletter's issue goes out meanwhile: the engine ran, the scheduled one stayed.
+    app.import_confirmed("explaining-ukraine", &["now@example.org".to_owned()]).await;
+    let now_id = app.queue_issue("explaining-ukraine", "Now", "# Now\n").await;
+    app.wait_issue(now_id, "done").await;
+    assert_eq!(app.mail.mails_to("ed1@example.org").len(), 1, "not before its time");
+    app.clock.advance(3601);
+    assert_eq!(app.mail.wait_for("ed1@example.org", 2).await.len(), 2, "sent once due");
 
     let list = stdout(&bulletin(&config, &["issue", "list"]));
     assert!(list.contains("CLI issue") && list.contains("done"), "{list}");

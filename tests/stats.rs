@@ -203,7 +203,7 @@ async fn generate_a_year() {
             if day % every == 3 + 4 * i {
                 let subject = format!("{} no. {}", newsletter.name, day / every + 1);
                 let (issue, _) = store
-                    .create_issue(newsletter.id, &subject, "Hello.", &format!("{day}-{i}"), clock.now())
+                    .create_issue(newsletter.id, &subject, "Hello.", &format!("{day}-{i}"), clock.now(), clock.now())
                     .await
                     .unwrap();
                 let bounce_every = rng.random_range(150..400);

@@ -50,6 +50,10 @@ pub enum IssueCommand {
         /// Queue the issue even when the newsletter has no confirmed subscriber.
         #[arg(long)]
         allow_empty: bool,
+        /// Send it later, at this time (RFC 3339, e.g. 2026-12-01T07:00:00+02:00):
+        /// queued now for the readers of now, sent then by `serve` or `worker`.
+        #[arg(long, value_name = "TIME")]
+        at: Option<String>,
     },
     /// Show an issue as a reader gets it: the text part (and the HTML part
     /// with --html), with a sample reader's links. Sends nothing.
@@ -112,7 +116,9 @@ pub enum IssueCommand {
 pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     match command {
-        IssueCommand::Send { newsletter, subject, file, yes, detach, dry_run, test_to, force, allow_empty } => {
+        IssueCommand::Send { newsletter, subject, file, yes, detach, dry_run, test_to, force, allow_empty, at } => {
+            let now = Clock::system().now();
+            let send_at = at.as_deref().map(|at| send_time(at, now)).transpose()?;
             let newsletter = newsletter_by_slug(&services, &newsletter)?;
             let markdown = read_issue(&file)?;
             let draft = Draft::new(newsletter, &subject, markdown)?;
@@ -144,8 +150,15 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
                 confirm(&format!("Send to {recipients} subscriber(s)?"), "send", "not sent")?;
             }
             let started = std::time::Instant::now();
-            let (id, queued) = draft.queue(&services.store, Clock::system().now()).await?;
+            let (id, queued) = draft.queue_at(&services.store, now, send_at.unwrap_or(now)).await?;
             eprintln!("Queued issue #{id} for {queued} subscriber(s) in {:.2} s.", started.elapsed().as_secs_f64());
+            if let Some(at) = send_at {
+                eprintln!(
+                    "It goes out at {} (`bulletin serve` or `bulletin worker` sends it); `bulletin issue pause {id}` holds it.",
+                    format_timestamp(at)
+                );
+                return Ok(());
+            }
             if detach {
                 eprintln!(
                     "`bulletin serve` or `bulletin worker` will send it; watch with `bulletin issue status {id}`."
@@ -232,6 +245,11 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             }
             writeln!(out, "Status: {}", issue.status)?;
             writeln!(out, "Queued: {}", format_timestamp(issue.created_at))?;
+            if issue.status == IssueStatus::Sending
+                && let Some(due) = services.store.next_due(id).await?.filter(|due| *due > Clock::system().now())
+            {
+                writeln!(out, "Next message due: {}", format_timestamp(due))?;
+            }
             if let Some(done) = issue.completed_at {
                 let took = (done - issue.created_at).max(0);
                 let rate = if took > 0 {
@@ -435,6 +453,16 @@ fn warn_raw_html(markdown: &str) {
             tags.join(" ")
         );
     }
+}
+
+/// `--at`: an RFC 3339 time in the future.
+fn send_time(at: &str, now: crate::clock::Timestamp) -> anyhow::Result<crate::clock::Timestamp> {
+    let when = crate::clock::parse_timestamp(at)
+        .map_err(|_| anyhow::anyhow!("--at {at:?} is not a time like 2026-12-01T07:00:00+02:00 (RFC 3339)"))?;
+    if when <= now {
+        bail!("--at {at:?} is in the past; leave --at out to send now");
+    }
+    Ok(when)
 }
 
 /// The issue's Markdown, from a file or (`-`) standard input.

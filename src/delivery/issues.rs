@@ -57,6 +57,13 @@ impl Draft {
 
     /// Creates the issue and its ledger (every confirmed reader, once). Returns (issue id, recipients).
     pub async fn queue(&self, store: &Store, now: Timestamp) -> Result<(i64, u64), QueueError> {
-        Ok(store.create_issue(self.newsletter.id, &self.subject, &self.markdown, &self.content_hash, now).await?)
+        self.queue_at(store, now, now).await
+    }
+
+    /// Queues the issue now for its readers as they are now; its messages are
+    /// due from `send_at` on (an editor's `--at`).
+    pub async fn queue_at(&self, store: &Store, now: Timestamp, send_at: Timestamp) -> Result<(i64, u64), QueueError> {
+        let (subject, markdown, hash) = (&self.subject, &self.markdown, &self.content_hash);
+        Ok(store.create_issue(self.newsletter.id, subject, markdown, hash, now, send_at.max(now)).await?)
     }
 }

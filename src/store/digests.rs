@@ -220,6 +220,7 @@ impl Store {
                     .bind(issue_id)
                     .bind(req.now)
                     .bind(req.newsletter_id)
+                    .bind(req.now)
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();

@@ -23,7 +23,7 @@ pub(super) const INSERT_ISSUE: &str = "INSERT INTO issues (newsletter_id, subjec
 
 /// An issue's ledger, one row per confirmed, unsuppressed reader: binds issue, now, newsletter.
 pub(super) const QUEUE_AUDIENCE: &str = "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
-     SELECT 'issue', $1, sub.subscriber_id, 'queued', $2, $2 \
+     SELECT 'issue', $1, sub.subscriber_id, 'queued', $4, $2 \
      FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
      WHERE sub.newsletter_id = $3 AND sub.status = 'confirmed' AND s.suppressed_at IS NULL";
 
@@ -65,6 +65,7 @@ impl Store {
         body_markdown: &str,
         content_hash: &str,
         now: Timestamp,
+        send_at: Timestamp,
     ) -> Result<(i64, u64)> {
         in_tx!(self, |tx| {
             let id: i64 = sqlx::query_scalar(INSERT_ISSUE)
@@ -79,6 +80,7 @@ impl Store {
                 .bind(id)
                 .bind(now)
                 .bind(newsletter_id)
+                .bind(send_at)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -208,6 +210,19 @@ impl Store {
             return self.pause_issue(id, &format!("paused after {limit} policy refusal(s); last reply: {reply}")).await;
         }
         Ok(false)
+    }
+
+    /// When the next message of an issue is due: later than now for an issue
+    /// scheduled with `--at`, or waiting for a retry.
+    pub async fn next_due(&self, issue: i64) -> Result<Option<Timestamp>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_scalar(
+                "SELECT MIN(next_attempt_at) FROM deliveries WHERE issue_id = $1 AND status IN ('queued', 'retry')",
+            )
+            .bind(issue)
+            .fetch_one(pool)
+            .await?)
+        })
     }
 
     /// Marks sending issues with nothing left to send as done; returns each
