@@ -271,13 +271,21 @@ async fn the_layout_shows_the_logo_and_postal_address(backend: Backend) {
         return;
     };
     app.import_confirmed("morning-briefing", &["layout@example.org".to_owned()]).await;
-    let id = app.queue_issue("morning-briefing", "Laid out", "# Hello\n").await;
+    // An issue with a preview line: hidden at the top of the HTML part, not in the text part.
+    let newsletter = app.newsletter("morning-briefing").await;
+    let draft = bulletin::delivery::Draft::new(newsletter, "Laid out", "# Hello\n".to_owned())
+        .unwrap()
+        .with_preheader(Some("  Kyiv's trams,\n and more  "));
+    let (id, _) = draft.queue(&app.store, app.clock.now()).await.unwrap();
     app.wait_issue(id, "done").await;
     let mail = &app.mail.wait_for("layout@example.org", 1).await[0];
     let html = mail.html();
     assert!(html.contains("<img src=\"https://news.example.org/logo.png\" alt=\"Morning Briefing\""), "{html}");
     assert!(html.contains("The Daily, 1 Khreshchatyk St, Kyiv 01001, Ukraine"), "{html}");
     assert!(mail.text().contains("The Daily, 1 Khreshchatyk St, Kyiv 01001, Ukraine"), "{}", mail.text());
+    let hidden = "<div style=\"display: none; max-height: 0; overflow: hidden; mso-hide: all;\">Kyiv&#39;s trams, and more</div>";
+    assert!(common::visible(&html).contains(&common::visible(hidden)), "{html}");
+    assert!(!mail.text().contains("trams"), "{}", mail.text());
     app.stop().await;
 }
 

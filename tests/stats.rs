@@ -203,7 +203,15 @@ async fn generate_a_year() {
             if day % every == 3 + 4 * i {
                 let subject = format!("{} no. {}", newsletter.name, day / every + 1);
                 let (issue, _) = store
-                    .create_issue(newsletter.id, &subject, "Hello.", &format!("{day}-{i}"), clock.now(), clock.now())
+                    .create_issue(&bulletin::store::NewIssue {
+                        newsletter_id: newsletter.id,
+                        subject: &subject,
+                        body_markdown: "Hello.",
+                        content_hash: &format!("{day}-{i}"),
+                        created_at: clock.now(),
+                        send_at: clock.now(),
+                        preheader: None,
+                    })
                     .await
                     .unwrap();
                 let bounce_every = rng.random_range(150..400);

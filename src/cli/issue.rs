@@ -54,6 +54,9 @@ pub enum IssueCommand {
         /// queued now for the readers of now, sent then by `serve` or `worker`.
         #[arg(long, value_name = "TIME")]
         at: Option<String>,
+        /// The preview line mail clients show after the subject (hidden in the mail itself).
+        #[arg(long, value_name = "TEXT")]
+        preheader: Option<String>,
     },
     /// Show an issue as a reader gets it: the text part (and the HTML part
     /// with --html), with a sample reader's links. Sends nothing.
@@ -72,6 +75,9 @@ pub enum IssueCommand {
         /// Print only the text part, without the headers.
         #[arg(long)]
         text: bool,
+        /// The preview line mail clients show after the subject (hidden in the mail itself).
+        #[arg(long, value_name = "TEXT")]
+        preheader: Option<String>,
     },
     /// List issues, newest first.
     List {
@@ -116,12 +122,24 @@ pub enum IssueCommand {
 pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     match command {
-        IssueCommand::Send { newsletter, subject, file, yes, detach, dry_run, test_to, force, allow_empty, at } => {
+        IssueCommand::Send {
+            newsletter,
+            subject,
+            file,
+            yes,
+            detach,
+            dry_run,
+            test_to,
+            force,
+            allow_empty,
+            at,
+            preheader,
+        } => {
             let now = Clock::system().now();
             let send_at = at.as_deref().map(|at| send_time(at, now)).transpose()?;
             let newsletter = newsletter_by_slug(&services, &newsletter)?;
             let markdown = read_issue(&file)?;
-            let draft = Draft::new(newsletter, &subject, markdown)?;
+            let draft = Draft::new(newsletter, &subject, markdown)?.with_preheader(preheader.as_deref());
             warn_raw_html(&draft.markdown);
             if let Some(to) = test_to.filter(|_| !dry_run) {
                 return send_test(settings, &services, &draft, &to).await;
@@ -167,9 +185,9 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             }
             deliver_in_foreground(services, id).await
         }
-        IssueCommand::Preview { newsletter, subject, file, html, text } => {
+        IssueCommand::Preview { newsletter, subject, file, html, text, preheader } => {
             let newsletter = newsletter_by_slug(&services, &newsletter)?;
-            let draft = Draft::new(newsletter, &subject, read_issue(&file)?)?;
+            let draft = Draft::new(newsletter, &subject, read_issue(&file)?)?.with_preheader(preheader.as_deref());
             let mailer = services.composer.mailer();
             let issue = RenderedIssue::new(
                 &draft.newsletter.name,
@@ -177,7 +195,8 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
                 &draft.subject,
                 &draft.markdown,
                 mailer,
-            );
+            )
+            .with_preheader(draft.preheader.as_deref());
             let links = services.signup.links();
             let unsubscribe_url = links.unsubscribe_url(TEST_COPY, draft.newsletter.id);
             let (text_part, html_part) = issue.render(&unsubscribe_url, &links.preferences_url(TEST_COPY))?;
@@ -190,6 +209,9 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
             writeln!(out, "From: {}", mailer.from())?;
             writeln!(out, "To: a sample reader")?;
             writeln!(out, "Subject: {}", issue.subject)?;
+            if !issue.preheader.is_empty() {
+                writeln!(out, "Preheader: {}", issue.preheader)?;
+            }
             writeln!(out, "List-Id: {}", issue.list_id)?;
             writeln!(out, "List-Unsubscribe: <{unsubscribe_url}>")?;
             writeln!(out, "\n{text_part}")?;
@@ -505,7 +527,8 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
         &format!("[TEST] {}", draft.subject),
         &draft.markdown,
         mailer,
-    );
+    )
+    .with_preheader(draft.preheader.as_deref());
     let links = services.signup.links();
     let message = IssueMail {
         issue: &issue,

@@ -132,7 +132,8 @@ impl Composer {
                 &issue.subject,
                 &issue.body_markdown,
                 &self.mailer,
-            ),
+            )
+            .with_preheader(issue.preheader.as_deref()),
         });
         self.issues.lock().expect("cache lock").insert(issue_id, (newsletter.id, rendered.clone()));
         Ok(Some((newsletter.id, rendered)))

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
 use crate::domain::Newsletter;
-use crate::store::{Store, StoreError};
+use crate::store::{NewIssue, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -25,6 +25,8 @@ pub struct Draft {
     pub subject: String,
     pub markdown: String,
     pub content_hash: String,
+    /// The hidden preview line mail clients show after the subject.
+    pub preheader: Option<String>,
 }
 
 impl Draft {
@@ -37,7 +39,7 @@ impl Draft {
             return Err(QueueError::EmptyBody);
         }
         let content_hash = crate::domain::token::hex(&Sha256::digest(markdown.as_bytes()));
-        Ok(Self { newsletter, subject, markdown, content_hash })
+        Ok(Self { newsletter, subject, markdown, content_hash, preheader: None })
     }
 
     /// Refuses a file already sent to this newsletter unless `force`.
@@ -63,7 +65,23 @@ impl Draft {
     /// Queues the issue now for its readers as they are now; its messages are
     /// due from `send_at` on (an editor's `--at`).
     pub async fn queue_at(&self, store: &Store, now: Timestamp, send_at: Timestamp) -> Result<(i64, u64), QueueError> {
-        let (subject, markdown, hash) = (&self.subject, &self.markdown, &self.content_hash);
-        Ok(store.create_issue(self.newsletter.id, subject, markdown, hash, now, send_at.max(now)).await?)
+        Ok(store
+            .create_issue(&NewIssue {
+                newsletter_id: self.newsletter.id,
+                subject: &self.subject,
+                body_markdown: &self.markdown,
+                content_hash: &self.content_hash,
+                created_at: now,
+                send_at: send_at.max(now),
+                preheader: self.preheader.as_deref(),
+            })
+            .await?)
+    }
+
+    /// Sets the preview line: one line, trimmed; blank is none.
+    pub fn with_preheader(mut self, preheader: Option<&str>) -> Self {
+        self.preheader =
+            preheader.map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|p| !p.is_empty());
+        self
     }
 }

@@ -27,6 +27,7 @@ struct Text<'a> {
 #[template(path = "issue.html")]
 struct Html<'a> {
     newsletter: &'a str,
+    preheader: &'a str,
     /// The reader's name, if known (see [`Reader`]).
     #[allow(dead_code, reason = "offered to a site's own templates; the shipped ones leave it out")]
     name: Option<&'a str>,
@@ -55,6 +56,7 @@ struct DigestText<'a> {
 #[template(path = "digest.html")]
 struct DigestHtml<'a> {
     newsletter: &'a str,
+    preheader: &'a str,
     /// The reader's name, if known (see [`Reader`]).
     #[allow(dead_code, reason = "offered to a site's own templates; the shipped ones leave it out")]
     name: Option<&'a str>,
@@ -98,6 +100,8 @@ pub struct RenderedIssue {
     pub digest: Option<DigestContent>,
     /// What the site's mail layout adds around every issue (`[mail]` logo and postal address).
     pub layout: Layout,
+    /// The hidden preview line after the subject; empty: none.
+    pub preheader: String,
 }
 
 impl RenderedIssue {
@@ -113,7 +117,14 @@ impl RenderedIssue {
             html,
             digest: None,
             layout: mailer.layout().clone(),
+            preheader: String::new(),
         }
+    }
+
+    /// With a preview line (an editor's `--preheader`).
+    pub fn with_preheader(mut self, preheader: Option<&str>) -> Self {
+        self.preheader = preheader.map(one_line).unwrap_or_default();
+        self
     }
 
     /// A digest of stories, rendered from `digest.html` and `digest.txt`.
@@ -133,6 +144,7 @@ impl RenderedIssue {
         let newsletter = &self.newsletter_name;
         let subject = &self.subject;
         let layout = &self.layout;
+        let preheader = &self.preheader;
         Ok(match &self.digest {
             Some(d) => (
                 DigestText {
@@ -147,6 +159,7 @@ impl RenderedIssue {
                 .render()?,
                 DigestHtml {
                     newsletter,
+                    preheader,
                     name,
                     subject,
                     date: &d.date,
@@ -160,8 +173,17 @@ impl RenderedIssue {
             None => (
                 Text { newsletter, name, subject, body: &self.text, unsubscribe_url, preferences_url, layout }
                     .render()?,
-                Html { newsletter, name, subject, body_html: &self.html, unsubscribe_url, preferences_url, layout }
-                    .render()?,
+                Html {
+                    newsletter,
+                    preheader,
+                    name,
+                    subject,
+                    body_html: &self.html,
+                    unsubscribe_url,
+                    preferences_url,
+                    layout,
+                }
+                .render()?,
             ),
         })
     }

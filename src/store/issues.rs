@@ -15,11 +15,27 @@ pub struct IssueRow {
     pub paused_reason: Option<String>,
     pub created_at: Timestamp,
     pub completed_at: Option<Timestamp>,
+    /// The hidden preview line after the subject; `None`: the mail client picks the first text.
+    pub preheader: Option<String>,
+}
+
+/// An issue to create, with its ledger.
+#[derive(Debug, Clone, Copy)]
+pub struct NewIssue<'a> {
+    pub newsletter_id: i64,
+    pub subject: &'a str,
+    pub body_markdown: &'a str,
+    /// Refuses the same file twice (see `Draft::check_not_sent`).
+    pub content_hash: &'a str,
+    pub created_at: Timestamp,
+    /// When its messages fall due: `created_at`, or later for a scheduled issue.
+    pub send_at: Timestamp,
+    pub preheader: Option<&'a str>,
 }
 
 /// A new issue, sending: binds newsletter, subject, body, content hash, now; returns its id.
-pub(super) const INSERT_ISSUE: &str = "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at) \
-     VALUES ($1, $2, $3, $4, 'sending', $5) RETURNING id";
+pub(super) const INSERT_ISSUE: &str = "INSERT INTO issues (newsletter_id, subject, body_markdown, content_hash, status, created_at, preheader) \
+     VALUES ($1, $2, $3, $4, 'sending', $5, $6) RETURNING id";
 
 /// An issue's ledger, one row per confirmed, unsuppressed reader: binds issue, now, newsletter.
 pub(super) const QUEUE_AUDIENCE: &str = "INSERT INTO deliveries (kind, issue_id, subscriber_id, status, next_attempt_at, created_at) \
@@ -58,29 +74,22 @@ impl Store {
     /// `INSERT … SELECT`: no list of subscribers ever passes through memory.
     /// The issue is new, so no row can exist yet: `deliveries_once` only
     /// guards, it is not asked to resolve conflicts (which costs ~20%).
-    pub async fn create_issue(
-        &self,
-        newsletter_id: i64,
-        subject: &str,
-        body_markdown: &str,
-        content_hash: &str,
-        now: Timestamp,
-        send_at: Timestamp,
-    ) -> Result<(i64, u64)> {
+    pub async fn create_issue(&self, issue: &NewIssue<'_>) -> Result<(i64, u64)> {
         in_tx!(self, |tx| {
             let id: i64 = sqlx::query_scalar(INSERT_ISSUE)
-                .bind(newsletter_id)
-                .bind(subject)
-                .bind(body_markdown)
-                .bind(content_hash)
-                .bind(now)
+                .bind(issue.newsletter_id)
+                .bind(issue.subject)
+                .bind(issue.body_markdown)
+                .bind(issue.content_hash)
+                .bind(issue.created_at)
+                .bind(issue.preheader)
                 .fetch_one(&mut *tx)
                 .await?;
             let queued = sqlx::query(QUEUE_AUDIENCE)
                 .bind(id)
-                .bind(now)
-                .bind(newsletter_id)
-                .bind(send_at)
+                .bind(issue.created_at)
+                .bind(issue.newsletter_id)
+                .bind(issue.send_at)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -91,7 +100,7 @@ impl Store {
     pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
         reading!(self, |pool| {
             Ok(sqlx::query_as(
-                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
+                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at, preheader \
                  FROM issues WHERE id = $1",
             )
             .bind(id)
@@ -103,7 +112,7 @@ impl Store {
     pub async fn issues(&self, newsletter_id: Option<i64>) -> Result<Vec<IssueRow>> {
         reading!(self, |pool| {
             Ok(sqlx::query_as(
-                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
+                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at, preheader \
                  FROM issues WHERE ($1 IS NULL OR newsletter_id = $1) ORDER BY id DESC",
             )
             .bind(newsletter_id)
@@ -155,7 +164,7 @@ impl Store {
     ) -> Result<Option<(u64, IssueStatus)>> {
         in_tx!(self, |tx| {
             let found: Option<IssueRow> = sqlx::query_as(
-                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at \
+                "SELECT id, newsletter_id, subject, body_markdown, status, paused_reason, created_at, completed_at, preheader \
                  FROM issues WHERE id = $1",
             )
             .bind(id)

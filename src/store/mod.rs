@@ -35,7 +35,7 @@ pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use digests::{DigestOutcome, DigestRequest, DigestRunRow, DigestRunStatus};
 pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use imports::{ImportOutcome, ImportRow, ImportWish};
-pub use issues::IssueRow;
+pub use issues::{IssueRow, NewIssue};
 pub use items::{FeedFetch, FeedState, ItemRow};
 pub use mail_server::MailServerWait;
 pub use readers::SubscriberRecord;
