@@ -142,6 +142,20 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
     };
     assert!(eml.contains("To: file@example.org") && eml.contains(&format!("{base}/confirm/")), "{eml}");
 
+    // An issue queued for serve to send: its log says when it starts and when it is done.
+    let link = eml.split_whitespace().find(|w| w.starts_with(&format!("{base}/confirm/"))).unwrap();
+    assert_eq!(http.post(link).send().await.unwrap().status(), 200);
+    let issue = dir.path().join("issue.md");
+    std::fs::write(&issue, "# Hello\n").unwrap();
+    let send = ["issue", "send", "--newsletter", "weekend-reads", "--subject", "Hi", "--yes", "--detach"];
+    let queued = bulletin(&config, &[&send[..], &[issue.to_str().unwrap()]].concat());
+    assert!(queued.status.success(), "{}", String::from_utf8_lossy(&queued.stderr));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !stdout(&bulletin(&config, &["issue", "status", "1"])).contains("Status: done") {
+        assert!(Instant::now() < deadline, "serve did not send the issue");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Stop by PID with SIGTERM; it must exit promptly and cleanly.
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -159,6 +173,8 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
     let mut log = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     assert!(log.contains("route=\"/subscribe\"") && log.contains("status=200"), "one line per request: {log}");
+    assert!(log.contains("sending issue issue=1"), "{log}");
+    assert!(log.contains("issue sent: nothing left to deliver issue=1"), "{log}");
     assert!(!log.contains("file@example.org"), "addresses are masked in logs: {log}");
     assert!(log.contains("f***@example.org"), "{log}");
     assert!(!log.contains("/confirm/") || log.contains("/confirm/{token}"), "no token URLs in logs");
