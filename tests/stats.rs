@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Instant;
 
 use bulletin::clock::Clock;
@@ -13,20 +13,10 @@ use bulletin::domain::{ConsentSource, LinkKeys, SubscriptionStatus};
 use bulletin::signup::roster;
 use bulletin::stats::Day;
 use bulletin::store::{Consent, DAY, MailCap, Store};
+use common::bin::bulletin;
 use common::browser::{Browser, DESKTOP};
 use common::{Backend, TestApp, TestDb};
 use serde_json::{Value, json};
-
-fn bulletin(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run bulletin")
-}
 
 fn json_of(out: &Output) -> Value {
     assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));

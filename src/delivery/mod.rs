@@ -201,8 +201,12 @@ impl Engine {
         let token: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
         let limit = self.pace.batch_size() as i64;
         let claimed = self.store.claim_deliveries(now, self.pace.lease_secs, &token, limit).await?;
-        for issue in claimed.iter().filter_map(|d| d.issue_id) {
-            if self.sending.lock().expect("never poisoned").insert(issue) {
+        // One lock a batch, not one a message: a batch holds one issue or a few.
+        let mut issues: Vec<i64> = claimed.iter().filter_map(|d| d.issue_id).collect();
+        issues.dedup();
+        if !issues.is_empty() {
+            let mut sending = self.sending.lock().expect("never poisoned");
+            for issue in issues.into_iter().filter(|issue| sending.insert(*issue)) {
                 tracing::info!(issue, "sending issue");
             }
         }
