@@ -23,7 +23,55 @@ pub struct Settings {
     pub mail: MailSettings,
     pub signup: SignupSettings,
     pub sending: SendingSettings,
+    pub bounces: BounceSettings,
+    pub webhooks: WebhookSettings,
     pub newsletters: Vec<NewsletterSettings>,
+}
+
+/// `[bounces]`: what Bulletin does with bounces and complaints that come back
+/// after the SMTP reply (DSNs, ARF reports, provider webhooks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BounceSettings {
+    /// The envelope sender (Return-Path) with VERP: `bounces@example.com` makes each
+    /// message's `bounces+<signed delivery id>@example.com`. Empty: `mail.from`'s address, no VERP.
+    pub return_path: String,
+    /// Soft bounces (4.x.x: mailbox full, greylisted for days) within `soft_bounce_days`
+    /// after which an address is suppressed as bounced.
+    pub soft_bounce_limit: u32,
+    pub soft_bounce_days: u32,
+    /// An issue pauses itself when complaints / delivered passes this fraction
+    /// (0.003 = 0.3 %, Gmail's and Yahoo's ceiling); 0 disables.
+    pub pause_complaint_rate: f64,
+    /// ...and it has at least this many complaints, so one complaint on a small list does not pause it.
+    pub pause_min_complaints: u32,
+}
+
+impl Default for BounceSettings {
+    fn default() -> Self {
+        Self {
+            return_path: String::new(),
+            soft_bounce_limit: 3,
+            soft_bounce_days: 30,
+            pause_complaint_rate: 0.003,
+            pause_min_complaints: 3,
+        }
+    }
+}
+
+/// `[webhooks]`: who may post bounce and complaint notifications to
+/// `POST /webhooks/{provider}`. Nothing configured: every webhook route is 404.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// A secret path part: providers post to `/webhooks/{provider}/{token}`. Empty: off.
+    #[serde(serialize_with = "serialize_secret")]
+    pub token: SecretString,
+    /// `user:password` for HTTP basic auth on `/webhooks/{provider}`. Empty: off.
+    #[serde(serialize_with = "serialize_secret")]
+    pub basic_auth: SecretString,
+    /// Amazon SNS topic ARNs whose notifications are taken. Empty: any topic whose message verifies.
+    pub ses_topic_arns: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +104,10 @@ pub struct ServerSettings {
     /// Bearer tokens that may call `POST /api/items` (a CMS adding stories). Empty: the route answers 404.
     #[serde(serialize_with = "serialize_secrets")]
     pub api_tokens: Vec<SecretString>,
+    /// Where `GET /metrics` (Prometheus) is served: its own address, so it is
+    /// never public by accident. None: no metrics endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,6 +280,7 @@ impl Default for ServerSettings {
             keepalive_idle_seconds: 60,
             max_connections: 1024,
             api_tokens: vec![],
+            metrics_listen: None,
         }
     }
 }
@@ -282,6 +335,8 @@ impl Default for Settings {
             mail: MailSettings::default(),
             signup: SignupSettings::default(),
             sending: SendingSettings::default(),
+            bounces: BounceSettings::default(),
+            webhooks: WebhookSettings::default(),
             newsletters: vec![
                 newsletter(
                     "morning-briefing",
@@ -414,6 +469,43 @@ impl Settings {
         }
         if self.signup.confirm_ttl_hours == 0 {
             return invalid("signup.confirm_ttl_hours must be at least 1".into());
+        }
+        let bounces = &self.bounces;
+        if !bounces.return_path.is_empty() && bounces.return_path.parse::<lettre::Address>().is_err() {
+            return invalid(format!(
+                "bounces.return_path is not an address: {:?} (expected \"bounces@example.com\")",
+                bounces.return_path
+            ));
+        }
+        if !(0.0..1.0).contains(&bounces.pause_complaint_rate) {
+            return invalid(
+                "bounces.pause_complaint_rate must be a fraction from 0 up to 1, like 0.003 for 0.3 %".into(),
+            );
+        }
+        if bounces.soft_bounce_limit == 0 || bounces.soft_bounce_days == 0 {
+            return invalid("bounces.soft_bounce_limit and bounces.soft_bounce_days must be at least 1".into());
+        }
+        let token = self.webhooks.token.expose_secret();
+        if !token.is_empty()
+            && (token.len() < 24 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        {
+            return invalid(
+                "webhooks.token must be at least 24 letters, digits, '-' or '_' (make one with `openssl rand -hex 24`)"
+                    .into(),
+            );
+        }
+        let basic = self.webhooks.basic_auth.expose_secret();
+        if !basic.is_empty() && !basic.split_once(':').is_some_and(|(u, p)| !u.is_empty() && p.len() >= 16) {
+            return invalid(
+                "webhooks.basic_auth must be \"user:password\" with a password of at least 16 characters".into(),
+            );
+        }
+        if let Some(metrics) = self.server.metrics_listen
+            && metrics == self.server.listen
+        {
+            return invalid(
+                "server.metrics_listen must differ from server.listen: metrics are served on their own address".into(),
+            );
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".into());

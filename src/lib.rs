@@ -12,6 +12,7 @@ pub mod config;
 pub mod delivery;
 pub mod digest;
 pub mod domain;
+pub mod feedback;
 pub mod mail;
 pub mod signup;
 pub mod spreadsheet;
