@@ -19,6 +19,7 @@ use crate::digest::Digests;
 use crate::digest::feed::{FeedFetcher, FetchLimits};
 use crate::domain::LinkKeys;
 use crate::mail::{Mailer, Outbound};
+use crate::metrics::{Metrics, exposition};
 use crate::signup::{Catalog, Links, RhythmOffers, Signup};
 use crate::store::{MailCap, Store};
 use crate::web::{self, AppState, ConnectionLimits, Shared, client::IpLimiter};
@@ -65,6 +66,8 @@ pub struct Services {
     pub composer: Composer,
     pub digests: Digests,
     pub mail_queued: Arc<Notify>,
+    /// This instance's counters, served on `server.metrics_listen` when it is set.
+    pub metrics: Metrics,
 }
 
 pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Services> {
@@ -86,17 +89,35 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     let digests = Digests::new(store.clone(), &catalog, &settings.newsletters, fetcher, clock.clone());
     digests.settle_rhythms().await.context("could not check readers' rhythms against the configuration")?;
     let offers = RhythmOffers::new(&catalog, &digests);
+    let metrics = Metrics::new();
     let signup =
-        Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, offers, mail_queued.clone());
+        Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, offers, mail_queued.clone())
+            .counted(metrics.clone());
     let composer =
         Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours);
-    let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));
-    Ok(Services { store, signup, engine, composer, digests, mail_queued })
+    let pace = Pace::from(&settings.sending);
+    let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, pace, metrics.clone());
+    Ok(Services { store, signup, engine, composer, digests, mail_queued, metrics })
+}
+
+/// Binds `server.metrics_listen`, when set, and returns its address and the
+/// task serving `GET /metrics` there until `stop` turns true.
+pub async fn serve_metrics(
+    settings: &Settings,
+    services: &Services,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<()>)>> {
+    let Some(listener) = exposition::bind(&settings.server).await? else { return Ok(None) };
+    let addr = listener.local_addr()?;
+    let exporter = exposition::Exporter { metrics: services.metrics.clone(), store: services.store.clone() };
+    Ok(Some((addr, tokio::spawn(exposition::serve(listener, exporter, &settings.server, stop)))))
 }
 
 /// A serving instance: HTTP, the delivery engine, the digest schedules and the limiter pruner.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where `GET /metrics` is served; `None` without `server.metrics_listen`.
+    pub metrics_addr: Option<SocketAddr>,
     pub store: Store,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -106,6 +127,12 @@ pub struct Running {
 pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> anyhow::Result<Running> {
     let services = services(settings, clock).await?;
     let addr = listener.local_addr()?;
+    let (shutdown, stopped) = watch::channel(false);
+    let mut tasks = vec![];
+    let metrics_addr = serve_metrics(settings, &services, stopped.clone()).await?.map(|(addr, task)| {
+        tasks.push(task);
+        addr
+    });
     let limiter = IpLimiter::per_minute(settings.signup.per_ip_per_minute).map(Arc::new);
     let allowed_origins: Vec<_> =
         settings.server.allowed_origins.iter().filter_map(|o| axum::http::HeaderValue::from_str(o).ok()).collect();
@@ -120,9 +147,8 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
         trusted_proxies: settings.server.trusted_proxies.clone().into(),
         form_min_secs: settings.signup.min_submit_seconds,
         form_max_age_secs: settings.signup.max_form_age_hours * 3600,
+        metrics: services.metrics.clone(),
     });
-    let (shutdown, stopped) = watch::channel(false);
-    let mut tasks = vec![];
 
     let limits = ConnectionLimits {
         header_read: Duration::from_secs(settings.server.header_read_timeout_seconds),
@@ -144,7 +170,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
             }
         }));
     }
-    Ok(Running { addr, store: services.store, shutdown, tasks })
+    Ok(Running { addr, metrics_addr, store: services.store, shutdown, tasks })
 }
 
 impl Running {

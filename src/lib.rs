@@ -14,6 +14,7 @@ pub mod digest;
 pub mod domain;
 pub mod feedback;
 pub mod mail;
+pub mod metrics;
 pub mod signup;
 pub mod spreadsheet;
 pub mod stats;

@@ -2,6 +2,7 @@ use std::io::IsTerminal;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -9,9 +10,13 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 async fn main() -> std::process::ExitCode {
     let cli = bulletin::cli::Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // BULLETIN_LOG_SPANS=1: a line as each span closes, with its busy and idle time.
+    let spans =
+        if std::env::var_os("BULLETIN_LOG_SPANS").is_some_and(|v| v == "1") { FmtSpan::CLOSE } else { FmtSpan::NONE };
     let log = tracing_subscriber::fmt::layer()
         .with_writer(bulletin::cli::LogWriter)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_span_events(spans);
     tracing_subscriber::registry().with(filter).with(log).with(bulletin::cli::GatherLayer).init();
     match bulletin::cli::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

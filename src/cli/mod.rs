@@ -299,6 +299,9 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         running.store.backend_name(),
         settings.mail.transport
     );
+    if let Some(addr) = running.metrics_addr {
+        tracing::info!("Metrics on http://{addr}/metrics (server.metrics_listen)");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;
@@ -320,6 +323,10 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     check_mail_server(settings);
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let metrics = app::serve_metrics(settings, &services, stopped.clone()).await?;
+    if let Some((addr, _)) = &metrics {
+        tracing::info!("Metrics on http://{addr}/metrics (server.metrics_listen)");
+    }
     let schedules = tokio::spawn(services.digests.schedule(services.mail_queued.clone(), stopped.clone()));
     let engine = tokio::spawn(services.engine.run(services.mail_queued, stopped));
     tracing::info!("Bulletin worker running (database {})", services.store.backend_name());
@@ -328,6 +335,9 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = engine.await;
     let _ = schedules.await;
+    if let Some((_, exporter)) = metrics {
+        let _ = exporter.await;
+    }
     services.store.close().await;
     Ok(())
 }

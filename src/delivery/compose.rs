@@ -27,6 +27,8 @@ pub enum ComposeError {
 pub struct Composed {
     pub message: Message,
     pub token: Option<NewToken>,
+    /// An issue a digest run made, for the metrics.
+    pub digest: bool,
 }
 
 /// Rendered issues with their newsletter id, by issue id.
@@ -83,7 +85,7 @@ impl Composer {
                     message_id,
                 }
                 .build(&self.mailer)?;
-                Ok(Some(Composed { message, token: None }))
+                Ok(Some(Composed { message, token: None, digest: issue.digest.is_some() }))
             }
         }
     }
@@ -108,7 +110,7 @@ impl Composer {
             ConfirmationMail { to, newsletters: &names, confirm_url: &confirm_url, ttl_hours: self.confirm_ttl_hours }
                 .build(&self.mailer, message_id)?;
         let token = NewToken { hash: token.hash(), subscriber_id: delivery.subscriber_id, created_at: now, expires_at };
-        Ok(Some(Composed { message, token: Some(token) }))
+        Ok(Some(Composed { message, token: Some(token), digest: false }))
     }
 
     /// The issue rendered once per process and kept; issues do not change once sent.

@@ -30,11 +30,12 @@ use tokio::sync::{Notify, mpsc, watch};
 pub use compose::{ComposeError, Composed, Composer};
 pub use issues::{Draft, QueueError};
 pub use ledger::{Ledger, LedgerError};
-pub use reply::{Verdict, judge};
+pub use reply::{Verdict, judge, reply_class};
 
 use crate::clock::Clock;
 use crate::config::SendingSettings;
 use crate::mail::{Channel, Outbound, SendFailure};
+use crate::metrics::Metrics;
 use crate::store::{ClaimedDelivery, DeliveryKind, Handover, Settlement, Store, StoreError};
 use outage::Outage;
 use throttle::Throttle;
@@ -100,12 +101,31 @@ pub struct Engine {
     /// Issues this engine has sent for since they began, so the log says once
     /// when each starts going out and when it is done.
     sending: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
+    /// Counts attempts by result and SMTP replies by class.
+    metrics: Metrics,
 }
 
 impl Engine {
-    pub fn new(store: Store, outbound: Outbound, composer: Composer, clock: Clock, pace: Pace) -> Self {
-        let throttle = Arc::new(Throttle::new(pace.rate_per_second));
-        Self { store, outbound, composer, clock, pace, server: Arc::default(), throttle, sending: Arc::default() }
+    pub fn new(
+        store: Store,
+        outbound: Outbound,
+        composer: Composer,
+        clock: Clock,
+        pace: Pace,
+        metrics: Metrics,
+    ) -> Self {
+        let throttle = Arc::new(Throttle::new(pace.rate_per_second, metrics.send_pace()));
+        Self {
+            store,
+            outbound,
+            composer,
+            clock,
+            pace,
+            server: Arc::default(),
+            throttle,
+            sending: Arc::default(),
+            metrics,
+        }
     }
 
     /// Runs until `shutdown` turns true, waking early on `ready`.
@@ -306,6 +326,13 @@ impl Engine {
         channel.close().await;
     }
 
+    /// One attempt at one message, in a span that names the delivery (never
+    /// its address) so whatever the attempt logs can be followed.
+    #[tracing::instrument(
+        name = "delivery",
+        skip_all,
+        fields(id = delivery.id, kind = mail_kind(delivery.kind, false), issue = delivery.issue_id)
+    )]
     async fn deliver(
         &self,
         channel: &mut Channel,
@@ -319,28 +346,38 @@ impl Engine {
             self.store.release_deliveries(&token, &[delivery.id]).await?;
             return Ok(());
         }
-        let Composed { message, token: link } = match self.composer.compose(delivery).await {
+        let stored_kind = mail_kind(delivery.kind, false);
+        let Composed { message, token: link, digest } = match self.composer.compose(delivery).await {
             Ok(Some(composed)) => composed,
             Ok(None) => {
                 let reason = "not sent: nothing left to send".to_owned();
+                self.metrics.delivery(stored_kind, "skipped");
                 return ledger.settle(delivery.id, token, Settlement::Skipped { reason }).await;
             }
             Err(ComposeError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 let reply = format!("could not build the message: {e}");
+                self.metrics.delivery(stored_kind, "failed");
                 return ledger.settle(delivery.id, token, Settlement::Failed { reply }).await;
             }
         };
+        let kind = mail_kind(delivery.kind, digest);
         // The hand-over is decided while the envelope is announced; the body leaves only after it is stored.
         let handover = ledger.hand_over(delivery.id, delivery.kind, token.clone(), link);
         let (handover, sent) = channel.send_if(&message, handover, |h| matches!(h, Ok(Handover::Go))).await;
-        let Some(sent) = sent else { return handover.map(drop) };
+        let Some(sent) = sent else {
+            if let Ok(Handover::Skipped) = handover {
+                self.metrics.delivery(kind, "skipped");
+            }
+            return handover.map(drop);
+        };
         if let Err(SendFailure::Unreachable(detail)) = &sent {
             // The kept connection broke and no new one opened: the message never left.
             self.server_unreachable(detail);
             ledger.put_back(delivery.id, token).await?;
             return Ok(());
         }
+        self.metrics.smtp_reply(reply_class(&sent));
         let verdict = judge(sent);
         let attempt = delivery.attempts + 1;
         let exhausted = attempt >= i64::from(self.pace.max_attempts);
@@ -355,6 +392,7 @@ impl Engine {
             Verdict::Ambiguous(reply) => Settlement::Ambiguous { reply },
         };
         let now = self.clock.now();
+        self.metrics.delivery(kind, settlement.status());
         if matches!(verdict, Verdict::Sent(_)) {
             ledger.settle(delivery.id, token, settlement).await?;
         } else {
@@ -393,6 +431,15 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+/// The kind of mail a delivery is, as the metrics name it.
+fn mail_kind(kind: DeliveryKind, digest: bool) -> &'static str {
+    match kind {
+        DeliveryKind::Confirmation => "confirmation",
+        DeliveryKind::Issue if digest => "digest",
+        DeliveryKind::Issue => "issue",
     }
 }
 

@@ -24,6 +24,21 @@ pub enum Verdict {
     Ambiguous(String),
 }
 
+/// The class of the reply an attempt got, for the metrics: `2xx`, `4xx`,
+/// `5xx`, or `none` when the connection failed before any reply.
+pub fn reply_class(result: &Result<String, SendFailure>) -> &'static str {
+    match result {
+        Ok(_) => "2xx",
+        // Anything but a transient refusal is judged permanent, as [`judge`] does.
+        Err(SendFailure::Rejected { code, .. }) => match code / 100 {
+            2 => "2xx",
+            4 => "4xx",
+            _ => "5xx",
+        },
+        Err(SendFailure::Unreachable(_) | SendFailure::Connection(_) | SendFailure::AfterData(_)) => "none",
+    }
+}
+
 pub fn judge(result: Result<String, SendFailure>) -> Verdict {
     match result {
         Ok(reply) => Verdict::Sent(reply),
@@ -74,5 +89,13 @@ mod tests {
         assert!(matches!(judge(Err(SendFailure::Connection("reset".into()))), Verdict::TryAgain(_)));
         assert!(matches!(judge(Err(SendFailure::Unreachable("refused".into()))), Verdict::TryAgain(_)));
         assert_eq!(enhanced_class("server says 1.2.3.4 is 5.1.10"), Some((1, 10)));
+    }
+
+    #[test]
+    fn reply_classes() {
+        let class = |code| reply_class(&Err(SendFailure::Rejected { code, reply: String::new() }));
+        assert_eq!(reply_class(&Ok("250 2.0.0 Ok".into())), "2xx");
+        assert_eq!((class(451), class(421), class(550)), ("4xx", "4xx", "5xx"));
+        assert_eq!(reply_class(&Err(SendFailure::AfterData("eof".into()))), "none");
     }
 }

@@ -11,8 +11,10 @@
 //! seconds; on reaching it, the configured pace (or no limit) applies again.
 
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
 /// The slowest the engine goes when told to slow down, in messages per second.
@@ -25,13 +27,17 @@ const STEPS_TO_RECOVER: f64 = 32.0;
 /// Shared by every sender of one engine.
 pub struct Throttle {
     state: Mutex<State>,
+    /// The pace for the metrics, in messages a second; 0: no limit.
+    pace: Gauge<f64, AtomicU64>,
 }
 
 impl Throttle {
-    /// `rate_per_second` 0 means no limit until the server asks for one.
-    pub fn new(rate_per_second: u32) -> Self {
+    /// `rate_per_second` 0 means no limit until the server asks for one;
+    /// `pace` is kept at the pace in force.
+    pub fn new(rate_per_second: u32, pace: Gauge<f64, AtomicU64>) -> Self {
         let configured = (rate_per_second > 0).then_some(f64::from(rate_per_second));
-        Self { state: Mutex::new(State::new(configured, Instant::now())) }
+        pace.set(configured.unwrap_or(0.0));
+        Self { state: Mutex::new(State::new(configured, Instant::now())), pace }
     }
 
     /// Waits for this message's turn.
@@ -45,12 +51,17 @@ impl Throttle {
 
     /// A message was accepted.
     pub fn sent(&self) {
-        self.state.lock().expect("throttle lock").sent(Instant::now());
+        let mut state = self.state.lock().expect("throttle lock");
+        state.sent(Instant::now());
+        self.pace.set(state.rate.unwrap_or(0.0));
     }
 
     /// The server asked to slow down; returns the new rate when this halved it.
     pub fn slow_down(&self) -> Option<f64> {
-        self.state.lock().expect("throttle lock").slow_down(Instant::now())
+        let mut state = self.state.lock().expect("throttle lock");
+        let halved = state.slow_down(Instant::now());
+        self.pace.set(state.rate.unwrap_or(0.0));
+        halved
     }
 }
 

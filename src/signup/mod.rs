@@ -27,6 +27,7 @@ use crate::domain::{
     ConsentSource, EmailAddress, LinkPurpose, LinkRef, Newsletter, NewsletterSlug, Rhythm, SubscriptionStatus,
     TokenHash,
 };
+use crate::metrics::Metrics;
 use crate::store::{
     ConfirmOutcome, Consent, MailCap, RequestedSubscription, SignupOutcome, SignupRequest, Store, StoreError,
     TokenState,
@@ -119,6 +120,8 @@ pub struct Signup {
     offers: RhythmOffers,
     signups: batch::Batcher,
     mail_queued: Arc<Notify>,
+    /// Counts confirmations and unsubscribes; a fresh, unserved set until [`Self::counted`].
+    metrics: Metrics,
 }
 
 impl Signup {
@@ -132,7 +135,12 @@ impl Signup {
         mail_queued: Arc<Notify>,
     ) -> Self {
         let signups = batch::Batcher::start(store.clone(), clock.clone(), cap);
-        Self { store, catalog, links, clock, cap, offers, signups, mail_queued }
+        Self { store, catalog, links, clock, cap, offers, signups, mail_queued, metrics: Metrics::new() }
+    }
+
+    /// Counts what readers do in `metrics`: the running instance's, which it serves.
+    pub fn counted(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
     }
 
     /// What each newsletter lets its readers choose.
@@ -266,6 +274,9 @@ impl Signup {
         let consent = self.consent(ConsentSource::ConfirmLink, visitor);
         Ok(match self.store.confirm(&hash, &consent).await? {
             ConfirmOutcome::Confirmed { subscriber_id, newsletters } => {
+                for newsletter in newsletters.iter().filter_map(|id| self.catalog.by_id(*id)) {
+                    self.metrics.confirmed(&newsletter.slug);
+                }
                 // A new opt-in lifts an earlier erasure or bounce.
                 if let Some(email) = self.store.subscriber_email(subscriber_id).await? {
                     let hashes = self.links.keys().suppression_hashes(&email.to_lowercase());
@@ -325,6 +336,7 @@ impl Signup {
         let changed = self.store.unsubscribe(reader.subscriber_id, reader.newsletter_id, &consent).await?;
         if changed {
             tracing::info!(newsletter = %newsletter.slug, "unsubscribed");
+            self.metrics.unsubscribed(&newsletter.slug, source);
         }
         Ok(Some((newsletter.clone(), self.links.preferences_url(reader.link_ref))))
     }
@@ -406,7 +418,10 @@ impl Signup {
             }
         }
         let consent = self.consent(ConsentSource::Preferences, visitor);
-        self.store.set_subscriptions(reader.subscriber_id, &wanted, &consent).await?;
+        let changed = self.store.set_subscriptions(reader.subscriber_id, &wanted, &consent).await?;
+        for newsletter in changed.unsubscribed.iter().filter_map(|id| self.catalog.by_id(*id)) {
+            self.metrics.unsubscribed(&newsletter.slug, ConsentSource::Preferences);
+        }
         for (newsletter_id, rhythm, zone) in changes {
             self.store
                 .set_rhythm(reader.subscriber_id, newsletter_id, rhythm.map(Rhythm::as_str), zone.map(|z| z.name()))

@@ -172,6 +172,7 @@ impl Store {
     /// Claims up to `limit` due rows for `lease_secs` under `token`, returning
     /// them in id order: confirmation mail first (a reader is waiting for
     /// it), then the rows of issues that are sending, oldest issue first.
+    #[tracing::instrument(level = "debug", skip_all, fields(limit = limit))]
     pub async fn claim_deliveries(
         &self,
         now: Timestamp,
@@ -437,6 +438,7 @@ impl Store {
 
     /// Rows left `sending` by a worker that died: they may have been
     /// delivered, so they become `ambiguous` instead of being sent again.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn recover_expired(&self, now: Timestamp) -> Result<u64> {
         with_pool!(self, |pool| {
             Ok(sqlx::query(

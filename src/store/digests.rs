@@ -284,6 +284,7 @@ impl Store {
     }
 
     /// The run an issue was made by and the stories it lists in mail order; `None` for an editor's issue.
+    #[tracing::instrument(level = "debug", skip_all, fields(issue = issue_id))]
     pub async fn digest_of_issue(&self, issue_id: i64) -> Result<Option<(DigestRunRow, Vec<ItemRow>)>> {
         reading!(self, |pool| {
             let run: Option<DigestRunRow> = sqlx::query_as(concat!(

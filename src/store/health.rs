@@ -38,6 +38,7 @@ impl Store {
     /// A cheap real check: a read on the reading pool and, on SQLite, the
     /// writer taking and releasing the write lock (another process holding
     /// it, or a writer stuck in a failed transaction, shows here).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn health(&self) -> Result<(), Unhealthy> {
         let store = self.clone();
         let check = tokio::spawn(async move { store.check_health().await });

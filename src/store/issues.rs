@@ -97,6 +97,7 @@ impl Store {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(issue = id))]
     pub async fn issue(&self, id: i64) -> Result<Option<IssueRow>> {
         reading!(self, |pool| {
             Ok(sqlx::query_as(
@@ -236,6 +237,7 @@ impl Store {
 
     /// Marks sending issues with nothing left to send as done; returns each
     /// one's (id, created_at), for the log line that says it is sent.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn complete_issues(&self, now: Timestamp) -> Result<Vec<(i64, Timestamp)>> {
         with_pool!(self, |pool| {
             Ok(sqlx::query_as(

@@ -7,6 +7,7 @@
 
 mod deliveries;
 mod digests;
+mod gauges;
 mod health;
 mod imports;
 mod issues;

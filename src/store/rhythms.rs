@@ -258,6 +258,7 @@ impl Store {
 
     /// Sets a reader's rhythm and zone for one newsletter (`None`: the newsletter's default).
     /// Their position stays: the next mail, by the new rhythm, starts where the last one stopped.
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id, newsletter_id = newsletter_id))]
     pub async fn set_rhythm(
         &self,
         subscriber_id: i64,

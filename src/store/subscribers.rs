@@ -260,6 +260,7 @@ impl Store {
     /// serializes concurrent signups of one address (a row lock on
     /// PostgreSQL, the write lock on SQLite) without deadlocks, so the cap
     /// check cannot be raced.
+    #[tracing::instrument(level = "debug", skip_all, fields(signups = signups.len()))]
     pub async fn record_signups(
         &self,
         signups: &[SignupRequest],
@@ -359,6 +360,7 @@ impl Store {
     }
 
     /// Marks one subscription unsubscribed; returns whether anything changed.
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id, newsletter_id = newsletter_id))]
     pub async fn unsubscribe(&self, subscriber_id: i64, newsletter_id: i64, consent: &Consent) -> Result<bool> {
         in_tx!(self, |tx| {
             let changed: Vec<i64> = sqlx::query_scalar(
@@ -377,6 +379,7 @@ impl Store {
     }
 
     /// The subscriber's address, or `None` once erased.
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn subscriber_email(&self, subscriber_id: i64) -> Result<Option<String>> {
         reading!(self, |pool| {
             Ok(sqlx::query_scalar("SELECT email FROM subscribers WHERE id = $1")
@@ -387,6 +390,7 @@ impl Store {
     }
 
     /// What names the subscriber in signed links, or `None` once erased.
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn link_ref(&self, subscriber_id: i64) -> Result<Option<LinkRef>> {
         let salt: Option<i64> = reading!(self, |pool| {
             sqlx::query_scalar("SELECT link_salt FROM subscribers WHERE id = $1")
@@ -401,6 +405,7 @@ impl Store {
     /// the link's id and salt (a primary-key lookup). A version 1 link names a
     /// row id alone, which an erasure could once free for someone else: it
     /// counts only for subscribers older than the format change.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn linked_subscriber(&self, subject: LinkSubject) -> Result<Option<LinkRef>> {
         let found: Option<(i64, i64)> = reading!(self, |pool| {
             match subject {
@@ -426,6 +431,7 @@ impl Store {
     }
 
     /// Every subscription the subscriber has, in any state.
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn subscriptions_of(&self, subscriber_id: i64) -> Result<Vec<SubscriptionState>> {
         let rows: Vec<SubscriptionListing> = reading!(self, |pool| {
             sqlx::query_as(
@@ -456,6 +462,7 @@ impl Store {
     /// Makes the subscriber's confirmed set exactly `wanted`: the rest is
     /// unsubscribed, the missing ones confirmed (the preferences link was
     /// mailed to the address, which is the proof of ownership opt-in needs).
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn set_subscriptions(
         &self,
         subscriber_id: i64,

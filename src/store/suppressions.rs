@@ -19,6 +19,7 @@ pub struct Suppression {
 
 impl Store {
     /// Stops all mail to a subscriber whose mailbox does not exist (5.1.x).
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn suppress_bounced(&self, subscriber_id: i64, now: Timestamp) -> Result<()> {
         with_pool!(self, |pool| {
             sqlx::query("UPDATE subscribers SET suppressed_at = $2 WHERE id = $1 AND suppressed_at IS NULL")
@@ -140,6 +141,7 @@ impl Store {
     }
 
     /// Lifts suppression after a new opt-in.
+    #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn lift_suppression(&self, subscriber_id: i64, hashes: &[String]) -> Result<()> {
         with_pool!(self, |pool| {
             sqlx::query("UPDATE subscribers SET suppressed_at = NULL WHERE id = $1")

@@ -64,6 +64,7 @@ impl Store {
     }
 
     /// Reads a token's state without changing anything (GET and HEAD use this).
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn token_state(&self, hash: &TokenHash, now: Timestamp) -> Result<TokenState> {
         let row: Option<(i64, i64, Option<i64>)> = reading!(self, |pool| {
             sqlx::query_as("SELECT subscriber_id, expires_at, used_at FROM confirmation_tokens WHERE token_hash = $1")
@@ -97,6 +98,7 @@ impl Store {
 
     /// Uses the token: every pending subscription of its subscriber becomes
     /// confirmed, with a consent event each. A used token changes nothing.
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn confirm(&self, hash: &TokenHash, consent: &Consent) -> Result<ConfirmOutcome> {
         let now = consent.at;
         in_tx!(self, |tx| {

@@ -12,6 +12,7 @@ use super::client::ClientIp;
 use super::error::ApiError;
 use super::pages::{INVALID_EMAIL, parse_rhythm, parse_zone, visitor};
 use crate::domain::{ConsentSource, EmailAddress};
+use crate::metrics::SignupOutcome;
 use crate::signup::RhythmChoice;
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +36,22 @@ pub async fn create_subscription(
     headers: HeaderMap,
     body: Result<Json<NewSubscription>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let answer = subscribe(&state, ip, &headers, body).await;
+    let outcome = match &answer {
+        Ok(_) => SignupOutcome::Accepted,
+        Err(e) => SignupOutcome::of_error(e.status),
+    };
+    state.metrics.signup(ConsentSource::Api, outcome);
+    answer
+}
+
+/// The answer to a signup request, counted by [`create_subscription`].
+async fn subscribe(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    body: Result<Json<NewSubscription>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(request) = body.map_err(|e| rejection(e, SUBSCRIPTION_SHAPE))?;
     let newsletters = state.signup.resolve(&request.newsletters)?;
     let email = EmailAddress::parse(&request.email).map_err(|e| {
@@ -45,7 +62,7 @@ pub async fn create_subscription(
     let zone = parse_zone(request.timezone.as_deref())
         .map_err(|e| ApiError::field("timezone", "invalid_timezone", format!("timezone: {e}")))?;
     let requested = state.signup.requested(&newsletters, RhythmChoice { rhythm, zone })?;
-    state.signup.subscribe_requested(&email, &requested, ConsentSource::Api, &visitor(ip, &headers)).await?;
+    state.signup.subscribe_requested(&email, &requested, ConsentSource::Api, &visitor(ip, headers)).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "pending"}))))
 }
 

@@ -28,7 +28,10 @@ use axum::{Json, Router};
 use ipnet::IpNet;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::Instrument as _;
 
+use crate::domain::ConsentSource;
+use crate::metrics::{Metrics, SignupOutcome};
 use crate::signup::Signup;
 use crate::store::Store;
 use client::{ClientIp, IpLimiter};
@@ -75,6 +78,8 @@ pub struct Shared {
     pub trusted_proxies: Arc<[IpNet]>,
     pub form_min_secs: u64,
     pub form_max_age_secs: u64,
+    /// What the requests count: signups by outcome, latencies by route.
+    pub metrics: Metrics,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -118,7 +123,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identify_client))
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
-        .layer(middleware::from_fn(log_request))
+        .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         // The boxes set their own policy, which lets the allowed sites frame them.
@@ -209,8 +214,12 @@ async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -
         Ok(()) => next.run(req).await,
         Err(retry_after) => {
             tracing::info!(retry_after, "signup rate limited");
+            let api = req.uri().path().starts_with("/api/");
+            state
+                .metrics
+                .signup(if api { ConsentSource::Api } else { ConsentSource::Form }, SignupOutcome::RateLimited);
             let message = format!("Too many signups from your network. Please try again in {retry_after} seconds.");
-            if req.uri().path().starts_with("/api/") {
+            if api {
                 let mut e = error::ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
                 e.retry_after = Some(retry_after);
                 e.into_response()
@@ -224,18 +233,26 @@ async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -
     }
 }
 
-/// One line per request: method, route template, status, latency.
-async fn log_request(req: Request, next: Next) -> Response {
+/// One line per request (method, route template, status, latency), its
+/// latency in the metrics, and a span around it that whatever the request
+/// logs on its way carries, so a slow one can be followed.
+async fn log_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route_name = route.as_ref().map_or("(no route)", MatchedPath::as_str);
+    let span = tracing::info_span!("request", %method, route = route_name, status = tracing::field::Empty);
     let started = Instant::now();
-    let response = next.run(req).await;
+    let response = next.run(req).instrument(span.clone()).await;
+    let took = started.elapsed();
+    let status = response.status();
+    span.record("status", status.as_u16());
+    state.metrics.http_request(route.as_ref(), &method, status, took);
     tracing::info!(
         target: "bulletin::http",
         %method,
-        route = route.as_deref().unwrap_or("(no route)"),
-        status = response.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        route = route_name,
+        status = status.as_u16(),
+        latency_ms = took.as_secs_f64() * 1000.0,
         "request"
     );
     response

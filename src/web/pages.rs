@@ -15,6 +15,7 @@ use super::client::ClientIp;
 use super::embed::{self, Sent, Theme};
 use super::error::PageError;
 use crate::domain::{ConsentSource, EmailAddress, LinkPurpose, Newsletter, Rhythm, RhythmError, Zone, ZoneError};
+use crate::metrics::SignupOutcome;
 use crate::signup::{ConfirmPreview, Confirmation, RhythmChoice, RhythmOffer, SignupError, Visitor, stamp};
 
 pub const INVALID_EMAIL: &str = "Please enter a correct email address";
@@ -329,15 +330,32 @@ pub async fn subscribe(
     headers: HeaderMap,
     form: Result<axum_extra::extract::Form<SubscribeForm>, axum_extra::extract::FormRejection>,
 ) -> Result<Response, PageError> {
+    let answer = subscribe_form(&state, ip, &headers, form).await;
+    let outcome = match &answer {
+        Ok((outcome, _)) => *outcome,
+        Err(e) => SignupOutcome::of_error(e.status),
+    };
+    state.metrics.signup(ConsentSource::Form, outcome);
+    answer.map(|(_, response)| response)
+}
+
+/// The answer to a signup form, and what it was for the metrics (a bot's
+/// thank-you looks like anyone's).
+async fn subscribe_form(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    form: Result<axum_extra::extract::Form<SubscribeForm>, axum_extra::extract::FormRejection>,
+) -> Result<(SignupOutcome, Response), PageError> {
     let axum_extra::extract::Form(form) = form.map_err(|e| PageError::rejected(e.status(), e.body_text()))?;
     let theme = form.theme();
     let thanks = || match theme {
-        Some(theme) => embed::box_thanks(&state, theme),
+        Some(theme) => embed::box_thanks(state, theme),
         None => thank_you(),
     };
     if !form.website.is_empty() {
         tracing::info!("signup dropped by the honeypot");
-        return Ok(thanks());
+        return Ok((SignupOutcome::Bot, thanks()));
     }
     let now = state.signup.clock().now();
     let timely = form.ts.as_deref().is_none_or(|ts| {
@@ -345,15 +363,16 @@ pub async fn subscribe(
     });
     if !timely {
         tracing::info!("signup form sent back too fast or too late; asking to press once more");
-        return Ok(form.press_again(&state));
+        return Ok((SignupOutcome::TimeTrap, form.press_again(state)));
     }
     let again = |feedback: FormFeedback| {
-        Ok(match theme {
-            Some(theme) => form.in_box(&state, theme, &feedback, false),
+        let page = match theme {
+            Some(theme) => form.in_box(state, theme, &feedback, false),
             None => {
-                (StatusCode::UNPROCESSABLE_ENTITY, render(&index_page(&state, Some((&form, feedback))))).into_response()
+                (StatusCode::UNPROCESSABLE_ENTITY, render(&index_page(state, Some((&form, feedback))))).into_response()
             }
-        })
+        };
+        Ok((SignupOutcome::Invalid, page))
     };
     let newsletters = match state.signup.resolve(&form.newsletter) {
         Ok(ids) => ids,
@@ -380,8 +399,8 @@ pub async fn subscribe(
     let (Some(email), Some(requested)) = (email, requested) else {
         return again(feedback);
     };
-    state.signup.subscribe_requested(&email, &requested, ConsentSource::Form, &visitor(ip, &headers)).await?;
-    Ok(thanks())
+    state.signup.subscribe_requested(&email, &requested, ConsentSource::Form, &visitor(ip, headers)).await?;
+    Ok((SignupOutcome::Accepted, thanks()))
 }
 
 pub fn visitor(ip: std::net::IpAddr, headers: &HeaderMap) -> Visitor {

@@ -192,6 +192,11 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// Where `GET /metrics` is served, when the test set `server.metrics_listen`.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().and_then(|r| r.metrics_addr)
+    }
+
     /// Submits the HTML signup form as a browser would.
     pub async fn signup_form(&self, email: &str, newsletters: &[&str]) -> reqwest::Response {
         let mut fields = vec![("email", email), ("form", "several")];
