@@ -18,6 +18,9 @@ use crate::delivery::{Composer, Engine, Pace};
 use crate::digest::Digests;
 use crate::digest::feed::{FeedFetcher, FetchLimits};
 use crate::domain::LinkKeys;
+use crate::feedback::Feedback;
+use crate::feedback::sns::SnsVerifier;
+use crate::feedback::webhook::WebhookReceiver;
 use crate::mail::{Mailer, Outbound};
 use crate::signup::{Catalog, Links, RhythmOffers, Signup};
 use crate::store::{MailCap, Store};
@@ -65,6 +68,8 @@ pub struct Services {
     pub composer: Composer,
     pub digests: Digests,
     pub mail_queued: Arc<Notify>,
+    /// The rules for bounces and complaints that come back.
+    pub feedback: Feedback,
 }
 
 pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Services> {
@@ -75,6 +80,7 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
         .context("could not store the configured newsletters")?;
     let catalog = Arc::new(Catalog::new(newsletters));
     let links = Links::new(settings.public_url(), link_keys(settings, &store).await?);
+    let feedback = Feedback::new(store.clone(), links.keys().clone(), clock.clone(), settings.bounces.clone());
     let mailer = Mailer::from_settings(&settings.mail)?;
     let outbound = Outbound::from_settings(&settings.mail)?;
     let mail_queued = Arc::new(Notify::new());
@@ -91,7 +97,7 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     let composer =
         Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours);
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));
-    Ok(Services { store, signup, engine, composer, digests, mail_queued })
+    Ok(Services { store, signup, engine, composer, digests, mail_queued, feedback })
 }
 
 /// A serving instance: HTTP, the delivery engine, the digest schedules and the limiter pruner.
@@ -102,9 +108,35 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What a test may set that configuration may not.
+#[derive(Clone, Default)]
+pub struct StartOptions {
+    /// The client that fetches SNS signing certificates and confirms SNS
+    /// subscriptions. Default: [`SnsVerifier::client`], for the public Internet.
+    /// Tests pass one that resolves `sns.<region>.amazonaws.com` to a local
+    /// server and trusts its CA; the host rule itself is the same.
+    pub sns_client: Option<reqwest::Client>,
+}
+
 /// Starts serving on `listener`; `stop` (or dropping the process) ends it.
 pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> anyhow::Result<Running> {
+    start_with(settings, clock, listener, StartOptions::default()).await
+}
+
+/// [`start`] with options only tests set.
+pub async fn start_with(
+    settings: &Settings,
+    clock: Clock,
+    listener: TcpListener,
+    options: StartOptions,
+) -> anyhow::Result<Running> {
+    let sns_client = match options.sns_client {
+        Some(client) => client,
+        None => SnsVerifier::client().context("could not set up the HTTP client for Amazon SNS")?,
+    };
+    let sns = SnsVerifier::new(sns_client, &settings.webhooks.ses_topic_arns, clock.clone());
     let services = services(settings, clock).await?;
+    let webhooks = web::WebhookAccess::new(&settings.webhooks, WebhookReceiver::new(services.feedback.clone(), sns));
     let addr = listener.local_addr()?;
     let limiter = IpLimiter::per_minute(settings.signup.per_ip_per_minute).map(Arc::new);
     let allowed_origins: Vec<_> =
@@ -115,6 +147,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
         body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_seconds),
         limiter: limiter.clone(),
         api_tokens: web::ApiTokens::new(&settings.server.api_tokens),
+        webhooks,
         box_policy: web::box_policy(&allowed_origins),
         allowed_origins: allowed_origins.into(),
         trusted_proxies: settings.server.trusted_proxies.clone().into(),

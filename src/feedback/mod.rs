@@ -18,6 +18,12 @@
 //! Applying the same report twice (a maildir run again, a webhook retried)
 //! changes nothing the second time.
 
+mod generic;
+mod postmark;
+mod ses;
+pub mod sns;
+pub mod webhook;
+
 use crate::clock::Clock;
 use crate::config::BounceSettings;
 use crate::domain::{EmailAddress, LinkKeys};
