@@ -22,6 +22,7 @@ use serde_json::Value;
 
 const RETURN_PATH: &str = "bounces@example.com";
 const EX_DATAERR: i32 = 65;
+const EX_TEMPFAIL: i32 = 75;
 
 fn email(name: &str) -> String {
     format!("{name}@example.org")
@@ -364,6 +365,9 @@ async fn a_complaint_unsubscribes_from_that_newsletter(backend: Backend) {
 
     let list = suppression_list(&config);
     assert_eq!((&list[0]["address"], &list[0]["reason"]), (&Value::from(email("ada")), &Value::from("complained")));
+    let shown = stdout_of(&bulletin(&config, &["subscribers", "show", &email("ada")]));
+    assert!(shown.contains("suppression        reported our mail as spam on "), "{shown}");
+    assert!(shown.contains("unsubscribe") && shown.contains("complaint"), "the consent record: {shown}");
     let status = issue_status(&config, issue);
     assert!(status.contains("Spam complaints: 1 (33.33 % of 3 delivered)"), "{status}");
     let stats: Value = serde_json::from_str(&stdout_of(&bulletin(&config, &["stats", "--format", "json"]))).unwrap();
@@ -422,6 +426,39 @@ async fn complaints_pause_an_issue_at_the_threshold(backend: Backend) {
     let third = stdout_of(&ingest(&config, &["-"], &arf(&mail("cy"), "c-3")));
     assert!(third.contains("paused"), "{third}");
     app.stop().await;
+}
+
+/// The database cannot be reached: "try again later" (EX_TEMPFAIL), so
+/// Postfix keeps the message, and a maildir's files stay where they are.
+#[test]
+fn an_unreachable_database_means_try_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::bin::write_config(dir.path(), "postgres://postgres@127.0.0.1:1/bulletin", "");
+    let bounce = fixture(
+        "dsn-postfix.eml",
+        &[
+            ("ENVELOPE", ""),
+            ("VERP", "bounces+1-0123456789abcdef@example.com"),
+            ("RECIPIENT", "ada@example.org"),
+            ("REPORT_ID", "outage"),
+            ("ACTION", "failed"),
+            ("STATUS", "5.1.1"),
+            ("DIAGNOSTIC", "550 5.1.1 User unknown"),
+            ("ORIGINAL_HEADERS", "Subject: First light\n"),
+        ],
+    );
+    let out = ingest(&config, &["-"], &bounce);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1") && stderr.contains("try again later"), "{stderr}");
+
+    let maildir = dir.path().join("Maildir");
+    std::fs::create_dir_all(maildir.join("new")).unwrap();
+    std::fs::create_dir_all(maildir.join("cur")).unwrap();
+    std::fs::write(maildir.join("new/1764324005.V801I1a2bM1.mx"), &bounce).unwrap();
+    let out = bulletin(&config, &["bounces", "ingest", "--maildir", maildir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(maildir.join("new/1764324005.V801I1a2bM1.mx").exists(), "the file waits for the next run");
 }
 
 on_both_backends!(
