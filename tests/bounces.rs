@@ -150,17 +150,21 @@ async fn suppressed(app: &TestApp, name: &str) -> bool {
     found.expect("subscriber").bounced_at.is_some()
 }
 
-/// Rows in `feedback_events`, read as an operator's SQL would.
+/// Rows in `feedback_events`.
 async fn events(app: &TestApp) -> i64 {
+    count(app, "SELECT COUNT(*) FROM feedback_events").await
+}
+
+/// A count read straight from the database, as an operator's SQL would.
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
     use sqlx::Connection;
-    const SQL: &str = "SELECT COUNT(*) FROM feedback_events";
     let url = app.database_url();
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(SQL).fetch_one(&mut conn).await.unwrap()
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
     } else {
         let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(SQL).fetch_one(&mut conn).await.unwrap()
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
     }
 }
 
@@ -220,6 +224,12 @@ async fn a_dsn_on_stdin_suppresses_that_reader_only(backend: Backend) {
     }
     assert_eq!(events(&app).await, 1);
     assert!(!suppressed(&app, "ada").await);
+
+    // Erasing bo keeps the issue's count but nothing that names bo.
+    stdout_of(&bulletin(&config, &["subscribers", "erase", &email("bo"), "--yes"]));
+    assert_eq!(events(&app).await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM feedback_events WHERE subscriber_id IS NOT NULL").await, 0);
+    assert!(issue_status(&config, issue).contains("Bounces reported after sending: 1 hard, 0 soft"));
     app.stop().await;
 }
 

@@ -10,7 +10,7 @@
 
 use mail_parser::MessagePart;
 
-use super::message::{Fields, Format, ParseError, Parsed, Whole, is_one_of, original_headers, pick_return_path};
+use super::message::{Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path};
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::EmailAddress;
 
@@ -27,7 +27,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let Some(feedback_type) = fields.get("Feedback-Type") else {
         return Err(ParseError::MissingPart("abuse report", "Feedback-Type field"));
     };
-    let mut parsed = Parsed { format: Format::Arf, reports: vec![], ignored: 0 };
+    let mut parsed = Parsed { format: ReportFormat::Arf, reports: vec![], ignored: 0 };
     if !feedback_type.eq_ignore_ascii_case("abuse") {
         parsed.ignored = 1;
         return Ok(parsed);
@@ -112,7 +112,7 @@ mod tests {
         let extra = "Original-Mail-From: <bounces+8787-00112233aabbccdd@example.net>\r\n\
                      Original-Rcpt-To: <user@example.com>\r\n";
         let parsed = parse(arf("abuse", extra).as_bytes(), None).unwrap();
-        assert_eq!(parsed.format, Format::Arf);
+        assert_eq!(parsed.format, ReportFormat::Arf);
         let [report] = parsed.reports.as_slice() else { panic!("{parsed:?}") };
         assert_eq!(report.kind, ReportKind::Complaint);
         assert_eq!(report.source, ReportSource::Arf);

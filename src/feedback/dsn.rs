@@ -10,7 +10,7 @@
 
 use mail_parser::MessagePart;
 
-use super::message::{Fields, Format, ParseError, Parsed, Whole, is_one_of, original_headers, pick_return_path};
+use super::message::{Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path};
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::EmailAddress;
 
@@ -31,7 +31,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     // The first group is about the message; each further one about a recipient.
     let recipients = groups.iter().skip(1).filter(|g| g.get("Action").is_some() || g.get("Status").is_some());
     let report_id = whole.report_id();
-    let mut parsed = Parsed { format: Format::Dsn, reports: vec![], ignored: 0 };
+    let mut parsed = Parsed { format: ReportFormat::Dsn, reports: vec![], ignored: 0 };
     for (n, fields) in recipients.enumerate() {
         let Some(kind) = kind_of(fields) else {
             parsed.ignored += 1;
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn a_failed_recipient_is_a_bounce() {
         let parsed = parse(dsn("failed", "5.1.1", HEADERS).as_bytes(), None).unwrap();
-        assert_eq!(parsed.format, Format::Dsn);
+        assert_eq!(parsed.format, ReportFormat::Dsn);
         assert_eq!(parsed.ignored, 0);
         let [report] = parsed.reports.as_slice() else { panic!("{parsed:?}") };
         assert_eq!(report.kind, ReportKind::HardBounce);

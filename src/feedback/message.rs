@@ -12,7 +12,7 @@ use super::{Report, arf, dsn};
 /// What one message held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Parsed {
-    pub format: Format,
+    pub format: ReportFormat,
     /// One report per recipient the message is about that calls for action.
     pub reports: Vec<Report>,
     /// Recipients or reports that call for none: a delay, a relay, a
@@ -23,7 +23,7 @@ pub struct Parsed {
 /// Which kind of report a message is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Format {
+pub enum ReportFormat {
     /// A delivery status notification (RFC 3464).
     Dsn,
     /// An abuse report in the Abuse Reporting Format (RFC 5965).

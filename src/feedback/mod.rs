@@ -283,6 +283,13 @@ fn without_addresses(detail: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The webhooks apply reports inside axum handlers, whose futures must be `Send`.
+    #[test]
+    fn apply_can_run_on_any_worker_thread() {
+        fn is_send<T: Send>(_: T) {}
+        let _ = |feedback: &Feedback, report: &Report| is_send(feedback.apply(report));
+    }
+
     #[test]
     fn details_keep_no_address() {
         assert_eq!(
