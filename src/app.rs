@@ -17,7 +17,7 @@ use crate::config::Settings;
 use crate::delivery::{Composer, Engine, Pace};
 use crate::digest::Digests;
 use crate::digest::feed::{FeedFetcher, FetchLimits};
-use crate::domain::LinkKeys;
+use crate::domain::{LinkKeys, ReturnPath};
 use crate::feedback::Feedback;
 use crate::feedback::sns::SnsVerifier;
 use crate::feedback::webhook::WebhookReceiver;
@@ -60,6 +60,14 @@ async fn link_keys(settings: &Settings, store: &Store) -> anyhow::Result<LinkKey
     Ok(LinkKeys::new(current.into_bytes(), previous))
 }
 
+/// The rules for bounces and complaints over the configured database, for
+/// `bulletin bounces ingest`: nothing else is started.
+pub async fn feedback(settings: &Settings, clock: Clock) -> anyhow::Result<Feedback> {
+    let store = open_store(settings).await?;
+    let keys = link_keys(settings, &store).await?;
+    Ok(Feedback::new(store, keys, clock, settings.bounces.clone()))
+}
+
 /// Everything a running instance is made of, before it listens.
 pub struct Services {
     pub store: Store,
@@ -67,9 +75,9 @@ pub struct Services {
     pub engine: Engine,
     pub composer: Composer,
     pub digests: Digests,
-    pub mail_queued: Arc<Notify>,
-    /// The rules for bounces and complaints that come back.
+    /// The rules for bounces and complaints, for `bounces ingest` and the webhooks.
     pub feedback: Feedback,
+    pub mail_queued: Arc<Notify>,
 }
 
 pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Services> {
@@ -80,7 +88,6 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
         .context("could not store the configured newsletters")?;
     let catalog = Arc::new(Catalog::new(newsletters));
     let links = Links::new(settings.public_url(), link_keys(settings, &store).await?);
-    let feedback = Feedback::new(store.clone(), links.keys().clone(), clock.clone(), settings.bounces.clone());
     let mailer = Mailer::from_settings(&settings.mail)?;
     let outbound = Outbound::from_settings(&settings.mail)?;
     let mail_queued = Arc::new(Notify::new());
@@ -94,10 +101,12 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     let offers = RhythmOffers::new(&catalog, &digests);
     let signup =
         Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, offers, mail_queued.clone());
+    let feedback = Feedback::new(store.clone(), links.keys().clone(), clock.clone(), settings.bounces.clone());
     let composer =
-        Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours);
+        Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours)
+            .with_return_path(ReturnPath::parse(&settings.bounces.return_path));
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, Pace::from(&settings.sending));
-    Ok(Services { store, signup, engine, composer, digests, mail_queued, feedback })
+    Ok(Services { store, signup, engine, composer, digests, feedback, mail_queued })
 }
 
 /// A serving instance: HTTP, the delivery engine, the digest schedules and the limiter pruner.

@@ -24,6 +24,7 @@ const NEWSLETTER: &str = "morning-briefing";
 fn with_webhooks(s: &mut Settings) {
     s.webhooks.token = SecretString::from(TOKEN);
     s.webhooks.basic_auth = SecretString::from(format!("{USER}:{PASSWORD}"));
+    s.bounces.return_path = "bounces@example.com".into();
 }
 
 async fn post_token(app: &TestApp, provider: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
@@ -40,27 +41,38 @@ async fn json_of(response: reqwest::Response) -> (StatusCode, Value) {
     (status, response.json().await.expect("a JSON answer"))
 }
 
-/// Imports `readers` as confirmed and sends them one issue; returns each one's Message-ID.
-async fn send_issue(app: &TestApp, readers: &[String]) -> Vec<String> {
+/// Imports `readers` as confirmed and sends them one issue; returns each one's (Message-ID, envelope sender).
+async fn send_issue(app: &TestApp, readers: &[String]) -> Vec<(String, String)> {
     app.import_confirmed(NEWSLETTER, readers).await;
     let id = app.queue_issue(NEWSLETTER, "Monday", "The news.").await;
     app.wait_issue(id, "done").await;
     let mut ids = vec![];
     for reader in readers {
         let mail = app.mail.wait_for(reader, 1).await;
-        ids.push(mail[0].header("Message-ID").expect("Message-ID").trim().to_owned());
+        ids.push((mail[0].header("Message-ID").expect("Message-ID").trim().to_owned(), mail[0].from.clone()));
     }
     ids
 }
 
-/// What a reader's standing is: (subscription status, bounced).
-async fn standing(app: &TestApp, email: &str) -> (Option<SubscriptionStatus>, bool) {
-    let bounced = app.store.bounced_subscribers().await.unwrap().iter().any(|(e, _)| e == email);
-    (app.status_of(email, NEWSLETTER).await, bounced)
+/// What a reader's standing is: (subscription status, why suppressed: `bounced` or `complained`).
+async fn standing(app: &TestApp, email: &str) -> (Option<SubscriptionStatus>, Option<String>) {
+    let suppressed = app.store.suppressed_subscribers().await.unwrap();
+    let why = suppressed.into_iter().find(|(e, _, _)| e == email).map(|(_, _, why)| why);
+    (app.status_of(email, NEWSLETTER).await, why)
 }
 
-/// SES's bounce notification for `recipient` of the message `message_id`.
-fn ses_bounce(bounce_type: &str, recipient: &str, message_id: &str) -> String {
+const UNTOUCHED: (Option<SubscriptionStatus>, Option<String>) = (Some(SubscriptionStatus::Confirmed), None);
+
+fn bounced() -> (Option<SubscriptionStatus>, Option<String>) {
+    (Some(SubscriptionStatus::Confirmed), Some("bounced".into()))
+}
+
+fn complained() -> (Option<SubscriptionStatus>, Option<String>) {
+    (Some(SubscriptionStatus::Unsubscribed), Some("complained".into()))
+}
+
+/// SES's bounce notification for `recipient` of the message sent as (Message-ID, envelope sender).
+fn ses_bounce(bounce_type: &str, recipient: &str, (message_id, source): &(String, String)) -> String {
     json!({
         "notificationType": "Bounce",
         "bounce": {
@@ -74,7 +86,7 @@ fn ses_bounce(bounce_type: &str, recipient: &str, message_id: &str) -> String {
         },
         "mail": {
             "timestamp": "2026-11-28T07:00:00.000Z",
-            "source": "newsletters@example.com",
+            "source": source,
             "messageId": "0100018c-ses-own-id",
             "destination": [recipient],
             "headersTruncated": false,
@@ -85,7 +97,8 @@ fn ses_bounce(bounce_type: &str, recipient: &str, message_id: &str) -> String {
     .to_string()
 }
 
-fn ses_complaint(recipient: &str, message_id: &str) -> String {
+/// SES's complaint notification for `recipient`, naming the message by its envelope sender only.
+fn ses_complaint(recipient: &str, source: &str) -> String {
     json!({
         "notificationType": "Complaint",
         "complaint": {
@@ -94,8 +107,7 @@ fn ses_complaint(recipient: &str, message_id: &str) -> String {
             "timestamp": "2026-11-28T08:00:00.000Z",
             "feedbackId": format!("0100018c-complaint-{recipient}")
         },
-        "mail": {"source": "newsletters@example.com", "messageId": "0100018c-ses-own-id-2",
-                 "commonHeaders": {"messageId": message_id}}
+        "mail": {"source": source, "messageId": "0100018c-ses-own-id-2", "commonHeaders": {"subject": "Monday"}}
     })
     .to_string()
 }
@@ -124,7 +136,7 @@ async fn ses_through_sns(backend: Backend) {
     assert_eq!(body["error"]["code"], "not_verified", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("signature does not verify"), "{body}");
     assert_eq!(site.requests().len(), 1, "the certificate was fetched once: {:?}", site.requests());
-    assert_eq!(standing(&app, &readers[0]).await, (Some(SubscriptionStatus::Confirmed), false));
+    assert_eq!(standing(&app, &readers[0]).await, UNTOUCHED);
 
     // A valid signature over a certificate from another host: refused before any fetch.
     let elsewhere = site.notification("9f2c6d3e-1111-4a8b-9c1d-000000000002", &bounce, 2, &site.lookalike_cert_url());
@@ -140,24 +152,33 @@ async fn ses_through_sns(backend: Backend) {
     assert_eq!(body["status"], "applied", "{body}");
     assert_eq!(body["reports"], 1, "{body}");
     assert_eq!(body["suppressed"], 1, "{body}");
-    assert!(standing(&app, &readers[0]).await.1, "the bounced reader is suppressed");
-    assert_eq!(standing(&app, &readers[1]).await, (Some(SubscriptionStatus::Confirmed), false));
-    assert_eq!(standing(&app, &readers[2]).await, (Some(SubscriptionStatus::Confirmed), false));
+    assert_eq!(standing(&app, &readers[0]).await, bounced(), "the bounced reader is suppressed");
+    assert_eq!(standing(&app, &readers[1]).await, UNTOUCHED);
+    assert_eq!(standing(&app, &readers[2]).await, UNTOUCHED);
     assert_eq!(app.store.audience_size(newsletter.id).await.unwrap(), before - 1);
     assert_eq!(site.requests().len(), 1, "the certificate came from the cache");
+
+    // A well-signed bounce for another reader, under a forged VERP address and no Message-ID: nothing.
+    assert!(ids[1].1.starts_with("bounces+"), "the envelope sender is a VERP address: {}", ids[1].1);
+    let forged = (String::new(), "bounces+1-0123456789abcdef@example.com".to_owned());
+    let bounce_forged = ses_bounce("Permanent", &readers[1], &forged);
+    let signed_forged = site.notification("9f2c6d3e-1111-4a8b-9c1d-000000000005", &bounce_forged, 2, &site.cert_url());
+    let (status, body) = json_of(post_token(&app, "ses", signed_forged.to_string()).await).await;
+    assert_eq!((status, &body["unmatched"]), (StatusCode::OK, &json!(1)), "{body}");
+    assert_eq!(standing(&app, &readers[1]).await, UNTOUCHED);
 
     // SNS retries: the same notification again changes nothing more.
     let (status, body) = json_of(post_token(&app, "ses", signed.to_string()).await).await;
     assert_eq!((status, &body["duplicates"]), (StatusCode::OK, &json!(1)), "{body}");
 
     // A complaint signed with SignatureVersion 1 (SHA-1), through basic auth.
-    let complaint = ses_complaint(&readers[2], &ids[2]);
+    let complaint = ses_complaint(&readers[2], &ids[2].1);
     let signed = site.notification("9f2c6d3e-1111-4a8b-9c1d-000000000003", &complaint, 1, &site.cert_url());
     let (status, body) = json_of(post_basic(&app, "ses", signed.to_string()).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["unsubscribed"], 1, "{body}");
-    assert_eq!(standing(&app, &readers[2]).await.0, Some(SubscriptionStatus::Unsubscribed));
-    assert_eq!(standing(&app, &readers[1]).await, (Some(SubscriptionStatus::Confirmed), false));
+    assert_eq!(standing(&app, &readers[2]).await, complained());
+    assert_eq!(standing(&app, &readers[1]).await, UNTOUCHED);
 
     // A delivery notification is taken and ignored.
     let delivery = json!({"notificationType": "Delivery", "mail": {"source": "newsletters@example.com"}}).to_string();
@@ -195,7 +216,7 @@ async fn ses_topics_are_an_allow_list(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("ses_topic_arns"), "{body}");
     assert!(site.requests().is_empty(), "{:?}", site.requests());
-    assert_eq!(standing(&app, &readers[0]).await, (Some(SubscriptionStatus::Confirmed), false));
+    assert_eq!(standing(&app, &readers[0]).await, UNTOUCHED);
     app.stop().await;
 }
 
@@ -220,13 +241,13 @@ async fn postmark_and_generic(backend: Backend) {
     let (status, body) = json_of(post_basic(&app, "postmark", hard.to_string()).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["suppressed"], 1, "{body}");
-    assert!(standing(&app, &readers[0]).await.1);
+    assert_eq!(standing(&app, &readers[0]).await, bounced());
 
     let spam = json!({"RecordType": "SpamComplaint", "ID": 42, "Type": "SpamComplaint", "TypeCode": 100001,
         "MessageID": "00000000-0000-0000-0000-000000000000", "Email": readers[1], "From": "newsletters@example.com"});
     let (status, body) = json_of(post_token(&app, "postmark", spam.to_string()).await).await;
     assert_eq!((status, &body["unsubscribed"]), (StatusCode::OK, &json!(1)), "{body}");
-    assert_eq!(standing(&app, &readers[1]).await.0, Some(SubscriptionStatus::Unsubscribed));
+    assert_eq!(standing(&app, &readers[1]).await, complained());
 
     let transient = json!({"RecordType": "Bounce", "ID": 7, "Type": "Transient", "Email": readers[4]});
     let (status, body) = json_of(post_token(&app, "postmark", transient.to_string()).await).await;
@@ -238,14 +259,14 @@ async fn postmark_and_generic(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "invalid_body", "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("unknown variant `bounce`"), "{body}");
-    assert_eq!(standing(&app, &readers[2]).await, (Some(SubscriptionStatus::Confirmed), false));
+    assert_eq!(standing(&app, &readers[2]).await, UNTOUCHED);
     let (status, body) = json_of(post_token(&app, "generic", "{\"type\": \"hard_bounce\", ").await).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
 
     let good = json!([
         {"type": "hard_bounce", "email": readers[2], "detail": "5.1.1 user unknown", "id": "evt-1"},
-        {"type": "complaint", "message_id": ids[3], "id": "evt-2"}
+        {"type": "complaint", "message_id": ids[3].0, "id": "evt-2"}
     ]);
     let (status, body) = json_of(post_token(&app, "generic", good.to_string()).await).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -254,9 +275,9 @@ async fn postmark_and_generic(backend: Backend) {
         (&json!(2), &json!(1), &json!(1)),
         "{body}"
     );
-    assert!(standing(&app, &readers[2]).await.1);
-    assert_eq!(standing(&app, &readers[3]).await.0, Some(SubscriptionStatus::Unsubscribed));
-    assert_eq!(standing(&app, &readers[4]).await, (Some(SubscriptionStatus::Confirmed), false), "the bystander");
+    assert_eq!(standing(&app, &readers[2]).await, bounced());
+    assert_eq!(standing(&app, &readers[3]).await, complained());
+    assert_eq!(standing(&app, &readers[4]).await, UNTOUCHED, "the bystander");
     app.stop().await;
 }
 
