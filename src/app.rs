@@ -17,7 +17,10 @@ use crate::config::Settings;
 use crate::delivery::{Composer, Engine, Pace};
 use crate::digest::Digests;
 use crate::digest::feed::{FeedFetcher, FetchLimits};
-use crate::domain::LinkKeys;
+use crate::domain::{LinkKeys, ReturnPath};
+use crate::feedback::Feedback;
+use crate::feedback::sns::SnsVerifier;
+use crate::feedback::webhook::WebhookReceiver;
 use crate::mail::{Mailer, Outbound};
 use crate::metrics::{Metrics, exposition};
 use crate::signup::{Catalog, Links, RhythmOffers, Signup};
@@ -58,6 +61,14 @@ async fn link_keys(settings: &Settings, store: &Store) -> anyhow::Result<LinkKey
     Ok(LinkKeys::new(current.into_bytes(), previous))
 }
 
+/// The rules for bounces and complaints over the configured database, for
+/// `bulletin bounces ingest`: nothing else is started.
+pub async fn feedback(settings: &Settings, clock: Clock) -> anyhow::Result<Feedback> {
+    let store = open_store(settings).await?;
+    let keys = link_keys(settings, &store).await?;
+    Ok(Feedback::new(store, keys, clock, settings.bounces.clone()))
+}
+
 /// Everything a running instance is made of, before it listens.
 pub struct Services {
     pub store: Store,
@@ -65,6 +76,8 @@ pub struct Services {
     pub engine: Engine,
     pub composer: Composer,
     pub digests: Digests,
+    /// The rules for bounces and complaints, for `bounces ingest` and the webhooks.
+    pub feedback: Feedback,
     pub mail_queued: Arc<Notify>,
     /// This instance's counters, served on `server.metrics_listen` when it is set.
     pub metrics: Metrics,
@@ -93,11 +106,13 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     let signup =
         Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, offers, mail_queued.clone())
             .counted(metrics.clone());
+    let feedback = Feedback::new(store.clone(), links.keys().clone(), clock.clone(), settings.bounces.clone());
     let composer =
-        Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours);
+        Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours)
+            .with_return_path(ReturnPath::parse(&settings.bounces.return_path));
     let pace = Pace::from(&settings.sending);
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, pace, metrics.clone());
-    Ok(Services { store, signup, engine, composer, digests, mail_queued, metrics })
+    Ok(Services { store, signup, engine, composer, digests, feedback, mail_queued, metrics })
 }
 
 /// Binds `server.metrics_listen`, when set, and returns its address and the
@@ -123,9 +138,35 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What a test may set that configuration may not.
+#[derive(Clone, Default)]
+pub struct StartOptions {
+    /// The client that fetches SNS signing certificates and confirms SNS
+    /// subscriptions. Default: [`SnsVerifier::client`], for the public Internet.
+    /// Tests pass one that resolves `sns.<region>.amazonaws.com` to a local
+    /// server and trusts its CA; the host rule itself is the same.
+    pub sns_client: Option<reqwest::Client>,
+}
+
 /// Starts serving on `listener`; `stop` (or dropping the process) ends it.
 pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> anyhow::Result<Running> {
+    start_with(settings, clock, listener, StartOptions::default()).await
+}
+
+/// [`start`] with options only tests set.
+pub async fn start_with(
+    settings: &Settings,
+    clock: Clock,
+    listener: TcpListener,
+    options: StartOptions,
+) -> anyhow::Result<Running> {
+    let sns_client = match options.sns_client {
+        Some(client) => client,
+        None => SnsVerifier::client().context("could not set up the HTTP client for Amazon SNS")?,
+    };
+    let sns = SnsVerifier::new(sns_client, &settings.webhooks.ses_topic_arns, clock.clone());
     let services = services(settings, clock).await?;
+    let webhooks = web::WebhookAccess::new(&settings.webhooks, WebhookReceiver::new(services.feedback.clone(), sns));
     let addr = listener.local_addr()?;
     let (shutdown, stopped) = watch::channel(false);
     let mut tasks = vec![];
@@ -142,6 +183,7 @@ pub async fn start(settings: &Settings, clock: Clock, listener: TcpListener) -> 
         body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_seconds),
         limiter: limiter.clone(),
         api_tokens: web::ApiTokens::new(&settings.server.api_tokens),
+        webhooks,
         box_policy: web::box_policy(&allowed_origins),
         allowed_origins: allowed_origins.into(),
         trusted_proxies: settings.server.trusted_proxies.clone().into(),

@@ -212,6 +212,7 @@ fn every_command_explains_itself() {
         vec!["items", "add", "--help"],
         vec!["items", "list", "--help"],
         vec!["stats", "--help"],
+        vec!["bounces", "ingest", "--help"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_bulletin")).args(&args).env("COLUMNS", "200").output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -85,6 +85,7 @@ async fn counts_a_known_history(backend: Backend) {
     );
     // ada left the day after the issue; bo ten days after: outside the week.
     assert_eq!(issues[0]["unsubscribed_within_7_days"], 1, "{report:#}");
+    assert_eq!(issues[0]["complaints"], 0, "nobody reported it as spam: {report:#}");
 
     // One newsletter, from a day on: the list size still counts everyone who joined before.
     let since = json_of(&bulletin(

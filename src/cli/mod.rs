@@ -1,5 +1,6 @@
 //! The `bulletin` command line for operators and editors.
 
+mod bounces;
 mod digest;
 mod import;
 mod issue;
@@ -65,6 +66,9 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("error: {}", causes(error));
+    if let Some(failure) = error.downcast_ref::<bounces::IngestFailure>() {
+        return ExitCode::from(failure.exit_code());
+    }
     if error.downcast_ref::<subscribers::NoSuchAddress>().is_some() {
         return ExitCode::from(subscribers::NoSuchAddress::EXIT_CODE);
     }
@@ -129,7 +133,7 @@ pub enum Command {
         #[command(subcommand)]
         command: SubscribersCommand,
     },
-    /// List the suppression list (bounced and erased addresses), or take an address off it.
+    /// List the suppression list (bounced, complained and erased addresses), or take an address off it.
     Suppressions {
         #[command(subcommand)]
         command: subscribers::SuppressionsCommand,
@@ -151,6 +155,11 @@ pub enum Command {
     },
     /// Growth, churn and bounces per UTC day, and how each issue went; `--html` draws them on one page.
     Stats(stats::StatsArgs),
+    /// Read bounces and spam complaints a mail server received (DSNs, ARF reports) and act on them.
+    Bounces {
+        #[command(subcommand)]
+        command: bounces::BouncesCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,14 +220,21 @@ impl From<StatusArg> for SubscriptionStatus {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()))?;
-    match cli.command {
+    let settings = Settings::load(&cli.config).with_context(|| format!("loading {}", cli.config.display()));
+    // A mail server's pipe reads the exit status of `bounces ingest`: a bad config is "try again later".
+    let command = match cli.command {
+        Command::Bounces { command } => return bounces::run(settings, command).await,
+        command => command,
+    };
+    let settings = settings?;
+    match command {
         Command::Serve => serve(&settings).await,
         Command::Worker => worker(&settings).await,
         Command::Issue { command } => issue::run(&settings, command).await,
         Command::Digest { command } => digest::run(&settings, command).await,
         Command::Items { command } => items::run(&settings, command).await,
         Command::Stats(args) => stats::run(&settings, args).await,
+        Command::Bounces { .. } => unreachable!("handled above"),
         Command::Subscribers { command: SubscribersCommand::Import(args) } => import::run(&settings, args).await,
         Command::Subscribers { command: SubscribersCommand::Reader(command) } => {
             subscribers::run(&settings, command).await

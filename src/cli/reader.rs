@@ -15,7 +15,8 @@ pub fn table_of(out: &mut impl Write, reader: &Reader) -> anyhow::Result<()> {
     writeln!(out, "stored since       {}", format_timestamp(reader.created_at))?;
     let mut suppression = vec![];
     if let Some(bounced) = reader.bounced_at {
-        suppression.push(format!("bounced on {}: no issue is sent to it", format_timestamp(bounced)));
+        let what = if reader.complained { "reported our mail as spam" } else { "bounced" };
+        suppression.push(format!("{what} on {}: no issue is sent to it", format_timestamp(bounced)));
     }
     if let Some(erased) = reader.erased_at {
         suppression.push(format!("erased on {} and stored again: needs a new opt-in", format_timestamp(erased)));
@@ -73,6 +74,7 @@ pub fn json_of(out: &mut impl Write, reader: &Reader) -> anyhow::Result<()> {
         "email": reader.address,
         "created_at": format_timestamp(reader.created_at),
         "bounced_at": at(reader.bounced_at),
+        "suppressed_for": reader.bounced_at.map(|_| if reader.complained { "complained" } else { "bounced" }),
         "erased_at": at(reader.erased_at),
         "subscriptions": reader.subscriptions.iter().map(|s| {
             let mut v = json!({"newsletter": s.newsletter, "status": s.state.status,

@@ -1,5 +1,6 @@
 //! `bulletin stats`: growth, churn and bounces per UTC day, and how each
-//! issue went, as a table, CSV or JSON, and optionally one HTML page with charts.
+//! issue went (spam complaints included), as a table, CSV or JSON, and
+//! optionally one HTML page with charts.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,8 +55,18 @@ pub async fn run(settings: &Settings, args: StatsArgs) -> anyhow::Result<()> {
 }
 
 const DAY_HEADER: [&str; 6] = ["day (UTC)", "newsletter", "joined", "unsubscribed", "bounced", "list size"];
-const ISSUE_HEADER: [&str; 9] =
-    ["issue", "newsletter", "subject", "sent", "delivered", "bounced", "failed", "other", "unsubscribed in 7 days"];
+const ISSUE_HEADER: [&str; 10] = [
+    "issue",
+    "newsletter",
+    "subject",
+    "sent",
+    "delivered",
+    "bounced",
+    "failed",
+    "other",
+    "unsubscribed in 7 days",
+    "complaints",
+];
 
 fn print(out: &mut impl Write, format: Format, report: &Report) -> anyhow::Result<()> {
     let days: Vec<[String; 6]> = report
@@ -74,7 +85,7 @@ fn print(out: &mut impl Write, format: Format, report: &Report) -> anyhow::Resul
             })
         })
         .collect();
-    let issues: Vec<[String; 9]> = report
+    let issues: Vec<[String; 10]> = report
         .issues
         .iter()
         .map(|i| {
@@ -88,6 +99,7 @@ fn print(out: &mut impl Write, format: Format, report: &Report) -> anyhow::Resul
                 i.failed.to_string(),
                 i.other.to_string(),
                 i.unsubscribed_within_7_days.to_string(),
+                i.complaints.to_string(),
             ]
         })
         .collect();
@@ -144,7 +156,7 @@ fn as_json(report: &Report) -> serde_json::Value {
             json!({"id": i.id, "newsletter": i.newsletter.as_str(), "subject": i.subject,
                    "sent_at": format_timestamp(i.sent_at), "completed_at": i.completed_at.map(format_timestamp),
                    "delivered": i.delivered, "bounced": i.bounced, "failed": i.failed, "other": i.other,
-                   "unsubscribed_within_7_days": i.unsubscribed_within_7_days})
+                   "unsubscribed_within_7_days": i.unsubscribed_within_7_days, "complaints": i.complaints})
         })
         .collect();
     json!({"days_are": "UTC", "since": report.since.map(|d| d.to_string()),

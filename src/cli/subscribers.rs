@@ -104,7 +104,7 @@ pub enum ShowFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum SuppressionsCommand {
-    /// Addresses that get no mail (bounced) or need a new opt-in (erased):
+    /// Addresses that get no mail (bounced, complained) or need a new opt-in (erased):
     /// reason, since when, and the address where it is still stored.
     List {
         /// How to print: a table for people, CSV or JSON for scripts.

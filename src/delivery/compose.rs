@@ -1,6 +1,9 @@
 //! Builds the message for a claimed delivery, at send time: the
 //! confirmation token is generated here (its plain form exists only in the
-//! mail), and issues are rendered once and cached.
+//! mail), and issues are rendered once and cached. Each message names its
+//! delivery in its Message-ID and, with `bounces.return_path`, in its VERP
+//! envelope sender (see `domain::delivery_tag`), so a bounce or a complaint
+//! finds its way back to it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use lettre::Message;
 
 use crate::clock::Clock;
-use crate::domain::{ConfirmationToken, EmailAddress};
+use crate::domain::delivery_tag::message_id_key;
+use crate::domain::{ConfirmationToken, EmailAddress, ReturnPath};
 use crate::mail::{ConfirmationMail, IssueMail, MailError, Mailer, RenderedIssue};
 use crate::signup::{Catalog, Links};
 use crate::store::{ClaimedDelivery, DeliveryKind, NewToken, Store, StoreError};
@@ -42,6 +46,8 @@ pub struct Composer {
     pub catalog: Arc<Catalog>,
     pub clock: Clock,
     pub confirm_ttl_hours: u32,
+    /// `bounces.return_path`: each message's envelope sender is its VERP address; `None`: the From address.
+    return_path: Option<ReturnPath>,
     /// Rendered issues with their newsletter id, by issue id.
     issues: Arc<Mutex<IssueCache>>,
 }
@@ -55,7 +61,13 @@ impl Composer {
         clock: Clock,
         confirm_ttl_hours: u32,
     ) -> Self {
-        Self { store, mailer, links, catalog, clock, confirm_ttl_hours, issues: Arc::default() }
+        Self { store, mailer, links, catalog, clock, confirm_ttl_hours, return_path: None, issues: Arc::default() }
+    }
+
+    /// Sends with a VERP envelope sender on `return_path` (`bounces.return_path`).
+    pub fn with_return_path(mut self, return_path: Option<ReturnPath>) -> Self {
+        self.return_path = return_path;
+        self
     }
 
     pub fn mailer(&self) -> &Mailer {
@@ -65,14 +77,18 @@ impl Composer {
     /// The message for `delivery`, or `None` when there is nothing to send any more.
     pub async fn compose(&self, delivery: &ClaimedDelivery) -> Result<Option<Composed>, ComposeError> {
         let to = EmailAddress::parse(&delivery.email)?;
-        // Stable per delivery: a retry carries the same Message-ID.
-        let message_id = self.mailer.stable_message_id(&format!(
-            "{}.{}",
-            delivery.id,
-            crate::domain::token::hex(&self.links.keys().mac(b"message-id", &delivery.id.to_be_bytes())[..8])
-        ));
+        // Stable per delivery: a retry carries the same Message-ID and return path.
+        let keys = self.links.keys();
+        let message_id = self.mailer.stable_message_id(&message_id_key(keys, delivery.id));
+        let return_path = match &self.return_path {
+            Some(base) => Some(base.for_delivery(keys, delivery.id).parse::<lettre::Address>().map_err(|e| {
+                ComposeError::Mail(MailError::Setup(format!("bounces.return_path makes no address: {e}")))
+            })?),
+            None => None,
+        };
+        let return_path = return_path.as_ref();
         match delivery.kind {
-            DeliveryKind::Confirmation => Ok(self.confirmation(delivery, &to, message_id)?),
+            DeliveryKind::Confirmation => Ok(self.confirmation(delivery, &to, message_id, return_path)?),
             DeliveryKind::Issue => {
                 let Some(issue_id) = delivery.issue_id else { return Ok(None) };
                 let Some((newsletter, issue)) = self.rendered(issue_id).await? else { return Ok(None) };
@@ -83,6 +99,7 @@ impl Composer {
                     unsubscribe_url: &self.links.unsubscribe_url(delivery.link_ref, newsletter),
                     preferences_url: &self.links.preferences_url(delivery.link_ref),
                     message_id,
+                    return_path,
                 }
                 .build(&self.mailer)?;
                 Ok(Some(Composed { message, token: None, digest: issue.digest.is_some() }))
@@ -97,6 +114,7 @@ impl Composer {
         delivery: &ClaimedDelivery,
         to: &EmailAddress,
         message_id: String,
+        return_path: Option<&lettre::Address>,
     ) -> Result<Option<Composed>, ComposeError> {
         let names = self.catalog.names(&delivery.pending);
         if names.is_empty() {
@@ -106,9 +124,14 @@ impl Composer {
         let now = self.clock.now();
         let expires_at = now + i64::from(self.confirm_ttl_hours) * 3600;
         let confirm_url = self.links.confirm_url(&token);
-        let message =
-            ConfirmationMail { to, newsletters: &names, confirm_url: &confirm_url, ttl_hours: self.confirm_ttl_hours }
-                .build(&self.mailer, message_id)?;
+        let message = ConfirmationMail {
+            to,
+            newsletters: &names,
+            confirm_url: &confirm_url,
+            ttl_hours: self.confirm_ttl_hours,
+            return_path,
+        }
+        .build(&self.mailer, message_id)?;
         let token = NewToken { hash: token.hash(), subscriber_id: delivery.subscriber_id, created_at: now, expires_at };
         Ok(Some(Composed { message, token: Some(token), digest: false }))
     }

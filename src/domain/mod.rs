@@ -1,5 +1,6 @@
 //! Pure types of the newsletter world. No I/O here.
 
+pub mod delivery_tag;
 pub mod email;
 mod mail_domain;
 pub mod newsletter;
@@ -7,6 +8,7 @@ pub mod rhythm;
 pub mod status;
 pub mod token;
 
+pub use delivery_tag::{ReturnPath, Tagged};
 pub use email::{EmailAddress, EmailError};
 pub use newsletter::{Newsletter, NewsletterSlug};
 pub use rhythm::{Rhythm, RhythmError, Zone, ZoneError};

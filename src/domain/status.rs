@@ -118,6 +118,8 @@ pub enum ConsentSource {
     Import,
     /// An operator acting for one reader: `bulletin subscribers add` or `unsubscribe`.
     Operator,
+    /// The reader reported our mail as spam (an ARF report, a provider's complaint webhook).
+    Complaint,
 }
 
 impl ConsentSource {
@@ -131,6 +133,7 @@ impl ConsentSource {
             Self::Preferences => "preferences",
             Self::Import => "import",
             Self::Operator => "operator",
+            Self::Complaint => "complaint",
         }
     }
 }

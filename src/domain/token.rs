@@ -243,9 +243,17 @@ impl LinkKeys {
     /// Checks a MAC made by [`Self::mac`] (or its first 16+ bytes) with any
     /// known key, in constant time.
     pub fn verify_mac(&self, domain: &[u8], data: &[u8], tag: &[u8]) -> bool {
-        if tag.len() < MAC_LEN {
-            return false;
-        }
+        tag.len() >= MAC_LEN && self.verify_truncated(domain, data, tag)
+    }
+
+    /// Checks a short tag (a MAC from [`Self::mac`] truncated to at least 8
+    /// bytes, where an address or a Message-ID leaves little room) with any
+    /// known key, in constant time.
+    pub fn verify_tag(&self, domain: &[u8], data: &[u8], tag: &[u8]) -> bool {
+        tag.len() >= 8 && self.verify_truncated(domain, data, tag)
+    }
+
+    fn verify_truncated(&self, domain: &[u8], data: &[u8], tag: &[u8]) -> bool {
         self.keys.iter().any(|key| {
             let mut m = <HmacSha256 as Mac>::new_from_slice(key).expect("any key length");
             m.update(domain);

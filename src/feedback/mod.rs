@@ -18,10 +18,22 @@
 //! Applying the same report twice (a maildir run again, a webhook retried)
 //! changes nothing the second time.
 
+pub mod arf;
+pub mod dsn;
+mod generic;
+mod message;
+mod postmark;
+mod ses;
+pub mod sns;
+pub mod webhook;
+
 use crate::clock::Clock;
 use crate::config::BounceSettings;
-use crate::domain::{EmailAddress, LinkKeys};
-use crate::store::{Store, StoreError};
+use crate::domain::delivery_tag::{delivery_of_message_id, delivery_of_return_path};
+use crate::domain::{ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
+use crate::store::{Consent, FeedbackEvent, Store, StoreError};
+
+pub use message::{ParseError, Parsed, parse};
 
 /// What came back, whatever it came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +45,17 @@ pub enum ReportKind {
     SoftBounce,
     /// The reader marked the message as spam.
     Complaint,
+}
+
+impl ReportKind {
+    /// As stored in `feedback_events.kind`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HardBounce => "hard_bounce",
+            Self::SoftBounce => "soft_bounce",
+            Self::Complaint => "complaint",
+        }
+    }
 }
 
 /// Where a report came from: kept with it, and in the consent record of a complaint.
@@ -48,6 +71,19 @@ pub enum ReportSource {
     Postmark,
     /// Bulletin's documented generic JSON webhook.
     Generic,
+}
+
+impl ReportSource {
+    /// As stored in `feedback_events.source`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dsn => "dsn",
+            Self::Arf => "arf",
+            Self::Ses => "ses",
+            Self::Postmark => "postmark",
+            Self::Generic => "generic",
+        }
+    }
 }
 
 /// One bounce or complaint about one recipient, parsed from its source.
@@ -97,16 +133,174 @@ pub struct Feedback {
     keys: LinkKeys,
     clock: Clock,
     settings: BounceSettings,
+    /// `bounces.return_path` parsed, to tell a garbled VERP address on it from a plain sender.
+    return_path: Option<ReturnPath>,
 }
+
+/// Whom a report is about, once matched.
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    subscriber_id: i64,
+    delivery_id: Option<i64>,
+    issue_id: Option<i64>,
+    /// The newsletter a complaint unsubscribes from; `None`: every one (a
+    /// confirmation mail, or a report matched by address alone).
+    newsletter_id: Option<i64>,
+}
+
+/// Seconds in a day, for `bounces.soft_bounce_days`.
+const DAY: i64 = 86_400;
 
 impl Feedback {
     pub fn new(store: Store, keys: LinkKeys, clock: Clock, settings: BounceSettings) -> Self {
-        Self { store, keys, clock, settings }
+        let return_path = ReturnPath::parse(&settings.return_path);
+        Self { store, keys, clock, settings, return_path }
     }
 
     /// Matches `report` to its delivery (or subscriber) and acts on it.
+    #[tracing::instrument(skip_all, fields(kind = report.kind.as_str(), source = report.source.as_str()))]
     pub async fn apply(&self, report: &Report) -> Result<Applied, FeedbackError> {
-        let _ = (&self.store, &self.keys, &self.clock, &self.settings, report);
-        Ok(Applied::Unmatched)
+        let Some(target) = self.target(report).await? else {
+            tracing::info!("report matches no delivery or subscriber: nothing changed");
+            return Ok(Applied::Unmatched);
+        };
+        let now = self.clock.now();
+        let detail = without_addresses(&report.detail);
+        let event = FeedbackEvent {
+            subscriber_id: target.subscriber_id,
+            delivery_id: target.delivery_id,
+            issue_id: target.issue_id,
+            kind: report.kind.as_str(),
+            source: report.source.as_str(),
+            detail: &detail,
+            report_id: report.report_id.as_deref(),
+            at: now,
+        };
+        let applied = match report.kind {
+            ReportKind::HardBounce => self.store.record_hard_bounce(&event).await?.map(|()| Applied::Suppressed),
+            ReportKind::SoftBounce => {
+                let since = now - i64::from(self.settings.soft_bounce_days) * DAY;
+                let limit = i64::from(self.settings.soft_bounce_limit);
+                self.store.record_soft_bounce(&event, limit, since).await?.map(|(count, suppressed)| {
+                    if suppressed {
+                        Applied::Suppressed
+                    } else {
+                        Applied::SoftBounceCounted { count: u32::try_from(count).unwrap_or(u32::MAX) }
+                    }
+                })
+            }
+            ReportKind::Complaint => {
+                let consent = Consent { source: ConsentSource::Complaint, ip: None, user_agent: None, at: now };
+                let outcome = self
+                    .store
+                    .record_complaint(&event, target.newsletter_id, &consent, |complaints, delivered| {
+                        self.pause_reason(complaints, delivered)
+                    })
+                    .await?;
+                outcome.map(|o| Applied::Unsubscribed { paused_issue: target.issue_id.filter(|_| o.paused) })
+            }
+        };
+        let applied = applied.unwrap_or(Applied::Duplicate);
+        tracing::info!(delivery = target.delivery_id, issue = target.issue_id, applied = ?applied, "report applied");
+        Ok(applied)
+    }
+
+    /// The delivery the report names by VERP, else by Message-ID, and only
+    /// when it carries neither, the subscriber with the report's recipient
+    /// address. A key that does not verify, a delivery since erased, or one
+    /// whose reader is not the report's recipient matches nothing.
+    async fn target(&self, report: &Report) -> Result<Option<Target>, StoreError> {
+        let by_return_path = report
+            .return_path
+            .as_deref()
+            .map_or(Tagged::Untagged, |path| delivery_of_return_path(&self.keys, self.return_path.as_ref(), path));
+        let tagged = match by_return_path {
+            Tagged::Untagged => {
+                report.message_id.as_deref().map_or(Tagged::Untagged, |id| delivery_of_message_id(&self.keys, id))
+            }
+            found => found,
+        };
+        match tagged {
+            Tagged::Forged => Ok(None),
+            Tagged::Delivery(id) => {
+                let Some(delivery) = self.store.feedback_delivery(id).await? else { return Ok(None) };
+                if report.recipient.as_ref().is_some_and(|r| r.key() != delivery.email_key) {
+                    return Ok(None);
+                }
+                Ok(Some(Target {
+                    subscriber_id: delivery.subscriber_id,
+                    delivery_id: Some(delivery.id),
+                    issue_id: delivery.issue_id,
+                    newsletter_id: delivery.newsletter_id,
+                }))
+            }
+            Tagged::Untagged => {
+                let Some(recipient) = &report.recipient else { return Ok(None) };
+                Ok(self.store.subscriber_by_email(recipient).await?.map(|s| Target {
+                    subscriber_id: s.id,
+                    delivery_id: None,
+                    issue_id: None,
+                    newsletter_id: None,
+                }))
+            }
+        }
+    }
+
+    /// Why an issue with these counts pauses itself, or `None` while it may go on:
+    /// complaints / delivered at or past `pause_complaint_rate`, with at least
+    /// `pause_min_complaints` complaints.
+    fn pause_reason(&self, complaints: i64, delivered: i64) -> Option<String> {
+        let rate = self.settings.pause_complaint_rate;
+        if rate <= 0.0 || complaints < i64::from(self.settings.pause_min_complaints) {
+            return None;
+        }
+        // A division, not `complaints >= rate * delivered`: 0.003 * 1000 is a hair above 3.
+        let observed = if delivered > 0 { complaints as f64 / delivered as f64 } else { f64::INFINITY };
+        (observed >= rate).then(|| {
+            format!(
+                "paused after {complaints} spam complaint(s) on {delivered} delivered ({:.2} %, bounces.pause_complaint_rate is {:.2} %); \
+                 check the content and the list's consent before `bulletin issue resume`",
+                observed.min(1.0) * 100.0,
+                rate * 100.0
+            )
+        })
+    }
+}
+
+/// A remote's diagnostic with every address in it replaced, so the record keeps no address.
+fn without_addresses(detail: &str) -> String {
+    let words: Vec<String> = detail
+        .split_whitespace()
+        .map(|word| if word.contains('@') { "<address>".to_owned() } else { word.to_owned() })
+        .collect();
+    let mut text = words.join(" ");
+    if text.len() > 500 {
+        let mut end = 500;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The webhooks apply reports inside axum handlers, whose futures must be `Send`.
+    #[test]
+    fn apply_can_run_on_any_worker_thread() {
+        fn is_send<T: Send>(_: T) {}
+        let _ = |feedback: &Feedback, report: &Report| is_send(feedback.apply(report));
+    }
+
+    #[test]
+    fn details_keep_no_address() {
+        assert_eq!(
+            without_addresses("smtp; 550 5.1.1 <bob@example.org>: Recipient address rejected"),
+            "smtp; 550 5.1.1 <address> Recipient address rejected"
+        );
+        assert_eq!(without_addresses("  5.2.2   mailbox full "), "5.2.2 mailbox full");
     }
 }

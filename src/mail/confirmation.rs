@@ -29,6 +29,8 @@ pub struct ConfirmationMail<'a> {
     pub newsletters: &'a [String],
     pub confirm_url: &'a str,
     pub ttl_hours: u32,
+    /// The envelope sender bounces go to (a VERP address); `None`: the From address.
+    pub return_path: Option<&'a lettre::Address>,
 }
 
 impl ConfirmationMail<'_> {
@@ -37,7 +39,11 @@ impl ConfirmationMail<'_> {
             .render()?;
         let html = Html { newsletters: self.newsletters, confirm_url: self.confirm_url, ttl_hours: self.ttl_hours }
             .render()?;
-        let mut message = Message::builder()
+        let mut builder = Message::builder();
+        if let Some(envelope) = super::envelope(self.to, self.return_path)? {
+            builder = builder.envelope(envelope);
+        }
+        let mut message = builder
             .from(mailer.from().clone())
             .to(Mailbox::new(None, self.to.to_lettre()))
             .subject("Please confirm your subscription")

@@ -284,6 +284,8 @@ pub struct IssueMail<'a> {
     pub preferences_url: &'a str,
     /// Stable for one delivery, so a retry carries the same Message-ID.
     pub message_id: String,
+    /// The envelope sender bounces go to (a VERP address); `None`: the From address.
+    pub return_path: Option<&'a lettre::Address>,
 }
 
 impl IssueMail<'_> {
@@ -292,7 +294,11 @@ impl IssueMail<'_> {
         let reader =
             Reader { name: self.name, unsubscribe_url: self.unsubscribe_url, preferences_url: self.preferences_url };
         let (text, html) = issue.render_for(&reader)?;
-        let mut message = Message::builder()
+        let mut builder = Message::builder();
+        if let Some(envelope) = super::envelope(self.to, self.return_path)? {
+            builder = builder.envelope(envelope);
+        }
+        let mut message = builder
             .from(mailer.from().clone())
             .to(Mailbox::new(self.name.map(str::to_owned), self.to.to_lettre()))
             .subject(issue.subject.clone())

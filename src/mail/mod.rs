@@ -13,6 +13,7 @@ mod tls;
 use std::path::{Path, PathBuf};
 
 use lettre::Message;
+use lettre::address::Envelope;
 use lettre::message::Mailbox;
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm, DkimSigningKey,
@@ -27,6 +28,7 @@ pub use issue::{
 pub use smtp::{SendFailure, SmtpConnection, SmtpTarget};
 
 use crate::config::{DkimSettings, MailSettings, TransportKind};
+use crate::domain::EmailAddress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -174,6 +176,13 @@ impl Outbound {
         channel.close().await;
         Ok(())
     }
+}
+
+/// The SMTP envelope for a message to `to` whose bounces go to `return_path`
+/// (a VERP address, see README "Bounces and complaints"); `None` leaves
+/// lettre's envelope, from the From header.
+fn envelope(to: &EmailAddress, return_path: Option<&lettre::Address>) -> Result<Option<Envelope>, MailError> {
+    return_path.map(|from| Ok(Envelope::new(Some(from.clone()), vec![to.to_lettre()])?)).transpose()
 }
 
 /// `Auto-Submitted: auto-generated` (RFC 3834), on system mail such as confirmations.

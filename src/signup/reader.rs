@@ -21,8 +21,10 @@ pub struct Reader {
     /// The address as stored (the local part's case as the reader typed it).
     pub address: String,
     pub created_at: Timestamp,
-    /// When mail to the address bounced for good: nothing is sent to it since.
+    /// When mail to the address bounced for good (or its reader complained): nothing is sent to it since.
     pub bounced_at: Option<Timestamp>,
+    /// The suppression since `bounced_at` is for a spam complaint, not a bounce.
+    pub complained: bool,
     /// Erased before and stored again since: when its keyed hash went on the suppression list.
     pub erased_at: Option<Timestamp>,
     pub subscriptions: Vec<ReaderSubscription>,
@@ -127,6 +129,7 @@ impl Signup {
             address: subscriber.email,
             created_at: subscriber.created_at,
             bounced_at: subscriber.bounced_at,
+            complained: subscriber.suppressed_reason.as_deref() == Some("complained"),
             erased_at: suppression::erased_at(&self.store, self.links.keys(), email).await?,
             subscriptions,
             consent,

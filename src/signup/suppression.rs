@@ -4,8 +4,8 @@
 //! Two kinds are kept. An erased address leaves only keyed hashes (one per
 //! link key, so rotating the secret keeps them), never the address: the list
 //! can name it only while the address is stored again (it signed up anew and
-//! has not confirmed yet). A bounced address is still a subscriber, marked,
-//! and named.
+//! has not confirmed yet). A bounced address, or one whose reader reported
+//! our mail as spam, is still a subscriber, marked, and named.
 
 use std::collections::HashMap;
 
@@ -24,6 +24,8 @@ pub enum Reason {
     Erased,
     /// Mail to it bounced for good (the mailbox does not exist).
     Bounced,
+    /// Its reader reported our mail as spam (a complaint through a feedback loop).
+    Complained,
 }
 
 impl Reason {
@@ -31,6 +33,7 @@ impl Reason {
         match self {
             Self::Erased => "erased",
             Self::Bounced => "bounced",
+            Self::Complained => "complained",
         }
     }
 }
@@ -49,7 +52,7 @@ pub struct Suppressed {
 pub struct Lifted {
     /// The address had been erased: its keyed hash went.
     pub erased: bool,
-    /// Mail to it had bounced: its subscriber gets mail again.
+    /// Mail to it had bounced, or its reader had complained: its subscriber gets mail again.
     pub bounced: bool,
 }
 
@@ -82,7 +85,7 @@ pub async fn erased_at(store: &Store, keys: &LinkKeys, email: &EmailAddress) -> 
 }
 
 /// The whole list, oldest first: erased addresses named where they are
-/// stored again, bounced ones by their subscriber.
+/// stored again, bounced and complained ones by their subscriber.
 pub async fn list(store: &Store, keys: &LinkKeys) -> Result<Vec<Suppressed>, StoreError> {
     let entries = store.suppressions().await?;
     let mut named: HashMap<String, String> = HashMap::new();
@@ -111,9 +114,9 @@ pub async fn list(store: &Store, keys: &LinkKeys) -> Result<Vec<Suppressed>, Sto
             since: e.created_at,
         })
         .collect();
-    list.extend(store.bounced_subscribers().await?.into_iter().map(|(address, since)| Suppressed {
+    list.extend(store.suppressed_subscribers().await?.into_iter().map(|(address, since, reason)| Suppressed {
         address: Some(address),
-        reason: Reason::Bounced,
+        reason: if reason == "complained" { Reason::Complained } else { Reason::Bounced },
         since,
     }));
     list.sort_by_key(|s| s.since);

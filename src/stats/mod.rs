@@ -102,6 +102,8 @@ pub struct IssueReport {
     pub other: i64,
     /// Readers of the newsletter who unsubscribed in the 7 days after it was queued.
     pub unsubscribed_within_7_days: i64,
+    /// Readers who reported it as spam.
+    pub complaints: i64,
 }
 
 /// Everything `bulletin stats` shows.
@@ -161,6 +163,7 @@ fn issue_report(t: IssueTally, newsletter: NewsletterSlug) -> IssueReport {
         failed: t.failed,
         other: t.other,
         unsubscribed_within_7_days: t.unsubscribed,
+        complaints: t.complaints,
     }
 }
 

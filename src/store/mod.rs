@@ -7,6 +7,7 @@
 
 mod deliveries;
 mod digests;
+mod feedback;
 mod gauges;
 mod health;
 mod imports;
@@ -34,6 +35,7 @@ use sqlx::sqlite::{
 
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use digests::{DigestOutcome, DigestRequest, DigestRunRow, DigestRunStatus};
+pub use feedback::{ComplaintOutcome, FeedbackCounts, FeedbackDelivery, FeedbackEvent};
 pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use imports::{ImportOutcome, ImportRow, ImportWish};
 pub use issues::{IssueRow, NewIssue};

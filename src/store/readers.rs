@@ -18,16 +18,22 @@ pub struct SubscriberRecord {
     /// When mail to the address bounced for good (5.1.x): nothing is sent to it since.
     #[sqlx(rename = "suppressed_at")]
     pub bounced_at: Option<Timestamp>,
+    /// Why it is suppressed: `bounced`, or `complained` (the reader reported our mail as spam).
+    pub suppressed_reason: Option<String>,
 }
 
 impl Store {
     /// The subscriber with this address (compared by its key), if any.
     pub async fn subscriber_by_email(&self, email: &EmailAddress) -> Result<Option<SubscriberRecord>> {
         reading!(self, |pool| {
-            Ok(sqlx::query_as("SELECT id, email, created_at, suppressed_at FROM subscribers WHERE email_key = $1")
-                .bind(email.key())
-                .fetch_optional(pool)
-                .await?)
+            Ok(sqlx::query_as(
+                "SELECT id, email, created_at, suppressed_at, \
+                 CASE WHEN suppressed_at IS NULL THEN NULL ELSE COALESCE(suppressed_reason, 'bounced') END \
+                 AS suppressed_reason FROM subscribers WHERE email_key = $1",
+            )
+            .bind(email.key())
+            .fetch_optional(pool)
+            .await?)
         })
     }
 

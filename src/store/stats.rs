@@ -44,6 +44,8 @@ pub struct IssueTally {
     pub other: i64,
     /// Readers of the newsletter who unsubscribed within [`UNSUBSCRIBE_WINDOW`] of the issue.
     pub unsubscribed: i64,
+    /// Readers who reported the issue as spam (ARF reports, provider webhooks).
+    pub complaints: i64,
 }
 
 /// How long after an issue an unsubscribe is counted against it.
@@ -74,7 +76,7 @@ const DAILY: &str = "WITH events (newsletter_id, day, joined, left_list, bounced
 
 /// Issues of newsletter `$1` (NULL for all) created at or after `$2`, with
 /// their ledger counted by status and the newsletter's unsubscribes in the
-/// week that followed each.
+/// week that followed each, and the spam complaints about each.
 const ISSUES: &str = "SELECT i.id, i.newsletter_id, i.subject, i.created_at, i.completed_at, \
        (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = i.id AND d.status = 'sent') AS delivered, \
        (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = i.id AND d.status = 'bounced') AS bounced, \
@@ -82,7 +84,8 @@ const ISSUES: &str = "SELECT i.id, i.newsletter_id, i.subject, i.created_at, i.c
        (SELECT COUNT(*) FROM deliveries d WHERE d.issue_id = i.id \
          AND d.status NOT IN ('sent', 'bounced', 'failed')) AS other, \
        (SELECT COUNT(*) FROM subscriptions s WHERE s.newsletter_id = i.newsletter_id \
-         AND s.unsubscribed_at >= i.created_at AND s.unsubscribed_at < i.created_at + 604800) AS unsubscribed \
+         AND s.unsubscribed_at >= i.created_at AND s.unsubscribed_at < i.created_at + 604800) AS unsubscribed, \
+       (SELECT COUNT(*) FROM feedback_events f WHERE f.issue_id = i.id AND f.kind = 'complaint') AS complaints \
      FROM issues i WHERE ($1 IS NULL OR i.newsletter_id = $1) AND i.created_at >= $2 ORDER BY i.created_at, i.id";
 
 impl Store {

@@ -22,11 +22,14 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn suppress_bounced(&self, subscriber_id: i64, now: Timestamp) -> Result<()> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE subscribers SET suppressed_at = $2 WHERE id = $1 AND suppressed_at IS NULL")
-                .bind(subscriber_id)
-                .bind(now)
-                .execute(pool)
-                .await?;
+            sqlx::query(
+                "UPDATE subscribers SET suppressed_at = $2, suppressed_reason = 'bounced' \
+                 WHERE id = $1 AND suppressed_at IS NULL",
+            )
+            .bind(subscriber_id)
+            .bind(now)
+            .execute(pool)
+            .await?;
             Ok(())
         })
     }
@@ -64,11 +67,13 @@ impl Store {
         })
     }
 
-    /// Subscribers whose mail bounced for good, with when: (address, time), oldest first.
-    pub async fn bounced_subscribers(&self) -> Result<Vec<(String, Timestamp)>> {
+    /// Subscribers whose mail bounced for good or who complained, with when
+    /// and why: (address, time, `bounced` or `complained`), oldest first.
+    pub async fn suppressed_subscribers(&self) -> Result<Vec<(String, Timestamp, String)>> {
         reading!(self, |pool| {
             Ok(sqlx::query_as(
-                "SELECT email, suppressed_at FROM subscribers WHERE suppressed_at IS NOT NULL ORDER BY suppressed_at, id",
+                "SELECT email, suppressed_at, COALESCE(suppressed_reason, 'bounced') FROM subscribers \
+                 WHERE suppressed_at IS NOT NULL ORDER BY suppressed_at, id",
             )
             .fetch_all(pool)
             .await?)
@@ -102,7 +107,8 @@ impl Store {
                 removed = qb.build().execute(&mut *tx).await?.rows_affected();
             }
             let cleared = sqlx::query(
-                "UPDATE subscribers SET suppressed_at = NULL WHERE email_key = $1 AND suppressed_at IS NOT NULL",
+                "UPDATE subscribers SET suppressed_at = NULL, suppressed_reason = NULL \
+                 WHERE email_key = $1 AND suppressed_at IS NOT NULL",
             )
             .bind(email.key())
             .execute(&mut *tx)
@@ -122,6 +128,14 @@ impl Store {
             )
             .bind(suppression_hash)
             .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            // Reports about the address stay counted against their issues, but name nobody.
+            sqlx::query(
+                "UPDATE feedback_events SET subscriber_id = NULL \
+                 WHERE subscriber_id IN (SELECT id FROM subscribers WHERE email_key = $1)",
+            )
+            .bind(email.key())
             .execute(&mut *tx)
             .await?;
             // The ledger has no foreign keys to cascade along (see migration 0002).
@@ -144,7 +158,7 @@ impl Store {
     #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
     pub async fn lift_suppression(&self, subscriber_id: i64, hashes: &[String]) -> Result<()> {
         with_pool!(self, |pool| {
-            sqlx::query("UPDATE subscribers SET suppressed_at = NULL WHERE id = $1")
+            sqlx::query("UPDATE subscribers SET suppressed_at = NULL, suppressed_reason = NULL WHERE id = $1")
                 .bind(subscriber_id)
                 .execute(pool)
                 .await?;

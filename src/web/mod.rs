@@ -13,6 +13,7 @@ mod items;
 mod pages;
 mod preferences;
 mod serve;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use client::{ClientIp, IpLimiter};
 pub use embed::{SnippetKind, box_policy, snippet};
 pub use items::ApiTokens;
 pub use serve::{ConnectionLimits, serve};
+pub use webhooks::WebhookAccess;
 
 /// Largest request body we read: a signup form is a few hundred bytes.
 const BODY_LIMIT: usize = 16 * 1024;
@@ -75,6 +77,8 @@ pub struct Shared {
     pub limiter: Option<Arc<IpLimiter>>,
     /// Who may call `POST /api/items`; empty: the route does not exist.
     pub api_tokens: ApiTokens,
+    /// Who may post bounces and complaints to `/webhooks/…`; `None`: those routes do not exist.
+    pub webhooks: Option<Arc<WebhookAccess>>,
     pub trusted_proxies: Arc<[IpNet]>,
     pub form_min_secs: u64,
     pub form_max_age_secs: u64,
@@ -111,6 +115,17 @@ pub fn router(state: AppState) -> Router {
             .route("/api/items", post(items::add_item))
             .route_layer(middleware::from_fn_with_state(state.clone(), items::require_api_token));
     }
+    // Providers posting bounces: a path token or basic auth, and a larger body limit.
+    let mut hooks = Router::new();
+    if let Some(access) = &state.webhooks {
+        if access.by_token() {
+            hooks = hooks.route("/webhooks/{provider}/{token}", post(webhooks::post_with_token));
+        }
+        if access.by_basic_auth() {
+            hooks = hooks.route("/webhooks/{provider}", post(webhooks::post_with_basic_auth));
+        }
+        hooks = hooks.layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT));
+    }
     Router::new()
         .route("/", get(pages::index))
         .route("/embed", get(embed::embed_several))
@@ -120,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signups)
         .merge(tokened)
         .merge(authenticated)
+        .merge(hooks)
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identify_client))
         .layer(middleware::from_fn_with_state(state.clone(), read_body))
@@ -155,13 +171,16 @@ async fn healthz(State(state): State<AppState>) -> Response {
 async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
     use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-    let api = req.uri().path().starts_with("/api/");
+    let path = req.uri().path();
+    let webhook = state.webhooks.is_some() && path.starts_with("/webhooks/");
+    let api = webhook || path.starts_with("/api/");
+    let limit = if webhook { webhooks::BODY_LIMIT } else { BODY_LIMIT };
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+    if declared.is_some_and(|length| length > limit as u64) {
         return body_refused(api, StatusCode::PAYLOAD_TOO_LARGE);
     }
     let (parts, body) = req.into_parts();
-    match tokio::time::timeout(state.body_read_timeout, Limited::new(body, BODY_LIMIT).collect()).await {
+    match tokio::time::timeout(state.body_read_timeout, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
         Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
             body_refused(api, StatusCode::PAYLOAD_TOO_LARGE)

@@ -14,7 +14,7 @@ pub mod tmpfs;
 
 use std::time::Duration;
 
-use bulletin::app::{self, Running};
+use bulletin::app::{self, Running, StartOptions};
 use bulletin::clock::Clock;
 use bulletin::config::{Settings, TransportKind};
 use bulletin::delivery::Draft;
@@ -129,6 +129,7 @@ pub struct TestApp {
     pub settings: Settings,
     pub store: Store,
     running: Option<Running>,
+    options: StartOptions,
     db: TestDb,
 }
 
@@ -156,19 +157,28 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> Option<Self> {
+        Self::spawn_with_options(backend, configure, StartOptions::default()).await
+    }
+
+    /// [`TestApp::spawn_with`] and the start options only tests set (an SNS client).
+    pub async fn spawn_with_options(
+        backend: Backend,
+        configure: impl FnOnce(&mut Settings),
+        options: StartOptions,
+    ) -> Option<Self> {
         let db = TestDb::create(backend).await?;
         let mail = MailSink::start();
         let mut settings = test_settings(&db.url, &mail);
         configure(&mut settings);
         let clock = Clock::adjustable();
-        let (running, base) = start(&mut settings, &clock).await;
+        let (running, base) = start(&mut settings, &clock, &options).await;
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20))
             .build()
             .expect("client");
         let store = Store::connect(&db.url, 2).await.expect("test store");
-        Some(Self { base, http, mail, clock, settings, store, running: Some(running), db })
+        Some(Self { base, http, mail, clock, settings, store, running: Some(running), options, db })
     }
 
     /// Stops the instance and starts a new one on the same database, mail server and clock.
@@ -176,7 +186,7 @@ impl TestApp {
         if let Some(running) = self.running.take() {
             running.stop().await;
         }
-        let (running, base) = start(&mut self.settings, &self.clock).await;
+        let (running, base) = start(&mut self.settings, &self.clock, &self.options).await;
         self.running = Some(running);
         self.base = base;
     }
@@ -324,13 +334,13 @@ impl TestApp {
     }
 }
 
-async fn start(settings: &mut Settings, clock: &Clock) -> (Running, String) {
+async fn start(settings: &mut Settings, clock: &Clock, options: &StartOptions) -> (Running, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     settings.server.listen = addr;
     settings.server.public_url = base.clone();
-    let running = app::start(settings, clock.clone(), listener).await.expect("app starts");
+    let running = app::start_with(settings, clock.clone(), listener, options.clone()).await.expect("app starts");
     (running, base)
 }
 

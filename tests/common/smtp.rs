@@ -11,6 +11,8 @@ use mailin_embedded::{Handler, Response, Server, response};
 
 #[derive(Debug, Clone)]
 pub struct ReceivedMail {
+    /// The envelope sender (MAIL FROM): where bounces go.
+    pub from: String,
     pub to: Vec<String>,
     pub raw: Vec<u8>,
 }
@@ -47,6 +49,7 @@ struct Sink {
     hello_names: Arc<Mutex<Vec<String>>>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
     replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    from: String,
     to: Vec<String>,
     buffer: Vec<u8>,
 }
@@ -65,7 +68,8 @@ impl Handler for Sink {
         }
     }
 
-    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> Response {
+    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
+        self.from = from.to_owned();
         self.to = to.to_vec();
         self.buffer.clear();
         response::OK
@@ -77,7 +81,11 @@ impl Handler for Sink {
     }
 
     fn data_end(&mut self) -> Response {
-        let mail = ReceivedMail { to: std::mem::take(&mut self.to), raw: std::mem::take(&mut self.buffer) };
+        let mail = ReceivedMail {
+            from: std::mem::take(&mut self.from),
+            to: std::mem::take(&mut self.to),
+            raw: std::mem::take(&mut self.buffer),
+        };
         self.mails.lock().unwrap().push(mail);
         response::OK
     }
@@ -113,6 +121,7 @@ impl MailSink {
             hello_names: hello_names.clone(),
             mails: mails.clone(),
             replies: replies.clone(),
+            from: String::new(),
             to: vec![],
             buffer: vec![],
         };

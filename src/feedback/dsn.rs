@@ -1,0 +1,191 @@
+//! Delivery status notifications (RFC 3464): the bounce a mail server sends
+//! back, days after it took a message, when it finally could not deliver it.
+//!
+//! A DSN is `multipart/report; report-type=delivery-status` with a
+//! `message/delivery-status` part (a per-message group of fields, then one
+//! group per recipient) and usually the original message or its headers.
+//! Per recipient: `Action: failed` with `Status: 5.x.x` is a hard bounce,
+//! with `4.x.x` (the server gave up retrying) a soft one; `delayed`,
+//! `delivered`, `relayed` and `expanded` call for nothing.
+
+use mail_parser::MessagePart;
+
+use super::message::{Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path};
+use super::{Report, ReportKind, ReportSource};
+use crate::domain::EmailAddress;
+
+const STATUS_PARTS: [&str; 2] = ["message/delivery-status", "message/global-delivery-status"];
+const ORIGINAL_PARTS: [&str; 4] = ["message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"];
+
+pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Parsed, ParseError> {
+    let children = whole.children(report);
+    let status = children
+        .iter()
+        .find(|p| is_one_of(p, &STATUS_PARTS))
+        .ok_or(ParseError::MissingPart("delivery status notification", "message/delivery-status"))?;
+    let (message_id, original_return_path) =
+        children.iter().find(|p| is_one_of(p, &ORIGINAL_PARTS)).map_or((None, None), |p| original_headers(p));
+    let return_path = pick_return_path(whole.delivered_to().into_iter().chain(original_return_path));
+    let body = String::from_utf8_lossy(status.contents());
+    let groups = Fields::groups(&body);
+    // The first group is about the message; each further one about a recipient.
+    let recipients = groups.iter().skip(1).filter(|g| g.get("Action").is_some() || g.get("Status").is_some());
+    let report_id = whole.report_id();
+    let mut parsed = Parsed { format: ReportFormat::Dsn, reports: vec![], ignored: 0 };
+    for (n, fields) in recipients.enumerate() {
+        let Some(kind) = kind_of(fields) else {
+            parsed.ignored += 1;
+            continue;
+        };
+        let recipient = fields
+            .address("Original-Recipient")
+            .or_else(|| fields.address("Final-Recipient"))
+            .and_then(|a| EmailAddress::parse(a).ok());
+        parsed.reports.push(Report {
+            kind,
+            source: ReportSource::Dsn,
+            recipient,
+            return_path: return_path.clone(),
+            message_id: message_id.clone(),
+            detail: detail(fields),
+            // One DSN may be about several recipients: each is its own report.
+            report_id: Some(format!("{report_id}#{}", n + 1)),
+        });
+    }
+    if parsed.reports.is_empty() && parsed.ignored == 0 {
+        return Err(ParseError::MissingPart("delivery status notification", "per-recipient Action and Status"));
+    }
+    Ok(parsed)
+}
+
+/// What one recipient's fields call for: a hard or soft bounce, or nothing.
+fn kind_of(fields: &Fields) -> Option<ReportKind> {
+    let action = fields.get("Action")?.to_ascii_lowercase();
+    if action.split_whitespace().next() != Some("failed") {
+        return None;
+    }
+    let status = fields.get("Status").unwrap_or_default();
+    match status.trim().chars().next() {
+        Some('5') => Some(ReportKind::HardBounce),
+        Some('4') => Some(ReportKind::SoftBounce),
+        _ => None,
+    }
+}
+
+/// `5.1.1 smtp; 550 5.1.1 … user unknown`: the status and the remote's words.
+fn detail(fields: &Fields) -> String {
+    let status = fields.get("Status").unwrap_or_default();
+    let diagnostic = fields.get("Diagnostic-Code").unwrap_or_default();
+    format!("{status} {diagnostic}").trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::message::parse;
+    use super::*;
+
+    /// RFC 3464 appendix's shape, as Postfix writes it.
+    fn dsn(action: &str, status: &str, original: &str) -> String {
+        format!(
+            "Return-Path: <>\r\n\
+             X-Original-To: bounces+17-0123456789abcdef@news.example.com\r\n\
+             Delivered-To: bounces+17-0123456789abcdef@news.example.com\r\n\
+             From: MAILER-DAEMON@mx.example.com (Mail Delivery System)\r\n\
+             Subject: Undelivered Mail Returned to Sender\r\n\
+             To: bounces+17-0123456789abcdef@news.example.com\r\n\
+             Message-Id: <20261128.ABC123@mx.example.com>\r\n\
+             MIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status;\r\n\
+             \tboundary=\"B1/mx.example.com\"\r\n\
+             \r\n\
+             This is a MIME-encapsulated message.\r\n\
+             \r\n\
+             --B1/mx.example.com\r\n\
+             Content-Description: Notification\r\n\
+             Content-Type: text/plain; charset=us-ascii\r\n\
+             \r\n\
+             I'm sorry to have to inform you that your message could not\r\n\
+             be delivered to one or more recipients.\r\n\
+             \r\n\
+             --B1/mx.example.com\r\n\
+             Content-Description: Delivery report\r\n\
+             Content-Type: message/delivery-status\r\n\
+             \r\n\
+             Reporting-MTA: dns; mx.example.com\r\n\
+             X-Postfix-Queue-ID: ABC123\r\n\
+             Arrival-Date: Sat, 28 Nov 2026 10:00:00 +0000 (UTC)\r\n\
+             \r\n\
+             Final-Recipient: rfc822; reader@example.org\r\n\
+             Original-Recipient: rfc822;reader@example.org\r\n\
+             Action: {action}\r\n\
+             Status: {status}\r\n\
+             Remote-MTA: dns; mail.example.org\r\n\
+             Diagnostic-Code: smtp; 550 {status} <reader@example.org>:\r\n\
+             \x20   Recipient address rejected: User unknown\r\n\
+             \r\n\
+             --B1/mx.example.com\r\n\
+             {original}\
+             --B1/mx.example.com--\r\n"
+        )
+    }
+
+    const HEADERS: &str = "Content-Description: Undelivered Message Headers\r\n\
+         Content-Type: text/rfc822-headers\r\n\
+         \r\n\
+         Return-Path: <bounces+17-0123456789abcdef@news.example.com>\r\n\
+         From: Morning Briefing <news@example.com>\r\n\
+         To: reader@example.org\r\n\
+         Message-ID: <17.fedcba9876543210@example.com>\r\n\
+         Subject: First light\r\n\
+         \r\n";
+
+    #[test]
+    fn a_failed_recipient_is_a_bounce() {
+        let parsed = parse(dsn("failed", "5.1.1", HEADERS).as_bytes(), None).unwrap();
+        assert_eq!(parsed.format, ReportFormat::Dsn);
+        assert_eq!(parsed.ignored, 0);
+        let [report] = parsed.reports.as_slice() else { panic!("{parsed:?}") };
+        assert_eq!(report.kind, ReportKind::HardBounce);
+        assert_eq!(report.source, ReportSource::Dsn);
+        assert_eq!(report.recipient.as_ref().map(|r| r.as_str()), Some("reader@example.org"));
+        assert_eq!(report.message_id.as_deref(), Some("<17.fedcba9876543210@example.com>"));
+        assert_eq!(report.return_path.as_deref(), Some("bounces+17-0123456789abcdef@news.example.com"));
+        assert_eq!(report.report_id.as_deref(), Some("<20261128.ABC123@mx.example.com>#1"));
+        assert!(report.detail.starts_with("5.1.1 smtp; 550 5.1.1"), "{}", report.detail);
+        assert!(report.detail.ends_with("Recipient address rejected: User unknown"), "{}", report.detail);
+
+        let soft = parse(dsn("failed", "4.2.2", HEADERS).as_bytes(), None).unwrap();
+        assert_eq!(soft.reports[0].kind, ReportKind::SoftBounce);
+        for action in ["delayed", "delivered", "relayed", "expanded"] {
+            let none = parse(dsn(action, "4.4.1", HEADERS).as_bytes(), None).unwrap();
+            assert_eq!((none.reports.len(), none.ignored), (0, 1), "{action}");
+        }
+    }
+
+    #[test]
+    fn the_envelope_recipient_and_the_whole_original_count_too() {
+        let original = "Content-Type: message/rfc822\r\n\r\n\
+             Return-Path: <news@example.com>\r\n\
+             Message-ID: <99.0011223344556677@example.com>\r\n\
+             Subject: x\r\n\r\nBody\r\n\r\n";
+        let raw =
+            dsn("failed", "5.2.1", original).replace("X-Original-To", "X-Other").replace("Delivered-To", "X-Else");
+        let parsed = parse(raw.as_bytes(), Some("bounces+99-aaaaaaaaaaaaaaaa@news.example.com")).unwrap();
+        let report = &parsed.reports[0];
+        assert_eq!(report.message_id.as_deref(), Some("<99.0011223344556677@example.com>"));
+        assert_eq!(report.return_path.as_deref(), Some("bounces+99-aaaaaaaaaaaaaaaa@news.example.com"));
+        let plain = parse(raw.as_bytes(), None).unwrap();
+        assert_eq!(plain.reports[0].return_path.as_deref(), Some("news@example.com"));
+    }
+
+    #[test]
+    fn other_mail_is_refused_with_a_reason() {
+        assert_eq!(parse(b"", None), Err(ParseError::NotAMessage));
+        assert!(parse(b"\x00\x01garbage without headers", None).is_err());
+        let plain = "From: a@example.org\r\nSubject: hello\r\n\r\nJust a note.\r\n";
+        assert_eq!(parse(plain.as_bytes(), None), Err(ParseError::NotAReport));
+        let no_status = dsn("failed", "5.1.1", HEADERS).replace("message/delivery-status", "text/plain");
+        assert!(matches!(parse(no_status.as_bytes(), None), Err(ParseError::MissingPart(..))));
+        assert!(!ParseError::NotAReport.to_string().contains('\n'));
+    }
+}

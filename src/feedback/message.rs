@@ -1,0 +1,213 @@
+//! One mail message read by `bulletin bounces ingest`: a delivery status
+//! notification (RFC 3464) or an abuse report (RFC 5965), told apart by
+//! their `multipart/report` type and parsed with `mail-parser`. What both
+//! need — the report's field groups, the original message's headers, the
+//! address the report itself was delivered to — lives here.
+
+use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
+use sha2::{Digest, Sha256};
+
+use super::{Report, arf, dsn};
+
+/// What one message held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub format: ReportFormat,
+    /// One report per recipient the message is about that calls for action.
+    pub reports: Vec<Report>,
+    /// Recipients or reports that call for none: a delay, a relay, a
+    /// successful delivery, an ARF report of another type than abuse.
+    pub ignored: usize,
+}
+
+/// Which kind of report a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportFormat {
+    /// A delivery status notification (RFC 3464).
+    Dsn,
+    /// An abuse report in the Abuse Reporting Format (RFC 5965).
+    Arf,
+}
+
+/// Why a message is no report Bulletin can read. The message is one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("not a mail message (no header lines)")]
+    NotAMessage,
+    #[error(
+        "not a bounce or complaint report: expected multipart/report with report-type=delivery-status (a DSN, RFC 3464) or report-type=feedback-report (an abuse report, RFC 5965)"
+    )]
+    NotAReport,
+    #[error("a {0} without its {1} part")]
+    MissingPart(&'static str, &'static str),
+}
+
+/// Reads one message. `envelope_recipient` is the address it was delivered
+/// to when the delivering agent says so (Postfix `pipe`'s `${recipient}`):
+/// with VERP, it names the delivery the report is about.
+pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, ParseError> {
+    let message = MessageParser::default().parse(raw).ok_or(ParseError::NotAMessage)?;
+    if message.parts.first().is_none_or(|root| root.headers.is_empty()) {
+        return Err(ParseError::NotAMessage);
+    }
+    let Some((report, report_type)) = report_part(&message) else { return Err(ParseError::NotAReport) };
+    let whole = Whole { message: &message, raw, envelope_recipient };
+    match report_type.as_deref() {
+        Some("delivery-status") => dsn::read(&whole, report),
+        Some("feedback-report") => arf::read(&whole, report),
+        _ => {
+            // No (or another) report-type: go by the parts it holds.
+            if has_part(&message, report, &["message/delivery-status", "message/global-delivery-status"]) {
+                dsn::read(&whole, report)
+            } else if has_part(&message, report, &["message/feedback-report"]) {
+                arf::read(&whole, report)
+            } else {
+                Err(ParseError::NotAReport)
+            }
+        }
+    }
+}
+
+/// The message being read, for the DSN and ARF readers.
+pub(super) struct Whole<'a, 'x> {
+    pub message: &'a Message<'x>,
+    pub raw: &'a [u8],
+    pub envelope_recipient: Option<&'a str>,
+}
+
+impl Whole<'_, '_> {
+    /// Identifies the report: its own Message-ID, else a hash of its bytes,
+    /// so a maildir run twice finds the same reports.
+    pub fn report_id(&self) -> String {
+        match self.message.message_id() {
+            Some(id) if !id.trim().is_empty() => format!("<{}>", id.trim()),
+            _ => format!("sha256:{}", crate::domain::token::hex(&Sha256::digest(self.raw))),
+        }
+    }
+
+    /// The sub-parts of the report part, in order.
+    pub fn children(&self, report: &MessagePart<'_>) -> Vec<&MessagePart<'_>> {
+        report.sub_parts().unwrap_or_default().iter().filter_map(|id| self.message.parts.get(*id as usize)).collect()
+    }
+
+    /// Addresses the report itself was delivered to, best first: the one
+    /// the delivering agent passed, then `X-Original-To` and `Delivered-To`
+    /// (Postfix's local and virtual delivery add them to a maildir file).
+    pub fn delivered_to(&self) -> Vec<String> {
+        let mut found: Vec<String> = self.envelope_recipient.map(str::to_owned).into_iter().collect();
+        for name in ["X-Original-To", "Delivered-To"] {
+            found.extend(self.message.header_values(name).filter_map(|v| v.as_text()).map(|v| v.trim().to_owned()));
+        }
+        found.retain(|a| !a.is_empty());
+        found
+    }
+}
+
+/// The `multipart/report` part (the message itself, or one inside it) and its report-type.
+fn report_part<'a, 'x>(message: &'a Message<'x>) -> Option<(&'a MessagePart<'x>, Option<String>)> {
+    message.parts.iter().find(|part| part.is_content_type("multipart", "report")).map(|part| {
+        let report_type = part.content_type().and_then(|ct| ct.attribute("report-type")).map(str::to_ascii_lowercase);
+        (part, report_type)
+    })
+}
+
+fn has_part(message: &Message<'_>, report: &MessagePart<'_>, types: &[&str]) -> bool {
+    report
+        .sub_parts()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|id| message.parts.get(*id as usize))
+        .any(|part| is_one_of(part, types))
+}
+
+/// Whether `part` has one of these `type/subtype`s.
+pub(super) fn is_one_of(part: &MessagePart<'_>, types: &[&str]) -> bool {
+    types.iter().any(|t| t.split_once('/').is_some_and(|(ty, sub)| part.is_content_type(ty, sub)))
+}
+
+/// A group of `Name: value` fields (RFC 3464's per-message and per-recipient
+/// groups, RFC 5965's report), read with mail-parser: names compared without
+/// case, folded values unfolded.
+#[derive(Debug, Default)]
+pub(super) struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    /// Splits a report body into its groups (separated by blank lines).
+    pub fn groups(body: &str) -> Vec<Fields> {
+        let body = body.replace("\r\n", "\n");
+        let mut groups = vec![];
+        let mut current = String::new();
+        for line in body.lines() {
+            if line.trim().is_empty() {
+                if !current.is_empty() {
+                    groups.push(Self::read(&current));
+                    current.clear();
+                }
+            } else {
+                current.push_str(line);
+                current.push_str("\r\n");
+            }
+        }
+        if !current.is_empty() {
+            groups.push(Self::read(&current));
+        }
+        groups.retain(|g| !g.0.is_empty());
+        groups
+    }
+
+    /// The fields of one group.
+    fn read(group: &str) -> Self {
+        let text = format!("{group}\r\n");
+        let Some(parsed) = MessageParser::default().parse_headers(text.as_bytes()) else { return Self::default() };
+        Self(parsed.headers_raw().map(|(name, value)| (name.to_ascii_lowercase(), unfold(value))).collect())
+    }
+
+    /// The first value of the field `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+    }
+
+    /// `type; address` (Final-Recipient, Original-Recipient, Original-Rcpt-To
+    /// may go without the type): the address, when the type is rfc822 or absent.
+    pub fn address(&self, name: &str) -> Option<&str> {
+        let value = self.get(name)?;
+        let address = match value.split_once(';') {
+            Some((kind, address)) if kind.trim().eq_ignore_ascii_case("rfc822") => address,
+            Some(_) => return None,
+            None => value,
+        };
+        Some(address.trim().trim_start_matches('<').trim_end_matches('>').trim()).filter(|a| !a.is_empty())
+    }
+}
+
+/// A header value on one line.
+fn unfold(value: &str) -> String {
+    value.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The original message's Message-ID (in angle brackets) and Return-Path,
+/// from a `message/rfc822` part or a `text/rfc822-headers` one.
+pub(super) fn original_headers(part: &MessagePart<'_>) -> (Option<String>, Option<String>) {
+    let from = |message: &Message<'_>| {
+        let id = message.message_id().map(|id| format!("<{}>", id.trim()));
+        let return_path = message.return_path().as_text().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
+        (id, return_path)
+    };
+    match &part.body {
+        PartType::Message(message) => from(message),
+        _ => {
+            let text = format!("{}\r\n\r\n", part.text_contents().unwrap_or_default().trim_end());
+            MessageParser::default().parse_headers(text.as_bytes()).map_or((None, None), |m| from(&m))
+        }
+    }
+}
+
+/// The return path to match a report by: the first address with a `+` tag
+/// (a VERP address) among `candidates`, else the first one.
+pub(super) fn pick_return_path(candidates: impl IntoIterator<Item = String>) -> Option<String> {
+    let candidates: Vec<String> = candidates.into_iter().filter(|c| !c.trim().is_empty()).collect();
+    let tagged = |c: &&String| c.rsplit_once('@').is_some_and(|(local, _)| local.contains('+'));
+    candidates.iter().find(tagged).or(candidates.first()).cloned()
+}

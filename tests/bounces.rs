@@ -1,0 +1,481 @@
+//! Bounces and complaints that come back after the SMTP reply: a real issue
+//! goes to a few readers through the SMTP sink, then a DSN or an ARF report
+//! about one of them — built from the RFCs' examples around the Message-ID
+//! and envelope sender Bulletin really used — is fed to `bulletin bounces
+//! ingest` as a Postfix `pipe` transport or a maildir would, and the right
+//! reader, and nobody else, is suppressed or unsubscribed. Forged keys,
+//! duplicates and garbage change nothing.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use bulletin::config::Settings;
+use bulletin::domain::{EmailAddress, SubscriptionStatus};
+use bulletin::feedback::{Applied, Feedback};
+use common::bin::{bulletin, issue_status, ledger};
+use common::smtp::ReceivedMail;
+use common::{Backend, TestApp};
+use serde_json::Value;
+
+const RETURN_PATH: &str = "bounces@example.com";
+const EX_DATAERR: i32 = 65;
+const EX_TEMPFAIL: i32 = 75;
+
+fn email(name: &str) -> String {
+    format!("{name}@example.org")
+}
+
+/// A fixture with its placeholders filled in.
+fn fixture(name: &str, fill: &[(&str, &str)]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let mut text = std::fs::read_to_string(path).unwrap();
+    for (key, value) in fill {
+        text = text.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    assert!(!text.contains("{{"), "unfilled placeholder in {name}");
+    text
+}
+
+/// The header block of a received message, with LF line ends as a mail server stores it.
+fn headers_of(mail: &ReceivedMail) -> String {
+    let raw = String::from_utf8_lossy(&mail.raw).replace("\r\n", "\n");
+    raw.split_once("\n\n").expect("headers, then a body").0.to_owned() + "\n"
+}
+
+/// A Postfix DSN about `mail`. `envelope` is what local delivery to a
+/// maildir prepends (empty for a `pipe` transport without flags).
+fn dsn(mail: &ReceivedMail, id: &str, status: &str, envelope: &str) -> String {
+    let (action, diagnostic) = match status.chars().next() {
+        Some('5') => ("failed", format!("550 {status} <{}>: Recipient address rejected: User unknown", mail.to[0])),
+        _ => ("failed", format!("452 {status} <{}>: Mailbox full", mail.to[0])),
+    };
+    fixture(
+        "dsn-postfix.eml",
+        &[
+            ("ENVELOPE", envelope),
+            ("VERP", &mail.from),
+            ("RECIPIENT", &mail.to[0]),
+            ("REPORT_ID", id),
+            ("ACTION", action),
+            ("STATUS", status),
+            ("DIAGNOSTIC", &diagnostic),
+            ("ORIGINAL_HEADERS", &headers_of(mail)),
+        ],
+    )
+}
+
+/// What Postfix's local delivery puts atop a message it writes to a maildir.
+fn maildir_envelope(mail: &ReceivedMail) -> String {
+    format!("Return-Path: <>\nX-Original-To: {0}\nDelivered-To: {0}\n", mail.from)
+}
+
+/// A feedback loop's ARF report about `mail`, with the whole message attached.
+fn arf(mail: &ReceivedMail, id: &str) -> String {
+    let original = String::from_utf8_lossy(&mail.raw).replace("\r\n", "\n");
+    fixture(
+        "arf-abuse.eml",
+        &[
+            ("ENVELOPE", ""),
+            ("SUBJECT", &mail.header("Subject").unwrap_or_default()),
+            ("TO", "abuse@example.com"),
+            ("REPORT_ID", id),
+            ("VERP", &mail.from),
+            ("RECIPIENT", &mail.to[0]),
+            ("ORIGINAL", &original),
+        ],
+    )
+}
+
+/// Runs `bulletin bounces ingest ARGS` with `stdin`, as Postfix's pipe does.
+fn ingest(config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(["bounces", "ingest"])
+        .args(args)
+        .env_remove("BULLETIN_CONFIG")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bulletin");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout_of(out: &Output) -> String {
+    assert!(out.status.success(), "failed ({:?}): {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// The config the binary runs with: the app's database and secret, and its `[bounces]`.
+fn config_for(app: &TestApp, dir: &Path) -> PathBuf {
+    let b = &app.settings.bounces;
+    let bounces = format!(
+        "[bounces]\nreturn_path = \"{}\"\npause_complaint_rate = {}\npause_min_complaints = {}\n",
+        b.return_path, b.pause_complaint_rate, b.pause_min_complaints
+    );
+    common::bin::write_config(dir, app.database_url(), &bounces)
+}
+
+/// An app with VERP on, `readers` confirmed on morning-briefing, and one issue
+/// sent to them all: returns the app and each reader's copy.
+async fn sent_issue(
+    backend: Backend,
+    readers: &[&str],
+    configure: impl FnOnce(&mut Settings),
+) -> Option<(TestApp, i64, Vec<ReceivedMail>)> {
+    let app = TestApp::spawn_with(backend, |s| {
+        s.bounces.return_path = RETURN_PATH.to_owned();
+        configure(s);
+    })
+    .await?;
+    let emails: Vec<String> = readers.iter().map(|r| email(r)).collect();
+    app.import_confirmed("morning-briefing", &emails).await;
+    let issue = app.queue_issue("morning-briefing", "First light", "Hello, readers.").await;
+    app.wait_issue(issue, "done").await;
+    let mut mails = vec![];
+    for to in &emails {
+        mails.push(app.mail.wait_for(to, 1).await.remove(0));
+    }
+    Some((app, issue, mails))
+}
+
+async fn suppressed(app: &TestApp, name: &str) -> bool {
+    let found = app.store.subscriber_by_email(&EmailAddress::parse(&email(name)).unwrap()).await.unwrap();
+    found.expect("subscriber").bounced_at.is_some()
+}
+
+/// Rows in `feedback_events`.
+async fn events(app: &TestApp) -> i64 {
+    count(app, "SELECT COUNT(*) FROM feedback_events").await
+}
+
+/// A count read straight from the database, as an operator's SQL would.
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    use sqlx::Connection;
+    let url = app.database_url();
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    }
+}
+
+fn suppression_list(config: &Path) -> Value {
+    serde_json::from_str(&stdout_of(&bulletin(config, &["suppressions", "list", "--format", "json"]))).unwrap()
+}
+
+/// A hard bounce through a pipe transport: that reader is suppressed and
+/// their delivery counts as bounced; the same DSN again, and garbage,
+/// change nothing.
+async fn a_dsn_on_stdin_suppresses_that_reader_only(backend: Backend) {
+    let Some((app, issue, mails)) = sent_issue(backend, &["ada", "bo", "cy"], |_| {}).await else { return };
+    for mail in &mails {
+        assert!(mail.from.starts_with("bounces+") && mail.from.ends_with("@example.com"), "{}", mail.from);
+    }
+    assert_ne!(mails[0].from, mails[1].from, "a return path per delivery");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    let bounce = dsn(&mails[1], "20261128100005.4F3A21C0042", "5.1.1", "");
+
+    let out = ingest(&config, &["--recipient", &mails[1].from, "-"], &bounce);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "1 message: 1 hard bounce suppressed, 0 soft bounces counted, 0 complaints unsubscribed; 0 unmatched, 0 unreadable"
+    );
+    assert!(suppressed(&app, "bo").await);
+    assert!(!suppressed(&app, "ada").await && !suppressed(&app, "cy").await, "nobody else");
+    let failures = app.store.issue_failures(issue, 10).await.unwrap();
+    let [(address, status, reply)] = failures.as_slice() else { panic!("{failures:?}") };
+    assert_eq!(
+        (address.as_str(), status.as_str()),
+        (email("bo").as_str(), "bounced"),
+        "the ledger counts it as bounced"
+    );
+    let reply = reply.clone().unwrap_or_default();
+    assert!(reply.starts_with("5.1.1 smtp; 550 5.1.1") && !reply.contains('@'), "no address kept: {reply}");
+    let status = issue_status(&config, issue);
+    assert!(status.contains("Bounces reported after sending: 1 hard, 0 soft"), "{status}");
+    let list = suppression_list(&config);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list:#}");
+    assert_eq!((&list[0]["address"], &list[0]["reason"]), (&Value::from(email("bo")), &Value::from("bounced")));
+    assert_eq!(app.store.audience_size(app.newsletter("morning-briefing").await.id).await.unwrap(), 2);
+
+    // Postfix delivering it again (a retry after a timeout): nothing more happens.
+    let again = ingest(&config, &["--recipient", &mails[1].from, "--format", "json", "-"], &bounce);
+    let summary: Value = serde_json::from_str(&stdout_of(&again)).unwrap();
+    assert_eq!((&summary["already_applied"], &summary["hard_bounces_suppressed"]), (&1.into(), &0.into()));
+    assert_eq!(events(&app).await, 1);
+
+    // Not a report: refused for good (EX_DATAERR), one line, nothing changed.
+    for garbage in ["", "Subject: hello\n\nJust a note, not a bounce.\n", "\u{0}\u{1}binary junk"] {
+        let out = ingest(&config, &["-"], garbage);
+        assert_eq!(out.status.code(), Some(EX_DATAERR), "{garbage:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("error: standard input: not a "), "{stderr}");
+    }
+    assert_eq!(events(&app).await, 1);
+    assert!(!suppressed(&app, "ada").await);
+
+    // Erasing bo keeps the issue's count but nothing that names bo.
+    stdout_of(&bulletin(&config, &["subscribers", "erase", &email("bo"), "--yes"]));
+    assert_eq!(events(&app).await, 1);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM feedback_events WHERE subscriber_id IS NOT NULL").await, 0);
+    assert!(issue_status(&config, issue).contains("Bounces reported after sending: 1 hard, 0 soft"));
+    app.stop().await;
+}
+
+/// A maildir as Postfix's local delivery writes it, with a DSN and a file
+/// that is no report in `new/`: each file is moved where it belongs.
+async fn a_maildir_is_read_and_sorted(backend: Backend) {
+    let Some((app, _issue, mails)) = sent_issue(backend, &["ada", "bo", "cy"], |_| {}).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    let maildir = dir.path().join("Maildir");
+    for sub in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(sub)).unwrap();
+    }
+    let bounce = dsn(&mails[2], "20261128100007.5B1C", "5.1.1", &maildir_envelope(&mails[2]));
+    std::fs::write(maildir.join("new/1764324005.V801I1a2bM1.mx"), bounce).unwrap();
+    std::fs::write(maildir.join("cur/1764324009.V801I1a2cM2.mx:2,S"), "From: a friend\n\nHello!\n").unwrap();
+
+    let out = bulletin(&config, &["bounces", "ingest", "--maildir", maildir.to_str().unwrap()]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "2 messages: 1 hard bounce suppressed, 0 soft bounces counted, 0 complaints unsubscribed; 0 unmatched, 1 unreadable"
+    );
+    assert!(suppressed(&app, "cy").await);
+    assert!(!suppressed(&app, "ada").await && !suppressed(&app, "bo").await, "nobody else");
+    let names = |sub: &str| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(maildir.join(sub))
+            .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    assert_eq!((names("new"), names("cur")), (vec![], vec![]), "every file moved");
+    assert_eq!(names(".Processed/cur"), ["1764324005.V801I1a2bM1.mx:2,"]);
+    assert_eq!(names(".Unparsed/cur"), ["1764324009.V801I1a2cM2.mx:2,S"]);
+    assert!(maildir.join(".Processed/maildirfolder").exists(), "a Maildir++ folder mail clients show");
+
+    // Run again (cron): nothing left to do.
+    let out = bulletin(&config, &["bounces", "ingest", "--maildir", maildir.to_str().unwrap()]);
+    assert!(stdout_of(&out).starts_with("0 messages:"));
+    assert_eq!(events(&app).await, 1);
+    app.stop().await;
+}
+
+/// A VERP address with a wrong MAC, another delivery's id, or a reader who
+/// is not the report's recipient matches nothing; nor does a forged
+/// Message-ID, and neither falls back to the address.
+async fn a_forged_verp_changes_nothing(backend: Backend) {
+    let Some((app, issue, mails)) = sent_issue(backend, &["ada", "bo"], |_| {}).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    let bo = &mails[1];
+    let (local, domain) = bo.from.rsplit_once('@').unwrap();
+    let (base, mac) = local.rsplit_once('-').unwrap();
+    let flipped: String = mac.chars().rev().collect();
+    let ada_id = mails[0].from.split(['+', '-']).nth(1).unwrap();
+    let forgeries = [
+        format!("{base}-{flipped}@{domain}"),
+        format!("bounces+{ada_id}-{mac}@{domain}"),
+        format!("bounces+{}-{mac}@{domain}", ada_id.parse::<i64>().unwrap() + 100),
+        format!("bounces+garbled@{domain}"),
+        // ada's genuine return path, on a DSN about bo: not ada's report.
+        mails[0].from.clone(),
+    ];
+    for (n, forged) in forgeries.iter().enumerate() {
+        let mut bounce = dsn(bo, &format!("forged-{n}"), "5.1.1", "");
+        bounce = bounce.replace(&bo.from, forged);
+        let out = ingest(&config, &["--recipient", forged, "-"], &bounce);
+        assert!(stdout_of(&out).contains("; 1 unmatched"), "{forged}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    // A Message-ID of ours whose MAC does not verify, with no return path at all.
+    let message_id = bo.header("Message-ID").unwrap();
+    let (key, id_domain) = message_id.trim_matches(['<', '>']).split_once('@').unwrap();
+    let (id, id_mac) = key.split_once('.').unwrap();
+    let forged_id = format!("<{id}.{}@{id_domain}>", id_mac.chars().rev().collect::<String>());
+    let bounce = dsn(bo, "forged-id", "5.1.1", "").replace(&message_id, &forged_id).replace(&bo.from, "");
+    assert!(stdout_of(&ingest(&config, &["-"], &bounce)).contains("; 1 unmatched"));
+    assert!(!suppressed(&app, "ada").await && !suppressed(&app, "bo").await);
+    assert_eq!(events(&app).await, 0);
+    let rows: Vec<String> = ledger(app.database_url(), issue).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(rows, ["sent", "sent"]);
+    app.stop().await;
+}
+
+/// Soft bounces (a full mailbox) count; `soft_bounce_limit` of them within
+/// `soft_bounce_days` suppress. Without `return_path` the envelope sender is
+/// the From address, and the reports match by the Message-ID.
+async fn soft_bounces_suppress_at_the_limit(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    app.import_confirmed("morning-briefing", &[email("ada"), email("bo")]).await;
+    let issue = app.queue_issue("morning-briefing", "First light", "Hello.").await;
+    app.wait_issue(issue, "done").await;
+    let mail = app.mail.wait_for(&email("bo"), 1).await.remove(0);
+    assert_eq!(format!("Bulletin <{}>", mail.from), app.settings.mail.from, "the From address, no VERP");
+    let feedback = Feedback::new(app.store.clone(), app.keys(), app.clock.clone(), app.settings.bounces.clone());
+    let (limit, days) = (app.settings.bounces.soft_bounce_limit, app.settings.bounces.soft_bounce_days);
+    assert_eq!((limit, days), (3, 30), "as shipped");
+    let soft = |n: u32| {
+        let parsed = bulletin::feedback::parse(dsn(&mail, &format!("soft-{n}"), "4.2.2", "").as_bytes(), None).unwrap();
+        assert_eq!(parsed.reports.len(), 1);
+        parsed.reports[0].clone()
+    };
+    const DAY: i64 = 86_400;
+    assert_eq!(feedback.apply(&soft(1)).await.unwrap(), Applied::SoftBounceCounted { count: 1 });
+    app.clock.advance(DAY);
+    assert_eq!(feedback.apply(&soft(2)).await.unwrap(), Applied::SoftBounceCounted { count: 2 });
+    // 30.5 days after the first: it no longer counts.
+    app.clock.advance(29 * DAY + DAY / 2);
+    assert_eq!(feedback.apply(&soft(3)).await.unwrap(), Applied::SoftBounceCounted { count: 2 });
+    assert!(!suppressed(&app, "bo").await, "two within the window");
+    assert_eq!(feedback.apply(&soft(3)).await.unwrap(), Applied::Duplicate);
+    assert_eq!(feedback.apply(&soft(4)).await.unwrap(), Applied::Suppressed);
+    assert!(suppressed(&app, "bo").await && !suppressed(&app, "ada").await);
+    let rows: Vec<String> = ledger(app.database_url(), issue).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(rows, ["sent", "sent"], "a soft bounce leaves the message counted as delivered");
+    let dir = tempfile::tempdir().unwrap();
+    let status = issue_status(&config_for(&app, dir.path()), issue);
+    assert!(status.contains("Bounces reported after sending: 0 hard, 4 soft"), "{status}");
+    app.stop().await;
+}
+
+/// "Report spam" in one reader's mail client: they leave that newsletter
+/// (not the other), are suppressed, the consent record says why, and the
+/// suppression list, `issue status` and `stats` show it.
+async fn a_complaint_unsubscribes_from_that_newsletter(backend: Backend) {
+    let Some((app, issue, mails)) = sent_issue(backend, &["ada", "bo", "cy"], |_| {}).await else { return };
+    app.import_confirmed("weekend-reads", &[email("ada")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+
+    let out = ingest(&config, &["-"], &arf(&mails[0], "complaint-1"));
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "1 message: 0 hard bounces suppressed, 0 soft bounces counted, 1 complaint unsubscribed; 0 unmatched, 0 unreadable"
+    );
+    assert_eq!(app.status_of(&email("ada"), "morning-briefing").await, Some(SubscriptionStatus::Unsubscribed));
+    assert_eq!(app.status_of(&email("ada"), "weekend-reads").await, Some(SubscriptionStatus::Confirmed));
+    assert_eq!(app.status_of(&email("bo"), "morning-briefing").await, Some(SubscriptionStatus::Confirmed));
+    assert!(suppressed(&app, "ada").await && !suppressed(&app, "bo").await);
+    let ada = app.store.subscriber_by_email(&EmailAddress::parse(&email("ada")).unwrap()).await.unwrap().unwrap();
+    let last = app.store.consent_events(ada.id).await.unwrap().pop().unwrap();
+    let morning = app.newsletter("morning-briefing").await.id;
+    assert_eq!((last.action.as_str(), last.source.as_str(), last.newsletter_id), ("unsubscribe", "complaint", morning));
+
+    let list = suppression_list(&config);
+    assert_eq!((&list[0]["address"], &list[0]["reason"]), (&Value::from(email("ada")), &Value::from("complained")));
+    let shown = stdout_of(&bulletin(&config, &["subscribers", "show", &email("ada")]));
+    assert!(shown.contains("suppression        reported our mail as spam on "), "{shown}");
+    assert!(shown.contains("unsubscribe") && shown.contains("complaint"), "the consent record: {shown}");
+    let status = issue_status(&config, issue);
+    assert!(status.contains("Spam complaints: 1 (33.33 % of 3 delivered)"), "{status}");
+    let stats: Value = serde_json::from_str(&stdout_of(&bulletin(&config, &["stats", "--format", "json"]))).unwrap();
+    assert_eq!(stats["issues"][0]["complaints"], 1, "{stats:#}");
+    let csv = stdout_of(&bulletin(&config, &["stats", "--format", "csv"]));
+    assert!(csv.lines().any(|l| l.ends_with(",unsubscribed in 7 days,complaints")), "{csv}");
+    app.stop().await;
+}
+
+/// With `pause_complaint_rate = 0.5` and `pause_min_complaints = 2`, an
+/// issue still sending pauses at its second complaint of four delivered,
+/// not at its first; `issue resume` continues it.
+async fn complaints_pause_an_issue_at_the_threshold(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.bounces.return_path = RETURN_PATH.to_owned();
+        s.bounces.pause_complaint_rate = 0.5;
+        s.bounces.pause_min_complaints = 2;
+        // The fifth reader's server says "try later", for long enough to keep the issue sending.
+        s.sending.retry_base_seconds = 600;
+    })
+    .await
+    else {
+        return;
+    };
+    let names = ["ada", "bo", "cy", "dee", "eve"];
+    app.mail.reply_to_rcpt(&email("eve"), 451, "4.3.0 try again later");
+    app.import_confirmed("morning-briefing", &names.iter().map(|n| email(n)).collect::<Vec<_>>()).await;
+    let issue = app.queue_issue("morning-briefing", "First light", "Hello.").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app.delivery_counts(issue).await.get("sent") != Some(&4)
+        || !app.delivery_counts(issue).await.contains_key("retry")
+    {
+        assert!(std::time::Instant::now() < deadline, "{:?}", app.delivery_counts(issue).await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    let mail = |n: &str| app.mail.mails_to(&email(n)).remove(0);
+
+    let first = stdout_of(&ingest(&config, &["-"], &arf(&mail("ada"), "c-1")));
+    assert!(!first.contains("paused"), "{first}");
+    assert_eq!(app.store.issue(issue).await.unwrap().unwrap().status.as_str(), "sending", "1 of 4 is below 50 %");
+
+    let second = stdout_of(&ingest(&config, &["-"], &arf(&mail("bo"), "c-2")));
+    assert!(second.contains(&format!("issue #{issue} paused for its complaint rate")), "{second}");
+    let paused = app.store.issue(issue).await.unwrap().unwrap();
+    assert_eq!(paused.status.as_str(), "paused");
+    let reason = paused.paused_reason.unwrap();
+    assert!(reason.contains("2 spam complaint(s) on 4 delivered"), "{reason}");
+    assert!(issue_status(&config, issue).contains(&format!("Paused: {reason}")));
+
+    let resumed = bulletin(&config, &["issue", "resume", &issue.to_string(), "--detach"]);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(app.store.issue(issue).await.unwrap().unwrap().status.as_str(), "sending");
+    // A third complaint still counts, and pauses it again: the rate is still past the threshold.
+    let third = stdout_of(&ingest(&config, &["-"], &arf(&mail("cy"), "c-3")));
+    assert!(third.contains("paused"), "{third}");
+    app.stop().await;
+}
+
+/// The database cannot be reached: "try again later" (EX_TEMPFAIL), so
+/// Postfix keeps the message, and a maildir's files stay where they are.
+#[test]
+fn an_unreachable_database_means_try_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::bin::write_config(dir.path(), "postgres://postgres@127.0.0.1:1/bulletin", "");
+    let bounce = fixture(
+        "dsn-postfix.eml",
+        &[
+            ("ENVELOPE", ""),
+            ("VERP", "bounces+1-0123456789abcdef@example.com"),
+            ("RECIPIENT", "ada@example.org"),
+            ("REPORT_ID", "outage"),
+            ("ACTION", "failed"),
+            ("STATUS", "5.1.1"),
+            ("DIAGNOSTIC", "550 5.1.1 User unknown"),
+            ("ORIGINAL_HEADERS", "Subject: First light\n"),
+        ],
+    );
+    let out = ingest(&config, &["-"], &bounce);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1") && stderr.contains("try again later"), "{stderr}");
+
+    let maildir = dir.path().join("Maildir");
+    std::fs::create_dir_all(maildir.join("new")).unwrap();
+    std::fs::create_dir_all(maildir.join("cur")).unwrap();
+    std::fs::write(maildir.join("new/1764324005.V801I1a2bM1.mx"), &bounce).unwrap();
+    let out = bulletin(&config, &["bounces", "ingest", "--maildir", maildir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(maildir.join("new/1764324005.V801I1a2bM1.mx").exists(), "the file waits for the next run");
+}
+
+on_both_backends!(
+    a_dsn_on_stdin_suppresses_that_reader_only,
+    a_maildir_is_read_and_sorted,
+    a_forged_verp_changes_nothing,
+    soft_bounces_suppress_at_the_limit,
+    a_complaint_unsubscribes_from_that_newsletter,
+    complaints_pause_an_issue_at_the_threshold,
+);
