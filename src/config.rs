@@ -477,6 +477,10 @@ impl Settings {
                 bounces.return_path
             ));
         }
+        // `local+<delivery id>-<16 hex>` must fit the 64 characters of a local part.
+        if bounces.return_path.split_once('@').is_some_and(|(local, _)| local.len() > 64 - 37) {
+            return invalid("bounces.return_path: the part before @ may have at most 27 characters".into());
+        }
         if !(0.0..1.0).contains(&bounces.pause_complaint_rate) {
             return invalid(
                 "bounces.pause_complaint_rate must be a fraction from 0 up to 1, like 0.003 for 0.3 %".into(),
@@ -643,6 +647,9 @@ mod tests {
             let path = write(dir.path(), "[server]\nkeepalive_idle_seconds = 0\n");
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("server.keepalive_idle_seconds"), "{err}");
+            let path = write(dir.path(), "[bounces]\nreturn_path = \"a-very-long-bounce-mailbox-name@example.com\"\n");
+            let err = Settings::load(&path).unwrap_err().to_string();
+            assert!(err.contains("bounces.return_path") && err.contains("27"), "{err}");
         });
     }
 

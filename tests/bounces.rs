@@ -16,6 +16,8 @@ use bulletin::config::Settings;
 use bulletin::domain::{EmailAddress, SubscriptionStatus};
 use bulletin::feedback::{Applied, Feedback};
 use common::bin::{bulletin, issue_status, ledger};
+use common::postfix::PostfixSink;
+use common::postfix_smtpd::{PostfixSmtpd, SmtpdOptions};
 use common::smtp::ReceivedMail;
 use common::{Backend, TestApp};
 use serde_json::Value;
@@ -145,8 +147,10 @@ async fn sent_issue(
     Some((app, issue, mails))
 }
 
+/// Whether the reader `name` (`ada`, or a whole address) is suppressed.
 async fn suppressed(app: &TestApp, name: &str) -> bool {
-    let found = app.store.subscriber_by_email(&EmailAddress::parse(&email(name)).unwrap()).await.unwrap();
+    let address = if name.contains('@') { name.to_owned() } else { email(name) };
+    let found = app.store.subscriber_by_email(&EmailAddress::parse(&address).unwrap()).await.unwrap();
     found.expect("subscriber").bounced_at.is_some()
 }
 
@@ -471,6 +475,150 @@ fn an_unreachable_database_means_try_again_later() {
     assert!(maildir.join("new/1764324005.V801I1a2bM1.mx").exists(), "the file waits for the next run");
 }
 
+/// Lets the `pipe` transport's unprivileged user (`nobody`) read the config
+/// and write the SQLite database (its file, WAL and shared memory), as a
+/// deployment gives the bounce user access to Bulletin's database.
+fn open_to_the_pipe_user(app: &TestApp, config_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path, mode: u32| std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    mode(config_dir, 0o755);
+    if let Some(file) = app.database_url().strip_prefix("sqlite://") {
+        let dir = Path::new(file).parent().unwrap();
+        mode(dir, 0o777);
+        for entry in std::fs::read_dir(dir).unwrap() {
+            mode(&entry.unwrap().path(), 0o666);
+        }
+    }
+}
+
+/// The `[bounces]` and database settings the pipe's command runs with.
+fn write_pipe_config(path: &Path, app: &TestApp) {
+    let text = format!(
+        "[server]\nsecret = \"{}\"\n[database]\nurl = \"{}\"\n[bounces]\nreturn_path = \"{}\"\n",
+        common::TEST_SECRET,
+        app.database_url(),
+        app.settings.bounces.return_path
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// The port a Postfix smtp-sink listens on.
+fn port_of(sink: &PostfixSink) -> &str {
+    sink.addr().rsplit(':').next().unwrap()
+}
+
+/// Waits (up to 20 s) until `name` is suppressed.
+async fn wait_suppressed(app: &TestApp, name: &str, postfix: &PostfixSmtpd) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !suppressed(app, name).await {
+        assert!(std::time::Instant::now() < deadline, "{name} never suppressed; Postfix's log:\n{}", postfix.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A real Postfix relay takes the issue, then bounces one recipient (the
+/// next hop, Postfix's smtp-sink, refuses it with "500 5.3.0") with a DSN to
+/// the VERP return path, which its `transport_maps` hand to the README's
+/// `pipe` service running `bulletin bounces ingest --recipient ${recipient} -`.
+async fn postfix_pipes_its_own_dsn_to_ingest(backend: Backend) {
+    let Some(next_hop) = PostfixSink::start(&["-f", "rcpt"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let transport =
+        format!("example.net smtp:[127.0.0.1]:{}\nbounces@example.com bulletin-bounces:\n", port_of(&next_hop));
+    std::fs::write(dir.path().join("transport"), transport).unwrap();
+    let options = SmtpdOptions {
+        main_cf: vec![
+            "recipient_delimiter = +".into(),
+            format!("transport_maps = texthash:{}/transport", dir.path().display()),
+        ],
+        master_cf: vec![format!(
+            "bulletin-bounces unix - n n - 10 pipe\n  flags=q user=nobody argv={} --config {} bounces ingest --recipient ${{recipient}} -",
+            env!("CARGO_BIN_EXE_bulletin"),
+            config.display()
+        )],
+        ..Default::default()
+    };
+    let Some(postfix) = PostfixSmtpd::start(options) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = format!("smtp://{}", postfix.addr()).into();
+        s.bounces.return_path = RETURN_PATH.to_owned();
+    })
+    .await
+    else {
+        return;
+    };
+    write_pipe_config(&config, &app);
+    open_to_the_pipe_user(&app, dir.path());
+    app.import_confirmed("morning-briefing", &[email("ada"), "gone@example.net".to_owned()]).await;
+    let issue = app.queue_issue("morning-briefing", "First light", "Hello.").await;
+    app.wait_issue(issue, "done").await;
+    wait_suppressed(&app, "gone@example.net", &postfix).await;
+    postfix.wait_for_log("status=sent (delivered via bulletin-bounces service").await;
+    let counts = app.delivery_counts(issue).await;
+    assert_eq!((counts.get("sent"), counts.get("bounced")), (Some(&1), Some(&1)), "the relay took both: {counts:?}");
+    assert!(!suppressed(&app, "ada").await, "nobody else");
+    assert_eq!(events(&app).await, 1);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let status = issue_status(&config_for(&app, elsewhere.path()), issue);
+    assert!(status.contains("Bounces reported after sending: 1 hard, 0 soft"), "{status}");
+    app.stop().await;
+}
+
+/// The same DSN delivered by Postfix's virtual agent to a bounce Maildir
+/// (its `X-Original-To` and `Delivered-To` name the VERP address), read by
+/// `bounces ingest --maildir` as cron would.
+async fn postfix_delivers_its_own_dsn_to_a_maildir(backend: Backend) {
+    let Some(next_hop) = PostfixSink::start(&["-f", "rcpt"]) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("transport"), format!("example.net smtp:[127.0.0.1]:{}\n", port_of(&next_hop)))
+        .unwrap();
+    std::fs::write(
+        dir.path().join("vmailbox"),
+        "/^bounces(\\+.*)?@example\\.org$/ example.org/bounces/\n/@example\\.org$/ example.org/all/\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let options = SmtpdOptions {
+        main_cf: vec![
+            format!("transport_maps = texthash:{}/transport", dir.path().display()),
+            format!("virtual_mailbox_maps = regexp:{}/vmailbox", dir.path().display()),
+        ],
+        ..Default::default()
+    };
+    let Some(postfix) = PostfixSmtpd::start(options) else { return };
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.mail.smtp_url = format!("smtp://{}", postfix.addr()).into();
+        s.bounces.return_path = "bounces@example.org".to_owned();
+    })
+    .await
+    else {
+        return;
+    };
+    app.import_confirmed("morning-briefing", &[email("ada"), "gone@example.net".to_owned()]).await;
+    let issue = app.queue_issue("morning-briefing", "First light", "Hello.").await;
+    app.wait_issue(issue, "done").await;
+    let maildir = postfix.mailbox("example.org/bounces");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::fs::read_dir(maildir.join("new")).map_or(0, |d| d.count()) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no DSN in {}:\n{}", maildir.display(), postfix.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let config = config_for(&app, dir.path());
+    let out = bulletin(&config, &["bounces", "ingest", "--maildir", maildir.to_str().unwrap()]);
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "1 message: 1 hard bounce suppressed, 0 soft bounces counted, 0 complaints unsubscribed; 0 unmatched, 0 unreadable"
+    );
+    assert!(suppressed(&app, "gone@example.net").await && !suppressed(&app, "ada").await);
+    assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(maildir.join(".Processed/cur")).unwrap().count(), 1);
+    app.stop().await;
+}
+
 on_both_backends!(
     a_dsn_on_stdin_suppresses_that_reader_only,
     a_maildir_is_read_and_sorted,
@@ -478,4 +626,6 @@ on_both_backends!(
     soft_bounces_suppress_at_the_limit,
     a_complaint_unsubscribes_from_that_newsletter,
     complaints_pause_an_issue_at_the_threshold,
+    postfix_pipes_its_own_dsn_to_ingest,
+    postfix_delivers_its_own_dsn_to_a_maildir,
 );

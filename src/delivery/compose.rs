@@ -80,12 +80,12 @@ impl Composer {
         // Stable per delivery: a retry carries the same Message-ID and return path.
         let keys = self.links.keys();
         let message_id = self.mailer.stable_message_id(&message_id_key(keys, delivery.id));
-        let return_path = match &self.return_path {
-            Some(base) => Some(base.for_delivery(keys, delivery.id).parse::<lettre::Address>().map_err(|e| {
-                ComposeError::Mail(MailError::Setup(format!("bounces.return_path makes no address: {e}")))
-            })?),
-            None => None,
-        };
+        let return_path = self
+            .return_path
+            .as_ref()
+            .map(|base| base.for_delivery(keys, delivery.id).parse::<lettre::Address>())
+            .transpose()
+            .map_err(|e| MailError::Setup(format!("bounces.return_path makes no address: {e}")))?;
         let return_path = return_path.as_ref();
         match delivery.kind {
             DeliveryKind::Confirmation => Ok(self.confirmation(delivery, &to, message_id, return_path)?),

@@ -31,9 +31,9 @@ use crate::clock::Clock;
 use crate::config::BounceSettings;
 use crate::domain::delivery_tag::{delivery_of_message_id, delivery_of_return_path};
 use crate::domain::{ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
-use crate::store::{Consent, FeedbackEvent, Store, StoreError};
+use crate::store::{Consent, DAY, FeedbackEvent, Store, StoreError};
 
-pub use message::{ParseError, Parsed, parse};
+pub use message::{ParseError, Parsed, ReportFormat, parse};
 
 /// What came back, whatever it came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -147,9 +147,6 @@ struct Target {
     /// confirmation mail, or a report matched by address alone).
     newsletter_id: Option<i64>,
 }
-
-/// Seconds in a day, for `bounces.soft_bounce_days`.
-const DAY: i64 = 86_400;
 
 impl Feedback {
     pub fn new(store: Store, keys: LinkKeys, clock: Clock, settings: BounceSettings) -> Self {

@@ -21,6 +21,8 @@ pub struct SmtpdOptions {
     pub tls: Option<(String, String)>,
     /// TLS from the first byte (`smtps://`, port 465's way) instead of STARTTLS; needs `tls`.
     pub implicit_tls: bool,
+    /// Further `master.cf` services (a `pipe` transport, say), as written there.
+    pub master_cf: Vec<String>,
 }
 
 pub struct PostfixSmtpd {
@@ -93,7 +95,8 @@ impl PostfixSmtpd {
         // Every address of example.org but nosuch* has a mailbox: the one Maildir `all/`.
         std::fs::write(root.join("etc/vmailbox"), "if !/^nosuch/\n/^[^@]+@example\\.org$/\texample.org/all/\nendif\n")
             .unwrap();
-        std::fs::write(root.join("etc/master.cf"), master_cf(port, options.implicit_tls)).unwrap();
+        let services = options.master_cf.iter().map(|s| format!("{s}\n")).collect::<String>();
+        std::fs::write(root.join("etc/master.cf"), master_cf(port, options.implicit_tls) + &services).unwrap();
 
         let smtpd = Self { dir, port };
         let started = smtpd.postfix("start");
@@ -184,7 +187,12 @@ impl PostfixSmtpd {
     }
 
     fn maildir(&self) -> PathBuf {
-        self.dir.path().join("mail/example.org/all/new")
+        self.mailbox("example.org/all/new")
+    }
+
+    /// A path under `virtual_mailbox_base`, where `virtual_mailbox_maps` values point.
+    pub fn mailbox(&self, relative: &str) -> PathBuf {
+        self.dir.path().join("mail").join(relative)
     }
 }
 
