@@ -532,7 +532,7 @@ async fn gathered(clients: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Strin
 }
 
 /// How long a backup of a site with 100 000 readers takes, and what it does
-/// to signups meanwhile. By hand:
+/// to signups meanwhile (figures in docs/deploy.md, "Backups"). By hand:
 /// `cargo test --release --test backup backup_timing -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; prints its figures"]

@@ -1,6 +1,8 @@
 //! `bulletin migrate --to postgres://…`: moves a site from its SQLite
 //! database to PostgreSQL, everything included (see `store::copy`).
 
+use std::io::Write;
+
 use anyhow::{Context, bail};
 use secrecy::ExposeSecret;
 
@@ -26,10 +28,12 @@ pub async fn run(settings: &Settings, to: &str) -> anyhow::Result<()> {
     let report = copied?;
 
     let width = report.tables.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
-    println!("{:width$}  rows", "table");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:width$}  rows", "table")?;
     for (name, rows) in &report.tables {
-        println!("{name:width$}  {rows}");
+        writeln!(out, "{name:width$}  {rows}")?;
     }
+    out.flush()?;
     eprintln!(
         "Copied into PostgreSQL in one transaction; its id sequences start above every id the SQLite database handed out. \
          Now set database.url to the --to URL and start serve there; keep the SQLite file as your backup. \
