@@ -1,7 +1,7 @@
 -- Bounces and complaints that come back after the SMTP reply (README,
--- "Bounces and complaints"): one row per report applied. `report_id` names
--- the report itself (a DSN's own Message-ID and recipient, an SNS message
--- id), so the same report applied twice counts once. No foreign keys, as
+-- "Bounces and complaints"): one row per report applied. `report_id` is a
+-- SHA-256 of the report's own id (a DSN's Message-ID, an SES feedback id
+-- with the recipient), so the same report applied twice counts once. No foreign keys, as
 -- the ledger: erasure clears `subscriber_id` itself, and an issue's counts
 -- outlive its readers. `detail` is the remote's status and diagnostic,
 -- addresses taken out.

@@ -1,10 +1,12 @@
 //! The `bulletin` command line for operators and editors.
 
+mod backup;
 mod bounces;
 mod digest;
 mod import;
 mod issue;
 mod items;
+mod move_to_postgres;
 mod output;
 mod progress;
 mod prompt;
@@ -121,8 +123,19 @@ pub enum Command {
     Serve,
     /// Run the delivery engine and the digest schedules only (no web server): sends queued confirmation mail, issues and digests.
     Worker,
-    /// Create or update the database schema and the configured newsletters, then exit.
-    Migrate,
+    /// Create or update the database schema and the configured newsletters, then exit;
+    /// with --to, copy the SQLite database into an empty PostgreSQL one.
+    Migrate {
+        /// An empty PostgreSQL database (postgres://user@host/db) to copy everything into:
+        /// readers, consent records, tokens, issues, the ledger, digests and the link secret.
+        #[arg(long, value_name = "POSTGRES_URL")]
+        to: Option<String>,
+    },
+    /// Copy the SQLite database into a new FILE while serve keeps running (PostgreSQL: says how to use pg_dump).
+    Backup {
+        /// Where to write the copy; it must not exist yet (a backup never overwrites a file).
+        file: PathBuf,
+    },
     /// Inspect the configured newsletters.
     Newsletters {
         #[command(subcommand)]
@@ -240,7 +253,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             subscribers::run(&settings, command).await
         }
         Command::Suppressions { command } => subscribers::suppressions(&settings, command).await,
-        Command::Migrate => {
+        Command::Backup { file } => backup::run(&settings, &file).await,
+        Command::Migrate { to: Some(to) } => move_to_postgres::run(&settings, &to).await,
+        Command::Migrate { to: None } => {
             let (store, applied) = app::open_and_migrate(&settings).await?;
             let newsletters = store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
             let slugs: Vec<String> = newsletters.iter().map(|n| n.slug.to_string()).collect();

@@ -163,6 +163,12 @@ impl Feedback {
         };
         let now = self.clock.now();
         let detail = without_addresses(&report.detail);
+        // Kept as a digest: a report's id may name its recipient (SES's does),
+        // and the record outlives an erasure.
+        let report_key = report.report_id.as_deref().map(|id| {
+            use sha2::Digest as _;
+            crate::domain::token::hex(&sha2::Sha256::digest(id.as_bytes()))
+        });
         let event = FeedbackEvent {
             subscriber_id: target.subscriber_id,
             delivery_id: target.delivery_id,
@@ -170,7 +176,7 @@ impl Feedback {
             kind: report.kind.as_str(),
             source: report.source.as_str(),
             detail: &detail,
-            report_id: report.report_id.as_deref(),
+            report_id: report_key.as_deref(),
             at: now,
         };
         let applied = match report.kind {

@@ -5,6 +5,8 @@
 //! and run on whichever pool the store holds by [`with_pool!`]/[`in_tx!`];
 //! per-backend SQL appears only where the dialects really differ.
 
+mod backup;
+mod copy;
 mod deliveries;
 mod digests;
 mod feedback;
@@ -33,6 +35,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use backup::{BackupError, BackupReport, backup_sqlite, pg_dump_command};
+pub use copy::{CopyError, CopyReport};
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use digests::{DigestOutcome, DigestRequest, DigestRunRow, DigestRunStatus};
 pub use feedback::{ComplaintOutcome, FeedbackCounts, FeedbackDelivery, FeedbackEvent};
