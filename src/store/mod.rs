@@ -73,7 +73,7 @@ pub enum StoreError {
     /// The first connection to PostgreSQL failed; the pool alone would retry
     /// until its timeout and then say only "pool timed out".
     #[error(
-        "could not connect to PostgreSQL at {host}:{port}: {reason}; check that the server is running and that database.url names the right host, port, user and database"
+        "could not connect to PostgreSQL at {host}:{port}: {reason}; check that the server is running and that the URL names the right host, port, user and database"
     )]
     Unreachable { host: String, port: u16, reason: String },
 }
