@@ -9,7 +9,10 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = bulletin::cli::Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // PostgreSQL's NOTICEs ("relation _sqlx_migrations already exists, skipping")
+    // are not news to an operator: only its warnings are shown.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx::postgres::notice=warn"));
     // BULLETIN_LOG_SPANS=1: a line as each span closes, with its busy and idle time.
     let spans =
         if std::env::var_os("BULLETIN_LOG_SPANS").is_some_and(|v| v == "1") { FmtSpan::CLOSE } else { FmtSpan::NONE };

@@ -382,6 +382,11 @@ async fn a_complaint_unsubscribes_from_that_newsletter(backend: Backend) {
     let shown = stdout_of(&bulletin(&config, &["subscribers", "show", &email("ada")]));
     assert!(shown.contains("suppression        reported our mail as spam on "), "{shown}");
     assert!(shown.contains("unsubscribe") && shown.contains("complaint"), "the consent record: {shown}");
+    // Signing the complainer up again by hand says why nothing will be sent, and not that mail bounced.
+    let added =
+        stdout_of(&bulletin(&config, &["subscribers", "add", &email("ada"), "--newsletter", "explaining-ukraine"]));
+    assert!(added.contains(&format!("Note: {} reported our mail as spam on ", email("ada"))), "{added}");
+    assert!(!added.contains("bounced"), "{added}");
     let status = issue_status(&config, issue);
     assert!(status.contains("Spam complaints: 1 (33.33 % of 3 delivered)"), "{status}");
     let stats: Value = serde_json::from_str(&stdout_of(&bulletin(&config, &["stats", "--format", "json"]))).unwrap();

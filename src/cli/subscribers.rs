@@ -158,12 +158,13 @@ pub async fn run(settings: &Settings, command: ReaderCommand) -> anyhow::Result<
                     }
                 }
             }
-            if let Some(at) = services.signup.look_up(&email).await?.and_then(|r| r.bounced_at) {
+            if let Some(reader) = services.signup.look_up(&email).await?
+                && let Some(at) = reader.bounced_at
+            {
                 writeln!(
                     out,
-                    "Note: mail to {address} bounced on {} (the mailbox did not exist): issues are not sent to it \
-                     until `bulletin suppressions remove {address}`.",
-                    format_timestamp(at)
+                    "Note: {}: issues are not sent to it until `bulletin suppressions remove {address}`.",
+                    why_suppressed(address, at, reader.complained)
                 )?;
             }
         }
@@ -212,10 +213,9 @@ pub async fn run(settings: &Settings, command: ReaderCommand) -> anyhow::Result<
                          `bulletin subscribers add {address} --newsletter SLUG` signs it up again"
                     )
                 }
-                Resent::Bounced { at } => bail!(
-                    "not sent: mail to {address} bounced on {} (the mailbox did not exist); if the reader says it \
-                     works now, `bulletin suppressions remove {address}` first",
-                    format_timestamp(at)
+                Resent::Bounced { at, complained } => bail!(
+                    "not sent: {}; if the reader asks for mail again, `bulletin suppressions remove {address}` first",
+                    why_suppressed(address, at, complained)
                 ),
                 Resent::Held(held) => bail!("not sent: {}", cap_reason(settings, &held)),
             }
@@ -325,5 +325,14 @@ fn cap_reason(settings: &Settings, held: &CapHeld) -> String {
             settings.signup.confirm_mails_per_day,
             at.map_or_else(|| "no more may go".to_owned(), next)
         ),
+    }
+}
+
+/// Why an address gets no mail, as the start of a sentence.
+fn why_suppressed(address: &str, at: Timestamp, complained: bool) -> String {
+    if complained {
+        format!("{address} reported our mail as spam on {}", format_timestamp(at))
+    } else {
+        format!("mail to {address} bounced on {} (the mailbox did not exist)", format_timestamp(at))
     }
 }

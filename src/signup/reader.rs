@@ -81,8 +81,9 @@ pub enum Resent {
     Queued { newsletters: Vec<String> },
     /// The reader has no newsletter waiting for confirmation.
     NothingPending,
-    /// Mail to the address bounced for good; it would bounce again.
-    Bounced { at: Timestamp },
+    /// The address is suppressed: mail to it bounced for good (it would bounce
+    /// again), or its reader reported our mail as spam (`complained`).
+    Bounced { at: Timestamp, complained: bool },
     /// The per-address cap holds it back.
     Held(CapHeld),
 }
@@ -185,7 +186,7 @@ impl Signup {
             return Ok(Resent::NothingPending);
         }
         if let Some(at) = reader.bounced_at {
-            return Ok(Resent::Bounced { at });
+            return Ok(Resent::Bounced { at, complained: reader.complained });
         }
         if !self.store.queue_confirmation(reader.subscriber_id, self.clock.now(), self.cap).await? {
             return Ok(Resent::Held(self.cap_held(reader.subscriber_id).await?));
