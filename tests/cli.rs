@@ -133,7 +133,10 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
     let outbox = dir.path().join("outbox");
     let deadline = Instant::now() + Duration::from_secs(10);
     let eml = loop {
-        let found = std::fs::read_dir(&outbox).ok().and_then(|mut d| d.next()).and_then(|e| e.ok());
+        // Only a finished `.eml`: the transport writes under a hidden `.…partial` name first.
+        let found = std::fs::read_dir(&outbox)
+            .ok()
+            .and_then(|mut d| d.find_map(|e| e.ok().filter(|e| e.path().extension().is_some_and(|x| x == "eml"))));
         if let Some(entry) = found {
             break std::fs::read_to_string(entry.path()).unwrap();
         }
