@@ -214,15 +214,17 @@ async fn worker_serves_metrics() {
         let config = write_config(dir.path(), &db.url, "");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut worker = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-            .arg("--config")
-            .arg(&config)
-            .arg("worker")
-            .env("BULLETIN_SERVER__METRICS_LISTEN", addr.to_string())
-            .env("RUST_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start worker");
+        let mut worker = common::bin::KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_bulletin"))
+                .arg("--config")
+                .arg(&config)
+                .arg("worker")
+                .env("BULLETIN_SERVER__METRICS_LISTEN", addr.to_string())
+                .env("RUST_LOG", "info")
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("start worker"),
+        );
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while http.get(format!("http://{addr}/metrics")).send().await.is_err() {

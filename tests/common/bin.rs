@@ -56,3 +56,28 @@ pub async fn ledger(db_url: &str, issue: i64) -> Vec<(String, i64)> {
         sqlx::query_as(SQL).bind(issue).fetch_all(&mut conn).await.unwrap()
     }
 }
+
+/// A `bulletin` process that a test started and must not outlive: killed
+/// and reaped when dropped, so a failing assertion leaves no server running.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
