@@ -141,13 +141,7 @@ async fn dump(url: &str, table: &str, columns: &[String], filter: &str) -> Rows 
 }
 
 async fn scalar(url: &str, sql: &'static str) -> i64 {
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-    }
+    common::db::count(url, sql).await
 }
 
 /// Every table the SQLite migrations made, but the migrations' own.
@@ -167,29 +161,10 @@ async fn tables(sqlite_url: &str) -> Vec<String> {
 /// Signups of new readers through the form, one after another, until `stop`;
 /// returns how many succeeded and the slowest.
 fn keep_signing_up(app: &TestApp, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<(usize, Duration)> {
-    let (http, url) = (app.http.clone(), app.url("/subscribe"));
+    let client = sign_up_until(app, stop, 1, "late").pop().expect("one client");
     tokio::spawn(async move {
-        let (mut done, mut slowest) = (0, Duration::ZERO);
-        while !stop.load(Ordering::Relaxed) {
-            let email = format!("late{done}@example.org");
-            let body = common::serde_urlencoded_pairs(&[
-                ("email", &email),
-                ("form", "several"),
-                ("newsletter", "morning-briefing"),
-            ]);
-            let started = Instant::now();
-            let response = http
-                .post(&url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200, "a signup during the backup failed");
-            slowest = slowest.max(started.elapsed());
-            done += 1;
-        }
-        (done, slowest)
+        let latencies = client.await.unwrap();
+        (latencies.len(), latencies.iter().max().copied().unwrap_or_default())
     })
 }
 
@@ -520,7 +495,7 @@ fn sign_up_until(
                         .send()
                         .await
                         .unwrap();
-                    assert_eq!(response.status(), 200);
+                    assert_eq!(response.status(), 200, "a signup during the backup failed");
                     latencies.push(started.elapsed());
                 }
                 latencies

@@ -161,15 +161,7 @@ async fn events(app: &TestApp) -> i64 {
 
 /// A count read straight from the database, as an operator's SQL would.
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
-    use sqlx::Connection;
-    let url = app.database_url();
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
-    }
+    common::db::count(app.database_url(), sql).await
 }
 
 fn suppression_list(config: &Path) -> Value {
