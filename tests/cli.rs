@@ -109,15 +109,7 @@ async fn serve_writes_mail_and_stops_on_sigterm(backend: Backend) {
         "[server]\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n[signup]\nmin_submit_seconds = 0\n"
     );
     let config = write_config(dir.path(), &db.url, &extra);
-    let mut child = common::bin::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_bulletin"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start serve"),
-    );
+    let mut child = common::bin::KillOnDrop::start(&config, "serve", &[]);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -214,16 +214,10 @@ async fn worker_serves_metrics() {
         let config = write_config(dir.path(), &db.url, "");
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let mut worker = common::bin::KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_bulletin"))
-                .arg("--config")
-                .arg(&config)
-                .arg("worker")
-                .env("BULLETIN_SERVER__METRICS_LISTEN", addr.to_string())
-                .env("RUST_LOG", "info")
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("start worker"),
+        let mut worker = common::bin::KillOnDrop::start(
+            &config,
+            "worker",
+            &[("BULLETIN_SERVER__METRICS_LISTEN", &addr.to_string())],
         );
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -359,7 +359,7 @@ async fn declare_body(app: &TestApp, path: &str, length: usize) -> (u16, String)
 
 /// `bulletin serve`'s request log names the route template, never the path token, right or wrong.
 async fn the_log_never_shows_the_token(backend: Backend) {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     use std::time::{Duration, Instant};
     let Some(db) = common::TestDb::create(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -372,16 +372,7 @@ async fn the_log_never_shows_the_token(backend: Backend) {
         db.url
     );
     std::fs::write(&config, text).unwrap();
-    let mut child = common::bin::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_bulletin"))
-            .arg("--config")
-            .arg(&config)
-            .arg("serve")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start serve"),
-    );
+    let mut child = common::bin::KillOnDrop::start(&config, "serve", &[]);
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);

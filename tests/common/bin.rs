@@ -61,6 +61,24 @@ pub async fn ledger(db_url: &str, issue: i64) -> Vec<(String, i64)> {
 /// and reaped when dropped, so a failing assertion leaves no server running.
 pub struct KillOnDrop(pub std::process::Child);
 
+impl KillOnDrop {
+    /// Starts `bulletin --config CONFIG COMMAND` (`serve`, `worker`) in the
+    /// background with `env` set, its info log on a pipe at `stderr`.
+    pub fn start(config: &Path, command: &str, env: &[(&str, &str)]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(config)
+            .arg(command)
+            .env_remove("BULLETIN_CONFIG")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start bulletin {command}: {e}"));
+        Self(child)
+    }
+}
+
 impl std::ops::Deref for KillOnDrop {
     type Target = std::process::Child;
 
