@@ -16,7 +16,7 @@ use std::time::Duration;
 use lettre::Message;
 use tokio::time::Instant;
 
-use super::{MailError, Outbound, SendFailure, SmtpConnection};
+use super::{Announced, MailError, Outbound, SendFailure, SmtpConnection};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one SMTP step may take; RFC 5321 §4.5.3.2 allows minutes, real servers answer in seconds.
@@ -142,7 +142,9 @@ impl Channel {
         let (decision, (reused, announced)) = tokio::join!(decision, self.announce(from, to));
         if !go(&decision) {
             let next = match &announced {
-                Ok(()) => Next::Reset,
+                Ok(Announced::Envelope) => Next::Reset,
+                // A pipelined DATA was accepted: the server reads a body now, and only closing abandons it.
+                Ok(Announced::Data) => Next::Drop,
                 Err(e) => Next::after(e),
             };
             self.end_transaction(next).await;
@@ -150,7 +152,7 @@ impl Channel {
         }
         let body = message.formatted();
         let mut sent = match announced {
-            Ok(()) => self.data(&body).await,
+            Ok(_) => self.data(&body).await,
             Err(e) => Err(e),
         };
         if reused && sent.as_ref().is_err_and(dropped) {
@@ -160,7 +162,7 @@ impl Channel {
             tracing::debug!(error = ?sent, "SMTP connection was dropped by the server; sending over a new one");
             self.let_go().await;
             sent = match self.announce(from, to).await.1 {
-                Ok(()) => self.data(&body).await,
+                Ok(_) => self.data(&body).await,
                 Err(e) => Err(e),
             };
         }
@@ -168,9 +170,13 @@ impl Channel {
         (decision, Some(sent))
     }
 
-    /// MAIL FROM and RCPT TO, on a ready connection; with whether that
-    /// connection had carried a message before.
-    async fn announce(&mut self, from: &lettre::Address, to: &lettre::Address) -> (bool, Result<(), SendFailure>) {
+    /// MAIL FROM and RCPT TO (and DATA, pipelined), on a ready connection;
+    /// with whether that connection had carried a message before.
+    async fn announce(
+        &mut self,
+        from: &lettre::Address,
+        to: &lettre::Address,
+    ) -> (bool, Result<Announced, SendFailure>) {
         if let Err(e) = self.ready().await {
             return (false, Err(e));
         }
@@ -200,10 +206,12 @@ impl Channel {
     }
 
     /// Closes the connection on purpose: with QUIT unless it is broken
-    /// (RFC 5321 §4.1.1.10; after a 421 too, in case the server still reads).
+    /// (RFC 5321 §4.1.1.10; after a 421 too, in case the server still reads)
+    /// or waits for a body, which QUIT would only extend.
     async fn let_go(&mut self) {
         if let Some(open) = self.open.take()
             && !open.conn.is_broken()
+            && !open.conn.awaits_body()
         {
             open.conn.quit(COURTESY_TIMEOUT).await;
         }

@@ -25,7 +25,7 @@ pub use confirmation::ConfirmationMail;
 pub use issue::{
     DigestContent, DigestStory, IssueMail, Reader, RenderedIssue, html_to_text, markdown_to_html, raw_html_tags,
 };
-pub use smtp::{SendFailure, SmtpConnection, SmtpTarget};
+pub use smtp::{Announced, SendFailure, SmtpConnection, SmtpTarget};
 
 use crate::config::{DkimSettings, MailSettings, TransportKind};
 use crate::domain::EmailAddress;

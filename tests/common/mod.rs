@@ -11,6 +11,7 @@ pub mod postfix;
 pub mod postfix_smtpd;
 pub mod smtp;
 pub mod tmpfs;
+pub mod turns;
 
 use std::time::Duration;
 

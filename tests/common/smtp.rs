@@ -49,6 +49,8 @@ struct Sink {
     hello_names: Arc<Mutex<Vec<String>>>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
     replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    /// This connection's client said EHLO already (each connection has its own handler).
+    greeted: bool,
     from: String,
     to: Vec<String>,
     buffer: Vec<u8>,
@@ -56,8 +58,11 @@ struct Sink {
 
 impl Handler for Sink {
     fn helo(&mut self, _ip: std::net::IpAddr, domain: &str) -> Response {
-        self.hellos.fetch_add(1, Ordering::Relaxed);
-        self.hello_names.lock().unwrap().push(domain.to_owned());
+        // A client may say EHLO again on one connection (to read its extensions): still one connection.
+        if !std::mem::replace(&mut self.greeted, true) {
+            self.hellos.fetch_add(1, Ordering::Relaxed);
+            self.hello_names.lock().unwrap().push(domain.to_owned());
+        }
         response::OK
     }
 
@@ -121,6 +126,7 @@ impl MailSink {
             hello_names: hello_names.clone(),
             mails: mails.clone(),
             replies: replies.clone(),
+            greeted: false,
             from: String::new(),
             to: vec![],
             buffer: vec![],
