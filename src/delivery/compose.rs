@@ -1,6 +1,7 @@
 //! Builds the message for a claimed delivery, at send time: the
 //! confirmation token is generated here (its plain form exists only in the
-//! mail), and issues are rendered once and cached. Each message names its
+//! mail), and issues are rendered and MIME-encoded once and cached, each
+//! reader's links spliced in (`mail::PreparedIssue`). Each message names its
 //! delivery in its Message-ID and, with `bounces.return_path`, in its VERP
 //! envelope sender (see `domain::delivery_tag`), so a bounce or a complaint
 //! finds its way back to it.
@@ -13,7 +14,7 @@ use lettre::Message;
 use crate::clock::Clock;
 use crate::domain::delivery_tag::message_id_key;
 use crate::domain::{ConfirmationToken, EmailAddress, ReturnPath};
-use crate::mail::{ConfirmationMail, IssueMail, MailError, Mailer, RenderedIssue};
+use crate::mail::{ConfirmationMail, IssueMail, MailError, Mailer, PreparedIssue, RenderedIssue};
 use crate::signup::{Catalog, Links};
 use crate::store::{ClaimedDelivery, DeliveryKind, NewToken, Store, StoreError};
 
@@ -35,8 +36,8 @@ pub struct Composed {
     pub digest: bool,
 }
 
-/// Rendered issues with their newsletter id, by issue id.
-type IssueCache = HashMap<i64, (i64, Arc<RenderedIssue>)>;
+/// Prepared issues with their newsletter id, by issue id.
+type IssueCache = HashMap<i64, (i64, Arc<PreparedIssue>)>;
 
 #[derive(Clone)]
 pub struct Composer {
@@ -48,7 +49,7 @@ pub struct Composer {
     pub confirm_ttl_hours: u32,
     /// `bounces.return_path`: each message's envelope sender is its VERP address; `None`: the From address.
     return_path: Option<ReturnPath>,
-    /// Rendered issues with their newsletter id, by issue id.
+    /// Prepared issues with their newsletter id, by issue id.
     issues: Arc<Mutex<IssueCache>>,
 }
 
@@ -91,17 +92,18 @@ impl Composer {
             DeliveryKind::Confirmation => Ok(self.confirmation(delivery, &to, message_id, return_path)?),
             DeliveryKind::Issue => {
                 let Some(issue_id) = delivery.issue_id else { return Ok(None) };
-                let Some((newsletter, issue)) = self.rendered(issue_id).await? else { return Ok(None) };
-                let message = IssueMail {
-                    issue: &issue,
+                let Some((newsletter, prepared)) = self.prepared(issue_id).await? else { return Ok(None) };
+                let issue = prepared.issue();
+                let mail = IssueMail {
+                    issue,
                     to: &to,
                     name: delivery.name.as_deref(),
                     unsubscribe_url: &self.links.unsubscribe_url(delivery.link_ref, newsletter),
                     preferences_url: &self.links.preferences_url(delivery.link_ref),
                     message_id,
                     return_path,
-                }
-                .build(&self.mailer)?;
+                };
+                let message = prepared.build(&mail, &self.mailer)?;
                 Ok(Some(Composed { message, token: None, digest: issue.digest.is_some() }))
             }
         }
@@ -136,14 +138,14 @@ impl Composer {
         Ok(Some(Composed { message, token: Some(token), digest: false }))
     }
 
-    /// The issue rendered once per process and kept; issues do not change once sent.
-    async fn rendered(&self, issue_id: i64) -> Result<Option<(i64, Arc<RenderedIssue>)>, ComposeError> {
+    /// The issue rendered and prepared once per process and kept; issues do not change once sent.
+    async fn prepared(&self, issue_id: i64) -> Result<Option<(i64, Arc<PreparedIssue>)>, ComposeError> {
         if let Some(hit) = self.issues.lock().expect("cache lock").get(&issue_id) {
             return Ok(Some(hit.clone()));
         }
         let Some(issue) = self.store.issue(issue_id).await? else { return Ok(None) };
         let Some(newsletter) = self.catalog.by_id(issue.newsletter_id) else { return Ok(None) };
-        let rendered = Arc::new(match self.store.digest_of_issue(issue_id).await? {
+        let rendered = match self.store.digest_of_issue(issue_id).await? {
             Some((run, stories)) => RenderedIssue::digest(
                 &newsletter.name,
                 newsletter.slug.as_str(),
@@ -159,8 +161,12 @@ impl Composer {
                 &self.mailer,
             )
             .with_preheader(issue.preheader.as_deref()),
-        });
-        self.issues.lock().expect("cache lock").insert(issue_id, (newsletter.id, rendered.clone()));
-        Ok(Some((newsletter.id, rendered)))
+        };
+        let prepared = Arc::new(PreparedIssue::new(rendered));
+        if let Some(reason) = prepared.not_spliced() {
+            tracing::info!(issue_id, reason, "each copy of this issue is rendered in full");
+        }
+        self.issues.lock().expect("cache lock").insert(issue_id, (newsletter.id, prepared.clone()));
+        Ok(Some((newsletter.id, prepared)))
     }
 }

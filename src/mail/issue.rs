@@ -1,10 +1,12 @@
 //! An issue as mail: Markdown rendered once, then one message per reader
 //! with their own unsubscribe link in the body and in the RFC 8058 headers.
 
+use std::time::SystemTime;
+
 use askama::Template;
 use lettre::Message;
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{Date, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 
 use super::{Layout, MailError, Mailer};
 use crate::domain::EmailAddress;
@@ -290,10 +292,41 @@ pub struct IssueMail<'a> {
 
 impl IssueMail<'_> {
     pub fn build(&self, mailer: &Mailer) -> Result<Message, MailError> {
+        self.build_framed(mailer, None, None)
+    }
+
+    /// [`Self::build`] with the MIME boundary and the `Date` fixed (a random
+    /// boundary and now when `None`), so a spliced copy can be held to it byte for byte.
+    pub(crate) fn build_framed(
+        &self,
+        mailer: &Mailer,
+        boundary: Option<&str>,
+        date: Option<SystemTime>,
+    ) -> Result<Message, MailError> {
+        let (text, html) = self.issue.render_for(&self.reader())?;
+        let mut alternative = MultiPart::alternative();
+        if let Some(boundary) = boundary {
+            alternative = alternative.boundary(boundary);
+        }
+        let body = alternative.singlepart(SinglePart::plain(text)).singlepart(SinglePart::html(html));
+        self.assemble(mailer, body, date)
+    }
+
+    /// What the templates know of this copy's reader.
+    pub(crate) fn reader(&self) -> Reader<'_> {
+        Reader { name: self.name, unsubscribe_url: self.unsubscribe_url, preferences_url: self.preferences_url }
+    }
+
+    /// The message around `body` (the multipart/alternative of the text and
+    /// HTML parts, however they were made): every copy's headers, then the
+    /// DKIM signature.
+    pub(crate) fn assemble(
+        &self,
+        mailer: &Mailer,
+        body: MultiPart,
+        date: Option<SystemTime>,
+    ) -> Result<Message, MailError> {
         let issue = self.issue;
-        let reader =
-            Reader { name: self.name, unsubscribe_url: self.unsubscribe_url, preferences_url: self.preferences_url };
-        let (text, html) = issue.render_for(&reader)?;
         let mut builder = Message::builder();
         if let Some(envelope) = super::envelope(self.to, self.return_path)? {
             builder = builder.envelope(envelope);
@@ -303,8 +336,12 @@ impl IssueMail<'_> {
             .to(Mailbox::new(self.name.map(str::to_owned), self.to.to_lettre()))
             .subject(issue.subject.clone())
             .message_id(Some(self.message_id.clone()))
-            .multipart(MultiPart::alternative_plain_html(text, html))?;
+            .multipart(body)?;
         let headers = message.headers_mut();
+        if let Some(date) = date {
+            // In the place lettre put the current time: the header order stays as sent.
+            headers.set(Date::new(date));
+        }
         // Encoded once per issue by `list_id`: lettre must not encode it again.
         headers.insert_raw(HeaderValue::dangerous_new_pre_encoded(
             HeaderName::new_from_ascii_str("List-Id"),

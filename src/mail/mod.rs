@@ -8,6 +8,7 @@ mod channel;
 mod confirmation;
 mod issue;
 pub mod smtp;
+mod splice;
 mod tls;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use issue::{
     DigestContent, DigestStory, IssueMail, Reader, RenderedIssue, html_to_text, markdown_to_html, raw_html_tags,
 };
 pub use smtp::{Announced, SendFailure, SmtpConnection, SmtpTarget};
+pub use splice::PreparedIssue;
 
 use crate::config::{DkimSettings, MailSettings, TransportKind};
 use crate::domain::EmailAddress;
