@@ -121,7 +121,7 @@ async fn a_batch_of_every_case(backend: Backend) {
     assert_eq!(choice_of(ids[0]), Some((None, None)));
     assert_eq!(statuses(&store, back.subscriber_id).await, vec![(ids[0], Pending)]);
     assert_eq!(statuses(&store, kept.subscriber_id).await, by_newsletter(vec![(ids[0], Confirmed), (ids[1], Pending)]));
-    assert_eq!(store.subscriber_email(other).await.unwrap().as_deref(), Some("Other.New@Example.org"));
+    assert_eq!(store.subscriber_email(other).await.unwrap().as_deref(), Some("Other.New@example.org"));
 
     let signed = |n: &RequestedSubscription, at| (n.newsletter_id, "signup".to_owned(), at);
     let confirmed = |at| (ids[0], "confirm".to_owned(), at);
