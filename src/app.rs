@@ -111,7 +111,8 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
         Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours)
             .with_return_path(ReturnPath::parse(&settings.bounces.return_path));
     let pace = Pace::from(&settings.sending);
-    let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, pace, metrics.clone());
+    let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, pace, metrics.clone())
+        .yielding_to(signup.backlog());
     Ok(Services { store, signup, engine, composer, digests, feedback, mail_queued, metrics })
 }
 

@@ -36,12 +36,19 @@ use crate::clock::Clock;
 use crate::config::SendingSettings;
 use crate::mail::{Channel, Outbound, SendFailure};
 use crate::metrics::Metrics;
+use crate::signup::Backlog;
 use crate::store::{ClaimedDelivery, DeliveryKind, Handover, Settlement, Store, StoreError};
 use outage::Outage;
 use throttle::Throttle;
 
 /// How often an idle engine looks for due rows (another instance may have queued some).
 const POLL: Duration = Duration::from_millis(500);
+
+/// The pause after a claim that took every due row, so that rows queued
+/// meanwhile are claimed together rather than a claim per handful of them;
+/// longer while signups wait to be stored (see [`Engine::yielding_to`]).
+const GATHER: Duration = Duration::from_millis(50);
+const GATHER_IN_SURGE: Duration = Duration::from_millis(250);
 
 /// Pace and persistence, from `[sending]`.
 #[derive(Debug, Clone)]
@@ -103,6 +110,8 @@ pub struct Engine {
     sending: Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
     /// Counts attempts by result and SMTP replies by class.
     metrics: Metrics,
+    /// Signups waiting to be stored: while there are any, claims come less often.
+    signups: Backlog,
 }
 
 impl Engine {
@@ -125,7 +134,15 @@ impl Engine {
             throttle,
             sending: Arc::default(),
             metrics,
+            signups: Backlog::default(),
         }
+    }
+
+    /// Gives way to a surge of signups: readers waiting for their answer go
+    /// first, and the confirmation mail they asked for follows in bigger,
+    /// less frequent claims (each claim costs the database several statements).
+    pub fn yielding_to(self, signups: Backlog) -> Self {
+        Self { signups, ..self }
     }
 
     /// Runs until `shutdown` turns true, waking early on `ready`.
@@ -168,6 +185,7 @@ impl Engine {
                 }
                 continue;
             }
+            let drained = batch.len() < self.pace.batch_size();
             let mut batch = batch.into_iter();
             while let Some((delivery, token)) = batch.next() {
                 if self.server.is_waiting() {
@@ -183,6 +201,13 @@ impl Engine {
                 tokio::select! {
                     sent = tx.send((delivery, token)) => if sent.is_err() { break 'claiming },
                     _ = shutdown.changed() => break 'claiming,
+                }
+            }
+            if drained {
+                let pause = if self.signups.is_waiting() { GATHER_IN_SURGE } else { GATHER };
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = shutdown.changed() => {}
                 }
             }
         }

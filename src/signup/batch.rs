@@ -10,6 +10,8 @@
 //! signup that was not kept.
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,6 +27,35 @@ type Reply = oneshot::Sender<Result<SignupOutcome, StoreError>>;
 #[derive(Clone)]
 pub struct Batcher {
     queue: mpsc::Sender<(SignupRequest, Reply)>,
+    backlog: Backlog,
+}
+
+/// Signups handed to the writer and not answered yet. The delivery engine
+/// yields to them (`Engine::yielding_to`): in a surge the readers waiting
+/// for an answer go first, and their confirmation mail follows in batches.
+#[derive(Clone, Debug, Default)]
+pub struct Backlog(Arc<AtomicUsize>);
+
+impl Backlog {
+    /// Whether any signup is waiting to be stored.
+    pub fn is_waiting(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > 0
+    }
+
+    /// Counts one signup until the guard is dropped (answered, or the request abandoned).
+    fn enter(&self) -> Waiting<'_> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Waiting(&self.0)
+    }
+}
+
+/// One signup in the [`Backlog`].
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Batcher {
@@ -32,11 +63,17 @@ impl Batcher {
     pub fn start(store: Store, clock: Clock, cap: MailCap) -> Self {
         let (queue, rx) = mpsc::channel(BATCH * 4);
         tokio::spawn(write(store, clock, cap, rx));
-        Self { queue }
+        Self { queue, backlog: Backlog::default() }
+    }
+
+    /// The signups waiting for this writer.
+    pub fn backlog(&self) -> Backlog {
+        self.backlog.clone()
     }
 
     /// Records `signup` with the next batch and returns what it did.
     pub async fn record(&self, signup: SignupRequest) -> Result<SignupOutcome, StoreError> {
+        let _waiting = self.backlog.enter();
         let (reply, outcome) = oneshot::channel();
         self.queue.send((signup, reply)).await.map_err(|_| stopped())?;
         outcome.await.map_err(|_| stopped())?

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+pub use batch::Backlog;
 pub use catalog::Catalog;
 pub use links::Links;
 pub use offers::{ReaderRhythm, RhythmChoice, RhythmOffer, RhythmOffers, RhythmUpdate};
@@ -141,6 +142,11 @@ impl Signup {
     /// Counts what readers do in `metrics`: the running instance's, which it serves.
     pub fn counted(self, metrics: Metrics) -> Self {
         Self { metrics, ..self }
+    }
+
+    /// The signups waiting to be stored, which the delivery engine yields to.
+    pub fn backlog(&self) -> Backlog {
+        self.signups.backlog()
     }
 
     /// What each newsletter lets its readers choose.

@@ -19,6 +19,7 @@ mod mail_server;
 mod newsletters;
 mod readers;
 mod rhythms;
+mod signups;
 mod stats;
 mod subscribers;
 mod suppressions;

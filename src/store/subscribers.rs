@@ -1,7 +1,5 @@
 //! Subscribers, their per-newsletter subscriptions and the consent record.
 
-use std::collections::{HashMap, HashSet};
-
 use sqlx::QueryBuilder;
 
 use super::{Result, Store, in_tx, reading};
@@ -52,11 +50,11 @@ impl RequestedSubscription {
 }
 
 /// The `subscriptions.rhythm` and `.timezone` columns: `''` is the newsletter's default.
-fn rhythm_column(rhythm: Option<Rhythm>) -> &'static str {
+pub(super) fn rhythm_column(rhythm: Option<Rhythm>) -> &'static str {
     rhythm.map_or("", Rhythm::as_str)
 }
 
-fn zone_column(zone: Option<Zone>) -> &'static str {
+pub(super) fn zone_column(zone: Option<Zone>) -> &'static str {
     zone.map_or("", Zone::name)
 }
 
@@ -249,116 +247,6 @@ macro_rules! queue_confirmations_impl {
 pub(super) use queue_confirmations_impl as queue_confirmations;
 
 impl Store {
-    /// Records a batch of signups and queues one confirmation mail per
-    /// address for everything pending, unless the per-address cap holds,
-    /// all in one transaction with one statement per step whatever the
-    /// batch size. The addresses must be distinct (see `signup::batch`).
-    ///
-    /// Confirmed subscriptions stay confirmed; unsubscribed ones go back to
-    /// pending, since coming back needs a fresh opt-in. The subscriber rows
-    /// are written first and in one order (by address key), which
-    /// serializes concurrent signups of one address (a row lock on
-    /// PostgreSQL, the write lock on SQLite) without deadlocks, so the cap
-    /// check cannot be raced.
-    #[tracing::instrument(level = "debug", skip_all, fields(signups = signups.len()))]
-    pub async fn record_signups(
-        &self,
-        signups: &[SignupRequest],
-        now: Timestamp,
-        cap: MailCap,
-    ) -> Result<Vec<SignupOutcome>> {
-        if signups.is_empty() {
-            return Ok(vec![]);
-        }
-        // Keys once per signup; rows are written in key order.
-        let keys: Vec<String> = signups.iter().map(|signup| signup.email.key()).collect();
-        let mut order: Vec<usize> = (0..signups.len()).collect();
-        order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
-        in_tx!(self, |tx| {
-            let mut qb = QueryBuilder::new("INSERT INTO subscribers (email, email_key, created_at) ");
-            qb.push_values(&order, |mut b, i| {
-                b.push_bind(signups[*i].email.as_str()).push_bind(&keys[*i]).push_bind(now);
-            });
-            qb.push(" ON CONFLICT (email_key) DO UPDATE SET email_key = excluded.email_key RETURNING email_key, id");
-            let by_key: HashMap<String, i64> = qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect();
-            // Subscriber id of each signup, by position.
-            let ids: Vec<i64> = keys.iter().map(|key| by_key.get(key).copied().unwrap_or_default()).collect();
-
-            let pairs: Vec<(i64, &RequestedSubscription)> = order
-                .iter()
-                .flat_map(|&i| {
-                    let id = ids[i];
-                    signups[i].newsletters.iter().map(move |n| (id, n))
-                })
-                .collect();
-            // Rhythm and zone go into new rows only: the conflict branch leaves them alone.
-            let mut qb = QueryBuilder::new(
-                "INSERT INTO subscriptions (subscriber_id, newsletter_id, status, created_at, rhythm, timezone) ",
-            );
-            qb.push_values(&pairs, |mut b, (subscriber_id, requested)| {
-                b.push_bind(*subscriber_id)
-                    .push_bind(requested.newsletter_id)
-                    .push_bind("pending")
-                    .push_bind(now)
-                    .push_bind(rhythm_column(requested.rhythm))
-                    .push_bind(zone_column(requested.zone));
-            });
-            qb.push(
-                " ON CONFLICT (subscriber_id, newsletter_id) DO UPDATE SET status = \
-                 CASE WHEN subscriptions.status = 'unsubscribed' THEN 'pending' ELSE subscriptions.status END \
-                 RETURNING subscriber_id, newsletter_id, status",
-            );
-            let states: Vec<(i64, i64, String)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            let mut pending: HashMap<i64, Vec<i64>> = HashMap::new();
-            for (subscriber_id, newsletter_id, status) in states {
-                if status == "pending" {
-                    pending.entry(subscriber_id).or_default().push(newsletter_id);
-                }
-            }
-
-            // A repeat of a signup still pending from within the confirmation
-            // mail interval (nothing else recorded since) adds no consent row:
-            // a reader pressing the button again, or a script posting one
-            // address 60 times, is one signup.
-            let recent: HashSet<(i64, i64)> = if pending.is_empty() {
-                HashSet::new()
-            } else {
-                let mut qb = QueryBuilder::new(
-                    "SELECT e.subscriber_id, e.newsletter_id FROM consent_events e \
-                     WHERE e.action = 'signup' AND NOT EXISTS (SELECT 1 FROM consent_events later \
-                     WHERE later.subscriber_id = e.subscriber_id AND later.newsletter_id = e.newsletter_id \
-                     AND later.id > e.id AND later.action <> 'signup') AND e.created_at > ",
-                );
-                qb.push_bind(now - cap.min_interval_secs).push(" AND e.subscriber_id IN (");
-                let mut list = qb.separated(", ");
-                for id in pending.keys() {
-                    list.push_bind(*id);
-                }
-                qb.push(")");
-                qb.build_query_as().fetch_all(&mut *tx).await?.into_iter().collect()
-            };
-            let consent_of: HashMap<i64, &Consent> = ids.iter().zip(signups).map(|(id, s)| (*id, &s.consent)).collect();
-            record_consent!(
-                @each tx,
-                pending.iter().flat_map(|(sid, ns)| {
-                    ns.iter().filter(|n| !recent.contains(&(*sid, **n))).map(|n| (*sid, *n, consent_of[sid]))
-                }),
-                "signup"
-            );
-            let waiting: Vec<i64> = pending.keys().copied().collect();
-            let queued: HashSet<i64> = queue_confirmations!(tx, &waiting, now, cap).into_iter().collect();
-
-            Ok(ids
-                .iter()
-                .map(|&subscriber_id| {
-                    let mut pending = pending.get(&subscriber_id).cloned().unwrap_or_default();
-                    pending.sort_unstable();
-                    SignupOutcome { subscriber_id, pending, mail_queued: queued.contains(&subscriber_id) }
-                })
-                .collect())
-        })
-    }
-
     /// Marks one subscription unsubscribed; returns whether anything changed.
     #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id, newsletter_id = newsletter_id))]
     pub async fn unsubscribe(&self, subscriber_id: i64, newsletter_id: i64, consent: &Consent) -> Result<bool> {
