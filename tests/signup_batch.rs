@@ -16,7 +16,7 @@ fn signup(email: &str, newsletters: &[RequestedSubscription], at: i64) -> Signup
     let consent = Consent {
         source: ConsentSource::Form,
         ip: Some(format!("192.0.2.{}", email.len())),
-        user_agent: (email.len() % 2 == 0).then(|| format!("agent of {email}")),
+        user_agent: email.len().is_multiple_of(2).then(|| format!("agent of {email}")),
         at,
     };
     SignupRequest { email: EmailAddress::parse(email).unwrap(), newsletters: newsletters.to_vec(), consent }
