@@ -20,6 +20,7 @@ use common::postfix::PostfixSink;
 use common::postfix_smtpd::{PostfixSmtpd, SmtpdOptions};
 use common::smtp::ReceivedMail;
 use common::{Backend, TestApp};
+use secrecy::ExposeSecret;
 use serde_json::Value;
 
 const RETURN_PATH: &str = "bounces@example.com";
@@ -307,6 +308,47 @@ async fn a_forged_verp_changes_nothing(backend: Backend) {
     let rows: Vec<String> = ledger(app.database_url(), issue).await.into_iter().map(|(s, _)| s).collect();
     assert_eq!(rows, ["sent", "sent"]);
     app.stop().await;
+}
+
+/// Two databases under one `server.secret` (staging beside production, a
+/// restored backup) number their deliveries alike: their Message-IDs still
+/// differ, and a bounce of one's mail matches nothing in the other, by VERP
+/// (the same address in both) or by Message-ID.
+async fn message_ids_never_repeat_across_databases(backend: Backend) {
+    let Some((staging, _, staging_mails)) = sent_issue(backend, &["ada", "bo"], |_| {}).await else { return };
+    let Some((production, issue, production_mails)) = sent_issue(backend, &["ada", "bo"], |_| {}).await else {
+        return;
+    };
+    assert_eq!(staging.settings.server.secret.expose_secret(), production.settings.server.secret.expose_secret());
+    let ids =
+        |mails: &[ReceivedMail]| -> Vec<String> { mails.iter().map(|m| m.header("Message-ID").unwrap()).collect() };
+    let (staging_ids, production_ids) = (ids(&staging_mails), ids(&production_mails));
+    for id in &staging_ids {
+        assert!(!production_ids.contains(id), "{id} went out from both databases");
+    }
+    assert_eq!(staging_mails[0].from, production_mails[0].from, "the same delivery id and secret: the same VERP");
+
+    // Staging's bounce for ada reaches production's pipe: production's ada is not touched.
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&production, dir.path());
+    let bounce = dsn(&staging_mails[0], "20261207231500.5A1B2C3D4E", "5.1.1", "");
+    let out = ingest(&config, &["--recipient", &staging_mails[0].from, "-"], &bounce);
+    assert!(stdout_of(&out).contains("; 1 unmatched"), "{}", String::from_utf8_lossy(&out.stdout));
+    // By Message-ID alone (no return path), the same.
+    let by_id = bounce.replace(&staging_mails[0].from, "");
+    assert!(stdout_of(&ingest(&config, &["-"], &by_id)).contains("; 1 unmatched"));
+    assert!(!suppressed(&production, "ada").await);
+    assert_eq!(events(&production).await, 0);
+
+    // Production's own bounce still matches, through either.
+    let own = dsn(&production_mails[0], "20261207231501.5A1B2C3D4F", "5.1.1", "");
+    let out = ingest(&config, &["--recipient", &production_mails[0].from, "-"], &own);
+    assert!(stdout_of(&out).contains("1 hard bounce suppressed"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(suppressed(&production, "ada").await && !suppressed(&production, "bo").await);
+    let rows: Vec<String> = ledger(production.database_url(), issue).await.into_iter().map(|(s, _)| s).collect();
+    assert_eq!(rows, ["bounced", "sent"]);
+    staging.stop().await;
+    production.stop().await;
 }
 
 /// Soft bounces (a full mailbox) count; `soft_bounce_limit` of them within
@@ -620,6 +662,7 @@ on_both_backends!(
     a_dsn_on_stdin_suppresses_that_reader_only,
     a_maildir_is_read_and_sorted,
     a_forged_verp_changes_nothing,
+    message_ids_never_repeat_across_databases,
     soft_bounces_suppress_at_the_limit,
     a_complaint_unsubscribes_from_that_newsletter,
     complaints_pause_an_issue_at_the_threshold,

@@ -80,7 +80,7 @@ impl Composer {
         let to = EmailAddress::parse(&delivery.email)?;
         // Stable per delivery: a retry carries the same Message-ID and return path.
         let keys = self.links.keys();
-        let message_id = self.mailer.stable_message_id(&message_id_key(keys, delivery.id));
+        let message_id = self.mailer.stable_message_id(&message_id_key(keys, delivery.id, delivery.message_nonce));
         let return_path = self
             .return_path
             .as_ref()

@@ -1,6 +1,13 @@
 //! How a message names its delivery where a bounce or a complaint brings it
 //! back: the VERP envelope sender (`bounces+<delivery id>-<MAC>@domain`) and
-//! the Message-ID (`<delivery id>.<MAC>@domain`).
+//! the Message-ID (`<delivery id>.<nonce>.<MAC>@domain`).
+//!
+//! The nonce is 64 random bits stored with the delivery when it is first
+//! claimed: delivery ids start at 1 in every database, and two databases
+//! sharing `server.secret` (staging beside production, a restored backup)
+//! would otherwise send different mail under one Message-ID, which receivers
+//! drop as a repeat and a late bounce would pin on the wrong delivery.
+//! Message-IDs of mail sent before the nonce (`<id>.<MAC>`) still read.
 //!
 //! Both carry the delivery id under a MAC truncated to 64 bits, each with
 //! its own purpose, made with the current link key and checked against the
@@ -23,8 +30,9 @@ const MESSAGE_ID_PURPOSE: &[u8] = b"message-id";
 /// What a return path or Message-ID says about the delivery it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tagged {
-    /// A tag of ours that verifies: this delivery.
-    Delivery(i64),
+    /// A tag of ours that verifies: this delivery, with the Message-ID's
+    /// nonce when the tag carries one (the stored row must have the same).
+    Delivery(i64, Option<i64>),
     /// Shaped like a tag of ours but it does not verify: forged or garbled.
     Forged,
     /// No tag of ours.
@@ -85,25 +93,45 @@ pub fn delivery_of_return_path(keys: &LinkKeys, configured: Option<&ReturnPath>,
         return if on_base { Tagged::Forged } else { Tagged::Untagged };
     };
     if keys.verify_tag(VERP_PURPOSE, &verp_data(base, domain, id), &mac) {
-        Tagged::Delivery(id)
+        Tagged::Delivery(id, None)
     } else {
         Tagged::Forged
     }
 }
 
-/// The part of the Message-ID before `@` for one delivery: `<id>.<MAC>`.
-pub fn message_id_key(keys: &LinkKeys, delivery_id: i64) -> String {
-    format!("{delivery_id}.{}", hex(&keys.mac(MESSAGE_ID_PURPOSE, &delivery_id.to_be_bytes())[..TAG_BYTES]))
+/// The part of the Message-ID before `@` for one delivery: `<id>.<nonce>.<MAC>`,
+/// the nonce as 16 hex digits, the MAC over both.
+pub fn message_id_key(keys: &LinkKeys, delivery_id: i64, nonce: i64) -> String {
+    let mac = keys.mac(MESSAGE_ID_PURPOSE, &message_id_data(delivery_id, Some(nonce)));
+    format!("{delivery_id}.{:016x}.{}", nonce as u64, hex(&mac[..TAG_BYTES]))
+}
+
+/// What the Message-ID MAC covers: the delivery id, and the nonce after it
+/// (none in the Message-IDs made before there was one).
+fn message_id_data(delivery_id: i64, nonce: Option<i64>) -> Vec<u8> {
+    let mut data = delivery_id.to_be_bytes().to_vec();
+    if let Some(nonce) = nonce {
+        data.extend_from_slice(&nonce.to_be_bytes());
+    }
+    data
 }
 
 /// Reads the delivery out of a Message-ID Bulletin set (with or without
-/// angle brackets). Any other Message-ID is [`Tagged::Untagged`].
+/// angle brackets), in either shape. Any other Message-ID is [`Tagged::Untagged`].
 pub fn delivery_of_message_id(keys: &LinkKeys, message_id: &str) -> Tagged {
     let id = message_id.trim().trim_start_matches('<').trim_end_matches('>').trim();
     let Some((key, _domain)) = id.rsplit_once('@') else { return Tagged::Untagged };
-    let Some((delivery, mac)) = parse_tag(key, '.') else { return Tagged::Untagged };
-    if keys.verify_tag(MESSAGE_ID_PURPOSE, &delivery.to_be_bytes(), &mac) {
-        Tagged::Delivery(delivery)
+    let (key, nonce) = match key.split('.').collect::<Vec<_>>()[..] {
+        [delivery, nonce, mac] if nonce.len() == 16 => match u64::from_str_radix(nonce, 16) {
+            Ok(nonce) => (format!("{delivery}.{mac}"), Some(nonce as i64)),
+            Err(_) => return Tagged::Untagged,
+        },
+        [_, _] => (key.to_owned(), None),
+        _ => return Tagged::Untagged,
+    };
+    let Some((delivery, mac)) = parse_tag(&key, '.') else { return Tagged::Untagged };
+    if keys.verify_tag(MESSAGE_ID_PURPOSE, &message_id_data(delivery, nonce), &mac) {
+        Tagged::Delivery(delivery, nonce)
     } else {
         Tagged::Forged
     }
@@ -138,12 +166,12 @@ mod tests {
         let verp = base.for_delivery(&keys(), 42);
         assert!(verp.starts_with("bounces+42-") && verp.ends_with("@example.com"), "{verp}");
         assert_eq!(verp.split_once('@').unwrap().0.len(), "bounces+42-".len() + 16);
-        assert_eq!(delivery_of_return_path(&keys(), Some(&base), &verp), Tagged::Delivery(42));
-        assert_eq!(delivery_of_return_path(&keys(), None, &format!("<{verp}>")), Tagged::Delivery(42));
-        assert_eq!(delivery_of_return_path(&keys(), None, &verp.to_uppercase()), Tagged::Delivery(42));
+        assert_eq!(delivery_of_return_path(&keys(), Some(&base), &verp), Tagged::Delivery(42, None));
+        assert_eq!(delivery_of_return_path(&keys(), None, &format!("<{verp}>")), Tagged::Delivery(42, None));
+        assert_eq!(delivery_of_return_path(&keys(), None, &verp.to_uppercase()), Tagged::Delivery(42, None));
         // Signed before a key rotation: still ours.
         let old = LinkKeys::new(b"previous".to_vec(), vec![]);
-        assert_eq!(delivery_of_return_path(&keys(), None, &base.for_delivery(&old, 7)), Tagged::Delivery(7));
+        assert_eq!(delivery_of_return_path(&keys(), None, &base.for_delivery(&old, 7)), Tagged::Delivery(7, None));
         // Another delivery's id under this MAC, or a stranger's key: forged.
         let other = verp.replacen("+42-", "+43-", 1);
         assert_eq!(delivery_of_return_path(&keys(), Some(&base), &other), Tagged::Forged);
@@ -159,13 +187,25 @@ mod tests {
 
     #[test]
     fn message_ids_name_their_delivery() {
-        let key = message_id_key(&keys(), 1234);
+        let key = message_id_key(&keys(), 1234, -5);
+        assert!(key.starts_with("1234.fffffffffffffffb."), "{key}");
         let id = format!("<{key}@news.example.com>");
-        assert_eq!(delivery_of_message_id(&keys(), &id), Tagged::Delivery(1234));
-        assert_eq!(delivery_of_message_id(&keys(), id.trim_matches(['<', '>'])), Tagged::Delivery(1234));
+        assert_eq!(delivery_of_message_id(&keys(), &id), Tagged::Delivery(1234, Some(-5)));
+        assert_eq!(delivery_of_message_id(&keys(), id.trim_matches(['<', '>'])), Tagged::Delivery(1234, Some(-5)));
         assert_eq!(delivery_of_message_id(&keys(), &id.replacen("1234.", "1235.", 1)), Tagged::Forged);
+        // Another nonce under this MAC: forged.
+        assert_eq!(delivery_of_message_id(&keys(), &id.replacen(".ffff", ".efff", 1)), Tagged::Forged);
         assert_eq!(delivery_of_message_id(&keys(), "<5f0c2d9e8b7a4c1d@example.com>"), Tagged::Untagged);
         assert_eq!(delivery_of_message_id(&keys(), "<CAF=abc@mail.gmail.com>"), Tagged::Untagged);
+    }
+
+    #[test]
+    fn message_ids_differ_by_nonce_and_old_ones_still_read() {
+        assert_ne!(message_id_key(&keys(), 1, 1), message_id_key(&keys(), 1, 2));
+        // The shape sent before the nonce: `<id>.<MAC over the id alone>`.
+        let old_mac = keys().mac(MESSAGE_ID_PURPOSE, &1234i64.to_be_bytes());
+        let old = format!("<1234.{}@news.example.com>", hex(&old_mac[..TAG_BYTES]));
+        assert_eq!(delivery_of_message_id(&keys(), &old), Tagged::Delivery(1234, None));
     }
 
     proptest! {
@@ -179,15 +219,15 @@ mod tests {
         ) {
             let base = ReturnPath::parse(&format!("{local}@{domain}")).unwrap();
             let verp = base.for_delivery(&keys(), id);
-            prop_assert_eq!(delivery_of_return_path(&keys(), Some(&base), &verp), Tagged::Delivery(id));
+            prop_assert_eq!(delivery_of_return_path(&keys(), Some(&base), &verp), Tagged::Delivery(id, None));
             let mut chars: Vec<char> = verp.chars().collect();
             let at = position.index(chars.len());
             let new = replacement.chars().next().unwrap();
             prop_assume!(!new.eq_ignore_ascii_case(&chars[at]));
             chars[at] = new;
             let changed: String = chars.into_iter().collect();
-            prop_assert_ne!(delivery_of_return_path(&keys(), Some(&base), &changed), Tagged::Delivery(id));
-            prop_assert!(!matches!(delivery_of_return_path(&keys(), None, &changed), Tagged::Delivery(_)));
+            prop_assert_ne!(delivery_of_return_path(&keys(), Some(&base), &changed), Tagged::Delivery(id, None));
+            prop_assert!(!matches!(delivery_of_return_path(&keys(), None, &changed), Tagged::Delivery(..)));
         }
     }
 }

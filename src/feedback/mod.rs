@@ -213,21 +213,34 @@ impl Feedback {
     /// address. A key that does not verify, a delivery since erased, or one
     /// whose reader is not the report's recipient matches nothing.
     async fn target(&self, report: &Report) -> Result<Option<Target>, StoreError> {
+        let by_message_id =
+            report.message_id.as_deref().map_or(Tagged::Untagged, |id| delivery_of_message_id(&self.keys, id));
         let by_return_path = report
             .return_path
             .as_deref()
             .map_or(Tagged::Untagged, |path| delivery_of_return_path(&self.keys, self.return_path.as_ref(), path));
         let tagged = match by_return_path {
-            Tagged::Untagged => {
-                report.message_id.as_deref().map_or(Tagged::Untagged, |id| delivery_of_message_id(&self.keys, id))
-            }
+            Tagged::Untagged => by_message_id,
             found => found,
         };
         match tagged {
             Tagged::Forged => Ok(None),
-            Tagged::Delivery(id) => {
+            Tagged::Delivery(id, nonce) => {
                 let Some(delivery) = self.store.feedback_delivery(id).await? else { return Ok(None) };
                 if report.recipient.as_ref().is_some_and(|r| r.key() != delivery.email_key) {
+                    return Ok(None);
+                }
+                // A VERP address carries no nonce; the report's Message-ID for the same delivery may.
+                let nonce = nonce.or(match by_message_id {
+                    Tagged::Delivery(named, nonce) if named == id => nonce,
+                    _ => None,
+                });
+                // The same id and secret from another database (staging, a restored backup): not this mail.
+                if nonce.is_some() && nonce != delivery.message_nonce {
+                    tracing::info!(
+                        delivery = id,
+                        "report names a delivery of another database that shares the secret: not matched"
+                    );
                     return Ok(None);
                 }
                 Ok(Some(Target {

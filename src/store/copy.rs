@@ -97,7 +97,7 @@ const TABLES: &[Table] = &[
     table!("issue_items": "issue_id", "item_id", "position"),
     table!("feeds": "newsletter_id", "url", "etag", "last_modified", "fetched_at", "ok_at", "last_error"),
     table!("deliveries": "id", "kind", "issue_id", "subscriber_id", "status", "attempts", "next_attempt_at",
-        "claim_token", "lease_until", "last_reply", "created_at", "sent_at"),
+        "claim_token", "lease_until", "last_reply", "created_at", "sent_at", "message_nonce"),
     table!("feedback_events": "id", "subscriber_id", "delivery_id", "issue_id", "kind", "source", "detail",
         "report_id", "created_at"),
     table!("suppressions": "email_hash", "reason", "created_at"),

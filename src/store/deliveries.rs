@@ -37,6 +37,8 @@ pub struct ClaimedDelivery {
     pub attempts: i64,
     /// For a confirmation mail: the newsletters the reader has pending, as claimed.
     pub pending: Vec<i64>,
+    /// The random part of its Message-ID, the same on every attempt (see `domain::delivery_tag`).
+    pub message_nonce: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,20 +128,23 @@ pub enum Handover {
 }
 
 /// One claim statement: rows of one status (`$5`) that `$filter` picks, due
-/// by `$1`, in due order, up to `$4` of them, leased to `$3` until `$2`.
+/// by `$1`, in due order, up to `$4` of them, leased to `$3` until `$2`; a
+/// row claimed for the first time gets its Message-ID nonce from `$random`.
 ///
 /// One status at a time: with `status = $5` the claim walks its index range
 /// in order and stops at the limit; `status IN (…)` would sort every due row.
 macro_rules! claim_sql {
-    ($filter:literal, $lock:literal) => {
+    ($filter:literal, $lock:literal, $random:literal) => {
         concat!(
-            "UPDATE deliveries SET claim_token = $3, lease_until = $2 WHERE id IN (\
+            "UPDATE deliveries SET claim_token = $3, lease_until = $2, message_nonce = COALESCE(message_nonce, ",
+            $random,
+            ") WHERE id IN (\
              SELECT d.id FROM deliveries d WHERE ",
             $filter,
             " AND d.status = $5 AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until <= $1) \
              ORDER BY d.next_attempt_at, d.id LIMIT $4",
             $lock,
-            ") RETURNING id, kind, issue_id, subscriber_id, attempts"
+            ") RETURNING id, kind, issue_id, subscriber_id, attempts, message_nonce"
         )
     };
 }
@@ -147,14 +152,23 @@ macro_rules! claim_sql {
 // Confirmation mail walks `deliveries_due_confirmations`; an issue's rows walk
 // its own range of `deliveries_due_by_issue` (`$6`), only while it is sending.
 // A paused issue's rows are never visited, however many there are.
-const CONFIRMATIONS: &str = claim_sql!("d.issue_id IS NULL", "");
-const OF_ISSUE: &str =
-    claim_sql!("d.issue_id = $6 AND EXISTS (SELECT 1 FROM issues i WHERE i.id = $6 AND i.status = 'sending')", "");
+const CONFIRMATIONS: &str = claim_sql!("d.issue_id IS NULL", "", "random()");
+const OF_ISSUE: &str = claim_sql!(
+    "d.issue_id = $6 AND EXISTS (SELECT 1 FROM issues i WHERE i.id = $6 AND i.status = 'sending')",
+    "",
+    "random()"
+);
 // PostgreSQL: row locks let several instances claim side by side without waiting or overlapping.
-const CONFIRMATIONS_POSTGRES: &str = claim_sql!("d.issue_id IS NULL", " FOR UPDATE SKIP LOCKED");
+// Its random() has 52 bits; a v4 UUID's last 16 hex digits give 62 (gen_random_uuid is built in since 13).
+const CONFIRMATIONS_POSTGRES: &str = claim_sql!(
+    "d.issue_id IS NULL",
+    " FOR UPDATE SKIP LOCKED",
+    "('x' || right(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint"
+);
 const OF_ISSUE_POSTGRES: &str = claim_sql!(
     "d.issue_id = $6 AND EXISTS (SELECT 1 FROM issues i WHERE i.id = $6 AND i.status = 'sending')",
-    " FOR UPDATE SKIP LOCKED"
+    " FOR UPDATE SKIP LOCKED",
+    "('x' || right(replace(gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint"
 );
 
 /// What a claim statement returns.
@@ -166,6 +180,7 @@ struct ClaimedRow {
     issue_id: Option<i64>,
     subscriber_id: i64,
     attempts: i64,
+    message_nonce: i64,
 }
 
 impl Store {
@@ -258,6 +273,7 @@ impl Store {
                     email,
                     name,
                     attempts: row.attempts,
+                    message_nonce: row.message_nonce,
                     pending: match row.kind {
                         DeliveryKind::Issue => vec![],
                         DeliveryKind::Confirmation => pending.get(&row.subscriber_id).cloned().unwrap_or_default(),

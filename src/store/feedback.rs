@@ -19,6 +19,8 @@ pub struct FeedbackDelivery {
     pub newsletter_id: Option<i64>,
     /// The subscriber's address key, to check against the report's recipient.
     pub email_key: String,
+    /// The random part of its Message-ID; `None` for mail sent before there was one.
+    pub message_nonce: Option<i64>,
 }
 
 /// One report as it is recorded.
@@ -90,7 +92,7 @@ impl Store {
     pub async fn feedback_delivery(&self, delivery_id: i64) -> Result<Option<FeedbackDelivery>> {
         reading!(self, |pool| {
             Ok(sqlx::query_as(
-                "SELECT d.id, d.subscriber_id, d.issue_id, i.newsletter_id, s.email_key FROM deliveries d \
+                "SELECT d.id, d.subscriber_id, d.issue_id, i.newsletter_id, s.email_key, d.message_nonce FROM deliveries d \
                  JOIN subscribers s ON s.id = d.subscriber_id LEFT JOIN issues i ON i.id = d.issue_id WHERE d.id = $1",
             )
             .bind(delivery_id)
