@@ -38,10 +38,11 @@ async fn lists_subscribers(backend: Backend) {
     let csv =
         stdout(&bulletin(&config, &["subscribers", "list", "--newsletter", "morning-briefing", "--format", "csv"]));
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "email,status,created_at,confirmed_at");
+    // The contract's four columns, then the name (none for a web signup).
+    assert_eq!(lines[0], "email,status,created_at,confirmed_at,name");
     assert_eq!(lines.len(), 3, "{csv}");
-    assert!(lines[1].starts_with("confirmed@example.org,confirmed,20") && lines[1].ends_with('Z'), "{csv}");
-    assert!(lines[2].starts_with("pending@example.org,pending,20") && lines[2].ends_with(','), "{csv}");
+    assert!(lines[1].starts_with("confirmed@example.org,confirmed,20") && lines[1].ends_with("Z,"), "{csv}");
+    assert!(lines[2].starts_with("pending@example.org,pending,20") && lines[2].ends_with(",,"), "{csv}");
 
     let confirmed = stdout(&bulletin(
         &config,

@@ -426,6 +426,61 @@ async fn names_reach_the_readers_mail(backend: Backend) {
     app.stop().await;
 }
 
+/// The name a list gave is shown where the operator looks for a reader
+/// (`subscribers show`, `list`, `export`: after the contract's columns),
+/// and an export imported elsewhere keeps it.
+async fn names_are_shown_listed_and_exported(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db.url);
+    let file = dir.path().join("named.csv");
+    std::fs::write(&file, "email,name\nada@example.org,Ada Lovelace\nbob@example.org,\n").unwrap();
+    let (out, _, stderr) = run(&config, &["--confirmed", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = |args: &[&str]| {
+        let out = common::bin::bulletin(&config, args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    let table = stdout(&["subscribers", "show", "ada@example.org"]);
+    assert!(table.lines().any(|l| l.split_whitespace().eq(["name", "Ada", "Lovelace"])), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&["subscribers", "show", "ada@example.org", "--format", "json"])).unwrap();
+    assert_eq!(json["name"], "Ada Lovelace");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&["subscribers", "show", "bob@example.org", "--format", "json"])).unwrap();
+    assert_eq!(json["name"], serde_json::Value::Null);
+
+    let list = ["subscribers", "list", "--newsletter", "morning-briefing", "--format"];
+    let csv = stdout(&[&list[..], &["csv"]].concat());
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    assert_eq!(reader.headers().unwrap(), vec!["email", "status", "created_at", "confirmed_at", "name"]);
+    let rows: Vec<(String, String)> =
+        reader.records().map(|r| r.unwrap()).map(|r| (r[0].to_owned(), r[4].to_owned())).collect();
+    assert_eq!(rows, [("ada@example.org".into(), "Ada Lovelace".into()), ("bob@example.org".into(), String::new())]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&[&list[..], &["json"]].concat())).unwrap();
+    assert_eq!((&json[0]["name"], &json[1]["name"]), (&"Ada Lovelace".into(), &serde_json::Value::Null));
+
+    let export = stdout(&["subscribers", "export", "--newsletter", "morning-briefing"]);
+    let mut reader = csv::Reader::from_reader(export.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(header[..4], ["email", "status", "created_at", "confirmed_at"], "the contract's columns first");
+    assert_eq!(header.last().map(String::as_str), Some("name"));
+    let ada = reader.records().map(|r| r.unwrap()).find(|r| &r[0] == "ada@example.org").unwrap();
+    assert_eq!(ada.iter().next_back(), Some("Ada Lovelace"));
+
+    // The export, imported into another database, brings the name along.
+    let Some(other) = TestDb::create(backend).await else { return };
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_config = write_config(other_dir.path(), &other.url);
+    let exported = other_dir.path().join("export.csv");
+    std::fs::write(&exported, &export).unwrap();
+    let (out, _, stderr) = run(&other_config, &["--confirmed", exported.to_str().unwrap()]);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(subscriptions(&other.url).await[0].2.as_deref(), Some("Ada Lovelace"));
+}
+
 on_both_backends!(
     a_huge_bad_field_is_quoted_cut,
     bad_rows_are_reported_as_found,
@@ -433,4 +488,5 @@ on_both_backends!(
     every_row_is_accounted_for,
     confirmation_mail_is_asked_for,
     names_reach_the_readers_mail,
+    names_are_shown_listed_and_exported,
 );

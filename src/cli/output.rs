@@ -77,8 +77,8 @@ pub fn newsletters(
 /// Streams a newsletter's subscribers page by page, so memory stays flat on
 /// any list size (a table is the exception: it needs every width first).
 /// On a newsletter that offers rhythms (`offer`), the table and JSON show
-/// each reader's rhythm and zone; the CSV stays as it is, a contract with
-/// the spreadsheets and scripts that read it.
+/// each reader's rhythm and zone. The CSV's first four columns are a
+/// contract with the spreadsheets and scripts that read it; `name` follows them.
 pub async fn subscribers(
     out: &mut impl Write,
     format: Format,
@@ -87,13 +87,14 @@ pub async fn subscribers(
     status: Option<SubscriptionStatus>,
     offer: Option<&RhythmOffer>,
 ) -> anyhow::Result<()> {
-    let header = ["email", "status", "created_at", "confirmed_at"];
+    let header = ["email", "status", "created_at", "confirmed_at", "name"];
     let record = |row: &SubscriberRow| {
         [
             row.email.clone(),
             row.status.to_string(),
             format_timestamp(row.created_at),
             row.confirmed_at.map(format_timestamp).unwrap_or_default(),
+            row.name.clone().unwrap_or_default(),
         ]
     };
     let rhythm = |row: &SubscriberRow| offer.map(|offer| ReaderRhythm::resolve(offer, row.rhythm, row.zone));
@@ -111,7 +112,8 @@ pub async fn subscribers(
             let mut first = true;
             write!(out, "[")?;
             walk(store, newsletter_id, status, |row| {
-                let mut value = json!({"email": row.email, "status": row.status, "created_at": format_timestamp(row.created_at),
+                let mut value = json!({"email": row.email, "name": row.name, "status": row.status,
+                                   "created_at": format_timestamp(row.created_at),
                                    "confirmed_at": row.confirmed_at.map(format_timestamp)});
                 if let Some(r) = rhythm(row) {
                     super::reader::rhythm(&mut value, &r);
@@ -129,10 +131,10 @@ pub async fn subscribers(
             walk(store, newsletter_id, status, |row| {
                 match rhythm(row) {
                     Some(r) => {
-                        let [email, status, created_at, confirmed_at] = record(row);
+                        let [email, status, created_at, confirmed_at, name] = record(row);
                         let (rhythm, zone) =
                             (marked(r.rhythm.as_str(), r.own_rhythm), marked(r.zone.name(), r.own_zone));
-                        paced.push([email, status, rhythm, zone, created_at, confirmed_at]);
+                        paced.push([email, status, rhythm, zone, created_at, confirmed_at, name]);
                     }
                     None => plain.push(record(row)),
                 }
@@ -140,7 +142,7 @@ pub async fn subscribers(
             })
             .await?;
             if offer.is_some() {
-                table(out, &["email", "status", "rhythm", "timezone", "created_at", "confirmed_at"], &paced)?;
+                table(out, &["email", "status", "rhythm", "timezone", "created_at", "confirmed_at", "name"], &paced)?;
             } else {
                 table(out, &header, &plain)?;
             }
@@ -153,7 +155,7 @@ pub async fn subscribers(
 /// `subscribers export`: every subscription of `newsletters`, a newsletter
 /// at a time, streamed as `subscribers list` does. The first four columns
 /// are the list's CSV, a contract with the spreadsheets and scripts that
-/// read it; the rest follow them.
+/// read it; the rest follow them, `name` last.
 pub async fn export(
     out: &mut impl Write,
     store: &Store,
@@ -161,7 +163,16 @@ pub async fn export(
     erased: &ErasedAddresses,
 ) -> anyhow::Result<()> {
     let mut w = csv::Writer::from_writer(out);
-    w.write_record(["email", "status", "created_at", "confirmed_at", "newsletter", "unsubscribed_at", "suppression"])?;
+    w.write_record([
+        "email",
+        "status",
+        "created_at",
+        "confirmed_at",
+        "newsletter",
+        "unsubscribed_at",
+        "suppression",
+        "name",
+    ])?;
     let at = |t: Option<i64>| t.map(format_timestamp).unwrap_or_default();
     for newsletter in newsletters {
         walk(store, newsletter.id, None, |row| {
@@ -180,6 +191,7 @@ pub async fn export(
                 newsletter.slug.to_string(),
                 at(row.unsubscribed_at),
                 suppression.to_owned(),
+                row.name.clone().unwrap_or_default(),
             ];
             Ok(w.write_record(record.iter().map(|cell| neutralise(cell).into_owned()))?)
         })

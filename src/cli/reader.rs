@@ -12,6 +12,7 @@ use crate::signup::{Reader, ReaderRhythm};
 pub fn table_of(out: &mut impl Write, reader: &Reader) -> anyhow::Result<()> {
     let at = |t: Option<i64>| t.map(format_timestamp).unwrap_or_default();
     writeln!(out, "address            {}", reader.address)?;
+    writeln!(out, "name               {}", reader.name.as_deref().unwrap_or("(none given)"))?;
     writeln!(out, "stored since       {}", format_timestamp(reader.created_at))?;
     let mut suppression = vec![];
     if let Some(bounced) = reader.bounced_at {
@@ -72,6 +73,7 @@ pub fn json_of(out: &mut impl Write, reader: &Reader) -> anyhow::Result<()> {
     let at = |t: Option<i64>| t.map(format_timestamp);
     let value = json!({
         "email": reader.address,
+        "name": reader.name,
         "created_at": format_timestamp(reader.created_at),
         "bounced_at": at(reader.bounced_at),
         "suppressed_for": reader.bounced_at.map(|_| if reader.complained { "complained" } else { "bounced" }),

@@ -78,7 +78,7 @@ pub enum ReaderCommand {
     /// newsletter (a row per subscription).
     ///
     /// Columns: email,status,created_at,confirmed_at (as `subscribers list`),
-    /// then newsletter, unsubscribed_at and suppression (`bounced`, `erased` or empty).
+    /// then newsletter, unsubscribed_at, suppression (`bounced`, `erased` or empty) and name.
     Export {
         /// The newsletter's slug; without it, every newsletter.
         #[arg(long)]

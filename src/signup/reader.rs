@@ -20,6 +20,8 @@ pub struct Reader {
     pub subscriber_id: i64,
     /// The address as stored (the local part's case as the reader typed it).
     pub address: String,
+    /// The name an imported list gave (it goes in the To header of every mail).
+    pub name: Option<String>,
     pub created_at: Timestamp,
     /// When mail to the address bounced for good (or its reader complained): nothing is sent to it since.
     pub bounced_at: Option<Timestamp>,
@@ -128,6 +130,7 @@ impl Signup {
         Ok(Some(Reader {
             subscriber_id: subscriber.id,
             address: subscriber.email,
+            name: subscriber.name,
             created_at: subscriber.created_at,
             bounced_at: subscriber.bounced_at,
             complained: subscriber.suppressed_reason.as_deref() == Some("complained"),

@@ -20,6 +20,8 @@ pub struct SubscriberRecord {
     pub bounced_at: Option<Timestamp>,
     /// Why it is suppressed: `bounced`, or `complained` (the reader reported our mail as spam).
     pub suppressed_reason: Option<String>,
+    /// The name an imported list gave, used in the To header.
+    pub name: Option<String>,
 }
 
 impl Store {
@@ -29,7 +31,7 @@ impl Store {
             Ok(sqlx::query_as(
                 "SELECT id, email, created_at, suppressed_at, \
                  CASE WHEN suppressed_at IS NULL THEN NULL ELSE COALESCE(suppressed_reason, 'bounced') END \
-                 AS suppressed_reason FROM subscribers WHERE email_key = $1",
+                 AS suppressed_reason, name FROM subscribers WHERE email_key = $1",
             )
             .bind(email.key())
             .fetch_optional(pool)

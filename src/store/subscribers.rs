@@ -123,6 +123,8 @@ pub struct PreferenceChange {
 pub struct SubscriberRow {
     pub subscriber_id: i64,
     pub email: String,
+    /// The name an imported list gave.
+    pub name: Option<String>,
     pub status: SubscriptionStatus,
     pub created_at: Timestamp,
     pub confirmed_at: Option<Timestamp>,
@@ -139,6 +141,7 @@ pub struct SubscriberRow {
 struct SubscriberListing {
     id: i64,
     email: String,
+    name: Option<String>,
     status: String,
     created_at: Timestamp,
     confirmed_at: Option<Timestamp>,
@@ -409,7 +412,7 @@ impl Store {
     ) -> Result<Vec<SubscriberRow>> {
         let rows: Vec<SubscriberListing> = reading!(self, |pool| {
             sqlx::query_as(
-                "SELECT s.id, s.email, sub.status, sub.created_at, sub.confirmed_at, sub.unsubscribed_at, \
+                "SELECT s.id, s.email, s.name, sub.status, sub.created_at, sub.confirmed_at, sub.unsubscribed_at, \
                  s.suppressed_at, sub.rhythm, sub.timezone FROM subscriptions sub JOIN subscribers s ON s.id = sub.subscriber_id \
                  WHERE sub.newsletter_id = $1 AND ($2 IS NULL OR sub.status = $2) AND sub.subscriber_id > $3 \
                  ORDER BY sub.subscriber_id LIMIT $4",
@@ -428,6 +431,7 @@ impl Store {
                 Some(SubscriberRow {
                     subscriber_id: row.id,
                     email: row.email,
+                    name: row.name,
                     status: row.status.parse().ok()?,
                     created_at: row.created_at,
                     confirmed_at: row.confirmed_at,
