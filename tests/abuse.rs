@@ -247,6 +247,29 @@ async fn per_ip_limit(backend: Backend) {
     app.stop().await;
 }
 
+/// At 60 a minute the wait after a burst is a second: the page says "1
+/// second", as a person would, and the API gives the same wait.
+async fn a_one_second_wait_reads_as_one(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| s.signup.per_ip_per_minute = 60).await else {
+        return;
+    };
+    let mut limited = None;
+    for i in 0..70 {
+        let r = app
+            .post_form("/subscribe", &[("email", &format!("nobody-{i}")), ("newsletter", "weekend-reads")], None)
+            .await;
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let limited = limited.expect("the 61st signup within a second is limited");
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let text = common::visible(&limited.text().await.unwrap());
+    assert!(text.contains("try again in 1 second.") && !text.contains("1 seconds"), "{text}");
+    app.stop().await;
+}
+
 /// A signed time-trap: a form posted faster than a person can is dropped
 /// silently; one posted at human speed goes through.
 async fn time_trap(backend: Backend) {
@@ -296,5 +319,6 @@ on_both_backends!(
     surge_of_signups_each_recorded_once,
     a_refused_signup_fails_alone,
     per_ip_limit,
+    a_one_second_wait_reads_as_one,
     time_trap,
 );

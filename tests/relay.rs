@@ -185,6 +185,7 @@ async fn private_ca_is_trusted_through_tls_ca_file(backend: Backend) {
     let id = app.queue_issue("weekend-reads", "Over TLS", "Body.").await;
     let detail = wait_for_hold(&app, id, "not trusted").await;
     assert!(detail.contains("mail.tls_ca_file"), "says what to set: {detail}");
+    assert!(!detail.contains("Connection error: Connection error"), "said once: {detail}");
     app.stop().await;
 
     let ca_path = ca_file.display().to_string();
@@ -230,6 +231,7 @@ async fn opportunistic_sends_in_plain_text_when_tls_is_not_to_be_had() {
     let settings = mail_settings(&format!("smtp://{}?tls=required", untrusted.addr()));
     let refused = send_one(&settings, "required@example.org", "Required").await.unwrap_err();
     assert!(refused.contains("not trusted") && refused.contains("mail.tls_ca_file"), "{refused}");
+    assert!(!refused.contains("Connection error: Connection error"), "said once: {refused}");
 }
 
 /// `smtps://` (implicit TLS, port 465's way) to a self-signed relay on
@@ -341,6 +343,11 @@ async fn cli_errors_are_sentences_and_a_closed_pipe_is_quiet(backend: Backend) {
     }
     assert_eq!(stderr.trim_end().lines().count(), 1, "one sentence: {stderr}");
     assert_eq!(stderr.matches("error").count(), 1, "said once: {stderr}");
+    // The refused recipient ends the session with QUIT, not a dropped line.
+    smtpd.wait_for_log("rcpt=0/1").await;
+    let log = smtpd.log();
+    let line = log.lines().find(|l| l.contains("disconnect from") && l.contains("rcpt=0/1")).unwrap();
+    assert!(line.contains("quit=1"), "the test copy left without QUIT: {line}");
 
     app.import_confirmed("weekend-reads", &["piped@example.org".to_owned()]).await;
     let id = app.queue_issue("weekend-reads", "Piped", "Body.").await;
@@ -357,6 +364,26 @@ async fn cli_errors_are_sentences_and_a_closed_pipe_is_quiet(backend: Backend) {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && stderr.is_empty(), "{:?}: {stderr}", out.status);
+    // The same for JSON, which goes out through serde_json's writer.
+    for args in [
+        &["newsletters", "list", "--format", "json"][..],
+        &["subscribers", "show", "piped@example.org", "--format", "json"],
+        &["suppressions", "list", "--format", "json"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && stderr.is_empty(), "{args:?}: {:?}: {stderr}", out.status);
+    }
     app.stop().await;
 }
 

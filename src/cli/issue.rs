@@ -559,8 +559,10 @@ async fn send_test(settings: &Settings, services: &Services, draft: &Draft, to: 
     }
     .build(mailer)?;
     let mut channel = Outbound::from_settings(&settings.mail)?.channel();
-    let reply = channel.send(&message).await.map_err(|e| anyhow::anyhow!("test copy not sent: {e}"))?;
+    let sent = channel.send(&message).await;
+    // QUIT whatever the reply: a refused recipient is no reason to drop the line on the relay.
     channel.close().await;
+    let reply = sent.map_err(|e| anyhow::anyhow!("test copy not sent: {e}"))?;
     eprintln!("Test copy sent to {}: {reply}", to.as_str());
     Ok(())
 }

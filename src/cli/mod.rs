@@ -78,13 +78,18 @@ pub fn report(error: &anyhow::Error) -> ExitCode {
 }
 
 /// Whether the command failed only because whoever read its output stopped reading (EPIPE).
+/// serde_json keeps the `io::Error` it met out of its error chain, so it is asked by kind.
 fn closed_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
-        let io = cause.downcast_ref::<std::io::Error>().or_else(|| match cause.downcast_ref::<csv::Error>()?.kind() {
-            csv::ErrorKind::Io(e) => Some(e),
-            _ => None,
-        });
-        io.is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            .or_else(|| match cause.downcast_ref::<csv::Error>()?.kind() {
+                csv::ErrorKind::Io(e) => Some(e.kind()),
+                _ => None,
+            })
+            .or_else(|| cause.downcast_ref::<serde_json::Error>()?.io_error_kind());
+        kind == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -198,7 +203,7 @@ pub enum NewslettersCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SubscribersCommand {
-    /// List a newsletter's subscribers (CSV header: email,status,created_at,confirmed_at).
+    /// List a newsletter's subscribers (CSV header: email,status,created_at,confirmed_at,name).
     List {
         /// The newsletter's slug, as in `bulletin newsletters list`.
         #[arg(long)]

@@ -34,7 +34,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::TlsConnector;
 
 use super::MailError;
-use super::tls::{ImplicitTls, Trust, tls_failure};
+use super::tls::{ImplicitTls, Trust, said_once, tls_failure};
 
 /// How to reach the SMTP server, parsed once from `mail.smtp_url`.
 #[derive(Debug, Clone)]
@@ -185,8 +185,9 @@ impl SmtpTarget {
 
     async fn open(&self, timeout: Duration, tls: Tls) -> Result<SmtpConnection, Opening> {
         let at = format!("{}:{}", self.host, self.port);
-        let transient =
-            |e: &dyn std::fmt::Display| Opening::Failed(MailError::Transient(format!("connecting to {at}: {e}")));
+        let transient = |e: &dyn std::fmt::Display| {
+            Opening::Failed(MailError::Transient(format!("connecting to {at}: {}", said_once(&e.to_string()))))
+        };
         let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.host.as_str(), self.port)))
             .await
             .map_err(|_| transient(&"timed out"))?
@@ -502,7 +503,7 @@ async fn step(
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(match e.status() {
             Some(code) => SendFailure::Rejected { code: code_number(code), reply: server_reply(&e) },
-            None => SendFailure::Connection(e.to_string()),
+            None => SendFailure::Connection(said_once(&e.to_string())),
         }),
     }
 }

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// What a failed TLS handshake means, said so an operator knows what to change.
 pub(super) fn tls_failure(at: &str, error: &dyn std::fmt::Display) -> String {
-    let error = error.to_string();
+    let error = said_once(&error.to_string());
     if error.contains("certificate") {
         format!(
             "the TLS certificate of {at} is not trusted ({error}): set mail.tls_ca_file to the PEM file of \
@@ -22,6 +22,18 @@ pub(super) fn tls_failure(at: &str, error: &dyn std::fmt::Display) -> String {
     } else {
         format!("TLS with {at} failed: {error}")
     }
+}
+
+/// `text` with each ": "-separated part said once: lettre wraps its own
+/// connection errors in another ("Connection error: Connection error: …").
+pub(super) fn said_once(text: &str) -> String {
+    let mut kept: Vec<&str> = vec![];
+    for part in text.split(": ") {
+        if kept.last() != Some(&part) {
+            kept.push(part);
+        }
+    }
+    kept.join(": ")
 }
 
 /// The CAs a server's certificate may chain to: the same for STARTTLS
@@ -108,5 +120,17 @@ impl AsyncWrite for ImplicitTls {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::said_once;
+
+    #[test]
+    fn a_repeated_part_is_said_once() {
+        let lettre = "Connection error: Connection error: invalid peer certificate: UnknownIssuer";
+        assert_eq!(said_once(lettre), "Connection error: invalid peer certificate: UnknownIssuer");
+        assert_eq!(said_once("a: b: a"), "a: b: a", "only neighbours repeat");
     }
 }

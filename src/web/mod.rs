@@ -237,7 +237,8 @@ async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -
             state
                 .metrics
                 .signup(if api { ConsentSource::Api } else { ConsentSource::Form }, SignupOutcome::RateLimited);
-            let message = format!("Too many signups from your network. Please try again in {retry_after} seconds.");
+            let wait = if retry_after == 1 { "1 second".to_owned() } else { format!("{retry_after} seconds") };
+            let message = format!("Too many signups from your network. Please try again in {wait}.");
             if api {
                 let mut e = error::ApiError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
                 e.retry_after = Some(retry_after);
