@@ -11,6 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use bulletin::domain::Rhythm;
 use bulletin::domain::SubscriptionStatus::{Confirmed, Pending};
 use common::browser::{Browser, DESKTOP, NewsSite, PHONE};
 use common::{Backend, TestApp};
@@ -314,6 +315,103 @@ async fn fast_autofill() {
 async fn a_fast_autofill_is_asked_to_press_once_more() {
     common::bounded(fast_autofill()).await;
 }
+
+/// Morning Briefing offers every rhythm (daily first) in Kyiv; Weekend Reads daily and weekly.
+fn offer_rhythms(settings: &mut bulletin::config::Settings) {
+    for n in &mut settings.newsletters {
+        let rhythms: Vec<String> = match n.slug.as_str() {
+            "morning-briefing" => vec!["daily".into(), "immediate".into(), "weekly".into()],
+            "weekend-reads" => vec!["daily".into(), "weekly".into()],
+            _ => continue,
+        };
+        n.digest =
+            Some(bulletin::config::DigestSettings { timezone: "Europe/Kyiv".into(), rhythms, ..Default::default() });
+    }
+}
+
+/// Where the reader lives: not the newsletters' own zone, so a lost zone shows.
+const READER_ZONE: &str = "America/New_York";
+
+/// A reader picks weekly on Bulletin's page (one newsletter's form, then the
+/// form for several) and presses Subscribe before the time-trap's minimum:
+/// the second press on "One more step" stores exactly weekly and their zone.
+async fn second_press(backend: Backend, javascript: bool) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        offer_rhythms(s);
+        // Longer than any busy machine takes between serving a page and the press that sends it.
+        s.signup.min_submit_seconds = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let browser = if javascript { Browser::start(DESKTOP).await } else { Browser::without_javascript(DESKTOP).await };
+    let Some(browser) = browser else { return };
+    browser.set_time_zone(READER_ZONE).await;
+    let forms = [
+        ("one@example.org", "#morning-briefing", vec!["#rhythm-morning-briefing-weekly"], vec!["morning-briefing"]),
+        (
+            "several@example.org",
+            "#several",
+            vec!["#pick-morning-briefing", "#pick-weekend-reads", "#rhythm-several-weekly"],
+            vec!["morning-briefing", "weekend-reads"],
+        ),
+    ];
+    for (email, section, clicks, slugs) in forms {
+        browser.goto(&app.url("/")).await.unwrap();
+        let zone = browser.element(&format!("{section} input[name=timezone]")).await;
+        if javascript {
+            // The page's script fills the zone in from the browser.
+            let filled = zone.prop("value").await.unwrap();
+            assert_eq!(filled.as_deref(), Some(READER_ZONE));
+        } else {
+            // Without JavaScript the page cannot learn the zone; it stands here for one the
+            // reader typed into the field the page shows after a zone it did not know.
+            browser
+                .js(
+                    "arguments[0].value = arguments[1];",
+                    vec![serde_json::to_value(&zone).unwrap(), READER_ZONE.into()],
+                )
+                .await;
+        }
+        for css in clicks {
+            browser.element(css).await.click().await.unwrap();
+        }
+        browser.element(&format!("{section} input[type=email]")).await.send_keys(email).await.unwrap();
+        // The clock stands still: this press comes before the minimum.
+        browser.element(&format!("{section} button[type=submit]")).await.click().await.unwrap();
+        browser.title_where("One more step", |t| t == "One more step").await;
+        for slug in &slugs {
+            assert_eq!(app.rhythm_of(email, slug).await, None, "nothing stored before the second press");
+        }
+
+        app.clock.advance(61);
+        browser.element("main form button[type=submit]").await.click().await.unwrap();
+        if javascript {
+            // The page's script sends the second press to the API and answers in place.
+            browser.text_containing("main [data-bulletin-status]", BOX_THANKS).await;
+        } else {
+            browser.title_where("the thank-you page", |t| t == "Thank you for signing up").await;
+            browser.text_containing("main", PAGE_THANKS).await;
+        }
+        for slug in &slugs {
+            let choice = Some((Some(Rhythm::Weekly), Some(READER_ZONE.to_owned())));
+            assert_eq!(app.rhythm_of(email, slug).await, choice, "{email} on {slug}");
+        }
+    }
+    browser.close().await;
+    app.stop().await;
+}
+
+async fn second_press_with_javascript(backend: Backend) {
+    second_press(backend, true).await;
+}
+
+async fn second_press_without_javascript(backend: Backend) {
+    second_press(backend, false).await;
+}
+
+on_both_backends!(second_press_with_javascript, second_press_without_javascript);
 
 /// The pages a reader sees, at desktop and phone width, as PNGs in docs/screenshots/.
 async fn take_screenshots() {

@@ -34,13 +34,6 @@ async fn spawn(backend: Backend) -> Option<TestApp> {
     TestApp::spawn_with(backend, configure).await
 }
 
-/// (rhythm, zone) stored for the reader on the newsletter; `None` is the newsletter's default.
-async fn stored(app: &TestApp, email: &str, slug: &str) -> Option<(Option<Rhythm>, Option<String>)> {
-    let newsletter = app.newsletter(slug).await;
-    let rows = app.store.subscribers_page(newsletter.id, None, 0, 1000).await.unwrap();
-    rows.into_iter().find(|r| r.email == email).map(|r| (r.rhythm, r.zone.map(|z| z.name().to_owned())))
-}
-
 /// The attributes of every `<tag …>` in a page, in order.
 fn tags(html: &str, tag: &str) -> Vec<HashMap<String, String>> {
     let open = format!("<{tag}");
@@ -214,17 +207,17 @@ async fn signups_store_rhythm_and_zone(backend: Backend) {
 
     let kyiv = None;
     assert_eq!(
-        stored(&app, "form@example.org", MORNING).await,
+        app.rhythm_of("form@example.org", MORNING).await,
         Some((Some(Rhythm::Weekly), Some("America/New_York".into())))
     );
     assert_eq!(
-        stored(&app, "api@example.org", MORNING).await,
+        app.rhythm_of("api@example.org", MORNING).await,
         Some((Some(Rhythm::Immediate), Some("Asia/Tokyo".into())))
     );
-    assert_eq!(stored(&app, "plain@example.org", MORNING).await, Some((Some(Rhythm::Daily), kyiv.clone())));
-    assert_eq!(stored(&app, "nochoice@example.org", MORNING).await, Some((None, kyiv)));
+    assert_eq!(app.rhythm_of("plain@example.org", MORNING).await, Some((Some(Rhythm::Daily), kyiv.clone())));
+    assert_eq!(app.rhythm_of("nochoice@example.org", MORNING).await, Some((None, kyiv)));
     // A newsletter without rhythms ignores them.
-    assert_eq!(stored(&app, "api@example.org", "explaining-ukraine").await, Some((None, None)));
+    assert_eq!(app.rhythm_of("api@example.org", "explaining-ukraine").await, Some((None, None)));
 
     let dir = tempfile::tempdir().unwrap();
     let listed: serde_json::Value = serde_json::from_str(&subscribers_list(&app, dir.path(), "json")).unwrap();
@@ -348,7 +341,7 @@ async fn bad_choices_are_refused_and_not_stored(backend: Backend) {
 
     for email in ["a", "b", "c", "d", "e", "f"].map(|e| format!("{e}@example.org")) {
         for slug in [MORNING, WEEKEND] {
-            assert_eq!(stored(&app, &email, slug).await, None, "{email} is not stored");
+            assert_eq!(app.rhythm_of(&email, slug).await, None, "{email} is not stored");
         }
     }
     assert!(app.mail.mails_to("a@example.org").is_empty());
@@ -396,10 +389,10 @@ async fn a_second_signup_changes_nothing(backend: Backend) {
     assert_eq!(new.0, 200);
     assert_eq!(new, again, "the form answers an existing reader like a new one");
 
-    assert_eq!(stored(&app, "reader@example.org", MORNING).await, theirs, "only the signed link changes a rhythm");
+    assert_eq!(app.rhythm_of("reader@example.org", MORNING).await, theirs, "only the signed link changes a rhythm");
     assert_eq!(app.status_of("reader@example.org", MORNING).await, Some(SubscriptionStatus::Confirmed));
     assert_eq!(
-        stored(&app, "new@example.org", MORNING).await,
+        app.rhythm_of("new@example.org", MORNING).await,
         Some((Some(Rhythm::Immediate), Some("Asia/Tokyo".into())))
     );
     app.stop().await;
@@ -430,7 +423,7 @@ async fn preferences_show_and_change_the_rhythm(backend: Backend) {
     let zone = input(&inputs, &format!("timezone-{MORNING}"));
     assert_eq!((zone["type"].as_str(), zone["value"].as_str()), ("text", "Europe/Kyiv"));
     assert_labelled(&html);
-    assert_eq!(stored(&app, email, MORNING).await, Some((None, None)), "showing changes nothing");
+    assert_eq!(app.rhythm_of(email, MORNING).await, Some((None, None)), "showing changes nothing");
 
     let save = |fields: Vec<(&'static str, &'static str)>| {
         let mut all = vec![("newsletter", MORNING), ("newsletter", WEEKEND)];
@@ -450,9 +443,9 @@ async fn preferences_show_and_change_the_rhythm(backend: Backend) {
     let html = common::visible(&changed.text().await.unwrap());
     assert!(html.contains("Your preferences have been saved."), "{html}");
     assert!(html.contains("You get: A weekly digest on Mondays at 07:00, America/New_York time."), "{html}");
-    assert_eq!(stored(&app, email, MORNING).await, Some((Some(Rhythm::Weekly), Some("America/New_York".into()))));
+    assert_eq!(app.rhythm_of(email, MORNING).await, Some((Some(Rhythm::Weekly), Some("America/New_York".into()))));
     // Weekend Reads was sent as it was shown: its defaults stay defaults.
-    assert_eq!(stored(&app, email, WEEKEND).await, Some((None, None)));
+    assert_eq!(app.rhythm_of(email, WEEKEND).await, Some((None, None)));
 
     // A zone that does not exist: the message next to the field, nothing changed.
     let refused =
@@ -476,8 +469,8 @@ async fn preferences_show_and_change_the_rhythm(backend: Backend) {
         html.contains(&format!("id=\"rhythm-{WEEKEND}-error\" role=\"alert\">Weekend Reads does not offer daily")),
         "{html}"
     );
-    assert_eq!(stored(&app, email, MORNING).await, Some((Some(Rhythm::Weekly), Some("America/New_York".into()))));
-    assert_eq!(stored(&app, email, WEEKEND).await, Some((None, None)));
+    assert_eq!(app.rhythm_of(email, MORNING).await, Some((Some(Rhythm::Weekly), Some("America/New_York".into()))));
+    assert_eq!(app.rhythm_of(email, WEEKEND).await, Some((None, None)));
     assert_eq!(app.status_of(email, WEEKEND).await, Some(SubscriptionStatus::Confirmed));
 
     // Emptying the zone goes back to the newsletter's.
@@ -486,7 +479,102 @@ async fn preferences_show_and_change_the_rhythm(backend: Backend) {
     assert!(
         common::visible(&back.text().await.unwrap()).contains("A weekly digest on Mondays at 07:00, Europe/Kyiv time.")
     );
-    assert_eq!(stored(&app, email, MORNING).await, Some((Some(Rhythm::Weekly), None)));
+    assert_eq!(app.rhythm_of(email, MORNING).await, Some((Some(Rhythm::Weekly), None)));
+    app.stop().await;
+}
+
+/// The HTML of the first form after `marker` in a page.
+fn form_after<'a>(html: &'a str, marker: &str) -> &'a str {
+    let start = html.find(marker).unwrap_or_else(|| panic!("no {marker} in {html}"));
+    let form = &html[start..];
+    let form = &form[form.find("<form").unwrap_or_else(|| panic!("no form after {marker}"))..];
+    &form[..form.find("</form>").expect("form closes")]
+}
+
+/// What a browser without JavaScript posts from `form` after the reader
+/// typed and picked `set`: a text, email or hidden field named there takes
+/// that value; radios and checkboxes named there are ticked where their value
+/// is listed, and only there; every other field goes as the page drew it.
+fn posted(form: &str, set: &[(&str, &str)]) -> Vec<(String, String)> {
+    let named = |name: &str| set.iter().any(|(n, _)| *n == name);
+    let mut fields = vec![];
+    for i in tags(form, "input") {
+        let Some(name) = i.get("name").cloned() else { continue };
+        let value = i.get("value").cloned().unwrap_or_default();
+        match i.get("type").map(String::as_str) {
+            Some("radio" | "checkbox") => {
+                let value = if i.contains_key("value") { value } else { "on".to_owned() };
+                let ticked = if named(&name) {
+                    set.contains(&(name.as_str(), value.as_str()))
+                } else {
+                    i.contains_key("checked")
+                };
+                if ticked {
+                    fields.push((name, value));
+                }
+            }
+            _ => {
+                let typed = set.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned());
+                fields.push((name, typed.unwrap_or(value)));
+            }
+        }
+    }
+    fields
+}
+
+async fn post_fields(app: &TestApp, fields: &[(String, String)]) -> reqwest::Response {
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    app.post_form("/subscribe", &pairs, None).await
+}
+
+/// A reader who picks weekly and their zone and presses Subscribe within
+/// `signup.min_submit_seconds` is asked to press once more; that second
+/// press, as a browser without JavaScript sends the page it got, stores
+/// exactly their choice: on one newsletter's form and on the form for several.
+async fn the_second_press_keeps_the_choice(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        configure(s);
+        // Longer than any busy machine takes between serving a page and the press that sends it.
+        s.signup.min_submit_seconds = 60;
+    })
+    .await
+    else {
+        return;
+    };
+    let cases = [
+        ("one@example.org", format!("id=\"{MORNING}\""), vec![("newsletter", MORNING)], "America/New_York"),
+        (
+            "several@example.org",
+            "id=\"several\"".to_owned(),
+            vec![("newsletter", MORNING), ("newsletter", WEEKEND)],
+            "Asia/Tokyo",
+        ),
+    ];
+    for (email, section, picked, zone) in &cases {
+        let index = app.http.get(app.url("/")).send().await.unwrap().text().await.unwrap();
+        let mut set = vec![("email", *email), ("rhythm", "weekly"), ("timezone", *zone)];
+        set.extend(picked.iter().copied());
+        // Sent at once: the clock has not moved since the page was served.
+        let first = post_fields(&app, &posted(form_after(&index, section), &set)).await;
+        assert_eq!(first.status(), 200);
+        let again = first.text().await.unwrap();
+        assert!(again.contains("<title>One more step</title>"), "{again}");
+        assert!(common::visible(&again).contains("Please press Subscribe once more to finish signing up."));
+        for slug in [MORNING, WEEKEND] {
+            assert_eq!(app.rhythm_of(email, slug).await, None, "nothing is stored before the second press");
+        }
+
+        app.clock.advance(61);
+        let second = post_fields(&app, &posted(form_after(&again, "One more step</h1>"), &[])).await;
+        let status = second.status();
+        let done = common::visible(&second.text().await.unwrap());
+        assert_eq!(status, 200, "{done}");
+        assert!(done.contains("We've sent you a confirmation email."), "{done}");
+        let choice = Some((Some(Rhythm::Weekly), Some((*zone).to_owned())));
+        for (_, slug) in picked {
+            assert_eq!(app.rhythm_of(email, slug).await, choice, "{email} on {slug}");
+        }
+    }
     app.stop().await;
 }
 
@@ -496,4 +584,5 @@ on_both_backends!(
     bad_choices_are_refused_and_not_stored,
     a_second_signup_changes_nothing,
     preferences_show_and_change_the_rhythm,
+    the_second_press_keeps_the_choice,
 );

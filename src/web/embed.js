@@ -54,16 +54,13 @@
     email.removeAttribute("aria-describedby");
   }
 
+  // What the plain form would post: ticked boxes and radios, and hidden fields
+  // (the "once more" page carries the reader's rhythm in one).
   function request(form, email) {
-    var picked = [];
-    form.querySelectorAll("input[name=newsletter]").forEach(function (input) {
-      if (input.type !== "checkbox" || input.checked) picked.push(input.value);
-    });
-    var body = { email: email.value, newsletters: picked };
-    var rhythm = field(form, "input[name=rhythm]:checked");
-    if (rhythm && rhythm.value) body.rhythm = rhythm.value;
-    var tz = field(form, "input[name=timezone]");
-    if (tz && tz.value) body.timezone = tz.value;
+    var data = new FormData(form);
+    var body = { email: email.value, newsletters: data.getAll("newsletter") };
+    if (data.get("rhythm")) body.rhythm = data.get("rhythm");
+    if (data.get("timezone")) body.timezone = data.get("timezone");
     return body;
   }
 

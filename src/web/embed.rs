@@ -239,8 +239,15 @@ pub fn box_thanks(state: &AppState, theme: Theme) -> Response {
 }
 
 /// Our own page asking to press once more: the newsletters as chosen, the
-/// rest of the form as sent (`hidden`), and a fresh stamp.
-pub fn page_again(state: &AppState, chosen: &[String], hidden: Vec<(&'static str, String)>, email: &str) -> Response {
+/// rest of the form as sent (`hidden`, the `zone` in the box's own field, so
+/// the script keeps it), and a fresh stamp.
+pub fn page_again(
+    state: &AppState,
+    chosen: &[String],
+    hidden: Vec<(&'static str, String)>,
+    email: &str,
+    zone: &str,
+) -> Response {
     let found = named(state, &chosen.join(",")).unwrap_or_default();
     let mut signup = SignupBox::new("", &[]);
     signup.action = "/subscribe".to_owned();
@@ -252,6 +259,7 @@ pub fn page_again(state: &AppState, chosen: &[String], hidden: Vec<(&'static str
     signup.hidden.extend(hidden);
     signup.hidden.push(("ts", super::pages::fresh_stamp(state)));
     signup.email = email.to_owned();
+    signup.zone = zone.to_owned();
     signup.again = true;
     render(&AgainPage { signup, press_again: PRESS_AGAIN })
 }

@@ -291,9 +291,11 @@ impl SubscribeForm {
         match self.theme() {
             Some(theme) => self.in_box(state, theme, &FormFeedback::default(), true),
             None => {
-                let kept = [("form", &self.form), ("rhythm", &self.rhythm), ("timezone", &self.timezone)];
+                // The zone is not among these: the box has its own zone field, and a
+                // second `timezone` would make the next press unreadable.
+                let kept = [("form", &self.form), ("rhythm", &self.rhythm)];
                 let hidden = kept.into_iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k, v.clone())).collect();
-                embed::page_again(state, &self.newsletter, hidden, &self.email)
+                embed::page_again(state, &self.newsletter, hidden, &self.email, &self.timezone)
             }
         }
     }

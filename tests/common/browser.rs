@@ -175,6 +175,11 @@ impl Browser {
         std::fs::write(path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
+    /// Makes the page's clock read in `zone` (an IANA name), as a reader who lives there sees it.
+    pub async fn set_time_zone(&self, zone: &str) {
+        self.devtools("Emulation.setTimezoneOverride", json!({ "timezoneId": zone })).await;
+    }
+
     /// Sends one Chrome DevTools Protocol command through chromedriver and gives its result.
     async fn devtools(&self, method: &'static str, params: Value) -> Value {
         self.client

@@ -19,7 +19,7 @@ use bulletin::app::{self, Running, StartOptions};
 use bulletin::clock::Clock;
 use bulletin::config::{Settings, TransportKind};
 use bulletin::delivery::Draft;
-use bulletin::domain::{LinkKeys, Newsletter, SubscriptionStatus};
+use bulletin::domain::{LinkKeys, Newsletter, Rhythm, SubscriptionStatus};
 use bulletin::signup::{Links, roster};
 use bulletin::store::{MailCap, Store};
 use secrecy::SecretString;
@@ -278,6 +278,13 @@ impl TestApp {
 
     pub async fn status_of(&self, email: &str, slug: &str) -> Option<SubscriptionStatus> {
         self.subscribers(slug).await.into_iter().find(|(e, _)| e == email).map(|(_, s)| s)
+    }
+
+    /// The reader's (rhythm, zone) on a newsletter as stored; `None` fields are the newsletter's defaults.
+    pub async fn rhythm_of(&self, email: &str, slug: &str) -> Option<(Option<Rhythm>, Option<String>)> {
+        let newsletter = self.newsletter(slug).await;
+        let rows = self.store.subscribers_page(newsletter.id, None, 0, 1000).await.expect("subscribers");
+        rows.into_iter().find(|r| r.email == email).map(|r| (r.rhythm, r.zone.map(|z| z.name().to_owned())))
     }
 
     pub fn database_url(&self) -> &str {
