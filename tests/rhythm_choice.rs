@@ -231,7 +231,15 @@ async fn signups_store_rhythm_and_zone(backend: Backend) {
 
     let table = subscribers_list(&app, dir.path(), "table");
     let header = table.lines().next().unwrap();
-    assert!(header.split_whitespace().eq(["email", "status", "rhythm", "timezone", "created_at", "confirmed_at"]));
+    assert!(header.split_whitespace().eq([
+        "email",
+        "status",
+        "rhythm",
+        "timezone",
+        "created_at",
+        "confirmed_at",
+        "name"
+    ]));
     let row = table.lines().find(|l| l.starts_with("nochoice@")).unwrap();
     assert!(row.contains("daily (default)") && row.contains("Europe/Kyiv (default)"), "{table}");
     let row = table.lines().find(|l| l.starts_with("api@")).unwrap();
