@@ -151,14 +151,22 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the database answers a read and, on SQLite, the writer can take
-/// the write lock; 503 otherwise, within a few seconds either way.
+/// 200 when the database answers a read, on SQLite the writer can take the
+/// write lock, and a write succeeds (probed at most every few seconds); 503
+/// with the reason otherwise, within a few seconds either way.
 async fn healthz(State(state): State<AppState>) -> Response {
+    use crate::store::Unhealthy;
     match state.store.health().await {
         Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            let body = serde_json::json!({"status": "unavailable", "message": "the database is not answering"});
+            let (reason, message) = match e {
+                Unhealthy::DiskFull(_) => ("disk_full", "the database's disk is full: nothing can be stored"),
+                Unhealthy::ReadOnly(_) => ("read_only", "the database is read-only: nothing can be stored"),
+                Unhealthy::WritesFail(_) => ("writes_fail", "the database answers but refuses writes"),
+                _ => ("not_answering", "the database is not answering"),
+            };
+            let body = serde_json::json!({"status": "unavailable", "reason": reason, "message": message});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
