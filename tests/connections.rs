@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bulletin::config::Settings;
+use bulletin::web::OPEN_BODY_BUDGET;
 use common::{Backend, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -208,6 +209,64 @@ async fn beyond_max_connections_new_ones_wait_until_one_goes() {
         }
         assert_serves(&app).await;
         app.stop().await;
+    })
+    .await;
+}
+
+/// The largest body of a form or an API signup.
+const FORM_LIMIT: usize = 16 * 1024;
+
+/// Against `bulletin serve`: bodies that anyone may send hold at most
+/// `OPEN_BODY_BUDGET` bytes all together. Connections that each announce the
+/// largest body and send a few bytes of it fill it; then a signup is
+/// answered 503 "busy" with a Retry-After instead of holding more; once they
+/// go, signups work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_held_at_once_are_bounded() {
+    common::bounded(async {
+        let db = common::TestDb::create(Backend::Sqlite).await.unwrap();
+        let serve = common::bin::Serve::start(&db.url, "[signup]\nper_ip_per_minute = 0\n").await;
+        let addr = serve.base.trim_start_matches("http://").to_owned();
+        let head = format!(
+            "POST /api/subscriptions HTTP/1.1\r\nHost: bulletin\r\nContent-Type: application/json\r\n\
+             Content-Length: {FORM_LIMIT}\r\n\r\n{{\"email\": "
+        );
+        let mut holders = vec![];
+        for _ in 0..OPEN_BODY_BUDGET / FORM_LIMIT + 10 {
+            let mut holder = TcpStream::connect(&addr).await.unwrap();
+            holder.write_all(head.as_bytes()).await.unwrap();
+            holders.push(holder);
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let signup = |email: &str| {
+            http.post(format!("{}/api/subscriptions", serve.base))
+                .json(&serde_json::json!({"email": email, "newsletters": ["morning-briefing"]}))
+                .send()
+        };
+        // Once the server has taken in every holder's head, a new body finds no room.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in 0.. {
+            let r = signup(&format!("during{n}@example.org")).await.unwrap();
+            if r.status() == 503 {
+                assert!(r.headers().contains_key("retry-after"));
+                let body = r.text().await.unwrap();
+                assert!(body.contains("\"busy\""), "{body}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "a signup still got room: {} {}", r.status(), r.text().await.unwrap());
+        }
+        assert!(serve.log().contains("fill the open budget"), "{}", serve.log());
+
+        drop(holders);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = signup("after@example.org").await.unwrap().status();
+            if status.is_success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no room again after the holders left: {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
 }
