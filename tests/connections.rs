@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bulletin::config::Settings;
 use bulletin::web::OPEN_BODY_BUDGET;
+use common::bin::read_response;
 use common::{Backend, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -19,28 +20,6 @@ async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.base.trim_start_matches("http://")).await.expect("connect")
-}
-
-/// Reads one response off a keep-alive connection: its status and body.
-async fn read_response(stream: &mut TcpStream) -> (u16, String) {
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_string();
-            let length = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-                .map_or(0, |v| v.parse::<usize>().expect("content-length"));
-            if data.len() >= end + 4 + length {
-                let status = head[9..12].parse().expect("status");
-                return (status, String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string());
-            }
-        }
-        let n = stream.read(&mut chunk).await.expect("read");
-        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&data));
-        data.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// Waits (at most `within`) for the server to close the connection; returns

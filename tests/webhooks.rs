@@ -448,40 +448,16 @@ async fn wrong_token_floods_cost_no_body_memory() {
 
 /// `bulletin serve`'s request log names the route template, never the path token, right or wrong.
 async fn the_log_never_shows_the_token(backend: Backend) {
-    use std::process::Command;
     let Some(db) = common::TestDb::create(backend).await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("config.toml");
-    let text = format!(
-        "[server]\nsecret = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-         [database]\nurl = \"{}\"\n[mail]\ntransport = \"file\"\n[webhooks]\ntoken = \"{TOKEN}\"\n",
-        common::TEST_SECRET,
-        db.url
-    );
-    std::fs::write(&config, text).unwrap();
-    let mut child = common::bin::KillOnDrop::start(&config, "serve", &[]);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let serve = Serve::start(&db.url, &format!("[webhooks]\ntoken = \"{TOKEN}\"\n")).await;
+    let (base, http) = (serve.base.clone(), reqwest::Client::new());
     let body = json!({"type": "soft_bounce", "email": "nobody@example.org"}).to_string();
     let wrong = "wh-9999999999abcdef0123456789";
     for (token, expected) in [(TOKEN, StatusCode::OK), (wrong, StatusCode::NOT_FOUND)] {
         let response = http.post(format!("{base}/webhooks/generic/{token}")).body(body.clone()).send().await.unwrap();
         assert_eq!(response.status(), expected);
     }
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "serve did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = serve.stop().await;
     assert!(log.contains("route=\"/webhooks/{provider}/{token}\" status=200"), "{log}");
     assert!(log.contains("webhook refused: unknown path token"), "{log}");
     assert!(!log.contains(TOKEN) && !log.contains(wrong), "{log}");

@@ -108,6 +108,7 @@ pub struct Serve {
     pub process: KillOnDrop,
     pub base: String,
     log: std::sync::Arc<std::sync::Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -127,7 +128,7 @@ impl Serve {
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stderr = process.stderr.take().unwrap();
         let kept = log.clone();
-        std::thread::spawn(move || {
+        let drain = std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut log = kept.lock().unwrap();
@@ -145,7 +146,21 @@ impl Serve {
             assert!(process.try_wait().unwrap().is_none(), "serve exited: {}", log.lock().unwrap());
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        Self { process, base, log, _dir: dir }
+        Self { process, base, log, drain: Some(drain), _dir: dir }
+    }
+
+    /// Stops the server as an operator would (SIGTERM), waits for it to exit
+    /// (at most 10 s), and returns all it logged.
+    pub async fn stop(mut self) -> String {
+        Command::new("kill").arg("-TERM").arg(self.process.id().to_string()).status().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.process.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "serve did not stop");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The pipe is closed: the drain ends once it has read the last line.
+        self.drain.take().unwrap().join().unwrap();
+        self.log()
     }
 
     /// What the server has logged so far.
@@ -179,31 +194,36 @@ pub async fn declare_body(
     sent: &[u8],
     within: std::time::Duration,
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let head = format!("POST {path} HTTP/1.1\r\nHost: bulletin\r\n{extra}Content-Length: {length}\r\n\r\n");
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.write_all(sent).await.unwrap();
-    let read = async {
-        let mut data = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&data[..end]).to_string();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-                    .map_or(0, |v| v.parse::<usize>().unwrap());
-                if data.len() >= end + 4 + length {
-                    let status = head[9..12].parse().unwrap();
-                    return (status, String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string());
-                }
+    tokio::time::timeout(within, read_response(&mut stream))
+        .await
+        .unwrap_or_else(|_| panic!("POST {path} not answered within {within:?}"))
+}
+
+/// Reads one response off a connection: its status and body.
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .map_or(0, |v| v.parse::<usize>().expect("content-length"));
+            if data.len() >= end + 4 + length {
+                let status = head[9..12].parse().expect("status");
+                return (status, String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string());
             }
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed mid-answer: {:?}", String::from_utf8_lossy(&data));
-            data.extend_from_slice(&chunk[..n]);
         }
-    };
-    tokio::time::timeout(within, read).await.unwrap_or_else(|_| panic!("POST {path} not answered within {within:?}"))
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&data));
+        data.extend_from_slice(&chunk[..n]);
+    }
 }
