@@ -6,6 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bulletin::config::Settings;
+use bulletin::web::OPEN_BODY_BUDGET;
+use common::bin::read_response;
 use common::{Backend, TestApp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,28 +20,6 @@ async fn spawn(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.base.trim_start_matches("http://")).await.expect("connect")
-}
-
-/// Reads one response off a keep-alive connection: its status and body.
-async fn read_response(stream: &mut TcpStream) -> (u16, String) {
-    let mut data = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_string();
-            let length = head
-                .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-                .map_or(0, |v| v.parse::<usize>().expect("content-length"));
-            if data.len() >= end + 4 + length {
-                let status = head[9..12].parse().expect("status");
-                return (status, String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string());
-            }
-        }
-        let n = stream.read(&mut chunk).await.expect("read");
-        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&data));
-        data.extend_from_slice(&chunk[..n]);
-    }
 }
 
 /// Waits (at most `within`) for the server to close the connection; returns
@@ -208,6 +188,64 @@ async fn beyond_max_connections_new_ones_wait_until_one_goes() {
         }
         assert_serves(&app).await;
         app.stop().await;
+    })
+    .await;
+}
+
+/// The largest body of a form or an API signup.
+const FORM_LIMIT: usize = 16 * 1024;
+
+/// Against `bulletin serve`: bodies that anyone may send hold at most
+/// `OPEN_BODY_BUDGET` bytes all together. Connections that each announce the
+/// largest body and send a few bytes of it fill it; then a signup is
+/// answered 503 "busy" with a Retry-After instead of holding more; once they
+/// go, signups work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_held_at_once_are_bounded() {
+    common::bounded(async {
+        let db = common::TestDb::create(Backend::Sqlite).await.unwrap();
+        let serve = common::bin::Serve::start(&db.url, "[signup]\nper_ip_per_minute = 0\n").await;
+        let addr = serve.base.trim_start_matches("http://").to_owned();
+        let head = format!(
+            "POST /api/subscriptions HTTP/1.1\r\nHost: bulletin\r\nContent-Type: application/json\r\n\
+             Content-Length: {FORM_LIMIT}\r\n\r\n{{\"email\": "
+        );
+        let mut holders = vec![];
+        for _ in 0..OPEN_BODY_BUDGET / FORM_LIMIT + 10 {
+            let mut holder = TcpStream::connect(&addr).await.unwrap();
+            holder.write_all(head.as_bytes()).await.unwrap();
+            holders.push(holder);
+        }
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+        let signup = |email: &str| {
+            http.post(format!("{}/api/subscriptions", serve.base))
+                .json(&serde_json::json!({"email": email, "newsletters": ["morning-briefing"]}))
+                .send()
+        };
+        // Once the server has taken in every holder's head, a new body finds no room.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for n in 0.. {
+            let r = signup(&format!("during{n}@example.org")).await.unwrap();
+            if r.status() == 503 {
+                assert!(r.headers().contains_key("retry-after"));
+                let body = r.text().await.unwrap();
+                assert!(body.contains("\"busy\""), "{body}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "a signup still got room: {} {}", r.status(), r.text().await.unwrap());
+        }
+        assert!(serve.log().contains("fill the open budget"), "{}", serve.log());
+
+        drop(holders);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = signup("after@example.org").await.unwrap().status();
+            if status.is_success() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no room again after the holders left: {status}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     })
     .await;
 }

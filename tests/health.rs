@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bulletin::store::{ACQUIRE_TIMEOUT, HEALTH_BUDGET};
 use common::{Backend, TestApp};
+use secrecy::ExposeSecret;
 use sqlx::Connection;
 
 /// `/healthz` answers within the health budget (plus slack for a loaded
@@ -109,4 +110,118 @@ async fn healthz_follows_the_database(backend: Backend) {
     app.stop().await;
 }
 
-on_both_backends!(healthz_follows_the_database);
+/// Writes zeros to `path` until its file system is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+}
+
+/// Signs up fresh addresses until one is refused (at most 200); returns its status.
+async fn signup_until_refused(app: &TestApp) -> u16 {
+    for n in 0..200 {
+        let status =
+            app.signup_api(&format!("w{n}-{}@example.org", "x".repeat(40)), &["morning-briefing"]).await.status();
+        if !status.is_success() {
+            return status.as_u16();
+        }
+    }
+    panic!("every signup succeeded: writes never failed");
+}
+
+/// When the health check last wrote its probe, read straight from the database.
+async fn probe_written_at(url: &str) -> Option<String> {
+    const SQL: &str = "SELECT value FROM settings WHERE name = 'health_write_probe'";
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(SQL).fetch_optional(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_scalar(SQL).fetch_optional(&mut conn).await.unwrap()
+    }
+}
+
+/// A database that answers reads but refuses writes is not healthy: SQLite
+/// on a full disk (a 2 MB tmpfs), PostgreSQL made read-only (as a standby
+/// is). `/healthz` says so with the reason, and is 200 again once writes work.
+async fn healthz_fails_while_writes_fail(backend: Backend) {
+    let tmpfs = match backend {
+        Backend::Sqlite => match common::tmpfs::Tmpfs::mount("2m") {
+            Some(tmpfs) => Some(tmpfs),
+            None => return,
+        },
+        Backend::Postgres => None,
+    };
+    let on_tmpfs = tmpfs.as_ref().map(|t| format!("sqlite://{}", t.path().join("bulletin.db").display()));
+    // On SQLite the app runs on the tmpfs; `app.store` (the harness's own file) is not used here.
+    let configure = |s: &mut bulletin::config::Settings| {
+        if let Some(url) = on_tmpfs {
+            s.database.url = secrecy::SecretString::from(url);
+        }
+    };
+    let Some(app) = TestApp::spawn_with(backend, configure).await else {
+        return;
+    };
+    assert_eq!(healthz(&app).await, (200, r#"{"status":"ok"}"#.to_owned()));
+    // The check wrote its probe; asked again at once, it does not write again.
+    let url = app.settings.database.url.expose_secret().to_owned();
+    let written = probe_written_at(&url).await.expect("the health check wrote its probe");
+    assert_eq!(healthz(&app).await.0, 200);
+    assert_eq!(probe_written_at(&url).await, Some(written), "a second check at once wrote again");
+    assert!(app.signup_api("before@example.org", &["morning-briefing"]).await.status().is_success());
+
+    let admin_url =
+        std::env::var("BULLETIN_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let name = app.database_url().rsplit('/').next().unwrap().to_owned();
+    let pg_admin = |sql: String| {
+        let admin_url = admin_url.clone();
+        async move {
+            let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+            admin.close().await.unwrap();
+        }
+    };
+    // Sessions opened before the change keep their setting: end them all.
+    let end_sessions = || {
+        format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+    };
+
+    let filler = tmpfs.as_ref().map(|t| t.path().join("filler"));
+    let reason = match &filler {
+        Some(filler) => {
+            fill(filler);
+            let refused = signup_until_refused(&app).await;
+            assert!((500..600).contains(&refused), "a signup on the full disk: {refused}");
+            "disk_full"
+        }
+        None => {
+            pg_admin(format!("ALTER DATABASE {name} SET default_transaction_read_only = on")).await;
+            pg_admin(end_sessions()).await;
+            assert_eq!(signup_until_refused(&app).await, 503, "a signup on the read-only database");
+            "read_only"
+        }
+    };
+    let body = wait_health(&app, 503).await;
+    assert_unavailable_without_internals(&body);
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["reason"], reason, "{body}");
+
+    // Writes work again: healthz follows, and so do signups.
+    match &filler {
+        Some(filler) => std::fs::remove_file(filler).unwrap(),
+        None => {
+            pg_admin(format!("ALTER DATABASE {name} RESET default_transaction_read_only")).await;
+            pg_admin(end_sessions()).await;
+        }
+    }
+    wait_health(&app, 200).await;
+    assert!(app.signup_api("after@example.org", &["morning-briefing"]).await.status().is_success());
+    app.stop().await;
+    drop(tmpfs);
+}
+
+on_both_backends!(healthz_follows_the_database, healthz_fails_while_writes_fail);

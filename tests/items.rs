@@ -164,6 +164,11 @@ async fn api_refuses_without_the_token(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(bad_body.status(), 401, "the token is checked before the body is looked at");
+    // ...and before it is read: a wrong token announcing the largest body is answered from the head.
+    let headers = ["Authorization: Bearer wrong-token-0123456789abcdef".to_owned()];
+    let within = std::time::Duration::from_secs(3);
+    let (status, body) = common::bin::declare_body(&app.base, "/api/items", &headers, 16 * 1024, b"{", within).await;
+    assert_eq!(status, 401, "{body}");
     assert_eq!(stored_anywhere(&app).await, 0, "nothing refused was stored");
     app.stop().await;
 }

@@ -10,6 +10,9 @@ mod sns_site;
 use bulletin::app::StartOptions;
 use bulletin::config::Settings;
 use bulletin::domain::SubscriptionStatus;
+use std::time::{Duration, Instant};
+
+use common::bin::Serve;
 use common::{Backend, TestApp};
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -20,6 +23,8 @@ const TOKEN: &str = "wh-0123456789abcdef0123456789";
 const USER: &str = "postmark";
 const PASSWORD: &str = "a-password-of-some-length";
 const NEWSLETTER: &str = "morning-briefing";
+/// The largest webhook body read.
+const BODY_LIMIT: usize = 512 * 1024;
 
 fn with_webhooks(s: &mut Settings) {
     s.webhooks.token = SecretString::from(TOKEN);
@@ -321,7 +326,7 @@ async fn who_may_post(backend: Backend) {
     assert!(padded.len() > 100 * 1024);
     let (status, body) = json_of(post_token(&app, "generic", padded).await).await;
     assert_eq!((status, &body["reports"], &body["unmatched"]), (StatusCode::OK, &json!(25), &json!(25)), "{body}");
-    let (status, body) = declare_body(&app, &format!("/webhooks/generic/{TOKEN}"), 512 * 1024 + 1).await;
+    let (status, body) = declare_body(&app, &format!("/webhooks/generic/{TOKEN}"), BODY_LIMIT + 1).await;
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("payload_too_large"), "{body}");
     app.stop().await;
@@ -330,70 +335,129 @@ async fn who_may_post(backend: Backend) {
 /// Sends a request head declaring a body of `length` bytes, and none of it;
 /// returns the answer's status and body, which must come at once.
 async fn declare_body(app: &TestApp, path: &str, length: usize) -> (u16, String) {
+    common::bin::declare_body(&app.base, path, &[], length, b"", Duration::from_secs(5)).await
+}
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine as _;
+    format!("Authorization: Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+fn webhooks_config() -> String {
+    format!("[webhooks]\ntoken = \"{TOKEN}\"\nbasic_auth = \"{USER}:{PASSWORD}\"\n")
+}
+
+/// Against `bulletin serve`: a wrong token, wrong or missing basic auth and an
+/// unknown provider are answered at once, from the head alone, while the
+/// body they announce (the largest allowed) has barely begun to arrive; the
+/// right secret, sent the same way, waits for its body.
+async fn secrets_are_checked_before_the_body(backend: Backend) {
+    let Some(db) = common::TestDb::create(backend).await else { return };
+    let serve = Serve::start(&db.url, &webhooks_config()).await;
+    let json = vec!["Content-Type: application/json".to_owned()];
+    let with = |header: String| vec![json[0].clone(), header];
+    let wrong_token = "/webhooks/generic/wh-0123456789abcdef0123456780".to_owned();
+    for (path, headers, expected) in [
+        (wrong_token, json.clone(), 404),
+        ("/webhooks/generic".to_owned(), with(basic(USER, "a-password-of-some-lengtH")), 401),
+        ("/webhooks/generic".to_owned(), with(format!("Authorization: Bearer {TOKEN}")), 401),
+        ("/webhooks/generic".to_owned(), json.clone(), 401),
+        (format!("/webhooks/sendgrid/{TOKEN}"), json.clone(), 404),
+        ("/webhooks/sendgrid".to_owned(), with(basic(USER, PASSWORD)), 404),
+    ] {
+        let started = Instant::now();
+        let (status, body) =
+            common::bin::declare_body(&serve.base, &path, &headers, BODY_LIMIT, b"[{\"type\"", Duration::from_secs(3))
+                .await;
+        assert_eq!(status, expected, "{path} {headers:?}: {body}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{path}: {:?}", started.elapsed());
+    }
+
+    // The right token with a partial body gets no answer until the rest arrives.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nHost: bulletin\r\nContent-Length: {length}\r\n\r\n");
+    let body = json!([{"type": "soft_bounce", "email": "nobody@example.org"}]).to_string();
+    let mut stream = tokio::net::TcpStream::connect(serve.base.trim_start_matches("http://")).await.unwrap();
+    let head = format!(
+        "POST /webhooks/generic/{TOKEN} HTTP/1.1\r\nHost: bulletin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     stream.write_all(head.as_bytes()).await.unwrap();
-    let read = async {
-        let mut data = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&data[..end]).to_string();
-                let length = head
-                    .lines()
-                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
-                    .map_or(0, |v| v.parse::<usize>().unwrap());
-                if data.len() >= end + 4 + length {
-                    let status = head[9..12].parse().unwrap();
-                    return (status, String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string());
-                }
-            }
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed mid-answer: {:?}", String::from_utf8_lossy(&data));
-            data.extend_from_slice(&chunk[..n]);
+    stream.write_all(&body.as_bytes()[..10]).await.unwrap();
+    let mut answer = Vec::new();
+    let early = tokio::time::timeout(Duration::from_millis(500), stream.read_buf(&mut answer)).await;
+    assert!(early.is_err(), "answered before its body: {:?}", String::from_utf8_lossy(&answer));
+    stream.write_all(&body.as_bytes()[10..]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Against `bulletin serve`: many connections posting the largest body to a
+/// wrong token at once, each holding back its last byte until all have sent
+/// the rest, leave the server's peak memory nearly where it was (buffering
+/// those bodies would take `n × 512 KiB`). Prints the figures;
+/// `BULLETIN_TEST_FLOOD_CONNECTIONS` sets `n` (200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_token_floods_cost_no_body_memory() {
+    common::bounded(async {
+        let db = common::TestDb::create(Backend::Sqlite).await.unwrap();
+        let serve = Serve::start(&db.url, &webhooks_config()).await;
+        let n: usize = std::env::var("BULLETIN_TEST_FLOOD_CONNECTIONS").map_or(200, |v| v.parse().unwrap());
+        // Warm up: one refused post, so the figures below count the flood alone.
+        common::bin::declare_body(&serve.base, "/webhooks/generic/wrong", &[], 2, b"[]", Duration::from_secs(3)).await;
+        let (rss_before, peak_before) = serve.memory_kib();
+
+        let body = std::sync::Arc::new(vec![b'x'; BODY_LIMIT]);
+        let all_sent = std::sync::Arc::new(tokio::sync::Barrier::new(n + 1));
+        let mut posts = tokio::task::JoinSet::new();
+        for i in 0..n {
+            let (body, all_sent, addr) = (body.clone(), all_sent.clone(), serve.base.trim_start_matches("http://").to_owned());
+            posts.spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let head = format!(
+                    "POST /webhooks/generic/wh-wrong-token-{i} HTTP/1.1\r\nHost: bulletin\r\nContent-Length: {BODY_LIMIT}\r\n\r\n"
+                );
+                let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                // The server may answer and close before reading the body: a failed write is expected then.
+                let send = async {
+                    stream.write_all(head.as_bytes()).await?;
+                    stream.write_all(&body[..BODY_LIMIT - 1]).await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(15), send).await;
+                all_sent.wait().await;
+                let _ = stream.write_all(&body[BODY_LIMIT - 1..]).await;
+                let mut answer = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+            });
         }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(5), read).await.expect("answered at once")
+        all_sent.wait().await;
+        let (rss_flood, peak_flood) = serve.memory_kib();
+        posts.join_all().await;
+        let (rss_after, peak_after) = serve.memory_kib();
+        eprintln!(
+            "serve memory, {n} wrong-token posts of {BODY_LIMIT} bytes: resident {rss_before} KiB before, \
+             {rss_flood} KiB with all bodies sent, {rss_after} KiB after; peak {peak_before} KiB before, {peak_after} KiB after"
+        );
+        let grew = peak_after.max(peak_flood) - peak_before;
+        let bound = (n * BODY_LIMIT / 3 / 1024) as u64;
+        assert!(grew < bound, "peak memory grew by {grew} KiB for {n} refused posts (bound {bound} KiB)");
+        assert!(serve.log().contains("webhook refused: unknown path token"), "{}", serve.log());
+    })
+    .await;
 }
 
 /// `bulletin serve`'s request log names the route template, never the path token, right or wrong.
 async fn the_log_never_shows_the_token(backend: Backend) {
-    use std::process::Command;
-    use std::time::{Duration, Instant};
     let Some(db) = common::TestDb::create(backend).await else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("config.toml");
-    let text = format!(
-        "[server]\nsecret = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-         [database]\nurl = \"{}\"\n[mail]\ntransport = \"file\"\n[webhooks]\ntoken = \"{TOKEN}\"\n",
-        common::TEST_SECRET,
-        db.url
-    );
-    std::fs::write(&config, text).unwrap();
-    let mut child = common::bin::KillOnDrop::start(&config, "serve", &[]);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let serve = Serve::start(&db.url, &format!("[webhooks]\ntoken = \"{TOKEN}\"\n")).await;
+    let (base, http) = (serve.base.clone(), reqwest::Client::new());
     let body = json!({"type": "soft_bounce", "email": "nobody@example.org"}).to_string();
     let wrong = "wh-9999999999abcdef0123456789";
     for (token, expected) in [(TOKEN, StatusCode::OK), (wrong, StatusCode::NOT_FOUND)] {
         let response = http.post(format!("{base}/webhooks/generic/{token}")).body(body.clone()).send().await.unwrap();
         assert_eq!(response.status(), expected);
     }
-    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "serve did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = serve.stop().await;
     assert!(log.contains("route=\"/webhooks/{provider}/{token}\" status=200"), "{log}");
     assert!(log.contains("webhook refused: unknown path token"), "{log}");
     assert!(!log.contains(TOKEN) && !log.contains(wrong), "{log}");
@@ -405,5 +469,6 @@ on_both_backends!(
     ses_topics_are_an_allow_list,
     postmark_and_generic,
     who_may_post,
-    the_log_never_shows_the_token
+    the_log_never_shows_the_token,
+    secrets_are_checked_before_the_body
 );

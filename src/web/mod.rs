@@ -2,10 +2,11 @@
 //!
 //! Handlers are thin: extract, call `signup`, render. Request logs name the
 //! route template (`/confirm/{token}`), never the path, so tokens stay out of logs.
-//! Every request body is read here, before any handler, bounded in size and
-//! time; the listener ([`serve`]) bounds connections.
+//! Every request body is read before any handler, bounded in size, time and
+//! total bytes held ([`body`]); the listener ([`serve`]) bounds connections.
 
 mod api;
+mod body;
 pub mod client;
 mod embed;
 mod error;
@@ -19,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -35,6 +35,8 @@ use crate::domain::ConsentSource;
 use crate::metrics::{Metrics, SignupOutcome};
 use crate::signup::Signup;
 use crate::store::Store;
+pub use body::OPEN_BODY_BUDGET;
+use body::{BodyReader, read_body};
 use client::{ClientIp, IpLimiter};
 pub use embed::{SnippetKind, box_policy, snippet};
 pub use items::ApiTokens;
@@ -108,24 +110,33 @@ pub fn router(state: AppState) -> Router {
         .route("/unsubscribe/{token}", get(pages::unsubscribe_page).post(pages::unsubscribe))
         .route("/preferences/{token}", get(preferences::preferences_page).post(preferences::update_preferences))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    // Routes behind a secret check it before a byte of the body is read.
+    let behind_secret =
+        |limit| middleware::from_fn_with_state(BodyReader::behind_secret(limit, state.body_read_timeout), read_body);
     // Server to server: a bearer token instead of CORS and the per-IP limit.
     let mut authenticated = Router::new();
     if !state.api_tokens.is_empty() {
         authenticated = authenticated
             .route("/api/items", post(items::add_item))
+            .route_layer(behind_secret(BODY_LIMIT))
             .route_layer(middleware::from_fn_with_state(state.clone(), items::require_api_token));
     }
-    // Providers posting bounces: a path token or basic auth, and a larger body limit.
+    // Providers posting bounces: a path token or basic auth, then one of a few
+    // slots, and only then the body, with a larger limit.
     let mut hooks = Router::new();
     if let Some(access) = &state.webhooks {
+        let receive = || post(webhooks::receive).route_layer(behind_secret(webhooks::BODY_LIMIT));
         if access.by_token() {
-            hooks = hooks.route("/webhooks/{provider}/{token}", post(webhooks::post_with_token));
+            let admit = middleware::from_fn_with_state(state.clone(), webhooks::admit_by_token);
+            hooks = hooks.route("/webhooks/{provider}/{token}", receive().route_layer(admit));
         }
         if access.by_basic_auth() {
-            hooks = hooks.route("/webhooks/{provider}", post(webhooks::post_with_basic_auth));
+            let admit = middleware::from_fn_with_state(state.clone(), webhooks::admit_by_basic_auth);
+            hooks = hooks.route("/webhooks/{provider}", receive().route_layer(admit));
         }
         hooks = hooks.layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT));
     }
+    let open_body = BodyReader::open(BODY_LIMIT, state.body_read_timeout);
     Router::new()
         .route("/", get(pages::index))
         .route("/embed", get(embed::embed_several))
@@ -134,11 +145,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .merge(signups)
         .merge(tokened)
+        .fallback(pages::not_found)
+        .layer(middleware::from_fn_with_state(open_body, read_body))
         .merge(authenticated)
         .merge(hooks)
-        .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), identify_client))
-        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .layer(middleware::from_fn_with_state(state.clone(), log_request))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
@@ -151,68 +162,24 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// 200 when the database answers a read and, on SQLite, the writer can take
-/// the write lock; 503 otherwise, within a few seconds either way.
+/// 200 when the database answers a read, on SQLite the writer can take the
+/// write lock, and a write succeeds (probed at most every few seconds); 503
+/// with the reason otherwise, within a few seconds either way.
 async fn healthz(State(state): State<AppState>) -> Response {
+    use crate::store::Unhealthy;
     match state.store.health().await {
         Ok(()) => Json(serde_json::json!({"status": "ok"})).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            let body = serde_json::json!({"status": "unavailable", "message": "the database is not answering"});
+            let (reason, message) = match e {
+                Unhealthy::DiskFull(_) => ("disk_full", "the database's disk is full: nothing can be stored"),
+                Unhealthy::ReadOnly(_) => ("read_only", "the database is read-only: nothing can be stored"),
+                Unhealthy::WritesFail(_) => ("writes_fail", "the database answers but refuses writes"),
+                _ => ("not_answering", "the database is not answering"),
+            };
+            let body = serde_json::json!({"status": "unavailable", "reason": reason, "message": message});
             (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
-    }
-}
-
-/// Reads the request body before any handler runs: a declared length over
-/// the limit is refused at once (413) without reading a byte of it, and a
-/// body that has not arrived within `server.body_read_timeout_seconds` is
-/// answered 408 (hyper then closes the connection, the body being unread).
-async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    use http_body_util::{BodyExt, LengthLimitError, Limited};
-
-    let path = req.uri().path();
-    let webhook = state.webhooks.is_some() && path.starts_with("/webhooks/");
-    let api = webhook || path.starts_with("/api/");
-    let limit = if webhook { webhooks::BODY_LIMIT } else { BODY_LIMIT };
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return body_refused(api, StatusCode::PAYLOAD_TOO_LARGE);
-    }
-    let (parts, body) = req.into_parts();
-    match tokio::time::timeout(state.body_read_timeout, Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            body_refused(api, StatusCode::PAYLOAD_TOO_LARGE)
-        }
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "request body could not be read");
-            body_refused(api, StatusCode::BAD_REQUEST)
-        }
-        Err(_) => body_refused(api, StatusCode::REQUEST_TIMEOUT),
-    }
-}
-
-fn body_refused(api: bool, status: StatusCode) -> Response {
-    let (code, api_message, page_message) = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            ("payload_too_large", "the request body is too large", "The form you sent is too large.")
-        }
-        StatusCode::REQUEST_TIMEOUT => (
-            "request_timeout",
-            "the request body took too long to arrive; please send it again",
-            "The form took too long to arrive. Please send it again.",
-        ),
-        _ => (
-            "bad_request",
-            "the request body could not be read; please send it again",
-            "The form could not be read. Please send it again.",
-        ),
-    };
-    if api {
-        error::ApiError::new(status, code, api_message).into_response()
-    } else {
-        error::PageError::new(status, "Request not understood", page_message).into_response()
     }
 }
 

@@ -7,17 +7,23 @@
 //! basic auth (`webhooks.basic_auth`; wrong or missing is 401 with the
 //! challenge). Each route exists only when its secret is configured. Secrets
 //! are compared as SHA-256 digests in constant time; the request log names
-//! the route template, so the token never reaches a log. Bodies may be up to
-//! [`BODY_LIMIT`] here (SNS messages reach 256 KiB), and at most
-//! [`IN_FLIGHT`] posts are worked on at once.
+//! the route template, so the token never reaches a log.
+//!
+//! The secret and the provider's name are checked before a byte of the body
+//! is read, so a post without the secret costs no memory however large it
+//! says it is. A post that passes then waits for one of [`IN_FLIGHT`] slots,
+//! and only then is its body read, up to [`BODY_LIMIT`] (SNS messages reach
+//! 256 KiB): webhook bodies never hold more than `IN_FLIGHT × BODY_LIMIT`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -80,7 +86,10 @@ impl WebhookAccess {
         })
     }
 
-    async fn receive(&self, provider: &str, body: &[u8]) -> Response {
+    /// A post whose secret was right: an unknown provider is 404; else it
+    /// takes a slot (503 when none frees up in time), which it holds while
+    /// its body is read and worked on.
+    async fn admit(&self, provider: &str, mut req: Request, next: Next) -> Response {
         let Some(provider) = Provider::from_name(provider) else {
             return not_found().await.into_response();
         };
@@ -90,10 +99,8 @@ impl WebhookAccess {
             error.retry_after = Some(RETRY_AFTER_SECS);
             return error.into_response();
         };
-        match self.receiver.receive(provider, body).await {
-            Ok(received) => Json(received).into_response(),
-            Err(e) => error(provider, e).into_response(),
-        }
+        req.extensions_mut().insert(provider);
+        next.run(req).await
     }
 }
 
@@ -135,29 +142,31 @@ fn error(provider: Provider, e: WebhookError) -> ApiError {
     }
 }
 
-/// `POST /webhooks/{provider}/{token}`.
-pub async fn post_with_token(
+/// Admits `POST /webhooks/{provider}/{token}` with the right token, before its body is read.
+pub async fn admit_by_token(
     State(state): State<AppState>,
     Path((provider, token)): Path<(String, String)>,
-    body: Bytes,
+    req: Request,
+    next: Next,
 ) -> Response {
     let Some(access) = &state.webhooks else { return not_found().await.into_response() };
     if !access.token_matches(&token) {
         tracing::info!("webhook refused: unknown path token");
         return not_found().await.into_response();
     }
-    access.receive(&provider, &body).await
+    access.admit(&provider, req, next).await
 }
 
-/// `POST /webhooks/{provider}` with HTTP basic auth.
-pub async fn post_with_basic_auth(
+/// Admits `POST /webhooks/{provider}` with the right HTTP basic auth, before its body is read.
+pub async fn admit_by_basic_auth(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    req: Request,
+    next: Next,
 ) -> Response {
     let Some(access) = &state.webhooks else { return not_found().await.into_response() };
-    if !access.basic_auth_matches(&headers) {
+    let headers = req.headers();
+    if !access.basic_auth_matches(headers) {
         let reason = if headers.contains_key(header::AUTHORIZATION) { "wrong credentials" } else { "no credentials" };
         tracing::info!(reason, "webhook refused");
         let error = ApiError::new(
@@ -167,7 +176,17 @@ pub async fn post_with_basic_auth(
         );
         return ([(header::WWW_AUTHENTICATE, HeaderValue::from_static(CHALLENGE))], error).into_response();
     }
-    access.receive(&provider, &body).await
+    access.admit(&provider, req, next).await
+}
+
+/// The body of an admitted post (the `Provider` comes from [`admit_by_token`] or
+/// [`admit_by_basic_auth`]; without one, axum answers 500 rather than skip the check).
+pub async fn receive(State(state): State<AppState>, Extension(provider): Extension<Provider>, body: Bytes) -> Response {
+    let Some(access) = &state.webhooks else { return not_found().await.into_response() };
+    match access.receiver.receive(provider, &body).await {
+        Ok(received) => Json(received).into_response(),
+        Err(e) => error(provider, e).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -99,3 +99,131 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `bulletin serve` as an operator runs it: its own process on a free port of
+/// 127.0.0.1, over `db_url`, writing mail to files, with `extra` config lines
+/// (whole tables, e.g. `[webhooks]`). Its log is drained into memory so a
+/// chatty server never blocks on a full pipe; killed when dropped.
+pub struct Serve {
+    pub process: KillOnDrop,
+    pub base: String,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Serve {
+    pub async fn start(db_url: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("config.toml");
+        let text = format!(
+            "[server]\nsecret = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+             [database]\nurl = \"{db_url}\"\n[mail]\ntransport = \"file\"\nfile_dir = \"{}\"\n{extra}\n",
+            super::TEST_SECRET,
+            dir.path().join("outbox").display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let mut process = KillOnDrop::start(&config, "serve", &[]);
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = process.stderr.take().unwrap();
+        let kept = log.clone();
+        let drain = std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = kept.lock().unwrap();
+                if log.len() < 1 << 20 {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while http.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(std::time::Instant::now() < deadline, "serve did not come up: {}", log.lock().unwrap());
+            assert!(process.try_wait().unwrap().is_none(), "serve exited: {}", log.lock().unwrap());
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Self { process, base, log, drain: Some(drain), _dir: dir }
+    }
+
+    /// Stops the server as an operator would (SIGTERM), waits for it to exit
+    /// (at most 10 s), and returns all it logged.
+    pub async fn stop(mut self) -> String {
+        Command::new("kill").arg("-TERM").arg(self.process.id().to_string()).status().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.process.try_wait().unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "serve did not stop");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // The pipe is closed: the drain ends once it has read the last line.
+        self.drain.take().unwrap().join().unwrap();
+        self.log()
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The server's (resident, peak resident) memory in KiB, from /proc.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.process.id())).expect("/proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} in /proc status"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+/// Sends a request head for `path` with `headers` (each "Name: value"),
+/// declaring a body of `length` bytes, then only `sent` of it; returns the
+/// answer's status and body, which must come within `within` (the body
+/// timeout is far longer: an answer this early was given without the body).
+pub async fn declare_body(
+    base: &str,
+    path: &str,
+    headers: &[String],
+    length: usize,
+    sent: &[u8],
+    within: std::time::Duration,
+) -> (u16, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://")).await.unwrap();
+    let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
+    let head = format!("POST {path} HTTP/1.1\r\nHost: bulletin\r\n{extra}Content-Length: {length}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(sent).await.unwrap();
+    tokio::time::timeout(within, read_response(&mut stream))
+        .await
+        .unwrap_or_else(|_| panic!("POST {path} not answered within {within:?}"))
+}
+
+/// Reads one response off a connection: its status and body.
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .map_or(0, |v| v.parse::<usize>().expect("content-length"));
+            if data.len() >= end + 4 + length {
+                let status = head[9..12].parse().expect("status");
+                return (status, String::from_utf8_lossy(&data[end + 4..end + 4 + length]).to_string());
+            }
+        }
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&data));
+        data.extend_from_slice(&chunk[..n]);
+    }
+}
