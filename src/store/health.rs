@@ -76,7 +76,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         let e = match self {
             StoreError::Database(e) => e,
-            StoreError::FileGone(_) | StoreError::Unreachable { .. } => return true,
+            StoreError::FileGone(_) | StoreError::Unreachable { .. } | StoreError::NoAnswer { .. } => return true,
             StoreError::Migrate(_) | StoreError::UnsupportedUrl => return false,
         };
         match e {

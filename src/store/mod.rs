@@ -31,10 +31,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Connection as _;
+use sqlx::postgres::PgDatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+
+use crate::config::DatabaseSettings;
 
 pub use backup::{BackupError, BackupReport, backup_sqlite, pg_dump_command};
 pub use copy::{CopyError, CopyReport};
@@ -77,9 +80,67 @@ pub enum StoreError {
         "could not connect to PostgreSQL at {host}:{port}: {reason}; check that the server is running and that the URL names the right host, port, user and database"
     )]
     Unreachable { host: String, port: u16, reason: String },
+    /// Opening a connection took longer than `database.connect_timeout_seconds`:
+    /// without a deadline a host that takes the connection and never
+    /// answers would keep every command waiting forever.
+    #[error(
+        "PostgreSQL at {host}:{port} {what} within {seconds} s; {check} (database.connect_timeout_seconds sets the wait)"
+    )]
+    NoAnswer { host: String, port: u16, seconds: u64, what: &'static str, check: &'static str },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How long the database may keep Bulletin waiting (`database.*_timeout_seconds`).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// Opening a connection: TCP, TLS and logging in.
+    pub connect: Duration,
+    /// PostgreSQL: waiting for a lock another session holds.
+    pub lock: Duration,
+    /// PostgreSQL: running one statement (migrations are exempt).
+    pub statement: Duration,
+}
+
+impl Deadlines {
+    pub fn from_settings(database: &DatabaseSettings) -> Self {
+        Self {
+            connect: Duration::from_secs(database.connect_timeout_seconds),
+            lock: Duration::from_secs(database.lock_timeout_seconds),
+            statement: Duration::from_secs(database.statement_timeout_seconds),
+        }
+    }
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Self::from_settings(&DatabaseSettings::default())
+    }
+}
+
+/// What an operator should know when `error` is one of the database's
+/// deadlines passing: the database's own words ("canceling statement due to
+/// lock timeout") say what happened but not why, or which setting it was.
+pub fn deadline_note(error: &sqlx::Error) -> Option<&'static str> {
+    let sqlx::Error::Database(db) = error else { return None };
+    let code = db.code()?;
+    if db.try_downcast_ref::<PgDatabaseError>().is_some() {
+        match &*code {
+            "55P03" => Some(
+                "another session held a lock it needed for longer than database.lock_timeout_seconds; \
+                 look for a long transaction in pg_stat_activity",
+            ),
+            "57014" if db.message().contains("statement timeout") => {
+                Some("the statement ran longer than database.statement_timeout_seconds")
+            }
+            _ => None,
+        }
+    } else if code.parse::<i32>().is_ok_and(|c| c & 0xff == 5) {
+        Some("another process held the database's write lock for longer than 10 s")
+    } else {
+        None
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -99,6 +160,10 @@ enum Db {
 struct PgPools {
     main: PgPool,
     relaxed: PgPool,
+    /// Migrations run on a connection of their own, without the statement
+    /// deadline: rewriting a large table may rightly take longer.
+    migrations: PgConnectOptions,
+    connect_deadline: Duration,
 }
 
 /// SQLite allows one writer at a time. Writers queue for the single write
@@ -262,22 +327,72 @@ pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 const STATEMENT_CACHE: usize = 1024;
 
 /// One direct connection before the pool is built, so a server that is
-/// down, unknown or refusing us says so at once and in its own words.
-async fn probe(options: &PgConnectOptions) -> Result<()> {
-    let reason = match sqlx::PgConnection::connect_with(options).await {
-        Ok(conn) => {
+/// down, unknown, refusing us or silent says so at once and in its own words.
+async fn probe(options: &PgConnectOptions, within: Duration) -> Result<()> {
+    let reason = match tokio::time::timeout(within, sqlx::PgConnection::connect_with(options)).await {
+        Ok(Ok(conn)) => {
             let _ = conn.close().await;
             return Ok(());
         }
-        Err(sqlx::Error::Io(e)) => match e.kind() {
+        Err(_) => return Err(no_answer(options, within).await),
+        Ok(Err(sqlx::Error::Io(e))) => match e.kind() {
             std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
             std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
             _ => e.to_string(),
         },
-        Err(sqlx::Error::Database(e)) => e.message().to_owned(),
-        Err(e) => e.to_string(),
+        Ok(Err(sqlx::Error::Database(e))) => e.message().to_owned(),
+        Ok(Err(e)) => e.to_string(),
     };
     Err(StoreError::Unreachable { host: options.get_host().to_owned(), port: options.get_port(), reason })
+}
+
+/// Opens one connection within the connect deadline.
+async fn connect_within(options: &PgConnectOptions, within: Duration) -> Result<sqlx::PgConnection> {
+    match tokio::time::timeout(within, sqlx::PgConnection::connect_with(options)).await {
+        Ok(conn) => Ok(conn?),
+        Err(_) => Err(no_answer(options, within).await),
+    }
+}
+
+/// A connection that was not made within `within`. Whether the host took
+/// the TCP connection at all tells a silent server (stopped, overloaded, a
+/// proxy with nothing behind it) from packets that go nowhere (a firewall,
+/// a wrong address); a second, plain TCP connection finds out.
+async fn no_answer(options: &PgConnectOptions, within: Duration) -> StoreError {
+    let (host, port) = (options.get_host(), options.get_port());
+    let socket = options.get_socket().is_some() || host.starts_with('/');
+    let knock = tokio::time::timeout(within.min(Duration::from_secs(2)), tokio::net::TcpStream::connect((host, port)));
+    let accepted = !socket && matches!(knock.await, Ok(Ok(_)));
+    let (what, check) = if accepted || socket {
+        (
+            "accepted the connection but did not answer",
+            "check that PostgreSQL itself listens there (not another service, or a proxy with nothing behind it) and is neither stopped nor overloaded",
+        )
+    } else {
+        (
+            "did not take the connection",
+            "check the host and port in database.url and that no firewall drops the packets on the way",
+        )
+    };
+    StoreError::NoAnswer { host: host.to_owned(), port, seconds: within.as_secs(), what, check }
+}
+
+/// The migrations recorded, or none before the first (no table yet: a
+/// brand-new database); any other error, such as a lock held elsewhere, is one.
+fn no_table_is_none(rows: Result<Vec<(i64, String)>, sqlx::Error>) -> Result<Vec<(i64, String)>> {
+    match rows {
+        Err(sqlx::Error::Database(e))
+            if e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table") =>
+        {
+            Ok(vec![])
+        }
+        rows => Ok(rows?),
+    }
+}
+
+/// A PostgreSQL setting's value in milliseconds, as `lock_timeout` and `statement_timeout` take it.
+fn millis(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
 }
 
 /// The longest a query waits for a pooled connection (or for a new one to be
@@ -286,8 +401,17 @@ async fn probe(options: &PgConnectOptions) -> Result<()> {
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
-    /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
+    /// Connects to `url` (`sqlite://path` or `postgres://…`) with the
+    /// default deadlines, creating an SQLite file if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(url, max_connections, Deadlines::default()).await
+    }
+
+    /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an
+    /// SQLite file if missing. On PostgreSQL every session gets
+    /// `lock_timeout` and `statement_timeout` from `deadlines`; SQLite waits
+    /// for another process's write lock 10 s (its busy timeout).
+    pub async fn connect_with(url: &str, max_connections: u32, deadlines: Deadlines) -> Result<Self> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -320,11 +444,16 @@ impl Store {
             Ok(Self { db: Db::Sqlite(SqlitePools { read, write, file }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
-            probe(&options).await?;
-            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
+            probe(&options, deadlines.connect).await?;
+            let lock = ("lock_timeout", millis(deadlines.lock));
+            let migrations = options.clone().options([lock.clone(), ("statement_timeout", "0".to_owned())]);
+            let options = options.options([lock, ("statement_timeout", millis(deadlines.statement))]);
+            // The acquire timeout also bounds opening a pooled connection.
+            let acquire = ACQUIRE_TIMEOUT.min(deadlines.connect);
+            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(acquire);
             let main = pool(max_connections).connect_with(options.clone()).await?;
             let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
-            Ok(Self { db: Db::Postgres(PgPools { main, relaxed }) })
+            Ok(Self { db: Db::Postgres(PgPools { main, relaxed, migrations, connect_deadline: deadlines.connect }) })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -334,24 +463,23 @@ impl Store {
     /// Brings the schema up to date; returns the descriptions of the
     /// migrations applied now (all of them on a brand-new database).
     pub async fn migrate(&self) -> Result<Vec<String>> {
-        let before = self.applied_migrations().await;
-        match &self.db {
-            Db::Sqlite(pools) => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?,
-            Db::Postgres(pools) => sqlx::migrate!("./migrations/postgres").run(&pools.main).await?,
-        }
-        let after = self.applied_migrations().await;
-        Ok(after.into_iter().filter(|m| !before.contains(m)).map(|(_, description)| description).collect())
-    }
-
-    /// (version, description) of the migrations recorded; none before the first.
-    async fn applied_migrations(&self) -> Vec<(i64, String)> {
         const SQL: &str = "SELECT version, description FROM _sqlx_migrations ORDER BY version";
-        let rows = match &self.db {
-            Db::Sqlite(pools) => sqlx::query_as(SQL).fetch_all(&pools.write).await,
-            Db::Postgres(pools) => sqlx::query_as(SQL).fetch_all(&pools.main).await,
+        let (before, after): (Vec<(i64, String)>, Vec<(i64, String)>) = match &self.db {
+            Db::Sqlite(pools) => {
+                let before = no_table_is_none(sqlx::query_as(SQL).fetch_all(&pools.write).await)?;
+                sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?;
+                (before, sqlx::query_as(SQL).fetch_all(&pools.write).await?)
+            }
+            Db::Postgres(pools) => {
+                let mut conn = connect_within(&pools.migrations, pools.connect_deadline).await?;
+                let before = no_table_is_none(sqlx::query_as(SQL).fetch_all(&mut conn).await)?;
+                sqlx::migrate!("./migrations/postgres").run(&mut conn).await?;
+                let after = sqlx::query_as(SQL).fetch_all(&mut conn).await?;
+                let _ = conn.close().await;
+                (before, after)
+            }
         };
-        // No table yet: a brand-new database.
-        rows.unwrap_or_default()
+        Ok(after.into_iter().filter(|m| !before.contains(m)).map(|(_, description)| description).collect())
     }
 
     /// Fails once the SQLite file opened at start is gone (see [`SqlitePools`]).
