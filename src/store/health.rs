@@ -90,8 +90,10 @@ impl StoreError {
                 if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() {
                     // connection_exception, operator intervention (shutdown, cannot
                     // connect now), too many connections, database gone or not
-                    // accepting connections.
-                    code.starts_with("08") || code.starts_with("57P") || ["53300", "3D000", "55000"].contains(&&*code)
+                    // accepting connections, a lock held elsewhere past `lock_timeout`.
+                    code.starts_with("08")
+                        || code.starts_with("57P")
+                        || ["53300", "3D000", "55000", "55P03"].contains(&&*code)
                 } else {
                     // SQLite's primary result code: BUSY, IOERR, FULL, CANTOPEN.
                     code.parse::<i32>().is_ok_and(|c| [5, 10, 13, 14].contains(&(c & 0xff)))

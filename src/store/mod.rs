@@ -7,6 +7,7 @@
 
 mod backup;
 mod copy;
+mod deadlines;
 mod deliveries;
 mod digests;
 mod feedback;
@@ -31,16 +32,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Connection as _;
-use sqlx::postgres::PgDatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::config::DatabaseSettings;
-
 pub use backup::{BackupError, BackupReport, backup_sqlite, pg_dump_command};
 pub use copy::{CopyError, CopyReport};
+pub use deadlines::{Deadlines, deadline_note};
+use deadlines::{connect_within, millis, probe};
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use digests::{DigestOutcome, DigestRequest, DigestRunRow, DigestRunStatus};
 pub use feedback::{ComplaintOutcome, FeedbackCounts, FeedbackDelivery, FeedbackEvent};
@@ -90,57 +90,6 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// How long the database may keep Bulletin waiting (`database.*_timeout_seconds`).
-#[derive(Debug, Clone, Copy)]
-pub struct Deadlines {
-    /// Opening a connection: TCP, TLS and logging in.
-    pub connect: Duration,
-    /// PostgreSQL: waiting for a lock another session holds.
-    pub lock: Duration,
-    /// PostgreSQL: running one statement (migrations are exempt).
-    pub statement: Duration,
-}
-
-impl Deadlines {
-    pub fn from_settings(database: &DatabaseSettings) -> Self {
-        Self {
-            connect: Duration::from_secs(database.connect_timeout_seconds),
-            lock: Duration::from_secs(database.lock_timeout_seconds),
-            statement: Duration::from_secs(database.statement_timeout_seconds),
-        }
-    }
-}
-
-impl Default for Deadlines {
-    fn default() -> Self {
-        Self::from_settings(&DatabaseSettings::default())
-    }
-}
-
-/// What an operator should know when `error` is one of the database's
-/// deadlines passing: the database's own words ("canceling statement due to
-/// lock timeout") say what happened but not why, or which setting it was.
-pub fn deadline_note(error: &sqlx::Error) -> Option<&'static str> {
-    let sqlx::Error::Database(db) = error else { return None };
-    let code = db.code()?;
-    if db.try_downcast_ref::<PgDatabaseError>().is_some() {
-        match &*code {
-            "55P03" => Some(
-                "another session held a lock it needed for longer than database.lock_timeout_seconds; \
-                 look for a long transaction in pg_stat_activity",
-            ),
-            "57014" if db.message().contains("statement timeout") => {
-                Some("the statement ran longer than database.statement_timeout_seconds")
-            }
-            _ => None,
-        }
-    } else if code.parse::<i32>().is_ok_and(|c| c & 0xff == 5) {
-        Some("another process held the database's write lock for longer than 10 s")
-    } else {
-        None
-    }
-}
 
 #[derive(Clone)]
 pub struct Store {
@@ -326,57 +275,6 @@ pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 /// again on every use.
 const STATEMENT_CACHE: usize = 1024;
 
-/// One direct connection before the pool is built, so a server that is
-/// down, unknown, refusing us or silent says so at once and in its own words.
-async fn probe(options: &PgConnectOptions, within: Duration) -> Result<()> {
-    let reason = match tokio::time::timeout(within, sqlx::PgConnection::connect_with(options)).await {
-        Ok(Ok(conn)) => {
-            let _ = conn.close().await;
-            return Ok(());
-        }
-        Err(_) => return Err(no_answer(options, within).await),
-        Ok(Err(sqlx::Error::Io(e))) => match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-            std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
-            _ => e.to_string(),
-        },
-        Ok(Err(sqlx::Error::Database(e))) => e.message().to_owned(),
-        Ok(Err(e)) => e.to_string(),
-    };
-    Err(StoreError::Unreachable { host: options.get_host().to_owned(), port: options.get_port(), reason })
-}
-
-/// Opens one connection within the connect deadline.
-async fn connect_within(options: &PgConnectOptions, within: Duration) -> Result<sqlx::PgConnection> {
-    match tokio::time::timeout(within, sqlx::PgConnection::connect_with(options)).await {
-        Ok(conn) => Ok(conn?),
-        Err(_) => Err(no_answer(options, within).await),
-    }
-}
-
-/// A connection that was not made within `within`. Whether the host took
-/// the TCP connection at all tells a silent server (stopped, overloaded, a
-/// proxy with nothing behind it) from packets that go nowhere (a firewall,
-/// a wrong address); a second, plain TCP connection finds out.
-async fn no_answer(options: &PgConnectOptions, within: Duration) -> StoreError {
-    let (host, port) = (options.get_host(), options.get_port());
-    let socket = options.get_socket().is_some() || host.starts_with('/');
-    let knock = tokio::time::timeout(within.min(Duration::from_secs(2)), tokio::net::TcpStream::connect((host, port)));
-    let accepted = !socket && matches!(knock.await, Ok(Ok(_)));
-    let (what, check) = if accepted || socket {
-        (
-            "accepted the connection but did not answer",
-            "check that PostgreSQL itself listens there (not another service, or a proxy with nothing behind it) and is neither stopped nor overloaded",
-        )
-    } else {
-        (
-            "did not take the connection",
-            "check the host and port in database.url and that no firewall drops the packets on the way",
-        )
-    };
-    StoreError::NoAnswer { host: host.to_owned(), port, seconds: within.as_secs(), what, check }
-}
-
 /// The migrations recorded, or none before the first (no table yet: a
 /// brand-new database); any other error, such as a lock held elsewhere, is one.
 fn no_table_is_none(rows: Result<Vec<(i64, String)>, sqlx::Error>) -> Result<Vec<(i64, String)>> {
@@ -388,11 +286,6 @@ fn no_table_is_none(rows: Result<Vec<(i64, String)>, sqlx::Error>) -> Result<Vec
         }
         rows => Ok(rows?),
     }
-}
-
-/// A PostgreSQL setting's value in milliseconds, as `lock_timeout` and `statement_timeout` take it.
-fn millis(d: Duration) -> String {
-    format!("{}ms", d.as_millis())
 }
 
 /// The longest a query waits for a pooled connection (or for a new one to be
