@@ -111,7 +111,7 @@ struct PgPools {
     relaxed: PgPool,
     /// Migrations run on a connection of their own, without the statement
     /// deadline: rewriting a large table may rightly take longer.
-    migrations: PgConnectOptions,
+    migrations: Arc<PgConnectOptions>,
     connect_deadline: Duration,
 }
 
@@ -275,9 +275,12 @@ pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 /// again on every use.
 const STATEMENT_CACHE: usize = 1024;
 
+/// (version, description) of the migrations recorded.
+type Applied = Vec<(i64, String)>;
+
 /// The migrations recorded, or none before the first (no table yet: a
 /// brand-new database); any other error, such as a lock held elsewhere, is one.
-fn no_table_is_none(rows: Result<Vec<(i64, String)>, sqlx::Error>) -> Result<Vec<(i64, String)>> {
+fn no_table_is_none(rows: Result<Applied, sqlx::Error>) -> Result<Applied> {
     match rows {
         Err(sqlx::Error::Database(e))
             if e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table") =>
@@ -339,7 +342,7 @@ impl Store {
             let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
             probe(&options, deadlines.connect).await?;
             let lock = ("lock_timeout", millis(deadlines.lock));
-            let migrations = options.clone().options([lock.clone(), ("statement_timeout", "0".to_owned())]);
+            let migrations = Arc::new(options.clone().options([lock.clone(), ("statement_timeout", "0".to_owned())]));
             let options = options.options([lock, ("statement_timeout", millis(deadlines.statement))]);
             // The acquire timeout also bounds opening a pooled connection.
             let acquire = ACQUIRE_TIMEOUT.min(deadlines.connect);
@@ -357,7 +360,7 @@ impl Store {
     /// migrations applied now (all of them on a brand-new database).
     pub async fn migrate(&self) -> Result<Vec<String>> {
         const SQL: &str = "SELECT version, description FROM _sqlx_migrations ORDER BY version";
-        let (before, after): (Vec<(i64, String)>, Vec<(i64, String)>) = match &self.db {
+        let (before, after): (Applied, Applied) = match &self.db {
             Db::Sqlite(pools) => {
                 let before = no_table_is_none(sqlx::query_as(SQL).fetch_all(&pools.write).await)?;
                 sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?;
