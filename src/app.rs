@@ -24,7 +24,7 @@ use crate::feedback::webhook::WebhookReceiver;
 use crate::mail::{Mailer, Outbound};
 use crate::metrics::{Metrics, exposition};
 use crate::signup::{Catalog, Links, RhythmOffers, Signup};
-use crate::store::{MailCap, Store};
+use crate::store::{Deadlines, MailCap, Store};
 use crate::web::{self, AppState, ConnectionLimits, Shared, client::IpLimiter};
 
 /// Opens the database named by the settings and brings its schema up to date.
@@ -35,9 +35,11 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
 /// Opens the database and brings its schema up to date; also returns the
 /// migrations applied now, for `bulletin migrate` to say what it did.
 pub async fn open_and_migrate(settings: &Settings) -> anyhow::Result<(Store, Vec<String>)> {
-    let store = Store::connect(settings.database.url.expose_secret(), settings.database.max_connections)
-        .await
-        .context("could not open the database (database.url)")?;
+    let database = &settings.database;
+    let store =
+        Store::connect_with(database.url.expose_secret(), database.max_connections, Deadlines::from_settings(database))
+            .await
+            .context("could not open the database (database.url)")?;
     let applied = store.migrate().await.context("could not migrate the database")?;
     Ok((store, applied))
 }

@@ -116,6 +116,14 @@ pub struct DatabaseSettings {
     #[serde(serialize_with = "serialize_secret")]
     pub url: SecretString,
     pub max_connections: u32,
+    /// Opening a connection (TCP, TLS, log-in) must finish within this long.
+    pub connect_timeout_seconds: u64,
+    /// PostgreSQL: a statement waits this long at most for a lock another
+    /// session holds (`lock_timeout`).
+    pub lock_timeout_seconds: u64,
+    /// PostgreSQL: a statement runs this long at most (`statement_timeout`);
+    /// migrations are exempt.
+    pub statement_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,7 +295,13 @@ impl Default for ServerSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: SecretString::from("sqlite://data/bulletin.db"), max_connections: 8 }
+        Self {
+            url: SecretString::from("sqlite://data/bulletin.db"),
+            max_connections: 8,
+            connect_timeout_seconds: 10,
+            lock_timeout_seconds: 10,
+            statement_timeout_seconds: 600,
+        }
     }
 }
 
@@ -438,6 +452,9 @@ impl Settings {
             ("server.header_read_timeout_seconds", self.server.header_read_timeout_seconds),
             ("server.body_read_timeout_seconds", self.server.body_read_timeout_seconds),
             ("server.keepalive_idle_seconds", self.server.keepalive_idle_seconds),
+            ("database.connect_timeout_seconds", self.database.connect_timeout_seconds),
+            ("database.lock_timeout_seconds", self.database.lock_timeout_seconds),
+            ("database.statement_timeout_seconds", self.database.statement_timeout_seconds),
         ] {
             if secs == 0 {
                 return invalid(format!("{key} must be at least 1"));

@@ -11,11 +11,13 @@ mod common;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use bulletin::config::Settings;
 use bulletin::domain::{EmailAddress, SubscriptionStatus};
 use bulletin::feedback::{Applied, Feedback};
-use common::bin::{bulletin, issue_status, ledger};
+use common::bin::{SilentServer, bulletin, bulletin_within, issue_status, ledger};
+use common::db::HeldLock;
 use common::postfix::PostfixSink;
 use common::postfix_smtpd::{PostfixSmtpd, SmtpdOptions};
 use common::smtp::ReceivedMail;
@@ -481,13 +483,10 @@ async fn complaints_pause_an_issue_at_the_threshold(backend: Backend) {
     app.stop().await;
 }
 
-/// The database cannot be reached: "try again later" (EX_TEMPFAIL), so
-/// Postfix keeps the message, and a maildir's files stay where they are.
-#[test]
-fn an_unreachable_database_means_try_again_later() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::bin::write_config(dir.path(), "postgres://postgres@127.0.0.1:1/bulletin", "");
-    let bounce = fixture(
+/// A hard bounce for a delivery that a database which cannot be reached
+/// might know: a test of the outage never gets as far as looking it up.
+fn outage_bounce() -> String {
+    fixture(
         "dsn-postfix.eml",
         &[
             ("ENVELOPE", ""),
@@ -499,7 +498,16 @@ fn an_unreachable_database_means_try_again_later() {
             ("DIAGNOSTIC", "550 5.1.1 User unknown"),
             ("ORIGINAL_HEADERS", "Subject: First light\n"),
         ],
-    );
+    )
+}
+
+/// The database cannot be reached: "try again later" (EX_TEMPFAIL), so
+/// Postfix keeps the message, and a maildir's files stay where they are.
+#[test]
+fn an_unreachable_database_means_try_again_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::bin::write_config(dir.path(), "postgres://postgres@127.0.0.1:1/bulletin", "");
+    let bounce = outage_bounce();
     let out = ingest(&config, &["-"], &bounce);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{stderr}");
@@ -513,6 +521,56 @@ fn an_unreachable_database_means_try_again_later() {
     assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(maildir.join("new/1764324005.V801I1a2bM1.mx").exists(), "the file waits for the next run");
 }
+
+/// A database host that accepts the connection and never answers: "try
+/// again later" once `database.connect_timeout_seconds` has passed, not a
+/// pipe process that hangs until Postfix kills it (and counts it a failure).
+#[test]
+fn a_silent_database_means_try_again_later() {
+    let silent = SilentServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::bin::write_config(dir.path(), &format!("postgres://postgres@127.0.0.1:{}/x", silent.port), "");
+    let out = bulletin_within(&config, &["bounces", "ingest", "-"], &[], &outage_bounce(), Duration::from_secs(30))
+        .expect("bounces ingest was still waiting after 30 s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{stderr}");
+    let said =
+        format!("PostgreSQL at 127.0.0.1:{} accepted the connection but did not answer within 10 s", silent.port);
+    assert_eq!(stderr.matches(&said).count(), 1, "{stderr}");
+    assert!(stderr.trim_end().ends_with("try again later"), "{stderr}");
+}
+
+/// Another session holds the ledger locked (a forgotten `psql` transaction,
+/// a stuck job) for longer than Bulletin waits: "try again later", and once
+/// the lock is gone the same message goes through.
+async fn a_held_lock_means_try_again_later(backend: Backend) {
+    let Some((app, _issue, mails)) = sent_issue(backend, &["ada"], |_| {}).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    let bounce = dsn(&mails[0], "20261128100005.4F3A21C0042", "5.1.1", "");
+    let recipient = mails[0].from.clone();
+
+    let lock = HeldLock::take(app.database_url(), "deliveries").await;
+    let (c, b, r) = (config.clone(), bounce.clone(), recipient.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        bulletin_within(&c, &["bounces", "ingest", "--recipient", &r, "-"], &[], &b, Duration::from_secs(30))
+    })
+    .await
+    .unwrap()
+    .expect("bounces ingest was still waiting for the lock after 30 s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EX_TEMPFAIL), "{stderr}");
+    assert!(stderr.contains("held") && stderr.trim_end().ends_with("try again later"), "{stderr}");
+    lock.release().await;
+    assert!(!suppressed(&app, "ada").await, "nothing was changed");
+
+    let out = ingest(&config, &["--recipient", &recipient, "-"], &bounce);
+    assert!(stdout_of(&out).starts_with("1 message: 1 hard bounce suppressed"));
+    assert!(suppressed(&app, "ada").await);
+    app.stop().await;
+}
+
+on_both_backends!(a_held_lock_means_try_again_later);
 
 /// Lets the `pipe` transport's unprivileged user (`nobody`) read the config
 /// and write the SQLite database (its file, WAL and shared memory), as a

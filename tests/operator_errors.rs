@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use bulletin::domain::ConsentSource;
 use bulletin::store::{Consent, ConsentEvent};
-use common::{Backend, TestApp};
+use common::bin::{SilentServer, bulletin_within, write_config};
+use common::db::HeldLock;
+use common::{Backend, TestApp, TestDb};
 
 /// Runs `bulletin migrate` with `config` as the config file's text; returns (success, stderr).
 fn migrate_with(dir: &Path, config: &str) -> (bool, String) {
@@ -81,6 +83,71 @@ fn an_unreachable_postgres_says_where_and_why() {
     assert!(!stderr.contains("pool timed out"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(5), "said at once, not after the pool's timeout");
 }
+
+/// A host that accepts the connection and never answers (a frozen
+/// PostgreSQL, a proxy with nothing behind it): `serve` and `migrate` give up
+/// after `database.connect_timeout_seconds` (10 s by default) and say where,
+/// and what to check.
+#[test]
+fn a_silent_postgres_is_given_up_on_in_time() {
+    let silent = SilentServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &format!("postgres://postgres@127.0.0.1:{}/x", silent.port), "");
+    let said =
+        format!("PostgreSQL at 127.0.0.1:{} accepted the connection but did not answer within 10 s", silent.port);
+    let env = [("BULLETIN_SERVER__LISTEN", "127.0.0.1:0")];
+    std::thread::scope(|scope| {
+        let runs = ["serve", "migrate"].map(|command| {
+            let (config, env) = (&config, &env);
+            let run = scope.spawn(move || {
+                let started = Instant::now();
+                (bulletin_within(config, &[command], env, "", Duration::from_secs(30)), started.elapsed())
+            });
+            (command, run)
+        });
+        for (command, run) in runs {
+            let (out, took) = run.join().unwrap();
+            let out = out.unwrap_or_else(|| panic!("bulletin {command} was still waiting after 30 s"));
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{command}: {stderr}");
+            assert_eq!(stderr.matches(&said).count(), 1, "{command}: {stderr}");
+            assert!(stderr.contains("database.connect_timeout_seconds"), "{command}: {stderr}");
+            assert!(took >= Duration::from_secs(9), "{command} gave up after the deadline, not before: {took:?}");
+        }
+    });
+}
+
+/// Another session holds a lock `migrate` needs (a forgotten `psql`
+/// transaction, a stuck job): it waits `database.lock_timeout_seconds` (SQLite:
+/// its busy timeout, 10 s), then says what held it up; once the lock is gone
+/// the same command succeeds.
+async fn a_held_lock_is_waited_for_only_so_long(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &db.url, "");
+    let migrate = || {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || bulletin_within(&config, &["migrate"], &[], "", Duration::from_secs(30)))
+    };
+    let out = migrate().await.unwrap().expect("migrate on a free database");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let lock = HeldLock::take(&db.url, "_sqlx_migrations, newsletters").await;
+    let out = migrate().await.unwrap().expect("migrate was still waiting for the lock after 30 s");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    let hint = match backend {
+        Backend::Sqlite => "another process held the database's write lock",
+        Backend::Postgres => "another session held a lock it needed for longer than database.lock_timeout_seconds",
+    };
+    assert_eq!(stderr.matches(hint).count(), 1, "{stderr}");
+
+    lock.release().await;
+    let out = migrate().await.unwrap().expect("migrate once the lock is gone");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+on_both_backends!(a_held_lock_is_waited_for_only_so_long);
 
 /// 60 signups of one address at once are one consent to record; a later
 /// signup for another newsletter, or after an unsubscribe, is recorded again.

@@ -28,6 +28,7 @@ use crate::config::Settings;
 use crate::digest::DigestPlan;
 use crate::domain::{NewsletterSlug, SubscriptionStatus};
 use crate::signup::RhythmOffer;
+use crate::store;
 use crate::web;
 use output::Format;
 pub use warnings::{GatherLayer, Stderr as LogWriter};
@@ -95,7 +96,8 @@ fn closed_pipe(error: &anyhow::Error) -> bool {
 
 /// The causes of `error` joined by ": ", leaving out a cause the one before
 /// already quotes (a wrapper such as `database error: {0}` repeats its
-/// source, and some libraries' messages repeat theirs).
+/// source, and some libraries' messages repeat theirs); a database deadline
+/// that passed is followed by what held it up and which setting it was.
 fn causes(error: &anyhow::Error) -> String {
     let mut said: Vec<String> = vec![];
     for cause in error.chain() {
@@ -105,7 +107,12 @@ fn causes(error: &anyhow::Error) -> String {
         }
         said.push(text);
     }
-    said.join(": ")
+    let note = error.chain().filter_map(|cause| cause.downcast_ref::<sqlx::Error>()).find_map(store::deadline_note);
+    let said = said.join(": ");
+    match note {
+        Some(note) => format!("{said} ({note})"),
+        None => said,
+    }
 }
 
 #[derive(Debug, Parser)]

@@ -8,7 +8,7 @@ use secrecy::ExposeSecret;
 
 use crate::app;
 use crate::config::Settings;
-use crate::store::Store;
+use crate::store::{Deadlines, Store};
 
 /// Migrates both schemas, copies every row and prints the count per table;
 /// fails (exit 1) having written nothing to `to` when anything goes wrong.
@@ -20,7 +20,9 @@ pub async fn run(settings: &Settings, to: &str) -> anyhow::Result<()> {
         bail!("--to takes a PostgreSQL URL such as postgres://bulletin@db.internal/bulletin");
     }
     let (source, _) = app::open_and_migrate(settings).await?;
-    let target = Store::connect(to, 2).await.context("could not open the PostgreSQL database (--to)")?;
+    let deadlines = Deadlines::from_settings(&settings.database);
+    let target =
+        Store::connect_with(to, 2, deadlines).await.context("could not open the PostgreSQL database (--to)")?;
     target.migrate().await.context("could not create the schema in the PostgreSQL database (--to)")?;
     let copied = source.copy_into(&target).await;
     target.close().await;

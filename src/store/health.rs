@@ -153,7 +153,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         let e = match self {
             StoreError::Database(e) => e,
-            StoreError::FileGone(_) | StoreError::Unreachable { .. } => return true,
+            StoreError::FileGone(_) | StoreError::Unreachable { .. } | StoreError::NoAnswer { .. } => return true,
             StoreError::Migrate(_) | StoreError::UnsupportedUrl => return false,
         };
         match e {
@@ -165,11 +165,12 @@ impl StoreError {
             // connection_exception, operator intervention (shutdown, cannot
             // connect now), insufficient resources (disk full, too many
             // connections), database gone or not accepting connections, a
-            // read-only transaction (a standby), an I/O error on the server.
+            // read-only transaction (a standby), an I/O error on the server, a lock
+            // held elsewhere past `lock_timeout`.
             _ => match database_code(e) {
                 Some(DatabaseCode::Postgres(code)) => {
                     ["08", "57P", "53"].iter().any(|class| code.starts_with(class))
-                        || ["3D000", "55000", "25006", "58030"].contains(&&*code)
+                        || ["3D000", "55000", "25006", "58030", "55P03"].contains(&&*code)
                 }
                 // SQLite's primary result code: BUSY, READONLY, IOERR, FULL, CANTOPEN.
                 Some(DatabaseCode::Sqlite(code)) => [5, 8, 10, 13, 14].contains(&(code & 0xff)),

@@ -7,6 +7,7 @@
 
 mod backup;
 mod copy;
+mod deadlines;
 mod deliveries;
 mod digests;
 mod feedback;
@@ -38,6 +39,8 @@ use sqlx::sqlite::{
 
 pub use backup::{BackupError, BackupReport, backup_sqlite, pg_dump_command};
 pub use copy::{CopyError, CopyReport};
+pub use deadlines::{Deadlines, deadline_note};
+use deadlines::{connect_within, millis, probe};
 pub use deliveries::{ClaimedDelivery, DeliveryKind, Handover, Settlement};
 pub use digests::{DigestOutcome, DigestRequest, DigestRunRow, DigestRunStatus};
 pub use feedback::{ComplaintOutcome, FeedbackCounts, FeedbackDelivery, FeedbackEvent};
@@ -77,6 +80,13 @@ pub enum StoreError {
         "could not connect to PostgreSQL at {host}:{port}: {reason}; check that the server is running and that the URL names the right host, port, user and database"
     )]
     Unreachable { host: String, port: u16, reason: String },
+    /// Opening a connection took longer than `database.connect_timeout_seconds`:
+    /// without a deadline a host that takes the connection and never
+    /// answers would keep every command waiting forever.
+    #[error(
+        "PostgreSQL at {host}:{port} {what} within {seconds} s; {check} (database.connect_timeout_seconds sets the wait)"
+    )]
+    NoAnswer { host: String, port: u16, seconds: u64, what: &'static str, check: &'static str },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -99,6 +109,10 @@ enum Db {
 struct PgPools {
     main: PgPool,
     relaxed: PgPool,
+    /// Migrations run on a connection of their own, without the statement
+    /// deadline: rewriting a large table may rightly take longer.
+    migrations: Arc<PgConnectOptions>,
+    connect_deadline: Duration,
 }
 
 /// SQLite allows one writer at a time. Writers queue for the single write
@@ -261,23 +275,20 @@ pub(crate) use {in_tx, on_pool, reading, relaxed, with_pool};
 /// again on every use.
 const STATEMENT_CACHE: usize = 1024;
 
-/// One direct connection before the pool is built, so a server that is
-/// down, unknown or refusing us says so at once and in its own words.
-async fn probe(options: &PgConnectOptions) -> Result<()> {
-    let reason = match sqlx::PgConnection::connect_with(options).await {
-        Ok(conn) => {
-            let _ = conn.close().await;
-            return Ok(());
+/// (version, description) of the migrations recorded.
+type Applied = Vec<(i64, String)>;
+
+/// The migrations recorded, or none before the first (no table yet: a
+/// brand-new database); any other error, such as a lock held elsewhere, is one.
+fn no_table_is_none(rows: Result<Applied, sqlx::Error>) -> Result<Applied> {
+    match rows {
+        Err(sqlx::Error::Database(e))
+            if e.code().as_deref() == Some("42P01") || e.message().starts_with("no such table") =>
+        {
+            Ok(vec![])
         }
-        Err(sqlx::Error::Io(e)) => match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-            std::io::ErrorKind::TimedOut => "the connection timed out".to_owned(),
-            _ => e.to_string(),
-        },
-        Err(sqlx::Error::Database(e)) => e.message().to_owned(),
-        Err(e) => e.to_string(),
-    };
-    Err(StoreError::Unreachable { host: options.get_host().to_owned(), port: options.get_port(), reason })
+        rows => Ok(rows?),
+    }
 }
 
 /// The longest a query waits for a pooled connection (or for a new one to be
@@ -286,8 +297,17 @@ async fn probe(options: &PgConnectOptions) -> Result<()> {
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Store {
-    /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an SQLite file if missing.
+    /// Connects to `url` (`sqlite://path` or `postgres://…`) with the
+    /// default deadlines, creating an SQLite file if missing.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(url, max_connections, Deadlines::default()).await
+    }
+
+    /// Connects to `url` (`sqlite://path` or `postgres://…`), creating an
+    /// SQLite file if missing. On PostgreSQL every session gets
+    /// `lock_timeout` and `statement_timeout` from `deadlines`; SQLite waits
+    /// for another process's write lock 10 s (its busy timeout).
+    pub async fn connect_with(url: &str, max_connections: u32, deadlines: Deadlines) -> Result<Self> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -320,11 +340,16 @@ impl Store {
             Ok(Self { db: Db::Sqlite(SqlitePools { read, write, file }) })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let options = PgConnectOptions::from_str(url)?.statement_cache_capacity(STATEMENT_CACHE);
-            probe(&options).await?;
-            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(ACQUIRE_TIMEOUT);
+            probe(&options, deadlines.connect).await?;
+            let lock = ("lock_timeout", millis(deadlines.lock));
+            let migrations = Arc::new(options.clone().options([lock.clone(), ("statement_timeout", "0".to_owned())]));
+            let options = options.options([lock, ("statement_timeout", millis(deadlines.statement))]);
+            // The acquire timeout also bounds opening a pooled connection.
+            let acquire = ACQUIRE_TIMEOUT.min(deadlines.connect);
+            let pool = |max| PgPoolOptions::new().max_connections(max).acquire_timeout(acquire);
             let main = pool(max_connections).connect_with(options.clone()).await?;
             let relaxed = pool(4).connect_lazy_with(options.options([("synchronous_commit", "off")]));
-            Ok(Self { db: Db::Postgres(PgPools { main, relaxed }) })
+            Ok(Self { db: Db::Postgres(PgPools { main, relaxed, migrations, connect_deadline: deadlines.connect }) })
         } else {
             Err(StoreError::UnsupportedUrl)
         }
@@ -334,24 +359,23 @@ impl Store {
     /// Brings the schema up to date; returns the descriptions of the
     /// migrations applied now (all of them on a brand-new database).
     pub async fn migrate(&self) -> Result<Vec<String>> {
-        let before = self.applied_migrations().await;
-        match &self.db {
-            Db::Sqlite(pools) => sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?,
-            Db::Postgres(pools) => sqlx::migrate!("./migrations/postgres").run(&pools.main).await?,
-        }
-        let after = self.applied_migrations().await;
-        Ok(after.into_iter().filter(|m| !before.contains(m)).map(|(_, description)| description).collect())
-    }
-
-    /// (version, description) of the migrations recorded; none before the first.
-    async fn applied_migrations(&self) -> Vec<(i64, String)> {
         const SQL: &str = "SELECT version, description FROM _sqlx_migrations ORDER BY version";
-        let rows = match &self.db {
-            Db::Sqlite(pools) => sqlx::query_as(SQL).fetch_all(&pools.write).await,
-            Db::Postgres(pools) => sqlx::query_as(SQL).fetch_all(&pools.main).await,
+        let (before, after): (Applied, Applied) = match &self.db {
+            Db::Sqlite(pools) => {
+                let before = no_table_is_none(sqlx::query_as(SQL).fetch_all(&pools.write).await)?;
+                sqlx::migrate!("./migrations/sqlite").run(&pools.write).await?;
+                (before, sqlx::query_as(SQL).fetch_all(&pools.write).await?)
+            }
+            Db::Postgres(pools) => {
+                let mut conn = connect_within(&pools.migrations, pools.connect_deadline).await?;
+                let before = no_table_is_none(sqlx::query_as(SQL).fetch_all(&mut conn).await)?;
+                sqlx::migrate!("./migrations/postgres").run(&mut conn).await?;
+                let after = sqlx::query_as(SQL).fetch_all(&mut conn).await?;
+                let _ = conn.close().await;
+                (before, after)
+            }
         };
-        // No table yet: a brand-new database.
-        rows.unwrap_or_default()
+        Ok(after.into_iter().filter(|m| !before.contains(m)).map(|(_, description)| description).collect())
     }
 
     /// Fails once the SQLite file opened at start is gone (see [`SqlitePools`]).

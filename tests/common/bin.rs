@@ -3,6 +3,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 /// Runs `bulletin --config CONFIG ARGS` as an operator would from a script:
 /// no terminal on standard input, log lines only for errors.
@@ -225,5 +228,85 @@ pub async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) 
         let n = stream.read(&mut chunk).await.expect("read");
         assert!(n > 0, "connection closed mid-response: {:?}", String::from_utf8_lossy(&data));
         data.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Runs `bulletin --config CONFIG ARGS` with `env` set and `stdin` on its
+/// standard input; returns its output, or `None` when it was still running
+/// after `limit` (it is killed then, so a hang fails the test instead of
+/// stalling it).
+pub fn bulletin_within(
+    config: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+    limit: Duration,
+) -> Option<Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("BULLETIN_CONFIG")
+        .env("RUST_LOG", "error")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bulletin");
+    // A command that exits before reading its input is judged by its output.
+    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+    let deadline = Instant::now() + limit;
+    loop {
+        if child.try_wait().expect("wait for bulletin").is_some() {
+            return Some(child.wait_with_output().expect("read bulletin's output"));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A server on 127.0.0.1 that accepts TCP connections and never says a
+/// word: a database host whose PostgreSQL is frozen, or a proxy with nothing
+/// behind it. It holds at most 64 connections open; stopped when dropped.
+pub struct SilentServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentServer {
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the silent server");
+        listener.set_nonblocking(true).expect("non-blocking listener");
+        let port = listener.local_addr().expect("its address").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = vec![];
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) if held.len() < 64 => held.push(stream),
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Self { port, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }

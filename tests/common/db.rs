@@ -47,3 +47,41 @@ pub async fn count(url: &str, sql: &'static str) -> i64 {
     pool.close().await;
     n
 }
+
+/// Another session's open transaction holding locks, as a forgotten `psql`
+/// session or a stuck job would: on PostgreSQL `tables` locked ACCESS
+/// EXCLUSIVE (not even read), on SQLite the write lock of the whole file.
+pub enum HeldLock {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl HeldLock {
+    pub async fn take(url: &str, tables: &str) -> Self {
+        use sqlx::Connection;
+        if url.starts_with("sqlite") {
+            let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+            Self::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            let sql = format!("BEGIN; LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+            Self::Postgres(conn)
+        }
+    }
+
+    pub async fn release(self) {
+        use sqlx::Connection;
+        match self {
+            Self::Sqlite(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+            Self::Postgres(mut conn) => {
+                sqlx::raw_sql("ROLLBACK").execute(&mut conn).await.unwrap();
+                conn.close().await.unwrap();
+            }
+        }
+    }
+}
