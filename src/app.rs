@@ -12,12 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::config::Settings;
 use crate::delivery::{Composer, Engine, Pace};
 use crate::digest::Digests;
 use crate::digest::feed::{FeedFetcher, FetchLimits};
-use crate::domain::{LinkKeys, ReturnPath};
+use crate::domain::{LinkKeys, Newsletter, ReturnPath};
 use crate::feedback::Feedback;
 use crate::feedback::sns::SnsVerifier;
 use crate::feedback::webhook::WebhookReceiver;
@@ -69,6 +69,21 @@ pub async fn feedback(settings: &Settings, clock: Clock) -> anyhow::Result<Feedb
     Ok(Feedback::new(store, keys, clock, settings.bounces.clone()))
 }
 
+/// Stores the configured newsletters (a newsletter added since another
+/// process started is then found by it in the database) and holds the
+/// unsent issues of those taken out of the configuration. Returns the
+/// configured newsletters in configuration order.
+pub async fn sync_newsletters(settings: &Settings, store: &Store, now: Timestamp) -> anyhow::Result<Vec<Newsletter>> {
+    let newsletters = store
+        .sync_newsletters(&settings.newsletters, now)
+        .await
+        .context("could not store the configured newsletters")?;
+    crate::delivery::hold_unconfigured(store, &newsletters)
+        .await
+        .context("could not hold the issues of newsletters no longer configured")?;
+    Ok(newsletters)
+}
+
 /// Everything a running instance is made of, before it listens.
 pub struct Services {
     pub store: Store,
@@ -85,10 +100,7 @@ pub struct Services {
 
 pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Services> {
     let store = open_store(settings).await?;
-    let newsletters = store
-        .sync_newsletters(&settings.newsletters, clock.now())
-        .await
-        .context("could not store the configured newsletters")?;
+    let newsletters = sync_newsletters(settings, &store, clock.now()).await?;
     let catalog = Arc::new(Catalog::new(newsletters));
     let links = Links::new(settings.public_url(), link_keys(settings, &store).await?);
     let mailer = Mailer::from_settings(&settings.mail)?;

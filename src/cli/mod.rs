@@ -257,7 +257,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { to: Some(to) } => move_to_postgres::run(&settings, &to).await,
         Command::Migrate { to: None } => {
             let (store, applied) = app::open_and_migrate(&settings).await?;
-            let newsletters = store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
+            let newsletters = app::sync_newsletters(&settings, &store, Clock::system().now()).await?;
             let slugs: Vec<String> = newsletters.iter().map(|n| n.slug.to_string()).collect();
             match applied.as_slice() {
                 [] => eprintln!("Database ({}) was already up to date.", store.backend_name()),
@@ -276,7 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Newsletters { command: NewslettersCommand::List { format } } => {
             let store = app::open_store(&settings).await?;
-            store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
+            app::sync_newsletters(&settings, &store, Clock::system().now()).await?;
             let newsletters = store.list_newsletters().await?;
             let counts = store.subscription_counts().await?;
             let configured =
