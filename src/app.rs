@@ -1,6 +1,7 @@
 //! Putting the parts together: the same start-up for `bulletin serve` and the tests.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,80 @@ pub async fn sync_newsletters(settings: &Settings, store: &Store, now: Timestamp
         .await
         .context("could not hold the issues of newsletters no longer configured")?;
     Ok(newsletters)
+}
+
+/// How often a running instance looks whether its configuration file changed.
+const CONFIG_CHECK: Duration = Duration::from_secs(2);
+
+/// Follows the configuration file under a running `serve` or `worker`: when
+/// its text changes, or on SIGHUP, its newsletters are stored again and the
+/// issues of any taken out are held (see [`sync_newsletters`]), with one log
+/// line. Everything else is read once, at start. A file that no longer
+/// loads changes nothing and is logged. Ends when `stop` turns true.
+pub async fn follow_configuration(path: PathBuf, store: Store, clock: Clock, mut stop: watch::Receiver<bool>) {
+    let mut seen = tokio::fs::read(&path).await.ok();
+    let mut hangup = Hangup::new();
+    let mut every = tokio::time::interval(CONFIG_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let asked = tokio::select! {
+            _ = every.tick() => false,
+            _ = hangup.recv() => true,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let text = tokio::fs::read(&path).await.ok();
+        if !asked && text == seen {
+            continue;
+        }
+        seen = text;
+        let stored = match Settings::load(&path) {
+            Ok(settings) => sync_newsletters(&settings, &store, clock.now()).await,
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        match stored {
+            Ok(newsletters) => {
+                let slugs: Vec<String> = newsletters.iter().map(|n| n.slug.to_string()).collect();
+                tracing::info!(
+                    file = %path.display(),
+                    newsletters = %slugs.join(","),
+                    "configuration read again: its newsletters are stored and the issues of any taken out are held; other settings take effect at restart"
+                );
+            }
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                error = %format!("{e:#}"),
+                "the configuration changed but was not applied; the running one stays until it is fixed"
+            ),
+        }
+    }
+}
+
+/// SIGHUP, the usual "read your configuration again" (`systemctl reload`).
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Self {
+        #[cfg(unix)]
+        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        Self {
+            #[cfg(unix)]
+            signal,
+        }
+    }
+
+    /// The next SIGHUP; never where there is none.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut()
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending().await
+    }
 }
 
 /// Everything a running instance is made of, before it listens.

@@ -90,8 +90,8 @@ fn all(rows: &[(String, i64)], status: &str) -> bool {
 }
 
 /// A newsletter added to config.toml while `serve` runs: readers imported,
-/// an issue queued with --detach, and a digest sent in the foreground while
-/// `serve` claims its share; every copy is delivered, none skipped.
+/// an issue queued with --detach; `serve` delivers every copy, none
+/// skipped, and takes its readers' unsubscribes.
 async fn a_newsletter_added_while_serving_is_sent(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else { return };
     let mail = MailSink::start();
@@ -100,7 +100,7 @@ async fn a_newsletter_added_while_serving_is_sent(backend: Backend) {
     let config = write_config(dir.path(), &db, &mail, port, "");
     let server = serve(&config, port).await;
 
-    write_config(dir.path(), &db, &mail, port, &format!("{LATE_NEWS}{LATE_DIGEST}"));
+    write_config(dir.path(), &db, &mail, port, LATE_NEWS);
     let readers = import(dir.path(), &config, "late-news", 30);
     let issue = dir.path().join("issue.md");
     std::fs::write(&issue, "# Hello\n\nNews.\n").unwrap();
@@ -125,9 +125,21 @@ async fn a_newsletter_added_while_serving_is_sent(backend: Backend) {
     let listed = bulletin(&config, &["subscribers", "export", "--newsletter", "late-news"]);
     let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
     assert!(listed.contains(&format!("{},unsubscribed", readers[0])), "{listed}");
+    stop(server).await;
+}
 
-    // A digest sent in the foreground while `serve` claims rows of it too:
-    // with two connections the foreground holds 128 rows at most.
+/// A digest newsletter added while `serve` runs, sent with `digest run` in
+/// the foreground while `serve` claims rows of it too (with two connections
+/// the foreground holds 128 rows at most): every copy is delivered.
+async fn a_digest_added_while_serving_is_sent_in_the_foreground(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let mail = MailSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = write_config(dir.path(), &db, &mail, port, "");
+    let server = serve(&config, port).await;
+
+    write_config(dir.path(), &db, &mail, port, LATE_DIGEST);
     let digest_readers = import(dir.path(), &config, "late-digest", 300);
     succeeded(&bulletin(
         &config,
@@ -135,11 +147,11 @@ async fn a_newsletter_added_while_serving_is_sent(backend: Backend) {
     ));
     let run = bulletin(&config, &["digest", "run", "--newsletter", "late-digest", "--yes"]);
     let said = succeeded(&run);
-    let rows = ledger(&db.url, 2).await;
+    let rows = ledger(&db.url, 1).await;
     assert!(rows.len() == 300 && all(&rows, "sent"), "every copy delivered: {said}\n{rows:?}");
     assert_eq!(mail.wait_for(&digest_readers[299], 1).await.len(), 1);
     let log = stop(server).await;
-    assert!(log.contains("sending issue issue=2"), "serve took its share of the digest: {log}");
+    assert!(log.contains("sending issue issue=1"), "serve took its share of the digest: {log}");
 }
 
 /// A newsletter taken out of config.toml while its issue waits: `serve`
@@ -194,4 +206,63 @@ async fn a_newsletter_removed_while_queued_is_held(backend: Backend) {
     assert!(log.contains("issue held") && log.contains("issue=1"), "one log line says so: {log}");
 }
 
-on_both_backends!(a_newsletter_added_while_serving_is_sent, a_newsletter_removed_while_queued_is_held);
+/// The issue's (status, paused reason), read straight from the database
+/// (any `bulletin` command would store its own configuration first).
+async fn issue_row(db_url: &str, id: i64) -> (String, Option<String>) {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT status, paused_reason FROM issues WHERE id = $1";
+    if db_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(db_url).await.unwrap();
+        sqlx::query_as(SQL).bind(id).fetch_one(&mut conn).await.unwrap()
+    } else {
+        let mut conn = sqlx::PgConnection::connect(db_url).await.unwrap();
+        sqlx::query_as(SQL).bind(id).fetch_one(&mut conn).await.unwrap()
+    }
+}
+
+/// A running `serve` follows its config.toml: SIGHUP (`systemctl reload`)
+/// reads it again without stopping it, and a newsletter taken out of the
+/// file has its scheduled issue held within seconds, with no command run.
+async fn serve_follows_its_configuration_file(backend: Backend) {
+    let Some(db) = TestDb::create(backend).await else { return };
+    let mail = MailSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = write_config(dir.path(), &db, &mail, port, LATE_NEWS);
+    import(dir.path(), &config, "late-news", 5);
+    let server = serve(&config, port).await;
+    let later = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 3600, 0).unwrap().to_rfc3339();
+    let issue = dir.path().join("issue.md");
+    std::fs::write(&issue, "# Tomorrow\n").unwrap();
+    let send = ["issue", "send", "--newsletter", "late-news", "--subject", "Tomorrow", "--yes", "--at", &later];
+    succeeded(&bulletin(&config, &[&send[..], &[issue.to_str().unwrap()]].concat()));
+
+    Command::new("kill").arg("-HUP").arg(server.id().to_string()).status().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok(), "SIGHUP does not stop serve");
+    assert_eq!(issue_row(&db.url, 1).await.0, "sending", "nothing changed in the file");
+
+    write_config(dir.path(), &db, &mail, port, "");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (status, reason) = loop {
+        let row = issue_row(&db.url, 1).await;
+        if row.0 != "sending" {
+            break row;
+        }
+        assert!(Instant::now() < deadline, "serve did not notice that late-news was taken out of config.toml");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status, "paused");
+    let reason = reason.unwrap_or_default();
+    assert!(reason.contains("\"late-news\" is no longer in the configuration"), "{reason}");
+    assert!(all(&ledger(&db.url, 1).await, "queued"));
+    let log = stop(server).await;
+    assert!(log.contains("configuration read again") && log.contains("issue held"), "{log}");
+}
+
+on_both_backends!(
+    serve_follows_its_configuration_file,
+    a_newsletter_added_while_serving_is_sent,
+    a_digest_added_while_serving_is_sent_in_the_foreground,
+    a_newsletter_removed_while_queued_is_held
+);

@@ -241,8 +241,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let settings = settings?;
     match command {
-        Command::Serve => serve(&settings).await,
-        Command::Worker => worker(&settings).await,
+        Command::Serve => serve(&settings, &cli.config).await,
+        Command::Worker => worker(&settings, &cli.config).await,
         Command::Issue { command } => issue::run(&settings, command).await,
         Command::Digest { command } => digest::run(&settings, command).await,
         Command::Items { command } => items::run(&settings, command).await,
@@ -314,7 +314,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: &Settings) -> anyhow::Result<()> {
+async fn serve(settings: &Settings, config: &std::path::Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("could not listen on {} (server.listen)", settings.server.listen))?;
@@ -333,8 +333,13 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     if let Some(addr) = running.metrics_addr {
         tracing::info!("Metrics on http://{addr}/metrics (server.metrics_listen)");
     }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follow =
+        tokio::spawn(app::follow_configuration(config.to_owned(), running.store.clone(), Clock::system(), stopped));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = follow.await;
     running.stop().await;
     Ok(())
 }
@@ -350,7 +355,7 @@ pub(crate) fn newsletter_by_slug(services: &app::Services, slug: &str) -> anyhow
         .ok_or_else(|| anyhow::anyhow!("there is no newsletter \"{slug}\"; `bulletin newsletters list` shows them"))
 }
 
-async fn worker(settings: &Settings) -> anyhow::Result<()> {
+async fn worker(settings: &Settings, config: &std::path::Path) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     check_mail_server(settings);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -359,12 +364,19 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
         tracing::info!("Metrics on http://{addr}/metrics (server.metrics_listen)");
     }
     let schedules = tokio::spawn(services.digests.schedule(services.mail_queued.clone(), stopped.clone()));
+    let follow = tokio::spawn(app::follow_configuration(
+        config.to_owned(),
+        services.store.clone(),
+        Clock::system(),
+        stopped.clone(),
+    ));
     let engine = tokio::spawn(services.engine.run(services.mail_queued, stopped));
     tracing::info!("Bulletin worker running (database {})", services.store.backend_name());
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = engine.await;
+    let _ = follow.await;
     let _ = schedules.await;
     if let Some((_, exporter)) = metrics {
         let _ = exporter.await;

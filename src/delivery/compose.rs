@@ -22,9 +22,9 @@ use crate::domain::delivery_tag::message_id_key;
 use crate::domain::{ConfirmationToken, EmailAddress, Newsletter, ReturnPath};
 use crate::mail::{ConfirmationMail, IssueMail, MailError, Mailer, PreparedIssue, RenderedIssue};
 use crate::signup::{Catalog, Links};
+use crate::store::{ClaimedDelivery, DeliveryKind, NewToken, Store, StoreError};
 
 use super::prepared_issues::PreparedIssues;
-use crate::store::{ClaimedDelivery, DeliveryKind, NewToken, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {

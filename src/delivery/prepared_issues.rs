@@ -78,6 +78,7 @@ impl PreparedIssues {
     }
 
     /// How many issues are kept.
+    #[cfg(test)]
     pub fn kept(&self) -> usize {
         self.inner.lock().expect("cache lock").entries.len()
     }
