@@ -11,21 +11,41 @@ use std::time::{Duration, Instant};
 use common::bin::{KillOnDrop, bulletin, issue_status, ledger};
 use common::{Backend, MailSink, TestDb};
 
-/// The operator's config.toml: the test's database and mail sink, a server
-/// on `port`, and these newsletters.
-fn write_config(dir: &Path, db: &TestDb, mail: &MailSink, port: u16, newsletters: &str) -> PathBuf {
-    let path = dir.join("config.toml");
-    let text = format!(
-        "[server]\nsecret = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
-         [database]\nurl = \"{}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://{}\"\n\
-         [sending]\nrate_per_second = 100\nconcurrency = 2\n\
-         [[newsletters]]\nslug = \"weekend-reads\"\nname = \"Weekend Reads\"\n{newsletters}",
-        common::TEST_SECRET,
-        db.url,
-        mail.addr
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+/// A fresh database, a mail sink, and the operator's config.toml for them
+/// with a server on a free port.
+struct Site {
+    db: TestDb,
+    mail: MailSink,
+    dir: tempfile::TempDir,
+    port: u16,
+    config: PathBuf,
+}
+
+impl Site {
+    async fn new(backend: Backend, newsletters: &str) -> Option<Self> {
+        let db = TestDb::create(backend).await?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("config.toml");
+        let site = Self { db, mail: MailSink::start(), dir, port, config };
+        site.configure(newsletters);
+        Some(site)
+    }
+
+    /// Writes config.toml anew with Weekend Reads and `newsletters`.
+    fn configure(&self, newsletters: &str) {
+        let text = format!(
+            "[server]\nsecret = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npublic_url = \"http://127.0.0.1:{port}\"\n\
+             [database]\nurl = \"{}\"\n[mail]\ntransport = \"smtp\"\nsmtp_url = \"smtp://{}\"\n\
+             [sending]\nrate_per_second = 100\nconcurrency = 2\n\
+             [[newsletters]]\nslug = \"weekend-reads\"\nname = \"Weekend Reads\"\n{newsletters}",
+            common::TEST_SECRET,
+            self.db.url,
+            self.mail.addr,
+            port = self.port,
+        );
+        std::fs::write(&self.config, text).unwrap();
+    }
 }
 
 const LATE_NEWS: &str = "[[newsletters]]\nslug = \"late-news\"\nname = \"Late News\"\n";
@@ -93,14 +113,11 @@ fn all(rows: &[(String, i64)], status: &str) -> bool {
 /// an issue queued with --detach; `serve` delivers every copy, none
 /// skipped, and takes its readers' unsubscribes.
 async fn a_newsletter_added_while_serving_is_sent(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
-    let mail = MailSink::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = write_config(dir.path(), &db, &mail, port, "");
+    let Some(site) = Site::new(backend, "").await else { return };
+    let (db, mail, dir, port, config) = (&site.db, &site.mail, &site.dir, site.port, site.config.clone());
     let server = serve(&config, port).await;
 
-    write_config(dir.path(), &db, &mail, port, LATE_NEWS);
+    site.configure(LATE_NEWS);
     let readers = import(dir.path(), &config, "late-news", 30);
     let issue = dir.path().join("issue.md");
     std::fs::write(&issue, "# Hello\n\nNews.\n").unwrap();
@@ -132,14 +149,11 @@ async fn a_newsletter_added_while_serving_is_sent(backend: Backend) {
 /// the foreground while `serve` claims rows of it too (with two connections
 /// the foreground holds 128 rows at most): every copy is delivered.
 async fn a_digest_added_while_serving_is_sent_in_the_foreground(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
-    let mail = MailSink::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = write_config(dir.path(), &db, &mail, port, "");
+    let Some(site) = Site::new(backend, "").await else { return };
+    let (db, mail, dir, port, config) = (&site.db, &site.mail, &site.dir, site.port, site.config.clone());
     let server = serve(&config, port).await;
 
-    write_config(dir.path(), &db, &mail, port, LATE_DIGEST);
+    site.configure(LATE_DIGEST);
     let digest_readers = import(dir.path(), &config, "late-digest", 300);
     succeeded(&bulletin(
         &config,
@@ -159,18 +173,15 @@ async fn a_digest_added_while_serving_is_sent_in_the_foreground(backend: Backend
 /// still queued), `issue status` says why and what to do, and it goes out
 /// once the newsletter is back and the issue resumed.
 async fn a_newsletter_removed_while_queued_is_held(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
-    let mail = MailSink::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = write_config(dir.path(), &db, &mail, port, LATE_NEWS);
+    let Some(site) = Site::new(backend, LATE_NEWS).await else { return };
+    let (db, mail, dir, port, config) = (&site.db, &site.mail, &site.dir, site.port, site.config.clone());
     let readers = import(dir.path(), &config, "late-news", 20);
     let issue = dir.path().join("issue.md");
     std::fs::write(&issue, "# Held\n\nNews.\n").unwrap();
     let send = ["issue", "send", "--newsletter", "late-news", "--subject", "Held", "--yes", "--detach"];
     succeeded(&bulletin(&config, &[&send[..], &[issue.to_str().unwrap()]].concat()));
 
-    write_config(dir.path(), &db, &mail, port, "");
+    site.configure("");
     let server = serve(&config, port).await;
     // The engine runs: another newsletter's issue goes out meanwhile.
     let others = import(dir.path(), &config, "weekend-reads", 2);
@@ -196,7 +207,7 @@ async fn a_newsletter_removed_while_queued_is_held(backend: Backend) {
     assert!(all(&ledger(&db.url, 1).await, "queued"));
 
     // Back in the configuration: resumed, the running server sends it.
-    write_config(dir.path(), &db, &mail, port, LATE_NEWS);
+    site.configure(LATE_NEWS);
     succeeded(&bulletin(&config, &["issue", "resume", "1", "--detach"]));
     let status = settled_status(&config, 1).await;
     let rows = ledger(&db.url, 1).await;
@@ -224,11 +235,8 @@ async fn issue_row(db_url: &str, id: i64) -> (String, Option<String>) {
 /// reads it again without stopping it, and a newsletter taken out of the
 /// file has its scheduled issue held within seconds, with no command run.
 async fn serve_follows_its_configuration_file(backend: Backend) {
-    let Some(db) = TestDb::create(backend).await else { return };
-    let mail = MailSink::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = write_config(dir.path(), &db, &mail, port, LATE_NEWS);
+    let Some(site) = Site::new(backend, LATE_NEWS).await else { return };
+    let (db, dir, port, config) = (&site.db, &site.dir, site.port, site.config.clone());
     import(dir.path(), &config, "late-news", 5);
     let server = serve(&config, port).await;
     let later = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 3600, 0).unwrap().to_rfc3339();
@@ -242,7 +250,7 @@ async fn serve_follows_its_configuration_file(backend: Backend) {
     assert!(reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok(), "SIGHUP does not stop serve");
     assert_eq!(issue_row(&db.url, 1).await.0, "sending", "nothing changed in the file");
 
-    write_config(dir.path(), &db, &mail, port, "");
+    site.configure("");
     let deadline = Instant::now() + Duration::from_secs(15);
     let (status, reason) = loop {
         let row = issue_row(&db.url, 1).await;
