@@ -97,6 +97,12 @@ impl Composer {
         self.issues.forget(issue_id);
     }
 
+    /// How many prepared issues are kept.
+    #[cfg(test)]
+    pub(super) fn prepared_issues(&self) -> usize {
+        self.issues.kept()
+    }
+
     /// The stored newsletters among `ids`, configured ones first in
     /// configuration order. One not known here (added to the configuration
     /// since this process started) is looked up in the database: every

@@ -86,9 +86,18 @@ impl PreparedIssues {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
+    use secrecy::SecretString;
+    use tokio::sync::{Notify, watch};
+
     use super::*;
-    use crate::config::MailSettings;
+    use crate::clock::Clock;
+    use crate::config::{MailSettings, Settings, TransportKind};
+    use crate::delivery::Draft;
+    use crate::domain::IssueStatus;
     use crate::mail::{Mailer, RenderedIssue};
+    use crate::store::MailCap;
 
     fn prepared(subject: &str) -> Arc<PreparedIssue> {
         let mailer = Mailer::from_settings(&MailSettings::default()).expect("default mail settings");
@@ -121,5 +130,46 @@ mod tests {
         assert_eq!(cache.kept(), CAPACITY);
         assert!(cache.get(CAPACITY as i64 * 3 - 1).is_some(), "the newest stays");
         assert!(cache.get(1).is_none(), "the one used longest ago left");
+    }
+
+    /// The running engine lets go of each issue it finished: a real SQLite
+    /// database and the file transport, three issues one after the other.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_engine_lets_go_of_the_issues_it_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.database.url = SecretString::from(format!("sqlite://{}", dir.path().join("bulletin.db").display()));
+        settings.mail.transport = TransportKind::File;
+        settings.mail.file_dir = dir.path().join("outbox");
+        let clock = Clock::system();
+        let services = crate::app::services(&settings, clock.clone()).await.unwrap();
+        let newsletter = services.signup.catalog().all()[0].clone();
+        let readers: &[u8] = b"email\nada@example.org\nbob@example.org\n";
+        let cap = MailCap { min_interval_secs: 900, per_day: 3 };
+        let keys = services.signup.links().keys().clone();
+        crate::signup::roster::import_csv(&services.store, &keys, &clock, &newsletter, readers, true, cap)
+            .await
+            .unwrap();
+        let (store, composer) = (services.store.clone(), services.composer.clone());
+        let (stop, stopped) = watch::channel(false);
+        let engine = tokio::spawn(services.engine.run(std::sync::Arc::new(Notify::new()), stopped));
+        for subject in ["One", "Two", "Three"] {
+            let draft = Draft::new(newsletter.clone(), subject, "# Hello\n".to_owned()).unwrap();
+            let (id, queued) = draft.queue(&store, clock.now()).await.unwrap();
+            assert_eq!(queued, 2);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while store.issue(id).await.unwrap().map(|i| i.status) != Some(IssueStatus::Done) {
+                assert!(Instant::now() < deadline, "issue {id} was not sent");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            // Done is stored just before the engine lets go of it.
+            while composer.prepared_issues() > 0 {
+                assert!(Instant::now() < deadline, "issue {id} is done and still kept");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        let _ = stop.send(true);
+        engine.await.unwrap();
+        store.close().await;
     }
 }
