@@ -95,7 +95,7 @@ pub struct HeldIssue {
 }
 
 /// Why a held issue waits and what to do, as `issue status` shows it.
-pub fn held_reason(issue: i64, newsletter: &str) -> String {
+fn held_reason(issue: i64, newsletter: &str) -> String {
     format!(
         "newsletter \"{newsletter}\" is no longer in the configuration, so its messages wait (none was skipped): \
          put it back in config.toml and run `bulletin issue resume {issue}`"

@@ -29,7 +29,7 @@ use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use compose::{ComposeError, Composed, Composer};
-pub use issues::{Draft, HeldIssue, QueueError, held_reason, hold_unconfigured};
+pub use issues::{Draft, HeldIssue, QueueError, hold_unconfigured};
 pub use ledger::{Ledger, LedgerError};
 pub use reply::{Verdict, judge, reply_class};
 
