@@ -1,6 +1,7 @@
 //! Putting the parts together: the same start-up for `bulletin serve` and the tests.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::config::Settings;
 use crate::delivery::{Composer, Engine, Pace};
 use crate::digest::Digests;
 use crate::digest::feed::{FeedFetcher, FetchLimits};
-use crate::domain::{LinkKeys, ReturnPath};
+use crate::domain::{LinkKeys, Newsletter, ReturnPath};
 use crate::feedback::Feedback;
 use crate::feedback::sns::SnsVerifier;
 use crate::feedback::webhook::WebhookReceiver;
@@ -71,6 +72,95 @@ pub async fn feedback(settings: &Settings, clock: Clock) -> anyhow::Result<Feedb
     Ok(Feedback::new(store, keys, clock, settings.bounces.clone()))
 }
 
+/// Stores the configured newsletters (a newsletter added since another
+/// process started is then found by it in the database) and holds the
+/// unsent issues of those taken out of the configuration. Returns the
+/// configured newsletters in configuration order.
+pub async fn sync_newsletters(settings: &Settings, store: &Store, now: Timestamp) -> anyhow::Result<Vec<Newsletter>> {
+    let newsletters = store
+        .sync_newsletters(&settings.newsletters, now)
+        .await
+        .context("could not store the configured newsletters")?;
+    crate::delivery::hold_unconfigured(store, &newsletters)
+        .await
+        .context("could not hold the issues of newsletters no longer configured")?;
+    Ok(newsletters)
+}
+
+/// How often a running instance looks whether its configuration file changed.
+const CONFIG_CHECK: Duration = Duration::from_secs(2);
+
+/// Follows the configuration file under a running `serve` or `worker`: when
+/// its text changes, or on SIGHUP, its newsletters are stored again and the
+/// issues of any taken out are held (see [`sync_newsletters`]), with one log
+/// line. Everything else is read once, at start. A file that no longer
+/// loads changes nothing and is logged. Ends when `stop` turns true.
+pub async fn follow_configuration(path: PathBuf, store: Store, clock: Clock, mut stop: watch::Receiver<bool>) {
+    let mut seen = tokio::fs::read(&path).await.ok();
+    let mut hangup = Hangup::new();
+    let mut every = tokio::time::interval(CONFIG_CHECK);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let asked = tokio::select! {
+            _ = every.tick() => false,
+            _ = hangup.recv() => true,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let text = tokio::fs::read(&path).await.ok();
+        if !asked && text == seen {
+            continue;
+        }
+        seen = text;
+        let stored = match Settings::load(&path) {
+            Ok(settings) => sync_newsletters(&settings, &store, clock.now()).await,
+            Err(e) => Err(anyhow::Error::from(e)),
+        };
+        match stored {
+            Ok(newsletters) => {
+                let slugs: Vec<String> = newsletters.iter().map(|n| n.slug.to_string()).collect();
+                tracing::info!(
+                    file = %path.display(),
+                    newsletters = %slugs.join(","),
+                    "configuration read again: its newsletters are stored and the issues of any taken out are held; other settings take effect at restart"
+                );
+            }
+            Err(e) => tracing::error!(
+                file = %path.display(),
+                error = %format!("{e:#}"),
+                "the configuration changed but was not applied; the running one stays until it is fixed"
+            ),
+        }
+    }
+}
+
+/// SIGHUP, the usual "read your configuration again" (`systemctl reload`).
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Self {
+        #[cfg(unix)]
+        let signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        Self {
+            #[cfg(unix)]
+            signal,
+        }
+    }
+
+    /// The next SIGHUP; never where there is none.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(signal) = self.signal.as_mut()
+            && signal.recv().await.is_some()
+        {
+            return;
+        }
+        std::future::pending().await
+    }
+}
+
 /// Everything a running instance is made of, before it listens.
 pub struct Services {
     pub store: Store,
@@ -87,10 +177,7 @@ pub struct Services {
 
 pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Services> {
     let store = open_store(settings).await?;
-    let newsletters = store
-        .sync_newsletters(&settings.newsletters, clock.now())
-        .await
-        .context("could not store the configured newsletters")?;
+    let newsletters = sync_newsletters(settings, &store, clock.now()).await?;
     let catalog = Arc::new(Catalog::new(newsletters));
     let links = Links::new(settings.public_url(), link_keys(settings, &store).await?);
     let mailer = Mailer::from_settings(&settings.mail)?;

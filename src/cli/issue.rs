@@ -313,6 +313,9 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
         }
         IssueCommand::Resume { id, detach } => {
             let Some(issue) = services.store.issue(id).await? else { bail!("there is no issue #{id}") };
+            if issue.status != IssueStatus::Done {
+                ensure_configured(&services, id, issue.newsletter_id).await?;
+            }
             match issue.status {
                 IssueStatus::Paused => {
                     services.store.resume_issue(id).await?;
@@ -338,6 +341,19 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
     }
 }
 
+/// Refuses to send on for a newsletter taken out of the configuration: its
+/// issues are held until it is put back (see `delivery::hold_unconfigured`).
+async fn ensure_configured(services: &Services, id: i64, newsletter_id: i64) -> anyhow::Result<()> {
+    if services.signup.catalog().by_id(newsletter_id).is_some() {
+        return Ok(());
+    }
+    let slug = services.store.list_newsletters().await?.into_iter().find(|n| n.id == newsletter_id).map(|n| n.slug);
+    let slug = slug.map(|s| s.to_string()).unwrap_or_else(|| format!("#{newsletter_id}"));
+    bail!(
+        "issue #{id} is held: newsletter \"{slug}\" is no longer in the configuration; put it back in config.toml, then run `bulletin issue resume {id}` again"
+    )
+}
+
 /// `issue retry`: requeues what the operator asked for and says what happens next.
 async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> anyhow::Result<()> {
     if !failed && !ambiguous {
@@ -351,6 +367,9 @@ async fn retry(services: &Services, id: i64, failed: bool, ambiguous: bool) -> a
             count("failed"),
             count("ambiguous")
         );
+    }
+    if let Some(issue) = services.store.issue(id).await? {
+        ensure_configured(services, id, issue.newsletter_id).await?;
     }
     let now = Clock::system().now();
     let Some((requeued, status)) = services.store.requeue_deliveries(id, failed, ambiguous, now).await? else {

@@ -253,8 +253,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let settings = settings?;
     match command {
-        Command::Serve => serve(&settings).await,
-        Command::Worker => worker(&settings).await,
+        Command::Serve => serve(&settings, &cli.config).await,
+        Command::Worker => worker(&settings, &cli.config).await,
         Command::Issue { command } => issue::run(&settings, command).await,
         Command::Digest { command } => digest::run(&settings, command).await,
         Command::Items { command } => items::run(&settings, command).await,
@@ -269,7 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { to: Some(to) } => move_to_postgres::run(&settings, &to).await,
         Command::Migrate { to: None } => {
             let (store, applied) = app::open_and_migrate(&settings).await?;
-            let newsletters = store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
+            let newsletters = app::sync_newsletters(&settings, &store, Clock::system().now()).await?;
             let slugs: Vec<String> = newsletters.iter().map(|n| n.slug.to_string()).collect();
             match applied.as_slice() {
                 [] => eprintln!("Database ({}) was already up to date.", store.backend_name()),
@@ -288,7 +288,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Newsletters { command: NewslettersCommand::List { format } } => {
             let store = app::open_store(&settings).await?;
-            store.sync_newsletters(&settings.newsletters, Clock::system().now()).await?;
+            app::sync_newsletters(&settings, &store, Clock::system().now()).await?;
             let newsletters = store.list_newsletters().await?;
             let counts = store.subscription_counts().await?;
             let configured =
@@ -326,7 +326,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: &Settings) -> anyhow::Result<()> {
+async fn serve(settings: &Settings, config: &std::path::Path) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(settings.server.listen)
         .await
         .with_context(|| format!("could not listen on {} (server.listen)", settings.server.listen))?;
@@ -345,8 +345,13 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
     if let Some(addr) = running.metrics_addr {
         tracing::info!("Metrics on http://{addr}/metrics (server.metrics_listen)");
     }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let follow =
+        tokio::spawn(app::follow_configuration(config.to_owned(), running.store.clone(), Clock::system(), stopped));
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop.send(true);
+    let _ = follow.await;
     running.stop().await;
     Ok(())
 }
@@ -362,7 +367,7 @@ pub(crate) fn newsletter_by_slug(services: &app::Services, slug: &str) -> anyhow
         .ok_or_else(|| anyhow::anyhow!("there is no newsletter \"{slug}\"; `bulletin newsletters list` shows them"))
 }
 
-async fn worker(settings: &Settings) -> anyhow::Result<()> {
+async fn worker(settings: &Settings, config: &std::path::Path) -> anyhow::Result<()> {
     let services = app::services(settings, Clock::system()).await?;
     check_mail_server(settings);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -371,12 +376,19 @@ async fn worker(settings: &Settings) -> anyhow::Result<()> {
         tracing::info!("Metrics on http://{addr}/metrics (server.metrics_listen)");
     }
     let schedules = tokio::spawn(services.digests.schedule(services.mail_queued.clone(), stopped.clone()));
+    let follow = tokio::spawn(app::follow_configuration(
+        config.to_owned(),
+        services.store.clone(),
+        Clock::system(),
+        stopped.clone(),
+    ));
     let engine = tokio::spawn(services.engine.run(services.mail_queued, stopped));
     tracing::info!("Bulletin worker running (database {})", services.store.backend_name());
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop.send(true);
     let _ = engine.await;
+    let _ = follow.await;
     let _ = schedules.await;
     if let Some((_, exporter)) = metrics {
         let _ = exporter.await;

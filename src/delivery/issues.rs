@@ -1,4 +1,5 @@
-//! Putting an issue on the ledger, once.
+//! Putting an issue on the ledger, once; holding the issues of a newsletter
+//! taken out of the configuration.
 
 use sha2::{Digest, Sha256};
 
@@ -84,4 +85,42 @@ impl Draft {
             preheader.map(|p| p.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|p| !p.is_empty());
         self
     }
+}
+
+/// An issue held because its newsletter is no longer configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldIssue {
+    pub issue: i64,
+    pub newsletter: String,
+}
+
+/// Why a held issue waits and what to do, as `issue status` shows it.
+fn held_reason(issue: i64, newsletter: &str) -> String {
+    format!(
+        "newsletter \"{newsletter}\" is no longer in the configuration, so its messages wait (none was skipped): \
+         put it back in config.toml and run `bulletin issue resume {issue}`"
+    )
+}
+
+/// Pauses the issues still sending for newsletters not among `configured`
+/// (the configuration this process loaded), with the reason `issue status`
+/// shows, and logs one line each. Their rows stay queued: taking a
+/// newsletter out of the configuration never drops the mail of an issue
+/// already queued, and never sends it behind the operator's back either.
+/// With no newsletter configured nothing is held: that is an empty
+/// configuration, not a decision about each newsletter.
+pub async fn hold_unconfigured(store: &Store, configured: &[Newsletter]) -> Result<Vec<HeldIssue>, StoreError> {
+    let ids: Vec<i64> = configured.iter().map(|n| n.id).collect();
+    let mut held = vec![];
+    for (issue, newsletter) in store.sending_issues_outside(&ids).await? {
+        if store.pause_issue(issue, &held_reason(issue, &newsletter)).await? {
+            tracing::warn!(
+                issue,
+                %newsletter,
+                "issue held: its newsletter is no longer in the configuration; put it back and run `bulletin issue resume`"
+            );
+            held.push(HeldIssue { issue, newsletter });
+        }
+    }
+    Ok(held)
 }

@@ -18,6 +18,7 @@ mod compose;
 mod issues;
 mod ledger;
 mod outage;
+mod prepared_issues;
 mod reply;
 mod throttle;
 
@@ -28,7 +29,7 @@ use rand::Rng;
 use tokio::sync::{Notify, mpsc, watch};
 
 pub use compose::{ComposeError, Composed, Composer};
-pub use issues::{Draft, QueueError};
+pub use issues::{Draft, HeldIssue, QueueError, hold_unconfigured};
 pub use ledger::{Ledger, LedgerError};
 pub use reply::{Verdict, judge, reply_class};
 
@@ -240,6 +241,7 @@ impl Engine {
             }
             for (issue, created_at) in self.store.complete_issues(now).await? {
                 self.sending.lock().expect("never poisoned").remove(&issue);
+                self.composer.forget_issue(issue);
                 tracing::info!(issue, took_seconds = now - created_at, "issue sent: nothing left to deliver");
             }
         }

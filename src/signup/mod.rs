@@ -313,14 +313,24 @@ impl Signup {
         let Some(reader) = self.reader(token, LinkPurpose::Unsubscribe).await? else {
             return Ok(None);
         };
-        let Some(newsletter) = self.catalog.by_id(reader.newsletter_id) else {
+        let Some(newsletter) = self.linked_newsletter(reader.newsletter_id).await? else {
             return Ok(None);
         };
         let states = self.store.subscriptions_of(reader.subscriber_id).await?;
         let Some(state) = states.iter().find(|s| s.newsletter_id == reader.newsletter_id) else {
             return Ok(None);
         };
-        Ok(Some((newsletter.clone(), state.status != SubscriptionStatus::Unsubscribed)))
+        Ok(Some((newsletter, state.status != SubscriptionStatus::Unsubscribed)))
+    }
+
+    /// The newsletter an unsubscribe link names: from the catalog, or as
+    /// stored when it was added to the configuration after this process
+    /// started, or taken out of it. A reader can always leave what they get.
+    async fn linked_newsletter(&self, id: i64) -> Result<Option<Newsletter>, SignupError> {
+        match self.catalog.by_id(id) {
+            Some(newsletter) => Ok(Some(newsletter.clone())),
+            None => Ok(self.store.newsletter(id).await?),
+        }
     }
 
     /// Leaves the newsletter the link names. Idempotent: a second POST is a
@@ -335,7 +345,7 @@ impl Signup {
         let Some(reader) = self.reader(token, LinkPurpose::Unsubscribe).await? else {
             return Ok(None);
         };
-        let Some(newsletter) = self.catalog.by_id(reader.newsletter_id) else {
+        let Some(newsletter) = self.linked_newsletter(reader.newsletter_id).await? else {
             return Ok(None);
         };
         let consent = self.consent(source, visitor);
@@ -344,7 +354,7 @@ impl Signup {
             tracing::info!(newsletter = %newsletter.slug, "unsubscribed");
             self.metrics.unsubscribed(&newsletter.slug, source);
         }
-        Ok(Some((newsletter.clone(), self.links.preferences_url(reader.link_ref))))
+        Ok(Some((newsletter, self.links.preferences_url(reader.link_ref))))
     }
 
     /// The address a preferences link manages and every newsletter with the

@@ -1,4 +1,10 @@
 //! Newsletters are declared in the config and kept in the database by slug.
+//!
+//! The database row is what every process agrees on: a newsletter added to
+//! the configuration after a process started is found here, by whichever
+//! process sends its mail. A newsletter taken out of the configuration
+//! keeps its row (its issues and readers stay); its unsent issues are held
+//! (see `delivery::hold_unconfigured`).
 
 use sqlx::QueryBuilder;
 
@@ -35,6 +41,39 @@ impl Store {
             sqlx::query_as("SELECT id, slug, name, description FROM newsletters ORDER BY slug").fetch_all(pool).await?
         });
         Ok(rows.into_iter().filter_map(newsletter_from_row).collect())
+    }
+
+    /// One newsletter by id, configured now or not.
+    pub async fn newsletter(&self, id: i64) -> Result<Option<Newsletter>> {
+        let row: Option<(i64, String, String, String)> = reading!(self, |pool| {
+            sqlx::query_as("SELECT id, slug, name, description FROM newsletters WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.and_then(newsletter_from_row))
+    }
+
+    /// Issues still sending with messages waiting whose newsletter is not
+    /// among `configured` (ids): (issue id, newsletter slug), oldest first.
+    pub async fn sending_issues_outside(&self, configured: &[i64]) -> Result<Vec<(i64, String)>> {
+        if configured.is_empty() {
+            return Ok(vec![]);
+        }
+        reading!(self, |pool| {
+            let mut qb = QueryBuilder::new(
+                "SELECT i.id, n.slug FROM issues i JOIN newsletters n ON n.id = i.newsletter_id \
+                 WHERE i.status = 'sending' \
+                 AND EXISTS (SELECT 1 FROM deliveries d WHERE d.issue_id = i.id AND d.status IN ('queued', 'retry')) \
+                 AND i.newsletter_id NOT IN (",
+            );
+            let mut list = qb.separated(", ");
+            for id in configured {
+                list.push_bind(*id);
+            }
+            qb.push(") ORDER BY i.id");
+            Ok(qb.build_query_as().fetch_all(pool).await?)
+        })
     }
 }
 
