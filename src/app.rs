@@ -269,6 +269,7 @@ pub async fn start_with(
         settings.server.allowed_origins.iter().filter_map(|o| axum::http::HeaderValue::from_str(o).ok()).collect();
     let state = AppState::new(Shared {
         signup: services.signup,
+        digests: services.digests.clone(),
         store: services.store.clone(),
         body_read_timeout: Duration::from_secs(settings.server.body_read_timeout_seconds),
         limiter: limiter.clone(),

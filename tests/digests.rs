@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bulletin::app;
 use bulletin::config::{DigestSettings, Settings};
-use bulletin::digest::{Story, Trigger};
+use bulletin::digest::{Story, Trigger, Upcoming};
 use bulletin::store::{DigestOutcome, DigestRunRow, DigestRunStatus};
 use common::bin::bulletin;
 use common::feed_server::{Entry, FeedServer};
@@ -277,9 +277,34 @@ async fn an_editor_previews_runs_and_lists_digests(backend: Backend) {
     store.close().await;
 }
 
+/// `max_items = 10000` is honoured as `digest preview` promises: one digest
+/// of 10 000 stories, on SQLite too (at most 32 766 binds a statement).
+async fn ten_thousand_stories_make_one_digest(backend: Backend) {
+    let plan = DigestSettings { max_items: 10_000, ..digest(None, vec![]) };
+    let Some(app) = TestApp::spawn_with(backend, |s| with_digest(s, plan)).await else {
+        return;
+    };
+    let newsletter = app.newsletter("morning-briefing").await;
+    let stories: Vec<Story> = (0..10_000)
+        .map(|n| Story::new(&format!("Story {n}"), &format!("https://news.test/{n}"), None, None).unwrap())
+        .collect();
+    app.store.add_items(newsletter.id, &stories, "cli", app.clock.now()).await.unwrap();
+    let services = app::services(&app.settings, app.clock.clone()).await.unwrap();
+    let preview = services.digests.preview(&newsletter, Upcoming::Current).await.unwrap();
+    assert_eq!(preview.stories.len(), 10_000);
+    let DigestOutcome::Made(run) = services.digests.run(&newsletter, Trigger::Editor).await.unwrap() else {
+        panic!("a new run")
+    };
+    assert_eq!((run.status, run.items), (DigestRunStatus::Issued, 10_000), "{run:?}");
+    assert_eq!(app.store.items(newsletter.id, true, 10).await.unwrap().len(), 0, "every story went out");
+    services.store.close().await;
+    app.stop().await;
+}
+
 on_both_backends!(
     feeds_become_one_digest_per_period,
     two_schedulers_make_one_digest,
     a_broken_feed_stops_nothing_else,
-    an_editor_previews_runs_and_lists_digests
+    an_editor_previews_runs_and_lists_digests,
+    ten_thousand_stories_make_one_digest
 );

@@ -5,6 +5,7 @@ mod common;
 
 use std::process::Output;
 
+use bulletin::config::DigestSettings;
 use bulletin::digest::SCHEDULE_STREAM;
 use bulletin::store::{DigestOutcome, DigestRequest, ItemRow};
 use common::bin::bulletin;
@@ -16,12 +17,27 @@ const TOKEN: &str = "cms-token-0123456789abcdef";
 const OTHER_TOKEN: &str = "second-token-fedcba9876543210";
 const NEWSLETTERS: [&str; 3] = ["morning-briefing", "explaining-ukraine", "weekend-reads"];
 
+/// Stories go to digest newsletters only: these tests' newsletters all are.
 async fn spawn_with_tokens(backend: Backend) -> Option<TestApp> {
+    spawn_with_digests(backend, &NEWSLETTERS).await
+}
+
+/// An instance with the API tokens where the newsletters `digests` names are digests.
+async fn spawn_with_digests(backend: Backend, digests: &[&str]) -> Option<TestApp> {
     TestApp::spawn_with(backend, |s| {
         s.server.api_tokens = vec![SecretString::from(TOKEN), SecretString::from(OTHER_TOKEN)];
+        for newsletter in s.newsletters.iter_mut().filter(|n| digests.contains(&n.slug.as_str())) {
+            newsletter.digest = Some(DigestSettings::default());
+        }
     })
     .await
 }
+
+/// The CLI's newsletters: the test instance's, Morning Briefing a digest.
+const CLI_NEWSLETTERS: &str = "[[newsletters]]\nslug = \"morning-briefing\"\nname = \"Morning Briefing\"\n\
+     [newsletters.digest]\n\
+     [[newsletters]]\nslug = \"explaining-ukraine\"\nname = \"Explaining Ukraine\"\n\
+     [[newsletters]]\nslug = \"weekend-reads\"\nname = \"Weekend Reads\"\n";
 
 async fn post_item(app: &TestApp, authorization: Option<&str>, body: &Value) -> reqwest::Response {
     let mut request = app.http.post(app.url("/api/items")).json(body);
@@ -97,6 +113,7 @@ async fn api_is_not_a_browser_route(backend: Backend) {
         s.server.api_tokens = vec![SecretString::from(TOKEN)];
         s.server.allowed_origins = vec![origin.to_owned()];
         s.signup.per_ip_per_minute = 1;
+        s.newsletters[0].digest = Some(DigestSettings::default());
     })
     .await
     else {
@@ -304,7 +321,7 @@ async fn cli_adds_and_lists(backend: Backend) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = common::bin::write_config(dir.path(), app.database_url(), "");
+    let config = common::bin::write_config(dir.path(), app.database_url(), CLI_NEWSLETTERS);
     let add = |title: &str, url: &str, extra: &[&str]| {
         let mut args = vec!["items", "add", "--newsletter", "morning-briefing", "--title", title, "--url", url];
         args.extend(extra);
@@ -368,7 +385,7 @@ async fn cli_refuses_bad_input(backend: Backend) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = common::bin::write_config(dir.path(), app.database_url(), "");
+    let config = common::bin::write_config(dir.path(), app.database_url(), CLI_NEWSLETTERS);
     let cases: [(&[&str], &str); 5] = [
         (
             &["--newsletter", "morning-briefing", "--title", "T", "--url", "ftp://x"],
@@ -396,6 +413,82 @@ async fn cli_refuses_bad_input(backend: Backend) {
     app.stop().await;
 }
 
+/// What a CMS sends is cleaned as a feed's stories are: terminal escapes,
+/// bells and NUL (which PostgreSQL refuses in text) become spaces, and MIME
+/// encoded-words copied from a mail header are decoded, on both backends.
+async fn api_stories_are_cleaned_like_feed_stories(backend: Backend) {
+    let Some(app) = spawn_with_tokens(backend).await else {
+        return;
+    };
+    let body = json!({"newsletter": "morning-briefing", "url": "https://news.example.org/clean",
+                      "title": "\u{1b}]0;owned\u{7}Breaking:\0 =?UTF-8?Q?Caf=C3=A9?= =?UTF-8?Q?_opens?=",
+                      "summary": "Line one\r\nline two\0\u{1b}[2J done"});
+    let response = post_item(&app, Some(&format!("Bearer {TOKEN}")), &body).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap_or_default());
+    let items = stored(&app, "morning-briefing").await;
+    let [item] = items.as_slice() else { panic!("{items:?}") };
+    assert_eq!(item.title, "]0;owned Breaking: Café opens");
+    assert_eq!(item.summary.as_deref(), Some("Line one line two [2J done"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::bin::write_config(dir.path(), app.database_url(), CLI_NEWSLETTERS);
+    let out = bulletin(
+        &config,
+        &["items", "add", "--newsletter", "morning-briefing", "--url", "https://news.example.org/cli"]
+            .into_iter()
+            .chain(["--title", "=?utf-8?B?0JrQuNGX0LI=?=\u{7} wakes", "--summary", "bell\u{7}\u{1b}[31m red"])
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(succeeded(&out), "Added to morning-briefing: Київ wakes\n");
+    let listed = succeeded(&bulletin(&config, &["items", "list", "--newsletter", "morning-briefing"]));
+    assert!(
+        !listed.chars().any(|c| c.is_control() && c != '\n'),
+        "no control characters reach the terminal: {listed:?}"
+    );
+    let items = stored(&app, "morning-briefing").await;
+    let cli = items.iter().find(|i| i.source == "cli").expect("the CLI's story");
+    assert_eq!((cli.title.as_str(), cli.summary.as_deref()), ("Київ wakes", Some("bell [31m red")));
+    app.stop().await;
+}
+
+/// A newsletter without `[newsletters.digest]` never sends stories: they are
+/// refused, through the API and the CLI, instead of being kept for ever.
+async fn stories_for_a_newsletter_that_is_not_a_digest_are_refused(backend: Backend) {
+    let Some(app) = spawn_with_digests(backend, &["morning-briefing"]).await else {
+        return;
+    };
+    let body = json!({"newsletter": "weekend-reads", "title": "Long read", "url": "https://news.example.org/long"});
+    let (status, code, message) = error_of(post_item(&app, Some(&format!("Bearer {TOKEN}")), &body).await).await;
+    assert_eq!((status, code.as_str()), (422, "not_a_digest"), "{message}");
+    assert!(message.contains("weekend-reads") && message.contains("[newsletters.digest]"), "{message}");
+    assert_eq!(
+        post_item(&app, Some(&format!("Bearer {TOKEN}")), &story("https://news.example.org/ok")).await.status(),
+        201
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = common::bin::write_config(dir.path(), app.database_url(), CLI_NEWSLETTERS);
+    let out = bulletin(
+        &config,
+        &[
+            "items",
+            "add",
+            "--newsletter",
+            "weekend-reads",
+            "--title",
+            "Long read",
+            "--url",
+            "https://news.example.org/l",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"weekend-reads\" is not a digest"), "{stderr}");
+    assert_eq!(stored(&app, "weekend-reads").await.len(), 0, "nothing refused was stored");
+    assert_eq!(stored(&app, "morning-briefing").await.len(), 1);
+    app.stop().await;
+}
+
 on_both_backends!(
     api_stores_a_story_once,
     api_is_not_a_browser_route,
@@ -405,4 +498,6 @@ on_both_backends!(
     api_honours_published_at,
     cli_adds_and_lists,
     cli_refuses_bad_input,
+    api_stories_are_cleaned_like_feed_stories,
+    stories_for_a_newsletter_that_is_not_a_digest_are_refused,
 );

@@ -586,7 +586,39 @@ async fn the_second_press_keeps_the_choice(backend: Backend) {
     app.stop().await;
 }
 
+/// Chromium names Kyiv's zone `Europe/Kiev`: it is stored and shown by its
+/// canonical name, from the form and the API alike, and its readers share
+/// one stream with those whose browser said `Europe/Kyiv`.
+async fn a_zone_alias_is_stored_by_its_canonical_name(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    assert_eq!(form_signup(&app, "chromium@example.org", "daily", "Europe/Kiev").await.status(), 200);
+    assert_eq!(form_signup(&app, "firefox@example.org", "daily", "Europe/Kyiv").await.status(), 200);
+    let api = app
+        .http
+        .post(app.url("/api/subscriptions"))
+        .json(&json!({"email": "api@example.org", "newsletters": [MORNING], "rhythm": "daily", "timezone": "Asia/Calcutta"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 202);
+    for email in ["chromium@example.org", "firefox@example.org", "api@example.org"] {
+        let link = app.confirmation_link(email, 1).await;
+        assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200, "{email}");
+    }
+    let daily = |zone: &str| Some((Some(Rhythm::Daily), Some(zone.to_owned())));
+    assert_eq!(stored(&app, "chromium@example.org", MORNING).await, daily("Europe/Kyiv"));
+    assert_eq!(stored(&app, "api@example.org", MORNING).await, daily("Asia/Kolkata"));
+    let newsletter = app.newsletter(MORNING).await;
+    let slots = app.store.rhythm_slots(newsletter.id).await.unwrap();
+    let pair = |zone: &str| ("daily".to_owned(), zone.to_owned());
+    assert_eq!(slots, [pair("Asia/Kolkata"), pair("Europe/Kyiv")], "as stored: one stream for Kyiv");
+    app.stop().await;
+}
+
 on_both_backends!(
+    a_zone_alias_is_stored_by_its_canonical_name,
     the_form_offers_rhythms_and_a_zone,
     signups_store_rhythm_and_zone,
     bad_choices_are_refused_and_not_stored,

@@ -373,7 +373,30 @@ mod measure {
     }
 }
 
+/// An immediate mail is dated by its reader's day: at 17:02 on 7 December in
+/// New York it is already the 8th in Kyiv, the newsletter's zone.
+async fn an_immediate_mail_is_dated_by_the_readers_day(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        rhythms(s);
+        s.newsletters[0].digest.as_mut().unwrap().timezone = "Europe/Kyiv".into();
+    })
+    .await
+    else {
+        return;
+    };
+    readers(&app, &[("ny@example.org", Some("immediate"), Some("America/New_York"))]).await;
+    move_to(&app, utc("2027-12-07T21:55:00Z")).await;
+    add_story(&app, "Evening news").await;
+    move_to(&app, utc("2027-12-07T22:02:00Z")).await;
+    let mail = app.mail.wait_for("ny@example.org", 1).await;
+    let text = mail[0].text();
+    assert!(text.contains("Evening news") && text.contains("7 December 2027"), "{text}");
+    assert!(!text.contains("8 December"), "{text}");
+    app.stop().await;
+}
+
 on_both_backends!(
+    an_immediate_mail_is_dated_by_the_readers_day,
     a_rhythm_taken_off_the_offer_falls_back_to_the_default,
     daily_and_weekly_digests_at_each_readers_seven_am,
     immediate_readers_get_each_story_once_and_a_switch_loses_nothing

@@ -464,10 +464,41 @@ async fn the_log_never_shows_the_token(backend: Backend) {
     assert!(!log.contains("nobody@example.org"), "no address in the log: {log}");
 }
 
+/// One event of a provider may name several readers: entries of the generic
+/// form that share an `id` each apply, and the same post again changes nothing.
+async fn generic_entries_sharing_an_id(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, with_webhooks).await else { return };
+    let readers: Vec<String> =
+        ["first@example.org", "second@example.org", "third@example.org"].map(String::from).to_vec();
+    send_issue(&app, &readers).await;
+    let body = json!([
+        {"type": "hard_bounce", "email": readers[0], "id": "batch-7"},
+        {"type": "hard_bounce", "email": readers[1], "id": "batch-7"}
+    ])
+    .to_string();
+    let (status, answer) = json_of(post_token(&app, "generic", body.clone()).await).await;
+    assert_eq!(
+        (status, &answer["suppressed"], &answer["duplicates"]),
+        (StatusCode::OK, &json!(2), &json!(0)),
+        "{answer}"
+    );
+    assert_eq!(standing(&app, &readers[0]).await, bounced());
+    assert_eq!(standing(&app, &readers[1]).await, bounced());
+    assert_eq!(standing(&app, &readers[2]).await, UNTOUCHED, "the bystander");
+    let (status, answer) = json_of(post_token(&app, "generic", body).await).await;
+    assert_eq!(
+        (status, &answer["suppressed"], &answer["duplicates"]),
+        (StatusCode::OK, &json!(0), &json!(2)),
+        "{answer}"
+    );
+    app.stop().await;
+}
+
 on_both_backends!(
     ses_through_sns,
     ses_topics_are_an_allow_list,
     postmark_and_generic,
+    generic_entries_sharing_an_id,
     who_may_post,
     the_log_never_shows_the_token,
     secrets_are_checked_before_the_body

@@ -14,7 +14,7 @@ use crate::digest::{Story, StoryError};
 
 #[derive(Debug, Subcommand)]
 pub enum ItemsCommand {
-    /// Add a story to a newsletter's next digest (once per URL: adding it again changes nothing).
+    /// Add a story to a digest newsletter's next digest (once per URL: adding it again changes nothing).
     Add {
         /// The newsletter's slug.
         #[arg(long)]
@@ -70,10 +70,9 @@ pub async fn run(settings: &Settings, command: ItemsCommand) -> anyhow::Result<(
                     bail!("--{} {:?}: {e}", e.field(), shorten(given));
                 }
             };
-            let clock = Clock::system();
-            let services = app::services(settings, clock.clone()).await?;
+            let services = app::services(settings, Clock::system()).await?;
             let found = newsletter_by_slug(&services, &newsletter)?;
-            let added = services.store.add_items(found.id, std::slice::from_ref(&story), "cli", clock.now()).await?;
+            let added = services.digests.add_stories(&found, std::slice::from_ref(&story), "cli").await?;
             let mut out = std::io::stdout().lock();
             if added > 0 {
                 writeln!(out, "Added to {}: {}", found.slug, story.title)?;

@@ -17,6 +17,8 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use url::Url;
 
+use super::story::one_line;
+
 const USER_AGENT: &str = concat!("Bulletin/", env!("CARGO_PKG_VERSION"), " (feed fetcher for newsletter digests)");
 
 /// Feeds first, but a server that only knows generic XML still answers.
@@ -309,8 +311,8 @@ fn absolute_http(text: &str) -> Option<Url> {
 ///
 /// RSS does not say whether a field is HTML, so every field is read as
 /// HTML: tags go, entities are decoded, `<script>` and `<style>` vanish
-/// with their content, and all whitespace and control characters collapse
-/// to single spaces on one line.
+/// with their content, and the text becomes one line as every story's
+/// does ([`one_line`]).
 pub fn plain_text(html: &str) -> String {
     let rendered = html2text::config::with_decorator(TrivialDecorator::new())
         .raw_mode(true)
@@ -319,11 +321,6 @@ pub fn plain_text(html: &str) -> String {
         // html2text fails on a too-narrow width (overflow is allowed here) or a failing reader (a slice never fails).
         .unwrap_or_default();
     one_line(&rendered)
-}
-
-fn one_line(text: &str) -> String {
-    let words = text.split(|c: char| c.is_whitespace() || c.is_control()).filter(|word| !word.is_empty());
-    words.collect::<Vec<_>>().join(" ")
 }
 
 /// `text` cut to `max_chars` characters with "…" at the end, at a word

@@ -4,6 +4,7 @@
 //! the run: see `store::rhythms`.
 
 use super::run::Digests;
+use super::schedule::date_in;
 use super::{DigestPlan, Schedule};
 use crate::clock::{Timestamp, format_timestamp};
 use crate::domain::{Newsletter, Rhythm, Zone};
@@ -87,7 +88,7 @@ impl Digests {
         plan: &DigestPlan,
     ) -> Result<Vec<RhythmStream>, StoreError> {
         let Some(default_rhythm) = plan.default_rhythm() else { return Ok(vec![]) };
-        let default_zone = Zone::parse(plan.schedule.zone().name()).expect("a zone from the tz database");
+        let default_zone = plan.schedule.zone();
         let mut streams: Vec<RhythmStream> = vec![];
         for (rhythm, zone) in self.store.rhythm_slots(newsletter.id).await? {
             let rhythm = if rhythm.is_empty() { default_rhythm } else { rhythm.parse().unwrap_or(default_rhythm) };
@@ -144,7 +145,8 @@ impl Digests {
                     Some(first) if now >= first + plan.grouping => {}
                     _ => return Ok(None),
                 }
-                let label = plan.schedule.period_at(now).label;
+                // Dated as the reader's day, not the newsletter's.
+                let label = date_in(stream.zone, now);
                 (window, label, floor, None)
             }
         };

@@ -10,7 +10,7 @@ use crate::signup::Catalog;
 use crate::store::{DigestOutcome, DigestRequest, DigestRunRow, ItemRow, Store, StoreError};
 
 use super::feed::FeedFetcher;
-use super::{DigestPlan, Period, SCHEDULE_STREAM};
+use super::{DigestPlan, Period, SCHEDULE_STREAM, Story};
 
 /// Who asked for a run: a scheduled run after downtime is skipped, an editor's never is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,18 @@ impl Digests {
             .get(&newsletter.id)
             .map(|(_, plan)| plan)
             .ok_or_else(|| DigestError::NotADigest(newsletter.slug.to_string()))
+    }
+
+    /// Stores stories from the CLI or the API; returns how many were new. A
+    /// newsletter that is not a digest is refused: no run would ever send them.
+    pub async fn add_stories(
+        &self,
+        newsletter: &Newsletter,
+        stories: &[Story],
+        source: &str,
+    ) -> Result<u64, DigestError> {
+        self.plan(newsletter)?;
+        Ok(self.store.add_items(newsletter.id, stories, source, self.clock.now()).await?)
     }
 
     /// The request for the period `now` falls in.

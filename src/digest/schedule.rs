@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 
 use crate::clock::Timestamp;
+use crate::domain::Zone;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -26,7 +27,7 @@ pub enum ScheduleError {
 pub struct Schedule {
     cron: Cron,
     automatic: bool,
-    zone: Tz,
+    zone: Zone,
 }
 
 /// One period of a schedule: from its slot until the next.
@@ -42,7 +43,7 @@ pub struct Period {
 
 impl Schedule {
     pub fn parse(cron: Option<&str>, zone: &str) -> Result<Self, ScheduleError> {
-        let zone = Tz::from_str(zone.trim()).map_err(|_| ScheduleError::Zone(zone.to_owned()))?;
+        let zone = Zone::parse(zone).map_err(|_| ScheduleError::Zone(zone.to_owned()))?;
         let (cron, automatic) = match cron {
             Some(expr) => {
                 (Cron::from_str(expr.trim()).map_err(|e| ScheduleError::Cron(expr.to_owned(), e.to_string()))?, true)
@@ -57,7 +58,7 @@ impl Schedule {
         self.automatic
     }
 
-    pub fn zone(&self) -> Tz {
+    pub fn zone(&self) -> Zone {
         self.zone
     }
 
@@ -66,11 +67,7 @@ impl Schedule {
         let at = self.local(now);
         let start = self.cron.find_previous_occurrence(&at, true).unwrap_or(at);
         let previous = self.cron.find_previous_occurrence(&start, false).unwrap_or(start);
-        Period {
-            start: start.timestamp(),
-            previous: previous.timestamp(),
-            label: start.format("%-d %B %Y").to_string(),
-        }
+        Period { start: start.timestamp(), previous: previous.timestamp(), label: date_label(&start) }
     }
 
     /// The first slot after `now`, for a scheduler to sleep until.
@@ -79,8 +76,21 @@ impl Schedule {
     }
 
     fn local(&self, ts: Timestamp) -> DateTime<Tz> {
-        self.zone.from_utc_datetime(&DateTime::<Utc>::from_timestamp(ts, 0).unwrap_or_default().naive_utc())
+        local(self.zone, ts)
     }
+}
+
+/// The date of `at` as readers in `zone` say it: "28 November 2026".
+pub fn date_in(zone: Zone, at: Timestamp) -> String {
+    date_label(&local(zone, at))
+}
+
+fn date_label(at: &DateTime<Tz>) -> String {
+    at.format("%-d %B %Y").to_string()
+}
+
+fn local(zone: Zone, ts: Timestamp) -> DateTime<Tz> {
+    zone.tz().from_utc_datetime(&DateTime::<Utc>::from_timestamp(ts, 0).unwrap_or_default().naive_utc())
 }
 
 #[cfg(test)]
@@ -152,5 +162,18 @@ mod tests {
         assert!(e.starts_with("schedule: \"7 o'clock\""), "{e}");
         let e = Schedule::parse(Some("0 7 * * *"), "Europe/Kiev2").unwrap_err().to_string();
         assert!(e.starts_with("timezone: \"Europe/Kiev2\""), "{e}");
+    }
+
+    #[test]
+    fn a_zone_alias_is_its_canonical_zone() {
+        assert_eq!(Schedule::parse(None, "Europe/Kiev").unwrap().zone().name(), "Europe/Kyiv");
+    }
+
+    #[test]
+    fn dates_are_the_zones_own() {
+        // 22:02 UTC on 7 December: 17:02 in New York, already 00:02 on the 8th in Kyiv.
+        let at = ts("2026-12-07T22:02:00Z");
+        assert_eq!(date_in(Zone::parse("America/New_York").unwrap(), at), "7 December 2026");
+        assert_eq!(date_in(Zone::parse("Europe/Kyiv").unwrap(), at), "8 December 2026");
     }
 }

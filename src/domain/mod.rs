@@ -7,6 +7,7 @@ pub mod newsletter;
 pub mod rhythm;
 pub mod status;
 pub mod token;
+mod zone_aliases;
 
 pub use delivery_tag::{ReturnPath, Tagged};
 pub use email::{EmailAddress, EmailError};

@@ -59,7 +59,8 @@ impl FromStr for Rhythm {
     }
 }
 
-/// A reader's time zone: an IANA name, checked against the tz database.
+/// A time zone: an IANA name, checked against the tz database and held by
+/// its canonical name, so `Europe/Kiev` and `Europe/Kyiv` are one zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Zone(Tz);
 
@@ -68,8 +69,12 @@ pub struct Zone(Tz);
 pub struct ZoneError(pub String);
 
 impl Zone {
+    /// The zone `name` names, by its canonical name (`Europe/Kiev` is `Europe/Kyiv`).
     pub fn parse(name: &str) -> Result<Self, ZoneError> {
-        Tz::from_str(name.trim()).map(Self).map_err(|_| ZoneError(name.to_owned()))
+        let tz = Tz::from_str(name.trim()).map_err(|_| ZoneError(name.to_owned()))?;
+        // The table's names are all chrono-tz's (its tests say so).
+        let canonical = super::zone_aliases::canonical(tz.name()).and_then(|c| Tz::from_str(c).ok());
+        Ok(Self(canonical.unwrap_or(tz)))
     }
 
     pub fn tz(self) -> Tz {
@@ -91,5 +96,20 @@ mod tests {
         assert!("hourly".parse::<Rhythm>().unwrap_err().to_string().contains("immediate, daily or weekly"));
         assert_eq!(Zone::parse("Europe/Kyiv").unwrap().name(), "Europe/Kyiv");
         assert!(Zone::parse("Mars/Olympus").unwrap_err().to_string().contains("IANA"));
+    }
+
+    #[test]
+    fn zones_are_held_by_their_canonical_names() {
+        for (given, held) in [
+            ("Europe/Kiev", "Europe/Kyiv"),
+            (" Asia/Calcutta ", "Asia/Kolkata"),
+            ("US/Eastern", "America/New_York"),
+            ("Etc/UTC", "UTC"),
+            ("UTC", "UTC"),
+            ("Europe/Amsterdam", "Europe/Amsterdam"),
+        ] {
+            assert_eq!(Zone::parse(given).unwrap().name(), held, "{given}");
+        }
+        assert_eq!(Zone::parse("Europe/Kiev"), Zone::parse("Europe/Kyiv"));
     }
 }

@@ -87,6 +87,12 @@ fn report(entry: Entry) -> Result<Report, String> {
         Kind::Complaint => ReportKind::Complaint,
     };
     let said = text(entry.detail).unwrap_or_else(|| format!("{kind:?} reported by webhook"));
+    // A provider's event id may cover several entries of one post (one event,
+    // many recipients): the key names the entry too, so each applies once.
+    let about = [recipient.as_ref().map(EmailAddress::as_str), message_id.as_deref(), return_path.as_deref()]
+        .map(Option::unwrap_or_default)
+        .join(" ");
+    let report_id = text(entry.id).map(|id| format!("generic:{id}:{}:{about}", kind.as_str()));
     Ok(Report {
         kind,
         source: ReportSource::Generic,
@@ -94,7 +100,7 @@ fn report(entry: Entry) -> Result<Report, String> {
         return_path,
         message_id,
         detail: detail(&said),
-        report_id: text(entry.id).map(|id| format!("generic:{id}")),
+        report_id,
     })
 }
 
@@ -111,7 +117,7 @@ mod tests {
         assert_eq!(report.source, ReportSource::Generic);
         assert_eq!(report.recipient.as_ref().map(|r| r.as_str()), Some("reader@example.com"));
         assert_eq!(report.detail, "5.1.1 user unknown");
-        assert_eq!(report.report_id.as_deref(), Some("generic:ev-1"));
+        assert_eq!(report.report_id.as_deref(), Some("generic:ev-1:hard_bounce:reader@example.com  "));
 
         let many = br#"[{"type":"soft_bounce","return_path":"bounces+x@example.com"},
                         {"type":"complaint","message_id":"abc@example.com"}]"#;
@@ -122,6 +128,17 @@ mod tests {
         assert_eq!(parsed.reports[1].message_id.as_deref(), Some("<abc@example.com>"));
         assert_eq!(parsed.reports[1].detail, "Complaint reported by webhook");
         assert!(parse(b"[]").unwrap().reports.is_empty());
+    }
+
+    #[test]
+    fn entries_sharing_an_id_are_reports_of_their_own() {
+        let body = br#"[{"type":"hard_bounce","email":"a@example.com","id":"ev-1"},
+                        {"type":"hard_bounce","email":"b@example.com","id":"ev-1"},
+                        {"type":"complaint","email":"a@example.com","id":"ev-1"}]"#;
+        let ids: Vec<_> = parse(body).unwrap().reports.into_iter().map(|r| r.report_id.unwrap()).collect();
+        assert!(ids[0] != ids[1] && ids[0] != ids[2] && ids[1] != ids[2], "{ids:?}");
+        let again: Vec<_> = parse(body).unwrap().reports.into_iter().map(|r| r.report_id.unwrap()).collect();
+        assert_eq!(ids, again, "the same post twice is the same reports");
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl RhythmOffer {
     pub fn from_plan(plan: &DigestPlan) -> Option<Self> {
         Some(Self {
             rhythms: plan.rhythms.clone(),
-            zone: Zone::parse(plan.schedule.zone().name()).ok()?,
+            zone: plan.schedule.zone(),
             send_hour: plan.send_hour,
             weekly_day: plan.weekly_day,
         })

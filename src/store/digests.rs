@@ -136,6 +136,11 @@ macro_rules! run_row {
     }};
 }
 
+/// Rows per INSERT of a digest's stories: one bind per column and row, and
+/// SQLite takes at most 32 766 binds a statement (PostgreSQL 65 535), while
+/// `max_items` may be 10 000 and a reader's rhythm mail has no cap at all.
+pub(super) const ROWS_PER_INSERT: usize = 1000;
+
 /// A digest issue of run `$run` listing `$stories` in order; evaluates to its id.
 macro_rules! digest_issue {
     ($tx:ident, $newsletter:expr, $subject:expr, $stories:expr, $content_key:expr, $now:expr, $run:expr) => {{
@@ -152,10 +157,11 @@ macro_rules! digest_issue {
         .bind($run)
         .fetch_one(&mut *$tx)
         .await?;
-        if !stories.is_empty() {
+        let numbered: Vec<(usize, &$crate::store::ItemRow)> = stories.iter().enumerate().collect();
+        for rows in numbered.chunks($crate::store::digests::ROWS_PER_INSERT) {
             let mut qb = sqlx::QueryBuilder::new("INSERT INTO issue_items (issue_id, item_id, position) ");
-            qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
-                b.push_bind(issue).push_bind(s.id).push_bind(position as i64);
+            qb.push_values(rows, |mut b, (position, s)| {
+                b.push_bind(issue).push_bind(s.id).push_bind(*position as i64);
             });
             qb.build().execute(&mut *$tx).await?;
         }
@@ -224,10 +230,11 @@ impl Store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected();
-                if !stories.is_empty() {
+                let numbered: Vec<(usize, &ItemRow)> = stories.iter().enumerate().collect();
+                for rows in numbered.chunks(ROWS_PER_INSERT) {
                     let mut qb = QueryBuilder::new("INSERT INTO digest_items (run_id, item_id, stream, position) ");
-                    qb.push_values(stories.iter().enumerate(), |mut b, (position, s)| {
-                        b.push_bind(run_id).push_bind(s.id).push_bind(req.stream).push_bind(position as i64);
+                    qb.push_values(rows, |mut b, (position, s)| {
+                        b.push_bind(run_id).push_bind(s.id).push_bind(req.stream).push_bind(*position as i64);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::pages::MessagePage;
+use crate::digest::DigestError;
 use crate::signup::SignupError;
 use crate::store::StoreError;
 
@@ -127,6 +128,16 @@ impl From<SignupError> for ApiError {
             }
             SignupError::RhythmNotOffered { .. } => Self::field("rhythm", "rhythm_not_offered", e.to_string()),
             SignupError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<DigestError> for ApiError {
+    fn from(e: DigestError) -> Self {
+        match e {
+            DigestError::NotADigest(_) => Self::field("newsletter", "not_a_digest", format!("newsletter: {e}")),
+            DigestError::ByRhythm(_) => Self::new(StatusCode::CONFLICT, "by_rhythm", e.to_string()),
+            DigestError::Store(e) => e.into(),
         }
     }
 }

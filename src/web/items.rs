@@ -92,7 +92,8 @@ const ITEM_SHAPE: &str =
     r#"{"newsletter": "slug", "title": "...", "url": "https://...", "summary"?: "...", "published_at"?: "RFC 3339"}"#;
 
 /// `POST /api/items`: 201 `{"status": "added"}` for a new story, 200
-/// `{"status": "already stored"}` for one the newsletter has (same URL).
+/// `{"status": "already stored"}` for one the newsletter has (same URL),
+/// 422 `not_a_digest` for a newsletter without `[newsletters.digest]`.
 pub async fn add_item(
     State(state): State<AppState>,
     body: Result<Json<NewItem>, JsonRejection>,
@@ -130,8 +131,7 @@ pub async fn add_item(
         };
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, format!("{}: {e}", e.field()))
     })?;
-    let now = state.signup.clock().now();
-    let added = state.store.add_items(newsletter.id, std::slice::from_ref(&story), "api", now).await?;
+    let added = state.digests.add_stories(newsletter, std::slice::from_ref(&story), "api").await?;
     tracing::info!(newsletter = %newsletter.slug, added = added > 0, "story from the API");
     if added > 0 {
         Ok((StatusCode::CREATED, Json(json!({"status": "added"}))))

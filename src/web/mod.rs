@@ -31,6 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument as _;
 
+use crate::digest::Digests;
 use crate::domain::ConsentSource;
 use crate::metrics::{Metrics, SignupOutcome};
 use crate::signup::Signup;
@@ -67,6 +68,8 @@ impl std::ops::Deref for AppState {
 
 pub struct Shared {
     pub signup: Signup,
+    /// For `POST /api/items`: stories go to digest newsletters only.
+    pub digests: Digests,
     /// For `/healthz`, which asks the database itself.
     pub store: Store,
     /// How long a request body may take to arrive.
