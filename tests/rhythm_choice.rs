@@ -608,8 +608,8 @@ async fn a_zone_alias_is_stored_by_its_canonical_name(backend: Backend) {
         assert_eq!(app.http.post(&link).send().await.unwrap().status(), 200, "{email}");
     }
     let daily = |zone: &str| Some((Some(Rhythm::Daily), Some(zone.to_owned())));
-    assert_eq!(stored(&app, "chromium@example.org", MORNING).await, daily("Europe/Kyiv"));
-    assert_eq!(stored(&app, "api@example.org", MORNING).await, daily("Asia/Kolkata"));
+    assert_eq!(app.rhythm_of("chromium@example.org", MORNING).await, daily("Europe/Kyiv"));
+    assert_eq!(app.rhythm_of("api@example.org", MORNING).await, daily("Asia/Kolkata"));
     let newsletter = app.newsletter(MORNING).await;
     let slots = app.store.rhythm_slots(newsletter.id).await.unwrap();
     let pair = |zone: &str| ("daily".to_owned(), zone.to_owned());
