@@ -483,49 +483,13 @@ async fn postfix_with_and_without_pipelining(backend: Backend) {
 /// so once and `issue status` says the cap and how many connections are used.
 /// Returns how many connections the relay was said to accept.
 async fn capped_relay_sends_on_what_it_accepts(backend: Backend, limit: &[&str], postfix_says: &str) -> usize {
-    let mut main_cf = vec!["smtpd_client_event_limit_exceptions =".to_owned()];
-    main_cf.extend(limit.iter().map(|line| (*line).to_owned()));
-    let Some(smtpd) = PostfixSmtpd::start(SmtpdOptions { main_cf, ..Default::default() }) else { return 0 };
+    let Some(smtpd) = capped_relay(limit) else { return 0 };
     let Some(db) = TestDb::create(backend).await else { return 0 };
     let dir = tempfile::tempdir().unwrap();
     let sending = "[sending]\nconcurrency = 8\nrate_per_second = 25\nmax_attempts = 2";
-    let config =
-        write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://{}\"\n{sending}", smtpd.addr()));
-    let settings = bulletin::config::Settings::load(&config).unwrap();
-    let services = bulletin::app::services(&settings, bulletin::clock::Clock::system()).await.unwrap();
-    let newsletter = services.signup.catalog().all()[0].clone();
+    let config = write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://{}\"\n{sending}", smtpd.addr()));
     let emails: Vec<String> = (0..150).map(|i| format!("capped{i}@example.org")).collect();
-    let csv = format!("email\n{}\n", emails.join("\n"));
-    let cap = bulletin::store::MailCap { min_interval_secs: 900, per_day: 3 };
-    let keys = services.signup.links().keys().clone();
-    let clock = bulletin::clock::Clock::system();
-    bulletin::signup::roster::import_csv(&services.store, &keys, &clock, &newsletter, csv.as_bytes(), true, cap)
-        .await
-        .unwrap();
-    let issue = dir.path().join("issue.md");
-    std::fs::write(&issue, "Through a relay that caps connections.").unwrap();
-
-    let mut child = common::bin::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_bulletin"))
-            .arg("--config")
-            .arg(&config)
-            .args(["issue", "send", "--newsletter", newsletter.slug.as_str(), "--subject", "Capped", "--yes"])
-            .arg(&issue)
-            .env_remove("BULLETIN_CONFIG")
-            .env("RUST_LOG", "info")
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let (lines, seen) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
+    let (services, mut child, seen) = send_in_foreground(&config, &emails).await;
     let id = loop {
         if let Some(issue) = services.store.issues(None).await.unwrap().first() {
             break issue.id;
@@ -562,6 +526,7 @@ async fn capped_relay_sends_on_what_it_accepts(backend: Backend, limit: &[&str],
     assert!(exited.success(), "{log}");
     assert!(smtpd.log().contains(postfix_says), "the relay never refused a connection:\n{}", smtpd.log());
     let said = said.unwrap_or_else(|| panic!("`issue status` never said the relay's cap:\n{log}"));
+    eprintln!("issue status: {said}");
     let accepts: usize = said
         .split("the relay accepts ")
         .nth(1)
@@ -582,6 +547,90 @@ async fn capped_relay_sends_on_what_it_accepts(backend: Backend, limit: &[&str],
     }
     services.store.close().await;
     accepts
+}
+
+/// A Postfix smtpd with `limit` (anvil's limits) applied to loopback clients too.
+fn capped_relay(limit: &[&str]) -> Option<PostfixSmtpd> {
+    let mut main_cf = vec!["smtpd_client_event_limit_exceptions =".to_owned()];
+    main_cf.extend(limit.iter().map(|line| (*line).to_owned()));
+    PostfixSmtpd::start(SmtpdOptions { main_cf, ..Default::default() })
+}
+
+/// Imports `emails` as confirmed readers of the first newsletter and starts
+/// `bulletin issue send --yes` for them, its stderr (info log and progress
+/// lines) read line by line into the receiver.
+async fn send_in_foreground(
+    config: &std::path::Path,
+    emails: &[String],
+) -> (bulletin::app::Services, common::bin::KillOnDrop, std::sync::mpsc::Receiver<String>) {
+    let settings = bulletin::config::Settings::load(config).unwrap();
+    let services = bulletin::app::services(&settings, bulletin::clock::Clock::system()).await.unwrap();
+    let newsletter = services.signup.catalog().all()[0].clone();
+    let (keys, clock) = (services.signup.links().keys(), bulletin::clock::Clock::system());
+    common::import_confirmed(&services.store, keys, &clock, &newsletter, emails).await;
+    let issue = config.with_file_name("issue.md");
+    std::fs::write(&issue, "Through a relay that caps connections.").unwrap();
+    let mut child = common::bin::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(config)
+            .args(["issue", "send", "--newsletter", newsletter.slug.as_str(), "--subject", "Capped", "--yes"])
+            .arg(&issue)
+            .env_remove("BULLETIN_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    (services, child, seen)
+}
+
+/// The figure behind "A relay that caps connections" (README): an issue of
+/// 3 000 through a Postfix taking 2 connections per client, with
+/// `sending.concurrency = 8` and then 2, at no set rate. Run with
+/// `cargo test --test relay capped_relay_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: minutes, and its figures are for reading"]
+async fn capped_relay_throughput() {
+    const N: usize = 3_000;
+    for concurrency in [8, 2] {
+        let smtpd = capped_relay(&["smtpd_client_connection_count_limit = 2"]).expect("Postfix smtpd");
+        let db = TestDb::create(Backend::Sqlite).await.expect("SQLite");
+        let dir = tempfile::tempdir().unwrap();
+        let mail = format!("smtp_url = \"smtp://{}\"\n[sending]\nconcurrency = {concurrency}", smtpd.addr());
+        let config = write_config(dir.path(), &db.url, &mail);
+        let emails: Vec<String> = (0..N).map(|i| format!("bench{i}@example.org")).collect();
+        let started = Instant::now();
+        let (services, mut child, seen) = send_in_foreground(&config, &emails).await;
+        let exited = tokio::time::timeout(Duration::from_secs(600), async {
+            loop {
+                if let Some(exited) = child.try_wait().unwrap() {
+                    return exited;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("sent within 10 minutes");
+        let took = started.elapsed().as_secs_f64();
+        let output: Vec<String> = std::iter::from_fn(|| seen.recv_timeout(Duration::from_secs(5)).ok()).collect();
+        assert!(exited.success(), "{}", output.join("\n"));
+        let last = output.iter().rev().find(|l| l.starts_with("Issue #")).cloned().unwrap_or_default();
+        println!(
+            "{N} messages, relay taking 2 connections, sending.concurrency = {concurrency}: {took:.1} s, {:.0} msg/s ({last})",
+            N as f64 / took
+        );
+        services.store.close().await;
+    }
 }
 
 /// `smtpd_client_connection_count_limit = 2`: two connections at a time.

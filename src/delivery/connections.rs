@@ -49,9 +49,8 @@ pub enum Refusal {
     /// Other connections work: the relay's cap, to record; `tell` the first
     /// time the relay is found to take this few (a probe refused says nothing).
     Capped { cap: RelayCap, tell: bool },
-    /// No connection is open: the server cannot be reached; `forgot_cap`
-    /// when a cap held until now (what the relay takes is found anew).
-    Outage { forgot_cap: bool },
+    /// No connection is open: the server cannot be reached.
+    Outage,
 }
 
 /// A change of the limit that the engine records or tells.
@@ -163,7 +162,7 @@ impl Connections {
         self.state.send_modify(|s| {
             s.take(seat, Seat::Open);
             let open = s.open;
-            if !s.cap.as_ref().is_some_and(|cap| open > cap.accepts) {
+            if s.cap.as_ref().is_none_or(|cap| open <= cap.accepts) {
                 return;
             }
             s.limit = s.limit.max(open);
@@ -196,23 +195,20 @@ impl Connections {
     ///
     /// Waits (at most [`WEIGH_AT_MOST`]) until no other connection is being
     /// opened, then: with others open, the limit drops to their number;
-    /// with none, it is an outage, and the cap is forgotten (what the relay
-    /// takes once it answers again is found anew).
+    /// with none, it is an outage.
     pub async fn refused(&self, seat: &mut Seat, reply: &str, now: impl Fn() -> Timestamp) -> Refusal {
         self.state.send_modify(|s| s.take(seat, Seat::Parked));
         let mut changes = self.state.subscribe();
         let settled = changes.wait_for(|s| s.connecting == 0);
         let _ = tokio::time::timeout(WEIGH_AT_MOST, settled).await;
         let now = now();
-        let mut refusal = Refusal::Outage { forgot_cap: false };
+        let mut refusal = Refusal::Outage;
         let concurrency = self.concurrency;
         self.state.send_modify(|s| {
-            s.last_change = Instant::now();
             if s.open == 0 {
-                s.limit = concurrency;
-                refusal = Refusal::Outage { forgot_cap: s.cap.take().is_some() };
                 return;
             }
+            s.last_change = Instant::now();
             s.limit = s.open;
             let cap = match s.cap.take() {
                 Some(cap) => RelayCap { accepts: s.open, connections: s.limit, checked_at: now, ..cap },
@@ -234,6 +230,19 @@ impl Connections {
         });
         self.gauge.set(self.state.borrow().limit as i64);
         refusal
+    }
+
+    /// The server cannot be reached: a cap found before may have been it
+    /// going away, so all of `sending.concurrency` may be tried once it
+    /// answers. Returns whether there was a cap.
+    pub fn forget_cap(&self) -> bool {
+        let concurrency = self.concurrency;
+        let forgot = self.state.send_if_modified(|s| {
+            s.limit = concurrency;
+            s.cap.take().is_some()
+        });
+        self.gauge.set(concurrency as i64);
+        forgot
     }
 
     /// Whether the relay takes fewer connections than `sending.concurrency`.
@@ -334,8 +343,7 @@ mod tests {
     async fn a_refusal_with_none_open_is_an_outage_once_the_others_are_known() {
         let c = connections(4);
         let mut seats = seated(&c, 4).await;
-        let outage = refuse(&c, &mut seats[0], 1).await;
-        assert_eq!(outage, Refusal::Outage { forgot_cap: false }, "nothing open, nothing opening");
+        assert_eq!(refuse(&c, &mut seats[0], 1).await, Refusal::Outage, "nothing open, nothing opening");
 
         // Refused while two others are still connecting: weighed once they are known.
         let c = Arc::new(connections(4));
@@ -366,9 +374,11 @@ mod tests {
         assert!(matches!(refuse(&c, &mut seats[1], 1).await, Refusal::Capped { .. }));
         assert!(c.is_capped());
         c.closed(&mut seats[0]);
-        assert_eq!(refuse(&c, &mut seats[2], 2).await, Refusal::Outage { forgot_cap: true });
+        assert_eq!(refuse(&c, &mut seats[2], 2).await, Refusal::Outage);
+        assert!(c.forget_cap());
         assert_eq!((limit(&c), c.gauge.get()), (4, 4));
         assert!(!c.is_capped());
+        assert!(!c.forget_cap(), "nothing more to forget");
     }
 
     #[tokio::test]

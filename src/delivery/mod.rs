@@ -296,13 +296,18 @@ impl Engine {
         }
     }
 
-    /// No connection could be opened: from now on the engine waits for the server.
-    fn server_unreachable(&self, detail: &str) {
+    /// No connection could be opened: from now on the engine waits for the
+    /// server. A cap on connections found before is forgotten: it may have
+    /// been the server going away, and what it takes is found anew once it answers.
+    async fn server_unreachable(&self, detail: &str) {
         if self.server.unreachable(self.clock.now(), detail) {
             tracing::error!(
                 %detail,
                 "the mail server cannot be reached: sending waits for it (no message loses an attempt) and continues when it answers"
             );
+        }
+        if self.connections.forget_cap() {
+            self.cap_changed(None).await;
         }
     }
 
@@ -310,12 +315,7 @@ impl Engine {
     /// connections when others work, else the server cannot be reached.
     async fn refused(&self, seat: &mut Seat, detail: &str) {
         match self.connections.refused(seat, detail, || self.clock.now()).await {
-            Refusal::Outage { forgot_cap } => {
-                self.server_unreachable(detail);
-                if forgot_cap {
-                    self.cap_changed(None).await;
-                }
-            }
+            Refusal::Outage => self.server_unreachable(detail).await,
             Refusal::Capped { cap, tell } => {
                 if tell {
                     tracing::warn!(
@@ -485,7 +485,7 @@ impl Engine {
         };
         if let Err(SendFailure::Unreachable(detail)) = &sent {
             // The kept connection broke and no new one opened: the message never left.
-            self.server_unreachable(detail);
+            self.server_unreachable(detail).await;
             ledger.put_back(delivery.id, token).await?;
             return Ok(());
         }

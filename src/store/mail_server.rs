@@ -8,6 +8,7 @@
 //! another process can show it. So is the cap of a relay that takes fewer
 //! connections than `sending.concurrency` (see `delivery::connections`).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
 
@@ -63,44 +64,38 @@ impl RelayCap {
 impl Store {
     /// Records (or renews) that the engine waits for the mail server.
     pub async fn record_mail_server_wait(&self, wait: &MailServerWait) -> Result<()> {
-        self.put_setting(WAITING, serde_json::to_string(wait).expect("plain fields serialize")).await
+        self.record(WAITING, wait).await
     }
 
     /// The mail server answers again.
     pub async fn clear_mail_server_wait(&self) -> Result<()> {
-        self.delete_setting(WAITING).await
+        self.forget(WAITING).await
     }
 
     /// The engine's wait for the mail server, if one is under way as of `now`.
     pub async fn mail_server_wait(&self, now: Timestamp) -> Result<Option<MailServerWait>> {
-        Ok(self
-            .setting(WAITING)
-            .await?
-            .and_then(|v| serde_json::from_str::<MailServerWait>(&v).ok())
-            .filter(|wait| wait.checked_at >= now - STALE_AFTER_SECS))
+        Ok(self.recorded::<MailServerWait>(WAITING).await?.filter(|wait| wait.checked_at >= now - STALE_AFTER_SECS))
     }
 
     /// Records (or renews) the relay's connection cap.
     pub async fn record_relay_cap(&self, cap: &RelayCap) -> Result<()> {
-        self.put_setting(CAPPED, serde_json::to_string(cap).expect("plain fields serialize")).await
+        self.record(CAPPED, cap).await
     }
 
     /// The relay takes `sending.concurrency` connections again, or the engine stopped.
     pub async fn clear_relay_cap(&self) -> Result<()> {
-        self.delete_setting(CAPPED).await
+        self.forget(CAPPED).await
     }
 
-    /// The relay's connection cap, if one holds as of `now`; a record the
-    /// engine has not renewed for a while was left by a stopped engine.
+    /// The relay's connection cap, if one holds as of `now` (a record the
+    /// engine has not renewed for a while was left by a stopped engine).
     pub async fn relay_cap(&self, now: Timestamp) -> Result<Option<RelayCap>> {
-        Ok(self
-            .setting(CAPPED)
-            .await?
-            .and_then(|v| serde_json::from_str::<RelayCap>(&v).ok())
-            .filter(|cap| cap.checked_at >= now - STALE_AFTER_SECS))
+        Ok(self.recorded::<RelayCap>(CAPPED).await?.filter(|cap| cap.checked_at >= now - STALE_AFTER_SECS))
     }
 
-    async fn put_setting(&self, name: &str, value: String) -> Result<()> {
+    /// Keeps `value` in `settings` under `name`, as JSON.
+    async fn record(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        let value = serde_json::to_string(value).expect("plain fields serialize");
         with_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO settings (name, value) VALUES ($1, $2) \
@@ -114,17 +109,19 @@ impl Store {
         })
     }
 
-    async fn delete_setting(&self, name: &str) -> Result<()> {
+    async fn forget(&self, name: &str) -> Result<()> {
         with_pool!(self, |pool| {
             sqlx::query("DELETE FROM settings WHERE name = $1").bind(name).execute(pool).await?;
             Ok(())
         })
     }
 
-    async fn setting(&self, name: &str) -> Result<Option<String>> {
-        Ok(reading!(self, |pool| {
+    /// What [`Self::record`] kept under `name`; `None` when nothing or something unreadable is there.
+    async fn recorded<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let value: Option<String> = reading!(self, |pool| {
             sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(pool).await?
-        }))
+        });
+        Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
     /// Lets go of claimed rows that were never handed over, as they were.
