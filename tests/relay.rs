@@ -15,7 +15,7 @@ use common::bin::{issue_status, ledger, write_config};
 use common::postfix::PostfixSink;
 use common::postfix_smtpd::{PostfixSmtpd, SmtpdOptions};
 use common::turns::TurnCounter;
-use common::{Backend, MailSink, TestApp};
+use common::{Backend, MailSink, TestApp, TestDb};
 use secrecy::SecretString;
 
 /// A CA and a server certificate it signed for 127.0.0.1 and localhost: (CA PEM, leaf PEM, leaf key PEM).
@@ -501,7 +501,182 @@ async fn postfix_with_and_without_pipelining(backend: Backend) {
     }
 }
 
+/// A relay that caps connections per client (Postfix's anvil, with the
+/// loopback exemption `smtpd_client_event_limit_exceptions` taken away):
+/// `issue send` with `sending.concurrency = 8` is refused a connection at
+/// the greeting ("421 4.7.0 … too many connections") while others work. That
+/// is a cap, not an outage: the issue goes out on the connections the relay
+/// takes, in bounded time, nothing fails or spends an attempt, the log says
+/// so once and `issue status` says the cap and how many connections are used.
+/// Returns how many connections the relay was said to accept.
+async fn capped_relay_sends_on_what_it_accepts(backend: Backend, limit: &[&str], postfix_says: &str) -> usize {
+    let Some(smtpd) = capped_relay(limit) else { return 0 };
+    let Some(db) = TestDb::create(backend).await else { return 0 };
+    let dir = tempfile::tempdir().unwrap();
+    let sending = "[sending]\nconcurrency = 8\nrate_per_second = 25\nmax_attempts = 2";
+    let config = write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://{}\"\n{sending}", smtpd.addr()));
+    let emails: Vec<String> = (0..150).map(|i| format!("capped{i}@example.org")).collect();
+    let (services, mut child, seen) = send_in_foreground(&config, &emails).await;
+    let id = loop {
+        if let Some(issue) = services.store.issues(None).await.unwrap().first() {
+            break issue.id;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // While it sends, `issue status` says the relay's cap and how many connections are used.
+    let started = Instant::now();
+    let mut said = None;
+    let mut output: Vec<String> = vec![];
+    let exited = loop {
+        if said.is_none() {
+            let status = issue_status(&config, id);
+            if let Some(line) = status.lines().find(|l| l.contains("the relay accepts")) {
+                said = Some(line.to_owned());
+            }
+        }
+        if let Some(exited) = child.try_wait().unwrap() {
+            break exited;
+        }
+        output.extend(seen.try_iter());
+        if started.elapsed() > Duration::from_secs(40) {
+            let sent = ledger(&db.url, id).await.iter().filter(|(status, _)| status == "sent").count();
+            panic!("{sent} of 150 sent in 40 s through a relay that caps connections:\n{}", output.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The reader thread ends with the child's stderr.
+    while let Ok(line) = seen.recv_timeout(Duration::from_secs(5)) {
+        output.push(line);
+    }
+    let log = output.join("\n");
+    eprintln!("{log}");
+    assert!(exited.success(), "{log}");
+    assert!(smtpd.log().contains(postfix_says), "the relay never refused a connection:\n{}", smtpd.log());
+    let said = said.unwrap_or_else(|| panic!("`issue status` never said the relay's cap:\n{log}"));
+    eprintln!("issue status: {said}");
+    let accepts: usize = said
+        .split("the relay accepts ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!((1..8).contains(&accepts), "{said}");
+    assert!(said.contains(&format!("sending on {accepts}")), "{said}");
+    let told: Vec<&str> = output.iter().map(String::as_str).filter(|l| l.contains("the relay accepts")).collect();
+    assert_eq!(told.len(), 1, "said once in the log: {log}");
+    assert!(told[0].contains(&format!("the relay accepts {accepts} connection")), "{}", told[0]);
+    assert!(!log.contains("cannot be reached"), "a cap is not an outage: {log}");
+    let rows = ledger(&db.url, id).await;
+    assert_eq!(rows.len(), 150);
+    assert!(rows.iter().all(|(status, attempts)| status == "sent" && *attempts == 1), "{rows:?}");
+    for email in &emails {
+        assert_eq!(smtpd.wait_for(email, 1).await.len(), 1, "{email}");
+    }
+    services.store.close().await;
+    accepts
+}
+
+/// A Postfix smtpd with `limit` (anvil's limits) applied to loopback clients too.
+fn capped_relay(limit: &[&str]) -> Option<PostfixSmtpd> {
+    let mut main_cf = vec!["smtpd_client_event_limit_exceptions =".to_owned()];
+    main_cf.extend(limit.iter().map(|line| (*line).to_owned()));
+    PostfixSmtpd::start(SmtpdOptions { main_cf, ..Default::default() })
+}
+
+/// Imports `emails` as confirmed readers of the first newsletter and starts
+/// `bulletin issue send --yes` for them, its stderr (info log and progress
+/// lines) read line by line into the receiver.
+async fn send_in_foreground(
+    config: &std::path::Path,
+    emails: &[String],
+) -> (bulletin::app::Services, common::bin::KillOnDrop, std::sync::mpsc::Receiver<String>) {
+    let settings = bulletin::config::Settings::load(config).unwrap();
+    let services = bulletin::app::services(&settings, bulletin::clock::Clock::system()).await.unwrap();
+    let newsletter = services.signup.catalog().all()[0].clone();
+    let (keys, clock) = (services.signup.links().keys(), bulletin::clock::Clock::system());
+    common::import_confirmed(&services.store, keys, &clock, &newsletter, emails).await;
+    let issue = config.with_file_name("issue.md");
+    std::fs::write(&issue, "Through a relay that caps connections.").unwrap();
+    let mut child = common::bin::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(config)
+            .args(["issue", "send", "--newsletter", newsletter.slug.as_str(), "--subject", "Capped", "--yes"])
+            .arg(&issue)
+            .env_remove("BULLETIN_CONFIG")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (lines, seen) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    (services, child, seen)
+}
+
+/// The figure behind "A relay that caps connections" (README): an issue of
+/// 3 000 through a Postfix taking 2 connections per client, with
+/// `sending.concurrency = 8` and then 2, at no set rate. Run with
+/// `cargo test --test relay capped_relay_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: minutes, and its figures are for reading"]
+async fn capped_relay_throughput() {
+    const N: usize = 3_000;
+    for concurrency in [8, 2] {
+        let smtpd = capped_relay(&["smtpd_client_connection_count_limit = 2"]).expect("Postfix smtpd");
+        let db = TestDb::create(Backend::Sqlite).await.expect("SQLite");
+        let dir = tempfile::tempdir().unwrap();
+        let mail = format!("smtp_url = \"smtp://{}\"\n[sending]\nconcurrency = {concurrency}", smtpd.addr());
+        let config = write_config(dir.path(), &db.url, &mail);
+        let emails: Vec<String> = (0..N).map(|i| format!("bench{i}@example.org")).collect();
+        let started = Instant::now();
+        let (services, mut child, seen) = send_in_foreground(&config, &emails).await;
+        let exited = tokio::time::timeout(Duration::from_secs(600), async {
+            loop {
+                if let Some(exited) = child.try_wait().unwrap() {
+                    return exited;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("sent within 10 minutes");
+        let took = started.elapsed().as_secs_f64();
+        let output: Vec<String> = std::iter::from_fn(|| seen.recv_timeout(Duration::from_secs(5)).ok()).collect();
+        assert!(exited.success(), "{}", output.join("\n"));
+        let last = output.iter().rev().find(|l| l.starts_with("Issue #")).cloned().unwrap_or_default();
+        println!(
+            "{N} messages, relay taking 2 connections, sending.concurrency = {concurrency}: {took:.1} s, {:.0} msg/s ({last})",
+            N as f64 / took
+        );
+        services.store.close().await;
+    }
+}
+
+/// `smtpd_client_connection_count_limit = 2`: two connections at a time.
+async fn relay_capping_connection_count(backend: Backend) {
+    let limit = ["smtpd_client_connection_count_limit = 2"];
+    let accepts = capped_relay_sends_on_what_it_accepts(backend, &limit, "Connection concurrency limit exceeded").await;
+    assert!(matches!(accepts, 0 | 2), "the relay takes 2 connections, said {accepts}");
+}
+
+/// anvil's `smtpd_client_connection_rate_limit`: three connections a minute
+/// (the test's own check that smtpd answers takes one of them).
+async fn relay_capping_connection_rate(backend: Backend) {
+    let limit = ["smtpd_client_connection_rate_limit = 3", "anvil_rate_time_unit = 60s"];
+    capped_relay_sends_on_what_it_accepts(backend, &limit, "Connection rate limit exceeded").await;
+}
+
 on_both_backends!(
+    relay_capping_connection_count,
+    relay_capping_connection_rate,
     pipelines_where_the_server_offers_it,
     postfix_with_and_without_pipelining,
     leaving_reader_after_a_pipelined_data_gets_nothing,

@@ -74,13 +74,8 @@ async fn foreground_send_shows_the_wait(backend: Backend) {
     let services = bulletin::app::services(&settings, bulletin::clock::Clock::system()).await.unwrap();
     let newsletter = services.signup.catalog().all()[0].clone();
     let emails: Vec<String> = (0..10).map(|i| format!("fg{i}@example.org")).collect();
-    let csv = format!("email\n{}\n", emails.join("\n"));
-    let cap = bulletin::store::MailCap { min_interval_secs: 900, per_day: 3 };
-    let keys = services.signup.links().keys().clone();
-    let clock = bulletin::clock::Clock::system();
-    bulletin::signup::roster::import_csv(&services.store, &keys, &clock, &newsletter, csv.as_bytes(), true, cap)
-        .await
-        .unwrap();
+    let (keys, clock) = (services.signup.links().keys(), bulletin::clock::Clock::system());
+    common::import_confirmed(&services.store, keys, &clock, &newsletter, &emails).await;
     let issue = dir.path().join("issue.md");
     std::fs::write(&issue, "Sent despite the outage.").unwrap();
 

@@ -10,7 +10,7 @@ use clap::Subcommand;
 use secrecy::ExposeSecret;
 use tokio::sync::{Notify, watch};
 
-use super::progress::{Progress, Tally, sleep_tick, waiting_line};
+use super::progress::{Progress, Tally, cap_line, sleep_tick, waiting_line};
 use super::warnings::Gathering;
 use super::{Unfinished, newsletter_by_slug, shutdown_signal};
 use crate::app::{self, Services};
@@ -285,6 +285,11 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
                 && let Some(wait) = services.store.mail_server_wait(Clock::system().now()).await?
             {
                 writeln!(out, "Sending is {}; it continues when the server answers.", waiting_line(&wait))?;
+            }
+            if issue.status == IssueStatus::Sending
+                && let Some(cap) = services.store.relay_cap(Clock::system().now()).await?
+            {
+                writeln!(out, "Connections: {}.", cap_line(&cap))?;
             }
             if let Some(reason) = &issue.paused_reason {
                 writeln!(out, "Paused: {reason}")?;

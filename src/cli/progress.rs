@@ -1,19 +1,29 @@
 //! Watching an issue go out: a progress bar on a terminal, plain lines elsewhere.
-//! Either says so while the engine waits for the mail server.
+//! Either says so while the engine waits for the mail server; `issue status`
+//! says it too, and when the relay takes fewer connections than configured.
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::store::{MailServerWait, Store};
+use crate::store::{MailServerWait, RelayCap, Store};
 
 /// "waiting for the mail server since 09:12 (connecting to …: connection refused)", in local time.
 pub fn waiting_line(wait: &MailServerWait) -> String {
-    let since = chrono::DateTime::from_timestamp(wait.since, 0)
+    format!("waiting for the mail server since {} ({})", local_time(wait.since), wait.detail)
+}
+
+/// "the relay accepts 2 connections; sending on 2 (sending.concurrency = 8) since 09:12 (…: 421 4.7.0 …)".
+pub fn cap_line(cap: &RelayCap) -> String {
+    format!("{} since {} ({})", cap.summary(), local_time(cap.since), cap.reply)
+}
+
+/// The hour and minute of `at`, in local time.
+fn local_time(at: i64) -> String {
+    chrono::DateTime::from_timestamp(at, 0)
         .map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string())
-        .unwrap_or_default();
-    format!("waiting for the mail server since {since} ({})", wait.detail)
+        .unwrap_or_default()
 }
 
 /// Ledger counts of one issue.

@@ -12,9 +12,12 @@
 //!
 //! When the mail server cannot be reached at all, the engine waits for it
 //! (see [`outage`]) instead of spending every message's attempts; when it
-//! asks to slow down, the pace is halved (see [`throttle`]).
+//! refuses a connection while others work, the engine sends on the ones it
+//! takes (see [`connections`]); when it asks to slow down, the pace is
+//! halved (see [`throttle`]).
 
 mod compose;
+mod connections;
 mod issues;
 mod ledger;
 mod outage;
@@ -38,7 +41,8 @@ use crate::config::SendingSettings;
 use crate::mail::{Channel, Outbound, SendFailure};
 use crate::metrics::Metrics;
 use crate::signup::Backlog;
-use crate::store::{ClaimedDelivery, DeliveryKind, Handover, Settlement, Store, StoreError};
+use crate::store::{ClaimedDelivery, DeliveryKind, Handover, RelayCap, Settlement, Store, StoreError};
+use connections::{Change, Connections, Refusal, Seat};
 use outage::Outage;
 use throttle::Throttle;
 
@@ -105,6 +109,8 @@ pub struct Engine {
     clock: Clock,
     pace: Pace,
     server: Arc<Outage>,
+    /// How many connections the relay takes, which may be fewer than `concurrency`.
+    connections: Arc<Connections>,
     throttle: Arc<Throttle>,
     /// Issues this engine has sent for since they began, so the log says once
     /// when each starts going out and when it is done.
@@ -125,6 +131,7 @@ impl Engine {
         metrics: Metrics,
     ) -> Self {
         let throttle = Arc::new(Throttle::new(pace.rate_per_second, metrics.send_pace()));
+        let connections = Arc::new(Connections::new(pace.concurrency, metrics.send_connections()));
         Self {
             store,
             outbound,
@@ -132,6 +139,7 @@ impl Engine {
             clock,
             pace,
             server: Arc::default(),
+            connections,
             throttle,
             sending: Arc::default(),
             metrics,
@@ -222,6 +230,11 @@ impl Engine {
         {
             tracing::warn!(error = %e, "delivery: could not clear the record of the wait for the mail server");
         }
+        if self.connections.is_capped()
+            && let Err(e) = self.store.clear_relay_cap().await
+        {
+            tracing::warn!(error = %e, "delivery: could not clear the record of the relay's connection cap");
+        }
         for token in tokens {
             if let Err(e) = self.store.release_claim(&token).await {
                 tracing::warn!(error = %e, "delivery: could not release claimed rows; their lease will expire");
@@ -285,13 +298,61 @@ impl Engine {
         }
     }
 
-    /// No connection could be opened: from now on the engine waits for the server.
-    fn server_unreachable(&self, detail: &str) {
+    /// No connection could be opened: from now on the engine waits for the
+    /// server. A cap on connections found before is forgotten: it may have
+    /// been the server going away, and what it takes is found anew once it answers.
+    async fn server_unreachable(&self, detail: &str) {
         if self.server.unreachable(self.clock.now(), detail) {
             tracing::error!(
                 %detail,
                 "the mail server cannot be reached: sending waits for it (no message loses an attempt) and continues when it answers"
             );
+        }
+        if self.connections.forget_cap() {
+            self.cap_changed(None).await;
+        }
+    }
+
+    /// A connection could not be opened (`detail` says why): a cap on
+    /// connections when others work, else the server cannot be reached.
+    async fn refused(&self, seat: &mut Seat, detail: &str) {
+        match self.connections.refused(seat, detail, || self.clock.now()).await {
+            Refusal::Outage => self.server_unreachable(detail).await,
+            Refusal::Capped { cap, tell } => {
+                if tell {
+                    tracing::warn!(
+                        reply = %cap.reply,
+                        "{}: the relay refuses more connections, so the other senders wait (not an outage); one more is tried after a quiet minute",
+                        cap.summary()
+                    );
+                }
+                self.cap_changed(Some(cap)).await;
+            }
+        }
+    }
+
+    /// A probe for one more connection raised the limit, or its connection opened.
+    async fn apply(&self, change: Change) {
+        match change {
+            Change::Capped(cap) => self.cap_changed(Some(cap)).await,
+            Change::Lifted { concurrency } => {
+                tracing::info!("the relay takes {concurrency} connections again (sending.concurrency): sending on all");
+                self.cap_changed(None).await;
+            }
+        }
+    }
+
+    /// Records the relay's cap for `issue status`, or that there is none any more.
+    async fn cap_changed(&self, cap: Option<RelayCap>) {
+        let recorded = match &cap {
+            Some(cap) => {
+                tracing::debug!("{}", cap.summary());
+                self.store.record_relay_cap(cap).await
+            }
+            None => self.store.clear_relay_cap().await,
+        };
+        if let Err(e) = recorded {
+            tracing::warn!(error = %e, "delivery: could not record the relay's connection cap");
         }
     }
 
@@ -315,15 +376,26 @@ impl Engine {
         self,
         queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Claimed>>>,
         ledger: Ledger,
-        shutdown: watch::Receiver<bool>,
+        mut shutdown: watch::Receiver<bool>,
     ) {
         let mut channel = self.outbound.channel();
+        let mut seat = Seat::Parked;
         loop {
+            if seat == Seat::Parked {
+                // Beyond what the relay takes a sender waits here, taking no message, instead of knocking again.
+                tokio::select! {
+                    _ = self.connections.take_seat(&mut seat) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+            }
             let idle_deadline = channel.idle_deadline();
             let next = tokio::select! {
                 next = async { queue.lock().await.recv().await } => next,
                 _ = until(idle_deadline) => {
                     channel.close_if_idle().await;
+                    if !channel.is_open() {
+                        self.connections.closed(&mut seat);
+                    }
                     continue;
                 }
             };
@@ -342,12 +414,15 @@ impl Engine {
                 continue;
             }
             self.throttle.wait().await;
-            if let Err(e) = self.deliver(&mut channel, &ledger, &delivery, token).await {
+            if let Err(e) = self.deliver(&mut channel, &mut seat, &ledger, &delivery, token).await {
                 tracing::error!(
                     delivery = delivery.id,
                     error = &e as &dyn std::error::Error,
                     "delivery: could not record a result"
                 );
+            }
+            if !channel.is_open() {
+                self.connections.closed(&mut seat);
             }
         }
         channel.close().await;
@@ -363,15 +438,27 @@ impl Engine {
     async fn deliver(
         &self,
         channel: &mut Channel,
+        seat: &mut Seat,
         ledger: &Ledger,
         delivery: &ClaimedDelivery,
         token: Arc<str>,
     ) -> Result<(), LedgerError> {
-        // A server that cannot be reached is its own state, not this message's: the row goes back as it was.
-        if let Err(failure) = channel.ready().await {
-            self.server_unreachable(&unreachable_detail(failure));
-            self.store.release_deliveries(&token, &[delivery.id]).await?;
-            return Ok(());
+        if !channel.is_open() {
+            self.connections.connecting(seat);
+        }
+        match channel.ready().await {
+            Ok(()) => {
+                if let Some(change) = self.connections.opened(seat, self.clock.now()) {
+                    self.apply(change).await;
+                }
+            }
+            Err(failure) => {
+                // A refused connection is the server's state, not this message's: the row goes back as it was.
+                let released = self.store.release_deliveries(&token, &[delivery.id]).await;
+                self.refused(seat, &unreachable_detail(failure)).await;
+                released?;
+                return Ok(());
+            }
         }
         let stored_kind = mail_kind(delivery.kind, false);
         let Composed { message, token: link, digest } = match self.composer.compose(delivery).await {
@@ -400,7 +487,7 @@ impl Engine {
         };
         if let Err(SendFailure::Unreachable(detail)) = &sent {
             // The kept connection broke and no new one opened: the message never left.
-            self.server_unreachable(detail);
+            self.server_unreachable(detail).await;
             ledger.put_back(delivery.id, token).await?;
             return Ok(());
         }
@@ -429,6 +516,9 @@ impl Engine {
         match verdict {
             Verdict::Sent(_) => {
                 self.throttle.sent();
+                if let Some(change) = self.connections.sent(now) {
+                    self.apply(change).await;
+                }
                 tracing::debug!(delivery = delivery.id, "sent");
             }
             Verdict::SlowDown(reply) => {

@@ -94,6 +94,12 @@ impl Channel {
         accepted
     }
 
+    /// Whether a connection is open (it may since have been dropped by the
+    /// server; [`Self::ready`] finds out). Writing files needs none: always open.
+    pub fn is_open(&self) -> bool {
+        !matches!(self.outbound, Outbound::Smtp(_)) || self.open.is_some()
+    }
+
     /// When the open connection will have been unused for too long; `None` without one.
     pub fn idle_deadline(&self) -> Option<Instant> {
         let Outbound::Smtp(target) = &self.outbound else { return None };

@@ -206,6 +206,7 @@ struct Series {
     deliveries: Family<DeliveryLabels, Counter>,
     smtp_replies: Family<ReplyLabels, Counter>,
     send_pace: Gauge<f64, AtomicU64>,
+    send_connections: Gauge,
     queue: Family<KindLabels, Gauge>,
     pool_connections: Family<PoolStateLabels, Gauge>,
     pool_max: Family<PoolLabels, Gauge>,
@@ -257,6 +258,12 @@ impl Metrics {
             "The delivery engine's pace now, in messages a second: sending.rate_per_second, lower while the mail server has asked to slow down; 0 is no limit",
             send_pace.clone(),
         );
+        let send_connections = Gauge::default();
+        registry.register(
+            "send_connections",
+            "SMTP connections the delivery engine may hold now: sending.concurrency, fewer while the relay refuses more",
+            send_connections.clone(),
+        );
         let queue = Family::<KindLabels, Gauge>::default();
         registry.register(
             "queue_depth",
@@ -304,6 +311,7 @@ impl Metrics {
             deliveries,
             smtp_replies,
             send_pace,
+            send_connections,
             queue,
             pool_connections,
             pool_max,
@@ -340,6 +348,11 @@ impl Metrics {
     /// The gauge the delivery engine's throttle keeps at its pace.
     pub fn send_pace(&self) -> Gauge<f64, AtomicU64> {
         self.0.send_pace.clone()
+    }
+
+    /// The gauge the delivery engine keeps at the number of connections it may hold.
+    pub fn send_connections(&self) -> Gauge {
+        self.0.send_connections.clone()
     }
 
     /// A request on the public listener matched `route` (`None`: no route) and was answered `status`.
@@ -426,6 +439,7 @@ mod tests {
         metrics.delivery("issue", "sent");
         metrics.smtp_reply("2xx");
         metrics.send_pace().set(12.5);
+        metrics.send_connections().set(2);
         metrics.queue_depth(Some(&[("issue".to_owned(), 7)]));
         metrics.pools(&[PoolUse { pool: "main", open: 3, idle: 1, max: 8 }]);
         let text = metrics.encode(Format::Prometheus);
@@ -441,6 +455,7 @@ mod tests {
             "bulletin_smtp_replies_total{class=\"2xx\"} 1",
             "# TYPE bulletin_send_rate_limit_per_second gauge",
             "bulletin_send_rate_limit_per_second 12.5",
+            "bulletin_send_connections 2",
             "bulletin_queue_depth{kind=\"issue\"} 7",
             "bulletin_queue_depth{kind=\"confirmation\"} 0",
             "bulletin_db_pool_connections{pool=\"main\",state=\"idle\"} 1",

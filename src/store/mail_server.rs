@@ -5,8 +5,10 @@
 //! row taken for sending while the server is down goes back as it was: no
 //! attempt spent, no status changed. The engine's wait is kept in
 //! `settings` under one name, so `issue status` and the progress display of
-//! another process can show it.
+//! another process can show it. So is the cap of a relay that takes fewer
+//! connections than `sending.concurrency` (see `delivery::connections`).
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::QueryBuilder;
 
@@ -14,6 +16,7 @@ use super::{Result, Store, reading, with_pool};
 use crate::clock::Timestamp;
 
 const WAITING: &str = "mail_server_waiting";
+const CAPPED: &str = "relay_connection_cap";
 
 /// A record older than this was left by an engine that stopped while
 /// waiting: a waiting engine renews it at least every minute.
@@ -30,16 +33,75 @@ pub struct MailServerWait {
     pub detail: String,
 }
 
+/// The relay refuses connections beyond a number: the engine sends on fewer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayCap {
+    /// Connections the relay was seen to take at once.
+    pub accepts: usize,
+    /// Connections the engine may hold now: `accepts`, or one more while it tries for more.
+    pub connections: usize,
+    /// `sending.concurrency`.
+    pub concurrency: usize,
+    /// When the cap was found.
+    pub since: Timestamp,
+    /// When it was last confirmed or changed.
+    pub checked_at: Timestamp,
+    /// The refusal, e.g. "connecting to mail.example.org:25: 421 4.7.0 … too many connections from …".
+    pub reply: String,
+}
+
+impl RelayCap {
+    /// "the relay accepts 2 connections; sending on 2 (sending.concurrency = 8)", for the log and `issue status`.
+    pub fn summary(&self) -> String {
+        let plural = if self.accepts == 1 { "" } else { "s" };
+        format!(
+            "the relay accepts {} connection{plural}; sending on {} (sending.concurrency = {})",
+            self.accepts, self.connections, self.concurrency
+        )
+    }
+}
+
 impl Store {
     /// Records (or renews) that the engine waits for the mail server.
     pub async fn record_mail_server_wait(&self, wait: &MailServerWait) -> Result<()> {
-        let value = serde_json::to_string(wait).expect("plain fields serialize");
+        self.record(WAITING, wait).await
+    }
+
+    /// The mail server answers again.
+    pub async fn clear_mail_server_wait(&self) -> Result<()> {
+        self.forget(WAITING).await
+    }
+
+    /// The engine's wait for the mail server, if one is under way as of `now`.
+    pub async fn mail_server_wait(&self, now: Timestamp) -> Result<Option<MailServerWait>> {
+        Ok(self.recorded::<MailServerWait>(WAITING).await?.filter(|wait| wait.checked_at >= now - STALE_AFTER_SECS))
+    }
+
+    /// Records (or renews) the relay's connection cap.
+    pub async fn record_relay_cap(&self, cap: &RelayCap) -> Result<()> {
+        self.record(CAPPED, cap).await
+    }
+
+    /// The relay takes `sending.concurrency` connections again, or the engine stopped.
+    pub async fn clear_relay_cap(&self) -> Result<()> {
+        self.forget(CAPPED).await
+    }
+
+    /// The relay's connection cap, if one holds as of `now` (a record the
+    /// engine has not renewed for a while was left by a stopped engine).
+    pub async fn relay_cap(&self, now: Timestamp) -> Result<Option<RelayCap>> {
+        Ok(self.recorded::<RelayCap>(CAPPED).await?.filter(|cap| cap.checked_at >= now - STALE_AFTER_SECS))
+    }
+
+    /// Keeps `value` in `settings` under `name`, as JSON.
+    async fn record(&self, name: &str, value: &impl Serialize) -> Result<()> {
+        let value = serde_json::to_string(value).expect("plain fields serialize");
         with_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO settings (name, value) VALUES ($1, $2) \
                  ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             )
-            .bind(WAITING)
+            .bind(name)
             .bind(value)
             .execute(pool)
             .await?;
@@ -47,22 +109,19 @@ impl Store {
         })
     }
 
-    /// The mail server answers again.
-    pub async fn clear_mail_server_wait(&self) -> Result<()> {
+    async fn forget(&self, name: &str) -> Result<()> {
         with_pool!(self, |pool| {
-            sqlx::query("DELETE FROM settings WHERE name = $1").bind(WAITING).execute(pool).await?;
+            sqlx::query("DELETE FROM settings WHERE name = $1").bind(name).execute(pool).await?;
             Ok(())
         })
     }
 
-    /// The engine's wait for the mail server, if one is under way as of `now`.
-    pub async fn mail_server_wait(&self, now: Timestamp) -> Result<Option<MailServerWait>> {
+    /// What [`Self::record`] kept under `name`; `None` when nothing or something unreadable is there.
+    async fn recorded<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
         let value: Option<String> = reading!(self, |pool| {
-            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(WAITING).fetch_optional(pool).await?
+            sqlx::query_scalar("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(pool).await?
         });
-        Ok(value
-            .and_then(|v| serde_json::from_str::<MailServerWait>(&v).ok())
-            .filter(|wait| wait.checked_at >= now - STALE_AFTER_SECS))
+        Ok(value.and_then(|v| serde_json::from_str(&v).ok()))
     }
 
     /// Lets go of claimed rows that were never handed over, as they were.

@@ -48,7 +48,7 @@ pub use health::{HEALTH_BUDGET, Unhealthy};
 pub use imports::{ImportOutcome, ImportRow, ImportWish};
 pub use issues::{IssueRow, NewIssue};
 pub use items::{FeedFetch, FeedState, ItemRow};
-pub use mail_server::MailServerWait;
+pub use mail_server::{MailServerWait, RelayCap};
 pub use readers::SubscriberRecord;
 pub use rhythms::{RhythmRequest, RhythmSlot};
 pub use stats::{DAY, DailyRow, IssueTally, UNSUBSCRIBE_WINDOW};

@@ -149,6 +149,21 @@ pub fn test_settings(db_url: &str, smtp: &MailSink) -> Settings {
     s
 }
 
+/// Imports `emails` as confirmed readers of `newsletter`, the way
+/// `bulletin subscribers import --confirmed` does.
+pub async fn import_confirmed(
+    store: &Store,
+    keys: &LinkKeys,
+    clock: &Clock,
+    newsletter: &Newsletter,
+    emails: &[String],
+) {
+    let csv = format!("email\n{}\n", emails.join("\n"));
+    let cap = MailCap { min_interval_secs: 900, per_day: 3 };
+    let report = roster::import_csv(store, keys, clock, newsletter, csv.as_bytes(), true, cap).await.expect("import");
+    assert!(report.bad.is_empty(), "{:?}", report.bad);
+}
+
 /// The link secret tests run with, so a test can sign links as mail would carry them.
 pub const TEST_SECRET: &str = "test-link-secret";
 
@@ -308,13 +323,8 @@ impl TestApp {
 
     /// Imports confirmed subscribers the way `bulletin subscribers import --confirmed` does.
     pub async fn import_confirmed(&self, slug: &str, emails: &[String]) {
-        let csv = format!("email\n{}\n", emails.join("\n"));
         let newsletter = self.newsletter(slug).await;
-        let cap = MailCap { min_interval_secs: 900, per_day: 3 };
-        let report = roster::import_csv(&self.store, &self.keys(), &self.clock, &newsletter, csv.as_bytes(), true, cap)
-            .await
-            .expect("import");
-        assert!(report.bad.is_empty(), "{:?}", report.bad);
+        import_confirmed(&self.store, &self.keys(), &self.clock, &newsletter, emails).await;
     }
 
     /// Queues an issue the way `bulletin issue send --detach` does; the running engine sends it.
