@@ -69,7 +69,14 @@ async fn link_keys(settings: &Settings, store: &Store) -> anyhow::Result<LinkKey
 pub async fn feedback(settings: &Settings, clock: Clock) -> anyhow::Result<Feedback> {
     let store = open_store(settings).await?;
     let keys = link_keys(settings, &store).await?;
-    Ok(Feedback::new(store, keys, clock, settings.bounces.clone()))
+    Ok(Feedback::new(store, keys, clock, settings.bounces.clone())
+        .with_message_id_domain(&message_id_domain(settings)?))
+}
+
+/// The domain of `mail.from`, which Bulletin's Message-IDs are on.
+fn message_id_domain(settings: &Settings) -> anyhow::Result<String> {
+    let from: lettre::message::Mailbox = settings.mail.from.parse().context("mail.from is not an address")?;
+    Ok(from.email.domain().to_owned())
 }
 
 /// Stores the configured newsletters (a newsletter added since another
@@ -195,7 +202,8 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
     let signup =
         Signup::new(store.clone(), catalog.clone(), links.clone(), clock.clone(), cap, offers, mail_queued.clone())
             .counted(metrics.clone());
-    let feedback = Feedback::new(store.clone(), links.keys().clone(), clock.clone(), settings.bounces.clone());
+    let feedback = Feedback::new(store.clone(), links.keys().clone(), clock.clone(), settings.bounces.clone())
+        .with_message_id_domain(&message_id_domain(settings)?);
     let composer =
         Composer::new(store.clone(), mailer, links, catalog.clone(), clock.clone(), settings.signup.confirm_ttl_hours)
             .with_return_path(ReturnPath::parse(&settings.bounces.return_path));

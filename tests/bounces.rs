@@ -312,6 +312,25 @@ async fn a_forged_verp_changes_nothing(backend: Backend) {
     app.stop().await;
 }
 
+/// Another system's Message-ID that happens to have our shape
+/// (`<digits>.<16 hex>@`, as SendGrid's do) is not a forgery of ours: on a
+/// domain that is not `mail.from`'s it is nobody's tag, and the report is
+/// matched by its recipient as any report without a tag of ours.
+async fn a_foreign_id_shaped_like_ours_is_no_forgery(backend: Backend) {
+    let Some((app, _, mails)) = sent_issue(backend, &["ada", "bo"], |_| {}).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    let bo = &mails[1];
+    let ours = bo.header("Message-ID").unwrap();
+    let foreign = "<1373048289.4959893235684211@mf36.sendgrid.net>";
+    let bounce = dsn(bo, "foreign-id", "5.1.1", "").replace(&ours, foreign).replace(&bo.from, "");
+    assert!(bounce.contains(foreign) && !bounce.contains(&ours));
+    let out = ingest(&config, &["-"], &bounce);
+    assert!(stdout_of(&out).contains("1 hard bounce suppressed"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(suppressed(&app, "bo").await && !suppressed(&app, "ada").await);
+    app.stop().await;
+}
+
 /// Two databases under one `server.secret` (staging beside production, a
 /// restored backup) number their deliveries alike: their Message-IDs still
 /// differ, and a bounce of one's mail matches nothing in the other, by VERP
@@ -721,6 +740,7 @@ on_both_backends!(
     a_maildir_is_read_and_sorted,
     a_forged_verp_changes_nothing,
     message_ids_never_repeat_across_databases,
+    a_foreign_id_shaped_like_ours_is_no_forgery,
     soft_bounces_suppress_at_the_limit,
     a_complaint_unsubscribes_from_that_newsletter,
     complaints_pause_an_issue_at_the_threshold,

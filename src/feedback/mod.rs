@@ -135,6 +135,9 @@ pub struct Feedback {
     settings: BounceSettings,
     /// `bounces.return_path` parsed, to tell a garbled VERP address on it from a plain sender.
     return_path: Option<ReturnPath>,
+    /// The domain our Message-IDs are on (`mail.from`'s), to tell a garbled
+    /// id of ours from another system's id that happens to share its shape.
+    message_id_domain: Option<String>,
 }
 
 /// Whom a report is about, once matched.
@@ -151,7 +154,23 @@ struct Target {
 impl Feedback {
     pub fn new(store: Store, keys: LinkKeys, clock: Clock, settings: BounceSettings) -> Self {
         let return_path = ReturnPath::parse(&settings.return_path);
-        Self { store, keys, clock, settings, return_path }
+        Self { store, keys, clock, settings, return_path, message_id_domain: None }
+    }
+
+    /// Reads a Message-ID that does not verify as a forgery only on `domain`
+    /// (where Bulletin makes its Message-IDs); elsewhere it is someone else's.
+    pub fn with_message_id_domain(mut self, domain: &str) -> Self {
+        self.message_id_domain = Some(domain.to_ascii_lowercase());
+        self
+    }
+
+    /// Whether `message_id` is on our Message-ID domain (always, when it is not known).
+    fn on_our_domain(&self, message_id: &str) -> bool {
+        let domain = message_id.trim().trim_end_matches('>').rsplit_once('@').map(|(_, d)| d.trim());
+        match (&self.message_id_domain, domain) {
+            (Some(ours), Some(domain)) => domain.eq_ignore_ascii_case(ours),
+            _ => true,
+        }
     }
 
     /// Matches `report` to its delivery (or subscriber) and acts on it.
@@ -213,8 +232,14 @@ impl Feedback {
     /// address. A key that does not verify, a delivery since erased, or one
     /// whose reader is not the report's recipient matches nothing.
     async fn target(&self, report: &Report) -> Result<Option<Target>, StoreError> {
-        let by_message_id =
-            report.message_id.as_deref().map_or(Tagged::Untagged, |id| delivery_of_message_id(&self.keys, id));
+        let by_message_id = match report.message_id.as_deref() {
+            None => Tagged::Untagged,
+            Some(id) => match delivery_of_message_id(&self.keys, id) {
+                // Our shape on another domain (`<digits>.<16 hex>@mf36.sendgrid.net`): not ours at all.
+                Tagged::Forged if !self.on_our_domain(id) => Tagged::Untagged,
+                tagged => tagged,
+            },
+        };
         let by_return_path = report
             .return_path
             .as_deref()
