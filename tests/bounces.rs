@@ -312,6 +312,26 @@ async fn a_forged_verp_changes_nothing(backend: Backend) {
     app.stop().await;
 }
 
+/// Some MTAs reuse one Message-ID for different reports (SendGrid's
+/// lhost-sendgrid-01/02 in sisimai's corpus): each is applied, and only a
+/// report delivered twice counts once.
+async fn reports_sharing_a_message_id_are_each_applied(backend: Backend) {
+    let Some((app, _, mails)) = sent_issue(backend, &["ada", "bo"], |_| {}).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    for mail in &mails {
+        let bounce = dsn(mail, "20261207.SHARED", "5.1.1", "");
+        let out = ingest(&config, &["--recipient", &mail.from, "-"], &bounce);
+        assert!(stdout_of(&out).contains("1 hard bounce suppressed"), "{}", String::from_utf8_lossy(&out.stdout));
+        let again = ingest(&config, &["--recipient", &mail.from, "--format", "json", "-"], &bounce);
+        let summary: Value = serde_json::from_str(&stdout_of(&again)).unwrap();
+        assert_eq!(summary["already_applied"], 1, "the same report twice counts once");
+    }
+    assert!(suppressed(&app, "ada").await && suppressed(&app, "bo").await);
+    assert_eq!(events(&app).await, 2);
+    app.stop().await;
+}
+
 /// Another system's Message-ID that happens to have our shape
 /// (`<digits>.<16 hex>@`, as SendGrid's do) is not a forgery of ours: on a
 /// domain that is not `mail.from`'s it is nobody's tag, and the report is
@@ -741,6 +761,7 @@ on_both_backends!(
     a_forged_verp_changes_nothing,
     message_ids_never_repeat_across_databases,
     a_foreign_id_shaped_like_ours_is_no_forgery,
+    reports_sharing_a_message_id_are_each_applied,
     soft_bounces_suppress_at_the_limit,
     a_complaint_unsubscribes_from_that_newsletter,
     complaints_pause_an_issue_at_the_threshold,

@@ -10,7 +10,9 @@
 
 use mail_parser::MessagePart;
 
-use super::message::{Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path};
+use super::message::{
+    Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path, short_digest,
+};
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::EmailAddress;
 
@@ -30,7 +32,9 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let groups = Fields::groups(&body);
     // The first group is about the message; each further one about a recipient.
     let recipients = groups.iter().skip(1).filter(|g| g.get("Action").is_some() || g.get("Status").is_some());
-    let report_id = whole.report_id();
+    // Its own id with a digest of what it reports: reports that share a
+    // Message-ID (some MTAs reuse one) are still told apart.
+    let report_id = format!("{}:{}", whole.report_id(), short_digest(status.contents()));
     let mut parsed = Parsed { format: ReportFormat::Dsn, reports: vec![], ignored: 0 };
     for (n, fields) in recipients.enumerate() {
         let Some(kind) = kind_of(fields) else {
@@ -41,6 +45,11 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
             .address("Original-Recipient")
             .or_else(|| fields.address("Final-Recipient"))
             .and_then(|a| EmailAddress::parse(a).ok());
+        // One DSN may be about several recipients: each is its own report.
+        let id = match &recipient {
+            Some(address) => format!("{report_id}#{}", address.key()),
+            None => format!("{report_id}#{}", n + 1),
+        };
         parsed.reports.push(Report {
             kind,
             source: ReportSource::Dsn,
@@ -48,8 +57,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
             return_path: return_path.clone(),
             message_id: message_id.clone(),
             detail: detail(fields),
-            // One DSN may be about several recipients: each is its own report.
-            report_id: Some(format!("{report_id}#{}", n + 1)),
+            report_id: Some(id),
         });
     }
     if parsed.reports.is_empty() && parsed.ignored == 0 {
@@ -150,7 +158,13 @@ mod tests {
         assert_eq!(report.recipient.as_ref().map(|r| r.as_str()), Some("reader@example.org"));
         assert_eq!(report.message_id.as_deref(), Some("<17.fedcba9876543210@example.com>"));
         assert_eq!(report.return_path.as_deref(), Some("bounces+17-0123456789abcdef@news.example.com"));
-        assert_eq!(report.report_id.as_deref(), Some("<20261128.ABC123@mx.example.com>#1"));
+        let id = report.report_id.clone().unwrap();
+        assert!(id.starts_with("<20261128.ABC123@mx.example.com>:") && id.ends_with("#reader@example.org"), "{id}");
+        // The same report again is the same report; another under the same Message-ID is not.
+        let again = parse(dsn("failed", "5.1.1", HEADERS).as_bytes(), None).unwrap();
+        assert_eq!(again.reports[0].report_id.as_deref(), Some(id.as_str()));
+        let other = parse(dsn("failed", "5.1.2", HEADERS).as_bytes(), None).unwrap();
+        assert_ne!(other.reports[0].report_id.as_deref(), Some(id.as_str()));
         assert!(report.detail.starts_with("5.1.1 smtp; 550 5.1.1"), "{}", report.detail);
         assert!(report.detail.ends_with("Recipient address rejected: User unknown"), "{}", report.detail);
 

@@ -69,6 +69,11 @@ pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, Par
     }
 }
 
+/// 16 hex digits of the SHA-256 of `bytes`: enough to tell two reports apart.
+pub(super) fn short_digest(bytes: &[u8]) -> String {
+    crate::domain::token::hex(&Sha256::digest(bytes)[..8])
+}
+
 /// The message being read, for the DSN and ARF readers.
 pub(super) struct Whole<'a, 'x> {
     pub message: &'a Message<'x>,
