@@ -623,7 +623,7 @@ async fn wait_suppressed(app: &TestApp, name: &str, postfix: &PostfixSmtpd) {
 }
 
 /// A real Postfix relay takes the issue, then bounces one recipient (the
-/// next hop, Postfix's smtp-sink, refuses it with "500 5.3.0") with a DSN to
+/// next hop, Postfix's smtp-sink, refuses it as an unknown user) with a DSN to
 /// the VERP return path, which its `transport_maps` hand to the README's
 /// `pipe` service running `bulletin bounces ingest --recipient ${recipient} -`.
 async fn postfix_pipes_its_own_dsn_to_ingest(backend: Backend) {
