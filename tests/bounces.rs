@@ -53,10 +53,16 @@ fn headers_of(mail: &ReceivedMail) -> String {
 /// A Postfix DSN about `mail`. `envelope` is what local delivery to a
 /// maildir prepends (empty for a `pipe` transport without flags).
 fn dsn(mail: &ReceivedMail, id: &str, status: &str, envelope: &str) -> String {
-    let (action, diagnostic) = match status.chars().next() {
-        Some('5') => ("failed", format!("550 {status} <{}>: Recipient address rejected: User unknown", mail.to[0])),
-        _ => ("failed", format!("452 {status} <{}>: Mailbox full", mail.to[0])),
+    let diagnostic = match status.chars().next() {
+        Some('5') => format!("550 {status} <{}>: Recipient address rejected: User unknown", mail.to[0]),
+        _ => format!("452 {status} <{}>: Mailbox full", mail.to[0]),
     };
+    dsn_saying(mail, id, status, &diagnostic, envelope)
+}
+
+/// A DSN about `mail` whose remote said `diagnostic` (after `smtp; `).
+fn dsn_saying(mail: &ReceivedMail, id: &str, status: &str, diagnostic: &str, envelope: &str) -> String {
+    let action = "failed";
     fixture(
         "dsn-postfix.eml",
         &[
@@ -66,7 +72,7 @@ fn dsn(mail: &ReceivedMail, id: &str, status: &str, envelope: &str) -> String {
             ("REPORT_ID", id),
             ("ACTION", action),
             ("STATUS", status),
-            ("DIAGNOSTIC", &diagnostic),
+            ("DIAGNOSTIC", diagnostic),
             ("ORIGINAL_HEADERS", &headers_of(mail)),
         ],
     )
@@ -638,6 +644,9 @@ fn write_pipe_config(path: &Path, app: &TestApp) {
     std::fs::write(path, text).unwrap();
 }
 
+/// How the Postfix tests' next hop refuses a reader whose address is gone.
+const GONE_REPLY: &str = "550 5.1.1 Recipient address rejected: User unknown";
+
 /// The port a Postfix smtp-sink listens on.
 fn port_of(sink: &PostfixSink) -> &str {
     sink.addr().rsplit(':').next().unwrap()
@@ -653,11 +662,13 @@ async fn wait_suppressed(app: &TestApp, name: &str, postfix: &PostfixSmtpd) {
 }
 
 /// A real Postfix relay takes the issue, then bounces one recipient (the
-/// next hop, Postfix's smtp-sink, refuses it with "500 5.3.0") with a DSN to
+/// next hop, Postfix's smtp-sink, refuses it as an unknown user) with a DSN to
 /// the VERP return path, which its `transport_maps` hand to the README's
 /// `pipe` service running `bulletin bounces ingest --recipient ${recipient} -`.
 async fn postfix_pipes_its_own_dsn_to_ingest(backend: Backend) {
-    let Some(next_hop) = PostfixSink::start(&["-f", "rcpt"]) else { return };
+    // The next hop refuses the reader as a gone address (smtp-sink's own
+    // default, "500 5.3.0 Error: command failed", names no cause: a soft bounce).
+    let Some(next_hop) = PostfixSink::start(&["-f", "rcpt", "-B", GONE_REPLY]) else { return };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let transport =
@@ -705,7 +716,9 @@ async fn postfix_pipes_its_own_dsn_to_ingest(backend: Backend) {
 /// (its `X-Original-To` and `Delivered-To` name the VERP address), read by
 /// `bounces ingest --maildir` as cron would.
 async fn postfix_delivers_its_own_dsn_to_a_maildir(backend: Backend) {
-    let Some(next_hop) = PostfixSink::start(&["-f", "rcpt"]) else { return };
+    // The next hop refuses the reader as a gone address (smtp-sink's own
+    // default, "500 5.3.0 Error: command failed", names no cause: a soft bounce).
+    let Some(next_hop) = PostfixSink::start(&["-f", "rcpt", "-B", GONE_REPLY]) else { return };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("transport"), format!("example.net smtp:[127.0.0.1]:{}\n", port_of(&next_hop)))
         .unwrap();
@@ -768,3 +781,47 @@ on_both_backends!(
     postfix_pipes_its_own_dsn_to_ingest,
     postfix_delivers_its_own_dsn_to_a_maildir,
 );
+
+/// A permanent refusal is read by its cause, not its class digit: the
+/// sender's IP on a blocklist suppresses nobody and is counted against the
+/// issue, a full mailbox is a soft bounce, and the words "user unknown"
+/// under a 5.7.1 still mean the address is gone.
+async fn a_bounce_is_read_by_its_cause(backend: Backend) {
+    let Some((app, issue, mails)) = sent_issue(backend, &["ada", "bo", "cy"], |_| {}).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+    let said = [
+        ("5.7.606", "550 5.7.606 Access denied, banned sending IP [192.0.2.1]"),
+        ("5.2.2", "552 5.2.2 Quota exceeded"),
+        ("5.7.1", "550 5.7.1 user unknown"),
+    ];
+    let mut summaries = vec![];
+    for (n, (mail, (status, diagnostic))) in mails.iter().zip(said).enumerate() {
+        let bounce = dsn_saying(mail, &format!("20261128100005.CAUSE{n}"), status, diagnostic, "");
+        let out = ingest(&config, &["--recipient", &mail.from, "-"], &bounce);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        summaries.push(stdout_of(&out).trim().to_owned());
+    }
+    assert_eq!(events(&app).await, 3, "each report recorded");
+    assert_eq!(
+        summaries[0],
+        "1 message: 0 hard bounces suppressed, 0 soft bounces counted, \
+         1 refused for the sender's reasons (no reader suppressed; see `bulletin issue status`), \
+         0 complaints unsubscribed; 0 unmatched, 0 unreadable"
+    );
+    assert!(
+        summaries[1].starts_with("1 message: 0 hard bounces suppressed, 1 soft bounce counted"),
+        "{}",
+        summaries[1]
+    );
+    assert!(summaries[2].starts_with("1 message: 1 hard bounce suppressed"), "{}", summaries[2]);
+    assert!(suppressed(&app, "cy").await, "a gone address is suppressed");
+    assert!(!suppressed(&app, "ada").await, "the sender's problem is not the reader's");
+    assert!(!suppressed(&app, "bo").await, "a full mailbox is soft");
+    let status = issue_status(&config, issue);
+    assert!(status.contains("Bounces reported after sending: 1 hard, 1 soft"), "{status}");
+    assert!(status.contains("Refused for the sender's reasons after sending: 1 (not the readers' fault"), "{status}");
+    app.stop().await;
+}
+
+on_both_backends!(a_bounce_is_read_by_its_cause);

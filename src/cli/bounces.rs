@@ -214,6 +214,8 @@ struct Summary {
     /// Soft bounces that reached `bounces.soft_bounce_limit`: the address is suppressed.
     soft_bounce_limits_reached: usize,
     complaints_unsubscribed: usize,
+    /// Refused for the sender's reasons (blocklist, policy, DMARC, content): no reader suppressed.
+    sender_refusals: usize,
     /// Issues a complaint paused (`bounces.pause_complaint_rate`).
     paused_issues: Vec<i64>,
     /// Reports applied before (a maildir run again, a retried delivery).
@@ -232,6 +234,7 @@ impl Summary {
             (ReportKind::SoftBounce, Applied::Suppressed) => self.soft_bounce_limits_reached += 1,
             (_, Applied::Suppressed) => self.hard_bounces_suppressed += 1,
             (_, Applied::SoftBounceCounted { .. }) => self.soft_bounces_counted += 1,
+            (_, Applied::SenderRefused) => self.sender_refusals += 1,
             (_, Applied::Unsubscribed { paused_issue }) => {
                 self.complaints_unsubscribed += 1;
                 self.paused_issues.extend(paused_issue);
@@ -263,6 +266,12 @@ impl Summary {
                 "soft bounce",
                 "soft bounces",
                 "at the limit: suppressed",
+            ));
+        }
+        if self.sender_refusals > 0 {
+            done.push(format!(
+                "{} refused for the sender's reasons (no reader suppressed; see `bulletin issue status`)",
+                self.sender_refusals
             ));
         }
         done.push(count(self.complaints_unsubscribed, "complaint", "complaints", "unsubscribed"));

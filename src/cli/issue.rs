@@ -306,6 +306,14 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
                 "Bounces reported after sending: {} hard, {} soft",
                 reported.hard_bounces, reported.soft_bounces
             )?;
+            if reported.sender_refusals > 0 {
+                writeln!(
+                    out,
+                    "Refused for the sender's reasons after sending: {} (not the readers' fault, nobody suppressed: \
+                     check the sending IP's reputation and blocklists, SPF, DKIM, DMARC and the content)",
+                    reported.sender_refusals
+                )?;
+            }
             writeln!(out, "Spam complaints: {}", complaint_rate(reported.complaints, delivered))?;
             let failures = services.store.issue_failures(id, 50).await?;
             if !failures.is_empty() {

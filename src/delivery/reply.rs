@@ -1,5 +1,11 @@
 //! What an SMTP reply means for a delivery.
+//!
+//! A permanent refusal is read by the same rule table as a bounce that comes
+//! back later ([`BounceCause`]), so the reply and a DSN saying the same thing
+//! do the same to the reader.
 
+use crate::domain::BounceCause;
+use crate::domain::bounce_cause::enhanced_status;
 use crate::mail::SendFailure;
 
 /// The engine's reading of one attempt.
@@ -13,12 +19,15 @@ pub enum Verdict {
     /// 421 or 4.7.x: the server asks us to slow down. Tried again later, and
     /// the engine halves its pace.
     SlowDown(String),
-    /// 5.1.x: the mailbox does not exist. Suppress the address.
+    /// The address is gone ([`BounceCause::Gone`]: user unknown, 5.1.1…).
+    /// Suppress the address.
     NoSuchMailbox(String),
-    /// 5.7.x: refused by policy or reputation. Not the reader's fault: no
+    /// Refused for the sender's reasons ([`BounceCause::Sender`]: policy,
+    /// reputation, blocklists, 5.7.x). Not the reader's fault: no
     /// suppression, but enough of these pause the issue.
     Policy(String),
-    /// Any other permanent refusal.
+    /// Any other permanent refusal ([`BounceCause::Soft`]: mailbox full,
+    /// nothing recognisable): this delivery fails, the reader stays.
     Refused(String),
     /// The connection died after the message was handed over.
     Ambiguous(String),
@@ -46,26 +55,17 @@ pub fn judge(result: Result<String, SendFailure>) -> Verdict {
         Err(SendFailure::AfterData(e)) => {
             Verdict::Ambiguous(format!("connection lost after the message was sent: {e}"))
         }
-        Err(SendFailure::Rejected { code, reply }) => match (code / 100, enhanced_class(&reply)) {
+        Err(SendFailure::Rejected { code, reply }) => match (code / 100, enhanced_status(&reply)) {
             (4, Some((7, _))) => Verdict::SlowDown(reply),
             (4, _) if code == 421 => Verdict::SlowDown(reply),
             (4, _) => Verdict::TryAgain(reply),
-            (5, Some((1, _))) => Verdict::NoSuchMailbox(reply),
-            (5, Some((7, _))) => Verdict::Policy(reply),
-            _ => Verdict::Refused(reply),
+            _ => match BounceCause::of(&reply, true) {
+                BounceCause::Gone => Verdict::NoSuchMailbox(reply),
+                BounceCause::Sender => Verdict::Policy(reply),
+                BounceCause::Soft => Verdict::Refused(reply),
+            },
         },
     }
-}
-
-/// The subject and detail of an RFC 3463 enhanced status code (`5.1.1` → (1, 1)) in a reply.
-fn enhanced_class(reply: &str) -> Option<(u16, u16)> {
-    reply.split(|c: char| c.is_whitespace() || c == ':' || c == '(' || c == ')').find_map(|word| {
-        let mut parts = word.split('.');
-        let class: u16 = parts.next()?.parse().ok()?;
-        let subject: u16 = parts.next()?.parse().ok()?;
-        let detail: u16 = parts.next()?.parse().ok()?;
-        (parts.next().is_none() && (class == 4 || class == 5) && subject < 10).then_some((subject, detail))
-    })
 }
 
 #[cfg(test)]
@@ -88,7 +88,63 @@ mod tests {
         assert!(matches!(judge(Err(SendFailure::AfterData("eof".into()))), Verdict::Ambiguous(_)));
         assert!(matches!(judge(Err(SendFailure::Connection("reset".into()))), Verdict::TryAgain(_)));
         assert!(matches!(judge(Err(SendFailure::Unreachable("refused".into()))), Verdict::TryAgain(_)));
-        assert_eq!(enhanced_class("server says 1.2.3.4 is 5.1.10"), Some((1, 10)));
+    }
+
+    /// The verdict's cause, for comparing with the reports' path.
+    fn cause_of(verdict: &Verdict) -> BounceCause {
+        match verdict {
+            Verdict::NoSuchMailbox(_) => BounceCause::Gone,
+            Verdict::Policy(_) => BounceCause::Sender,
+            Verdict::Refused(_) => BounceCause::Soft,
+            other => panic!("not a permanent refusal: {other:?}"),
+        }
+    }
+
+    /// The same refusal in a DSN, as Postfix writes one days after its 250.
+    fn dsn_cause(reply: &str) -> BounceCause {
+        let status = enhanced_status(reply).map_or("5.0.0".to_owned(), |(s, d)| format!("5.{s}.{d}"));
+        let raw = format!(
+            "From: MAILER-DAEMON@mx.example.com\r\nMessage-Id: <dsn.1@mx.example.com>\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n\
+             --B\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n\r\n\
+             --B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.com\r\n\r\n\
+             Final-Recipient: rfc822; reader@example.org\r\nAction: failed\r\nStatus: {status}\r\n\
+             Diagnostic-Code: smtp; {reply}\r\n\r\n--B--\r\n"
+        );
+        let parsed = crate::feedback::parse(raw.as_bytes(), None).unwrap();
+        match parsed.reports[0].kind {
+            crate::feedback::ReportKind::HardBounce => BounceCause::Gone,
+            crate::feedback::ReportKind::SoftBounce => BounceCause::Soft,
+            crate::feedback::ReportKind::SenderRefused => BounceCause::Sender,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A refusal at SMTP time and the same refusal in a later DSN do the same to the reader.
+    #[test]
+    fn both_paths_read_a_refusal_alike() {
+        use BounceCause::{Gone, Sender, Soft};
+        let table = [
+            (550, "550 5.1.1 <reader@example.org>: Recipient address rejected: User unknown", Gone),
+            (550, "550 5.1.1 mailbox full", Soft),
+            (552, "552 5.2.2 Quota exceeded", Soft),
+            (552, "552 Mailbox full", Soft),
+            (550, "550 5.7.606 Access denied, banned sending IP [192.0.2.1]", Sender),
+            (554, "554 5.7.1 Email rejected per DMARC policy", Sender),
+            (554, "554 5.7.1 Message refused", Sender),
+            (550, "550 5.7.1 user unknown", Gone),
+            (550, "550 5.0.0 user unknown", Gone),
+            (550, "550 5.0.0 Requested action not taken", Soft),
+            (550, "550 Connection frequency limited", Soft),
+            (550, "550 No such user here", Gone),
+            (554, "554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.spamhaus.org", Sender),
+            (550, "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup", Gone),
+            (553, "553 5.3.0 Relay access denied", Sender),
+        ];
+        for (code, reply, cause) in table {
+            assert_eq!(cause_of(&rejected(code, reply)), cause, "SMTP time: {reply}");
+            assert_eq!(dsn_cause(reply), cause, "in a DSN: {reply}");
+        }
     }
 
     #[test]

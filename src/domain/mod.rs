@@ -1,5 +1,6 @@
 //! Pure types of the newsletter world. No I/O here.
 
+pub mod bounce_cause;
 pub mod delivery_tag;
 pub mod email;
 mod mail_domain;
@@ -9,6 +10,7 @@ pub mod status;
 pub mod token;
 mod zone_aliases;
 
+pub use bounce_cause::BounceCause;
 pub use delivery_tag::{ReturnPath, Tagged};
 pub use email::{EmailAddress, EmailError};
 pub use newsletter::{Newsletter, NewsletterSlug};

@@ -4,8 +4,9 @@
 //! A DSN is `multipart/report; report-type=delivery-status` with a
 //! `message/delivery-status` part (a per-message group of fields, then one
 //! group per recipient) and usually the original message or its headers.
-//! Per recipient: `Action: failed` with `Status: 5.x.x` is a hard bounce,
-//! with `4.x.x` (the server gave up retrying) a soft one; `delayed`,
+//! Per recipient: `Action: failed` is a bounce whose kind its status and
+//! diagnostic decide ([`BounceCause`]: gone, soft or the sender's problem;
+//! `4.x.x`, the server gave up retrying, is never gone); `delayed`,
 //! `delivered`, `relayed` and `expanded` call for nothing.
 
 use mail_parser::MessagePart;
@@ -14,7 +15,7 @@ use super::message::{
     Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path, short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::EmailAddress;
+use crate::domain::{BounceCause, EmailAddress};
 
 const STATUS_PARTS: [&str; 2] = ["message/delivery-status", "message/global-delivery-status"];
 const ORIGINAL_PARTS: [&str; 4] = ["message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"];
@@ -66,18 +67,19 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     Ok(parsed)
 }
 
-/// What one recipient's fields call for: a hard or soft bounce, or nothing.
+/// What one recipient's fields call for: a bounce of the kind its cause
+/// makes it (see [`BounceCause`]), or nothing.
 fn kind_of(fields: &Fields) -> Option<ReportKind> {
     let action = fields.get("Action")?.to_ascii_lowercase();
     if action.split_whitespace().next() != Some("failed") {
         return None;
     }
-    let status = fields.get("Status").unwrap_or_default();
-    match status.trim().chars().next() {
-        Some('5') => Some(ReportKind::HardBounce),
-        Some('4') => Some(ReportKind::SoftBounce),
-        _ => None,
-    }
+    let permanent = match fields.get("Status").unwrap_or_default().trim().chars().next() {
+        Some('5') => true,
+        Some('4') => false,
+        _ => return None,
+    };
+    Some(ReportKind::of_cause(BounceCause::of(&detail(fields), permanent)))
 }
 
 /// `5.1.1 smtp; 550 5.1.1 … user unknown`: the status and the remote's words.

@@ -94,7 +94,7 @@ fn report(entry: Entry) -> Result<Report, String> {
         .join(" ");
     let report_id = text(entry.id).map(|id| format!("generic:{id}:{}:{about}", kind.as_str()));
     Ok(Report {
-        kind,
+        kind: kind.with_words(&said),
         source: ReportSource::Generic,
         recipient,
         return_path,

@@ -8,7 +8,11 @@
 //! Bulletin set (both carry the delivery id under a MAC, so nobody can forge
 //! one), and only when neither is there by the recipient's address.
 //!
-//! - a hard bounce suppresses the address at once;
+//! - each bounce is classed by its cause, the same rule table as at SMTP time
+//!   ([`BounceCause`]): the remote's words first, the status code second;
+//! - a hard bounce (the address is gone) suppresses the address at once;
+//! - a refusal for the sender's reasons (blocklist, policy, DMARC, content)
+//!   suppresses nobody: it is counted against the issue and logged;
 //! - soft bounces are counted, and `bounces.soft_bounce_limit` of them within
 //!   `bounces.soft_bounce_days` suppress it;
 //! - a complaint unsubscribes the reader from that newsletter (recorded as a
@@ -30,7 +34,7 @@ pub mod webhook;
 use crate::clock::Clock;
 use crate::config::BounceSettings;
 use crate::domain::delivery_tag::{delivery_of_message_id, delivery_of_return_path};
-use crate::domain::{ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
+use crate::domain::{BounceCause, ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
 use crate::store::{Consent, DAY, FeedbackEvent, Store, StoreError};
 
 pub use message::{ParseError, Parsed, ReportFormat, parse};
@@ -39,10 +43,15 @@ pub use message::{ParseError, Parsed, ReportFormat, parse};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportKind {
-    /// The mailbox does not exist or never will accept (5.x.x; SES `Permanent`).
+    /// The address is gone: unknown user, no such domain (see [`BounceCause::Gone`]; SES `Permanent`).
     HardBounce,
-    /// A temporary failure the remote gave up on (4.x.x: mailbox full; SES `Transient`).
+    /// The mailbox may take mail again: full, rate-limited, expired, any 4.x.x, and
+    /// permanent refusals nothing explains ([`BounceCause::Soft`]; SES `Transient`).
     SoftBounce,
+    /// Refused for the sender's reasons after a 250: policy, reputation, a
+    /// blocklist, SPF/DKIM/DMARC, content ([`BounceCause::Sender`]). Never
+    /// suppresses the reader; counted against the issue.
+    SenderRefused,
     /// The reader marked the message as spam.
     Complaint,
 }
@@ -53,7 +62,35 @@ impl ReportKind {
         match self {
             Self::HardBounce => "hard_bounce",
             Self::SoftBounce => "soft_bounce",
+            Self::SenderRefused => "sender_refused",
             Self::Complaint => "complaint",
+        }
+    }
+
+    /// The kind of bounce a cause makes.
+    pub fn of_cause(cause: BounceCause) -> Self {
+        match cause {
+            BounceCause::Gone => Self::HardBounce,
+            BounceCause::Soft => Self::SoftBounce,
+            BounceCause::Sender => Self::SenderRefused,
+        }
+    }
+
+    /// A provider's own verdict (SES `Permanent`, Postmark `HardBounce`) read
+    /// again with the remote's words it passed on: a "permanent" quota or
+    /// blocklist refusal is not a gone address. With no words that explain
+    /// anything the provider's verdict stands.
+    pub fn with_words(self, detail: &str) -> Self {
+        let permanent = match self {
+            Self::HardBounce => true,
+            Self::SoftBounce => false,
+            Self::SenderRefused | Self::Complaint => return self,
+        };
+        match BounceCause::by_words(detail) {
+            Some(cause) => {
+                Self::of_cause(if permanent || cause != BounceCause::Gone { cause } else { BounceCause::Soft })
+            }
+            None => self,
         }
     }
 }
@@ -110,6 +147,8 @@ pub struct Report {
 pub enum Applied {
     /// The address is suppressed now (a hard bounce, or the soft bounce that reached the limit).
     Suppressed,
+    /// Refused for the sender's reasons: recorded against the issue, the reader left alone.
+    SenderRefused,
     /// A soft bounce was counted; `count` within the window so far.
     SoftBounceCounted { count: u32 },
     /// The reader was unsubscribed and suppressed; `paused_issue` when the issue paused itself.
@@ -200,6 +239,19 @@ impl Feedback {
         };
         let applied = match report.kind {
             ReportKind::HardBounce => self.store.record_hard_bounce(&event).await?.map(|()| Applied::Suppressed),
+            ReportKind::SenderRefused => {
+                let recorded = self.store.record_sender_refusal(&event).await?;
+                if recorded.is_some() {
+                    // Once per report, in words: the operator's problem, not the reader's.
+                    tracing::warn!(
+                        issue = target.issue_id,
+                        detail = %detail,
+                        "refused for the sender's reasons after sending (policy, reputation, blocklist, \
+                         authentication or content): no reader suppressed; check the sending IP's reputation, SPF, DKIM and DMARC"
+                    );
+                }
+                recorded.map(|()| Applied::SenderRefused)
+            }
             ReportKind::SoftBounce => {
                 let since = now - i64::from(self.settings.soft_bounce_days) * DAY;
                 let limit = i64::from(self.settings.soft_bounce_limit);

@@ -71,7 +71,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
     };
     Ok(Parsed {
         reports: vec![Report {
-            kind,
+            kind: kind.with_words(&text),
             source: ReportSource::Postmark,
             recipient: recipient(email),
             return_path: metadata("return_path"),

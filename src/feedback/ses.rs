@@ -135,7 +135,7 @@ pub fn parse(message: &str, sns_message_id: &str) -> Result<Parsed, String> {
                     } else {
                         said.join(" ")
                     };
-                    report(kind, &r.email_address, detail(&text), bounce.feedback_id.as_deref())
+                    report(kind.with_words(&text), &r.email_address, detail(&text), bounce.feedback_id.as_deref())
                 })
                 .collect();
             Ok(Parsed { reports, ignored: 0 })

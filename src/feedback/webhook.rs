@@ -56,6 +56,8 @@ pub struct Summary {
     pub reports: usize,
     pub suppressed: usize,
     pub soft_bounces_counted: usize,
+    /// Refused for the sender's reasons (blocklist, policy, DMARC, content): no reader suppressed.
+    pub sender_refusals: usize,
     pub unsubscribed: usize,
     pub duplicates: usize,
     pub unmatched: usize,
@@ -68,6 +70,7 @@ impl Summary {
         match applied {
             Applied::Suppressed => self.suppressed += 1,
             Applied::SoftBounceCounted { .. } => self.soft_bounces_counted += 1,
+            Applied::SenderRefused => self.sender_refusals += 1,
             Applied::Unsubscribed { .. } => self.unsubscribed += 1,
             Applied::Duplicate => self.duplicates += 1,
             Applied::Unmatched => self.unmatched += 1,
@@ -158,6 +161,7 @@ impl WebhookReceiver {
             reports = summary.reports,
             suppressed = summary.suppressed,
             soft_bounces_counted = summary.soft_bounces_counted,
+            sender_refusals = summary.sender_refusals,
             unsubscribed = summary.unsubscribed,
             duplicates = summary.duplicates,
             unmatched = summary.unmatched,

@@ -29,7 +29,7 @@ pub struct FeedbackEvent<'a> {
     pub subscriber_id: i64,
     pub delivery_id: Option<i64>,
     pub issue_id: Option<i64>,
-    /// `hard_bounce`, `soft_bounce` or `complaint`.
+    /// `hard_bounce`, `soft_bounce`, `sender_refused` or `complaint`.
     pub kind: &'static str,
     /// Where the report came from: `dsn`, `arf`, `ses`, …
     pub source: &'static str,
@@ -54,6 +54,8 @@ pub struct ComplaintOutcome {
 pub struct FeedbackCounts {
     pub hard_bounces: i64,
     pub soft_bounces: i64,
+    /// Refused for the sender's reasons (policy, reputation, authentication, content).
+    pub sender_refusals: i64,
     pub complaints: i64,
 }
 
@@ -124,6 +126,13 @@ impl Store {
             }
             Ok(Some(()))
         })
+    }
+
+    /// A refusal for the sender's reasons: recorded against its issue, the
+    /// reader and the delivery left as they are. `None`: a duplicate.
+    #[tracing::instrument(skip_all)]
+    pub async fn record_sender_refusal(&self, event: &FeedbackEvent<'_>) -> Result<Option<()>> {
+        in_tx!(self, |tx| { Ok(insert_event!(tx, event).then_some(())) })
     }
 
     /// A soft bounce: counted with the reader's others after `since`; at
@@ -227,6 +236,7 @@ impl Store {
             match kind.as_str() {
                 "hard_bounce" => counts.hard_bounces = n,
                 "soft_bounce" => counts.soft_bounces = n,
+                "sender_refused" => counts.sender_refusals = n,
                 "complaint" => counts.complaints = n,
                 _ => {}
             }
