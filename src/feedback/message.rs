@@ -1,6 +1,7 @@
 //! One mail message read by `bulletin bounces ingest`: a delivery status
 //! notification (RFC 3464) or an abuse report (RFC 5965), told apart by
-//! their `multipart/report` type and parsed with `mail-parser`. What both
+//! their `multipart/report` type and parsed with `mail-parser`; a message
+//! without that part goes to the plain-text bounce reader (`plain.rs`). What both
 //! need — the report's field groups, the original message's headers, the
 //! address the report itself was delivered to — lives here.
 
@@ -38,7 +39,7 @@ pub enum ParseError {
     #[error("not a mail message (no header lines)")]
     NotAMessage,
     #[error(
-        "not a bounce or complaint report: expected multipart/report with report-type=delivery-status (a DSN, RFC 3464) or report-type=feedback-report (an abuse report, RFC 5965), nor a plain-text bounce from a mail daemon"
+        "not a bounce or complaint report: neither multipart/report with report-type=delivery-status (a DSN, RFC 3464) or report-type=feedback-report (an abuse report, RFC 5965), nor a plain-text bounce from a mail daemon"
     )]
     NotAReport,
     #[error("a {0} without its {1} part")]

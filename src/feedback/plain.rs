@@ -420,7 +420,9 @@ mod tests {
         for (file, parsed) in parsed_files.iter().filter(|(_, p)| p.format == ReportFormat::Plain) {
             for report in &parsed.reports {
                 let address = report.recipient.as_ref().map_or(String::new(), |a| a.as_str().to_ascii_lowercase());
-                let named = csv.lines().any(|row| row.starts_with(&format!("{file},")) && row.to_ascii_lowercase().contains(&format!(",{address},")));
+                let named = csv.lines().any(|row| {
+                    row.starts_with(&format!("{file},")) && row.to_ascii_lowercase().contains(&format!(",{address},"))
+                });
                 if !named {
                     extra.push(format!("{file}:{address}"));
                 }
