@@ -61,9 +61,9 @@ const ORIGINAL_MARKERS: [&str; 9] = [
     "----- original message",
     "original message follows",
     "--- the header of the original message",
-    "----- the following addresses had permanent fatal errors",
+    "----- unsent message follows",
     "- this is a copy of your message",
-    "----- transcript of session follows",
+    "----- message header follows",
     "--- original message",
 ];
 
@@ -203,7 +203,7 @@ fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
         if own.contains(&address.to_ascii_lowercase()) || found.iter().any(|(a, _)| a.eq_ignore_ascii_case(&address)) {
             continue;
         }
-        let mut diagnostic = vec![rest.trim().to_owned()];
+        let mut diagnostic = vec![rest];
         for next in lines.iter().skip(i + 1).take(8) {
             let another = recipient_line(next).is_some_and(|(a, _)| !a.eq_ignore_ascii_case(&address));
             if next.trim().is_empty() && diagnostic.len() > 1 || another {
@@ -217,23 +217,45 @@ fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
     found
 }
 
-/// A line that names a recipient: the address first (`<a@b>:` then maybe
-/// more, `a@b` alone, indented or not, `a@b on 1/1/2010`), and the rest.
-fn recipient_line(line: &str) -> Option<(String, &str)> {
-    let trimmed = line.trim_start();
-    let end = trimmed.find(|c: char| c.is_whitespace()).unwrap_or(trimmed.len());
+/// A line that names a recipient, and its words without the address: the
+/// address first (`<a@b>:` then maybe more, `a@b` or `"a@b":` alone,
+/// indented or not, `a@b on 1/1/2010`, Sendmail's `<a@b>... User unknown`,
+/// maybe after an SMTP code), or last after a label (`Unknown user: a@b`).
+fn recipient_line(line: &str) -> Option<(String, String)> {
+    let trimmed = line.trim();
+    let (code, trimmed) = match trimmed.split_once(' ') {
+        Some((code, rest)) if smtp_code(code) => (format!("{code} "), rest.trim_start()),
+        _ => (String::new(), trimmed),
+    };
+    if let Some((label, last)) = trimmed.rsplit_once(": ")
+        && !label.contains('@')
+        // Words, not a quoted header's name (`Message-ID:`, `From:`).
+        && label.trim().contains(' ')
+        && let Ok(address) = EmailAddress::parse(bare_address(last))
+    {
+        return Some((address.as_str().to_owned(), format!("{code}{label}")));
+    }
+    let end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
     let (first, rest) = trimmed.split_at(end);
-    let angled = first.starts_with('<');
-    let bare = first.trim_start_matches('<').trim_end_matches([':', ',', ';']).trim_end_matches('>');
-    let address = EmailAddress::parse(bare).ok()?;
+    let address = EmailAddress::parse(bare_address(first)).ok()?;
     let rest_lower = rest.trim().to_ascii_lowercase();
-    // `addr` alone, `<addr>:` + anything, `addr:` + anything, `addr on <date>`, `addr (reason)`.
     let fits = rest_lower.is_empty()
         || first.ends_with(':')
-        || angled && first.ends_with('>') && rest_lower.starts_with(':')
+        || first.ends_with("...")
+        || first.starts_with('<') && first.ends_with('>') && rest_lower.starts_with(':')
         || rest_lower.starts_with("on ")
         || rest_lower.starts_with('(');
-    fits.then(|| (address.as_str().to_owned(), rest))
+    fits.then(|| (address.as_str().to_owned(), format!("{code}{}", rest.trim())))
+}
+
+/// `<a@b>:`, `"a@b":`, `<a@b>...` without what surrounds the address.
+fn bare_address(word: &str) -> &str {
+    word.trim_end_matches(['.', ':', ',', ';']).trim_matches(['<', '>', '"'])
+}
+
+/// A three-digit SMTP reply code of a failure (`550`, `452`).
+fn smtp_code(word: &str) -> bool {
+    word.len() == 3 && word.bytes().all(|b| b.is_ascii_digit()) && matches!(&word[..1], "4" | "5")
 }
 
 /// The notice's own SMTP words when no recipient line carries any.
@@ -259,11 +281,7 @@ fn status_of(text: &str) -> Option<String> {
     if let Some(status) = enhanced {
         return Some(status.to_owned());
     }
-    words
-        .iter()
-        .map(|w| w.trim_end_matches(':'))
-        .find(|w| w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) && matches!(&w[..1], "4" | "5"))
-        .map(|code| format!("{}.0.0", &code[..1]))
+    words.iter().map(|w| w.trim_end_matches(':')).find(|w| smtp_code(w)).map(|code| format!("{}.0.0", &code[..1]))
 }
 
 #[cfg(test)]
@@ -332,6 +350,25 @@ mod tests {
         let parsed = read_fixture("lhost-yahoo-05.eml");
         let [(address, kind, _)] = summary(&parsed).try_into().unwrap_or_else(|s| panic!("{s:?}"));
         assert_eq!((address.as_str(), kind), ("kijitora@example.co.jp", ReportKind::HardBounce));
+    }
+
+    #[test]
+    fn sendmail_names_them_in_its_transcript() {
+        let found: Vec<(String, ReportKind, String)> = summary(&read_fixture("lhost-v5sendmail-04.eml"));
+        let hard = |a: &str| (a.to_owned(), ReportKind::HardBounce, "5.0.0".to_owned());
+        // sisimai names the first only; the transcript says both failed.
+        assert_eq!(found, [hard("kijitora@example.ed.jp"), hard("mikeneko@example.ac.jp")]);
+    }
+
+    #[test]
+    fn a_label_or_quotes_may_surround_the_address() {
+        let [(address, ..)] = summary(&read_fixture("lhost-imailserver-01.eml")).try_into().unwrap();
+        assert_eq!(address, "kijitora@example.com");
+        let [(address, kind, status)] = summary(&read_fixture("lhost-gmx-02.eml")).try_into().unwrap();
+        assert_eq!(
+            (address.as_str(), kind, status.as_str()),
+            ("shironeko@example.jp", ReportKind::HardBounce, "5.1.1")
+        );
     }
 
     #[test]
