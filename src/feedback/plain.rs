@@ -465,6 +465,21 @@ mod tests {
                 }
             }
         }
+        // How the plain-text reports' kinds (from the status alone) compare with sisimai's class.
+        let mut agree = std::collections::BTreeMap::<(String, &str), usize>::new();
+        for row in csv.lines().skip(1) {
+            let cols: Vec<&str> = row.split(',').collect();
+            let Some(parsed) = parsed_files.get(cols[0]).filter(|p| p.format == ReportFormat::Plain) else { continue };
+            let wanted = cols[2].to_ascii_lowercase();
+            if let Some(r) = parsed
+                .reports
+                .iter()
+                .find(|r| r.recipient.as_ref().is_some_and(|a| a.as_str().to_ascii_lowercase() == wanted))
+            {
+                *agree.entry((cols[3].to_owned(), r.kind.as_str())).or_default() += 1;
+            }
+        }
+        println!("plain-text (sisimai class, kind): {agree:?}");
         println!("{} plain-text reports name a recipient sisimai does not: {}", extra.len(), extra.join(" "));
         assert!(!parsed_files.contains_key("rfc3834-01.eml"), "a vacation reply is no bounce");
     }
