@@ -14,7 +14,9 @@
 
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
-use super::message::{ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path};
+use super::message::{
+    ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path, short_digest,
+};
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::EmailAddress;
 
@@ -111,9 +113,13 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
         return Err(ParseError::MissingPart("plain-text bounce", "recipient address"));
     }
     let permanent = notice.to_ascii_lowercase().contains("permanent");
-    let report_id = whole.report_id();
+    // As a DSN's: its own id with a digest of the notice, then the recipient.
+    let report_id = format!("{}:{}", whole.report_id(), short_digest(notice.as_bytes()));
     let mut parsed = Parsed { format: ReportFormat::Plain, reports: vec![], ignored: 0 };
     for (n, (address, diagnostic)) in found.into_iter().enumerate() {
+        let recipient = EmailAddress::parse(&address).ok();
+        let id =
+            recipient.as_ref().map_or_else(|| format!("{report_id}#{}", n + 1), |a| format!("{report_id}#{}", a.key()));
         let status = status_of(&diagnostic);
         let kind = match status.as_deref().and_then(|s| s.chars().next()) {
             Some('5') => ReportKind::HardBounce,
@@ -125,11 +131,11 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
         parsed.reports.push(Report {
             kind,
             source: ReportSource::Dsn,
-            recipient: EmailAddress::parse(&address).ok(),
+            recipient,
             return_path: return_path.clone(),
             message_id: message_id.clone(),
             detail,
-            report_id: Some(format!("{report_id}#{}", n + 1)),
+            report_id: Some(id),
         });
     }
     Ok(parsed)
@@ -323,7 +329,7 @@ mod tests {
         );
         let report = &parsed.reports[0];
         assert_eq!(report.message_id.as_deref(), Some("<20240624090001.44587.qmail@nq.example.jp>"));
-        assert!(report.report_id.as_deref().is_some_and(|id| id.ends_with("#1")));
+        assert!(report.report_id.as_deref().is_some_and(|id| id.ends_with("#userunknown@libsisimai.net")));
     }
 
     #[test]
