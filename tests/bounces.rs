@@ -768,6 +768,58 @@ async fn postfix_delivers_its_own_dsn_to_a_maildir(backend: Backend) {
     app.stop().await;
 }
 
+/// A plain-text bounce (qmail's, Exim's) about `mail`, quoting its headers.
+fn plain_bounce(form: &str, mail: &ReceivedMail) -> String {
+    fixture(
+        &format!("bounce-{form}.eml"),
+        &[("VERP", &mail.from), ("RECIPIENT", &mail.to[0]), ("ORIGINAL_HEADERS", &headers_of(mail))],
+    )
+}
+
+/// Bounces that are no RFC 3464 report — qmail's "failure notice", Exim's
+/// "Mail delivery failed" — are read too: matched by the Message-ID they
+/// quote, the hard one suppresses its reader, the soft one is counted, and
+/// nobody else is touched.
+async fn plain_text_bounces_act_on_their_reader_only(backend: Backend) {
+    let Some((app, issue, mails)) = sent_issue(backend, &["ada", "bo", "cy"], |_| {}).await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_for(&app, dir.path());
+
+    let out = ingest(&config, &["-"], &plain_bounce("qmail", &mails[1]));
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "1 message: 1 hard bounce suppressed, 0 soft bounces counted, 0 complaints unsubscribed; 0 unmatched, 0 unreadable"
+    );
+    assert!(suppressed(&app, "bo").await);
+    assert!(!suppressed(&app, "ada").await && !suppressed(&app, "cy").await, "nobody else");
+    let failures = app.store.issue_failures(issue, 10).await.unwrap();
+    let [(address, status, reply)] = failures.as_slice() else { panic!("{failures:?}") };
+    assert_eq!((address.as_str(), status.as_str()), (email("bo").as_str(), "bounced"));
+    let reply = reply.clone().unwrap_or_default();
+    assert!(reply.starts_with("5.1.1 ") && !reply.contains('@'), "no address kept: {reply}");
+
+    let out = ingest(&config, &["-"], &plain_bounce("exim", &mails[2]));
+    assert_eq!(
+        stdout_of(&out).trim(),
+        "1 message: 0 hard bounces suppressed, 1 soft bounce counted, 0 complaints unsubscribed; 0 unmatched, 0 unreadable"
+    );
+    assert!(!suppressed(&app, "cy").await && !suppressed(&app, "ada").await);
+    assert!(issue_status(&config, issue).contains("Bounces reported after sending: 1 hard, 1 soft"));
+    assert_eq!(events(&app).await, 2);
+
+    // A reader's reply quoting an address is no bounce: refused, nothing changed.
+    let reply = format!(
+        "From: {}\nTo: news@example.com\nSubject: Re: First light\n\nDid this reach <{}>:\n550 5.1.1 user unknown?\n",
+        email("ada"),
+        email("cy")
+    );
+    let out = ingest(&config, &["-"], &reply);
+    assert_eq!(out.status.code(), Some(EX_DATAERR), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(events(&app).await, 2);
+    assert!(!suppressed(&app, "cy").await && !suppressed(&app, "ada").await);
+    app.stop().await;
+}
+
 on_both_backends!(
     a_dsn_on_stdin_suppresses_that_reader_only,
     a_maildir_is_read_and_sorted,
@@ -780,6 +832,7 @@ on_both_backends!(
     complaints_pause_an_issue_at_the_threshold,
     postfix_pipes_its_own_dsn_to_ingest,
     postfix_delivers_its_own_dsn_to_a_maildir,
+    plain_text_bounces_act_on_their_reader_only,
 );
 
 /// A permanent refusal is read by its cause, not its class digit: the

@@ -19,7 +19,7 @@ use crate::feedback::{self, Applied, Feedback, Parsed, ReportKind};
 
 #[derive(Debug, Subcommand)]
 pub enum BouncesCommand {
-    /// Read bounces (DSNs, RFC 3464) and spam complaints (ARF, RFC 5965) and act on them.
+    /// Read bounces (DSNs, RFC 3464, and plain-text ones) and spam complaints (ARF, RFC 5965) and act on them.
     ///
     /// Hard bounces suppress the address, soft ones count toward
     /// `bounces.soft_bounce_limit`, a complaint unsubscribes and suppresses.

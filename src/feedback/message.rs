@@ -1,13 +1,14 @@
 //! One mail message read by `bulletin bounces ingest`: a delivery status
 //! notification (RFC 3464) or an abuse report (RFC 5965), told apart by
-//! their `multipart/report` type and parsed with `mail-parser`. What both
+//! their `multipart/report` type and parsed with `mail-parser`; a message
+//! without that part goes to the plain-text bounce reader (`plain.rs`). What both
 //! need — the report's field groups, the original message's headers, the
 //! address the report itself was delivered to — lives here.
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
-use super::{Report, arf, dsn};
+use super::{Report, arf, dsn, plain};
 
 /// What one message held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,8 @@ pub enum ReportFormat {
     Dsn,
     /// An abuse report in the Abuse Reporting Format (RFC 5965).
     Arf,
+    /// A bounce in plain text (qmail, Exim, older Gmail, Exchange...): see `plain.rs`.
+    Plain,
 }
 
 /// Why a message is no report Bulletin can read. The message is one line.
@@ -36,7 +39,7 @@ pub enum ParseError {
     #[error("not a mail message (no header lines)")]
     NotAMessage,
     #[error(
-        "not a bounce or complaint report: expected multipart/report with report-type=delivery-status (a DSN, RFC 3464) or report-type=feedback-report (an abuse report, RFC 5965)"
+        "not a bounce or complaint report: neither multipart/report with report-type=delivery-status (a DSN, RFC 3464) or report-type=feedback-report (an abuse report, RFC 5965), nor a plain-text bounce from a mail daemon"
     )]
     NotAReport,
     #[error("a {0} without its {1} part")]
@@ -47,12 +50,20 @@ pub enum ParseError {
 /// to when the delivering agent says so (Postfix `pipe`'s `${recipient}`):
 /// with VERP, it names the delivery the report is about.
 pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, ParseError> {
+    // Old Mac mail ends its lines with CR alone, which no parser reads as lines.
+    let cr_only;
+    let raw = if raw.contains(&b'\r') && !raw.contains(&b'\n') {
+        cr_only = String::from_utf8_lossy(raw).replace('\r', "\r\n").into_bytes();
+        cr_only.as_slice()
+    } else {
+        raw
+    };
     let message = MessageParser::default().parse(raw).ok_or(ParseError::NotAMessage)?;
     if message.parts.first().is_none_or(|root| root.headers.is_empty()) {
         return Err(ParseError::NotAMessage);
     }
-    let Some((report, report_type)) = report_part(&message) else { return Err(ParseError::NotAReport) };
     let whole = Whole { message: &message, raw, envelope_recipient };
+    let Some((report, report_type)) = report_part(&message) else { return plain::read(&whole) };
     match report_type.as_deref() {
         Some("delivery-status") => dsn::read(&whole, report),
         Some("feedback-report") => arf::read(&whole, report),

@@ -26,6 +26,7 @@ pub mod arf;
 pub mod dsn;
 mod generic;
 mod message;
+mod plain;
 mod postmark;
 mod ses;
 pub mod sns;
