@@ -18,7 +18,7 @@ use super::message::{
     ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path, short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::EmailAddress;
+use crate::domain::{BounceCause, EmailAddress};
 
 /// Local parts of the senders of bounces.
 const DAEMONS: [&str; 6] = ["mailer-daemon", "postmaster", "mail-daemon", "mailer_daemon", "mdaemon", "mail.delivery"];
@@ -121,13 +121,15 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
         let id =
             recipient.as_ref().map_or_else(|| format!("{report_id}#{}", n + 1), |a| format!("{report_id}#{}", a.key()));
         let status = status_of(&diagnostic);
-        let kind = match status.as_deref().and_then(|s| s.chars().next()) {
-            Some('5') => ReportKind::HardBounce,
-            Some('4') => ReportKind::SoftBounce,
-            _ if permanent => ReportKind::HardBounce,
-            _ => ReportKind::SoftBounce,
+        // Permanent by its status, else by the notice's word; the cause then
+        // decides, by the same table as a DSN's and an SMTP reply's.
+        let permanent = match status.as_deref().and_then(|s| s.chars().next()) {
+            Some('5') => true,
+            Some('4') => false,
+            _ => permanent,
         };
         let detail = format!("{} {}", status.unwrap_or_default(), diagnostic).trim().to_owned();
+        let kind = ReportKind::of_cause(BounceCause::of(&detail, permanent));
         parsed.reports.push(Report {
             kind,
             source: ReportSource::Dsn,
