@@ -12,7 +12,8 @@
 use mail_parser::MessagePart;
 
 use super::message::{
-    Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path, short_digest,
+    Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, per_recipient_id, pick_return_path,
+    short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::{BounceCause, EmailAddress};
@@ -47,10 +48,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
             .or_else(|| fields.address("Final-Recipient"))
             .and_then(|a| EmailAddress::parse(a).ok());
         // One DSN may be about several recipients: each is its own report.
-        let id = match &recipient {
-            Some(address) => format!("{report_id}#{}", address.key()),
-            None => format!("{report_id}#{}", n + 1),
-        };
+        let id = per_recipient_id(&report_id, recipient.as_ref(), n);
         parsed.reports.push(Report {
             kind,
             source: ReportSource::Dsn,

@@ -80,6 +80,15 @@ pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, Par
     }
 }
 
+/// One recipient's report within a report about several (`report_id` of the
+/// whole): by the recipient's address, else by its place (`n`, from 0).
+pub(super) fn per_recipient_id(report_id: &str, recipient: Option<&crate::domain::EmailAddress>, n: usize) -> String {
+    match recipient {
+        Some(address) => format!("{report_id}#{}", address.key()),
+        None => format!("{report_id}#{}", n + 1),
+    }
+}
+
 /// 16 hex digits of the SHA-256 of `bytes`: enough to tell two reports apart.
 pub(super) fn short_digest(bytes: &[u8]) -> String {
     crate::domain::token::hex(&Sha256::digest(bytes)[..8])

@@ -15,7 +15,8 @@
 use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 use super::message::{
-    ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, pick_return_path, short_digest,
+    ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, per_recipient_id, pick_return_path,
+    short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::{BounceCause, EmailAddress};
@@ -118,8 +119,7 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
     let mut parsed = Parsed { format: ReportFormat::Plain, reports: vec![], ignored: 0 };
     for (n, (address, diagnostic)) in found.into_iter().enumerate() {
         let recipient = EmailAddress::parse(&address).ok();
-        let id =
-            recipient.as_ref().map_or_else(|| format!("{report_id}#{}", n + 1), |a| format!("{report_id}#{}", a.key()));
+        let id = per_recipient_id(&report_id, recipient.as_ref(), n);
         let status = status_of(&diagnostic);
         // Permanent by its status, else by the notice's word; the cause then
         // decides, by the same table as a DSN's and an SMTP reply's.
