@@ -8,14 +8,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::bin::{issue_status, ledger, write_config};
-use common::postfix::{PostfixSink, free_port};
+use common::postfix::PostfixSink;
+use common::smtp::ClosedPort;
 use common::{Backend, MailSink, TestApp, TestDb};
 
 /// An issue started while nothing listens on the SMTP port waits for the
 /// server, spends no attempt and fails nothing; `issue status` says it is
 /// waiting; once a server listens there, everyone gets exactly one copy.
 async fn outage_holds_the_issue_until_the_server_returns(backend: Backend) {
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let port = ClosedPort::reserve();
+    let addr = port.addr;
     let Some(app) = TestApp::spawn_with(backend, |s| {
         s.mail.smtp_url = format!("smtp://{addr}").into();
         s.sending.concurrency = 4;
@@ -52,7 +54,7 @@ async fn outage_holds_the_issue_until_the_server_returns(backend: Backend) {
     assert!(status.contains("Status: sending"), "{status}");
     assert!(status.contains(&addr.to_string()), "says which server: {status}");
 
-    let sink = MailSink::start_on(addr);
+    let sink = MailSink::start_on(port);
     app.wait_issue(id, "done").await;
     for email in &emails {
         assert_eq!(sink.mails_to(email).len(), 1, "{email}");
@@ -67,7 +69,8 @@ async fn outage_holds_the_issue_until_the_server_returns(backend: Backend) {
 /// it waits for the mail server, and it finishes by itself once one listens.
 async fn foreground_send_shows_the_wait(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else { return };
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let port = ClosedPort::reserve();
+    let addr = port.addr;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://{addr}\""));
     let settings = bulletin::config::Settings::load(&config).unwrap();
@@ -105,7 +108,7 @@ async fn foreground_send_shows_the_wait(backend: Backend) {
             output.push(line);
         }
     }
-    let sink = MailSink::start_on(addr);
+    let sink = MailSink::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -128,7 +131,8 @@ async fn foreground_send_shows_the_wait(backend: Backend) {
 async fn worker_warns_at_start_when_the_server_is_unreachable(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://127.0.0.1:{}\"", free_port()));
+    let closed = ClosedPort::reserve();
+    let config = write_config(dir.path(), &db.url, &format!("smtp_url = \"smtp://{}\"", closed.addr));
     let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
         .arg("--config")
         .arg(&config)
@@ -401,7 +405,8 @@ on_both_backends!(
 #[tokio::test]
 async fn failing_to_open_a_connection_is_unreachable() {
     use bulletin::mail::{Outbound, SendFailure, SmtpTarget};
-    let mut urls = vec![format!("smtp://127.0.0.1:{}", free_port()), "smtp://no-such-host.invalid:25".to_owned()];
+    let closed = ClosedPort::reserve();
+    let mut urls = vec![format!("smtp://{}", closed.addr), "smtp://no-such-host.invalid:25".to_owned()];
     let greeting_refused = PostfixSink::start(&["-f", "CONNECT"]);
     let ehlo_refused = PostfixSink::start(&["-f", "EHLO,HELO"]);
     urls.extend(greeting_refused.iter().chain(&ehlo_refused).map(PostfixSink::url));

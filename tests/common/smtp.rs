@@ -96,6 +96,34 @@ impl Handler for Sink {
     }
 }
 
+/// A loopback port held by this test where nothing listens yet: a connect is
+/// refused, as from a server that is down. Binding without listening keeps the
+/// port ours; a port merely found free and released could be taken meanwhile,
+/// even by the application's own connect attempts (a loopback connect to a
+/// closed port in the ephemeral range can pick that very port as its source
+/// and connect to itself), which once failed a test with "address in use".
+pub struct ClosedPort {
+    socket: socket2::Socket,
+    pub addr: SocketAddr,
+}
+
+impl ClosedPort {
+    pub fn reserve() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+        let any: SocketAddr = "127.0.0.1:0".parse().expect("an address");
+        socket.bind(&any.into()).expect("bind a loopback port");
+        let addr = socket.local_addr().expect("bound").as_socket().expect("an inet address");
+        Self { socket, addr }
+    }
+
+    /// Starts listening on the held port: the server is back.
+    pub fn listen(self) -> TcpListener {
+        self.socket.listen(128).expect("listen");
+        self.socket.into()
+    }
+}
+
 /// The server lives on its own threads until the test process ends. It
 /// serves one connection per thread, so it has more threads than any test
 /// opens connections.
@@ -110,12 +138,15 @@ pub struct MailSink {
 
 impl MailSink {
     pub fn start() -> Self {
-        Self::start_on("127.0.0.1:0".parse().expect("an address"))
+        Self::serve(TcpListener::bind("127.0.0.1:0").expect("bind smtp"))
     }
 
-    /// Starts on a given address, e.g. one the application already tries to reach.
-    pub fn start_on(addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).expect("bind smtp");
+    /// Starts on a port the application already tries to reach, kept for this moment.
+    pub fn start_on(port: ClosedPort) -> Self {
+        Self::serve(port.listen())
+    }
+
+    fn serve(listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("smtp addr");
         let hellos = Arc::new(AtomicUsize::new(0));
         let hello_names = Arc::new(Mutex::new(vec![]));
