@@ -322,6 +322,7 @@ async fn a_site_with_history(app: &TestApp, dir: &Path) {
         return_path: None,
         message_id: None,
         detail: "marked as spam".into(),
+        reason: None,
         report_id: Some("history-complaint".into()),
     };
     let applied = services.feedback.apply(&complaint).await.unwrap();

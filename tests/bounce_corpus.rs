@@ -98,3 +98,66 @@ fn no_soft_bounce_of_the_corpus_suppresses_a_reader_for_ever() {
     assert_eq!(hard_missed, listed(SOFT_THOUGH_SISIMAI_SAYS_HARD), "gone addresses not read as gone");
     assert!(parsed_soft >= 50 && parsed_hard >= 10, "the corpus is read: {parsed_soft} soft, {parsed_hard} hard");
 }
+
+/// The yardstick over a whole corpus in sisimai's layout (`maildir/`
+/// and `expected.csv`), with every recipient a subscriber so that matching by
+/// address applies: how many of sisimai's hard bounces Bulletin suppresses at
+/// once, how many of its soft ones, and how many complaints it acts on, with
+/// the files behind each miss. Run by hand on the shared corpus or a held-out half:
+/// `BULLETIN_BOUNCE_CORPUS=../shared/corpus/bounces cargo test --test bounce_corpus -- --ignored --nocapture`
+#[test]
+#[ignore = "measures a corpus named by BULLETIN_BOUNCE_CORPUS"]
+fn figures_over_a_corpus() {
+    let dir = std::path::PathBuf::from(std::env::var("BULLETIN_BOUNCE_CORPUS").expect("BULLETIN_BOUNCE_CORPUS"));
+    let csv = std::fs::read_to_string(dir.join("expected.csv")).unwrap();
+    let mut parsed = HashMap::new();
+    let (mut hard, mut soft, mut complaints) = (Tally::default(), Tally::default(), Tally::default());
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let (file, recipient, class, reason) = (fields[0], fields[2].to_lowercase(), fields[3], fields[4]);
+        let reports = parsed.entry(file.to_owned()).or_insert_with(|| {
+            let raw = std::fs::read(dir.join("maildir").join(file)).unwrap();
+            parse(&raw, None).map(|p| p.reports).unwrap_or_default()
+        });
+        let about: Vec<_> = reports
+            .iter()
+            .filter(|r| r.recipient.as_ref().is_some_and(|a| a.as_str().to_lowercase() == recipient))
+            .collect();
+        let did = |kind| about.iter().any(|r| r.kind == kind);
+        let seen = match about.first() {
+            None => "no report".to_owned(),
+            Some(r) => format!("{} {}", r.kind.as_str(), r.reason.map_or("-", |r| r.as_str())),
+        };
+        let row = format!("{file} [{reason} / {seen}]");
+        match class {
+            "hard" => hard.count(did(ReportKind::HardBounce), row),
+            "soft" => soft.count(did(ReportKind::HardBounce), row),
+            "complaint" => complaints.count(did(ReportKind::Complaint), row),
+            _ => {}
+        }
+    }
+    println!("sisimai hard bounces suppressed at once: {}", hard.figure());
+    println!("sisimai soft bounces suppressed at once: {}", soft.figure());
+    println!("complaints acted on: {}", complaints.figure());
+    println!("\nhard, not suppressed:\n  {}", hard.no.join("\n  "));
+    println!("\nsoft, suppressed:\n  {}", soft.yes.join("\n  "));
+    println!("\ncomplaints, not acted on:\n  {}", complaints.no.join("\n  "));
+}
+
+/// Rows of one sisimai class: those where Bulletin did the thing asked about, and the others.
+#[derive(Default)]
+struct Tally {
+    yes: Vec<String>,
+    no: Vec<String>,
+}
+
+impl Tally {
+    fn count(&mut self, did: bool, row: String) {
+        if did { self.yes.push(row) } else { self.no.push(row) }
+    }
+
+    fn figure(&self) -> String {
+        let all = self.yes.len() + self.no.len();
+        format!("{} of {all} ({:.1} %)", self.yes.len(), 100.0 * self.yes.len() as f64 / all.max(1) as f64)
+    }
+}

@@ -38,21 +38,126 @@ impl BounceCause {
     /// The cause of a refusal: `text` is the status and the remote's words
     /// ("5.1.1 smtp; 550 5.1.1 <…>: User unknown", or an SMTP reply);
     /// `permanent` whether the status said 5 (rather than 4).
+    pub fn of(text: &str, permanent: bool) -> Self {
+        Bounce::of(text, permanent).cause
+    }
+
+    /// The cause the first pattern of [`PATTERNS`] the text holds names; `None`: the words say nothing known.
+    pub fn by_words(text: &str) -> Option<Self> {
+        BounceReason::by_words(text).map(BounceReason::cause)
+    }
+}
+
+/// Why a server refused, in a few words an operator can count and search by
+/// (close to sisimai's reason names); each reason has one [`BounceCause`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BounceReason {
+    UserUnknown,
+    HostUnknown,
+    HasMoved,
+    /// An account switched off (Gmail's "inactive" after two years unused).
+    Disabled,
+    MailboxFull,
+    RateLimited,
+    /// Greylisting, "try again later", timeouts.
+    Temporary,
+    /// The message waited in a queue too long.
+    Expired,
+    /// An account on hold for now.
+    Suspended,
+    /// A local delivery program failed: says nothing of the address.
+    MailerError,
+    /// Blocklists, reputation, the sending IP.
+    Blocked,
+    /// SPF, DKIM, DMARC, reverse DNS, HELO, TLS.
+    AuthFailure,
+    /// The envelope sender's address or domain refused.
+    SenderRejected,
+    Policy,
+    /// Spam, virus or content filters.
+    Filtered,
+    TooLarge,
+    RelayingDenied,
+    /// Nothing recognisable: decided by the status code alone.
+    Undefined,
+}
+
+impl BounceReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UserUnknown => "user_unknown",
+            Self::HostUnknown => "host_unknown",
+            Self::HasMoved => "has_moved",
+            Self::Disabled => "disabled",
+            Self::MailboxFull => "mailbox_full",
+            Self::RateLimited => "rate_limited",
+            Self::Temporary => "temporary",
+            Self::Expired => "expired",
+            Self::Suspended => "suspended",
+            Self::MailerError => "mailer_error",
+            Self::Blocked => "blocked",
+            Self::AuthFailure => "auth_failure",
+            Self::SenderRejected => "sender_rejected",
+            Self::Policy => "policy",
+            Self::Filtered => "filtered",
+            Self::TooLarge => "too_large",
+            Self::RelayingDenied => "relaying_denied",
+            Self::Undefined => "undefined",
+        }
+    }
+
+    /// What this reason means for the reader.
+    pub fn cause(self) -> BounceCause {
+        match self {
+            Self::UserUnknown | Self::HostUnknown | Self::HasMoved | Self::Disabled => BounceCause::Gone,
+            Self::MailboxFull
+            | Self::RateLimited
+            | Self::Temporary
+            | Self::Expired
+            | Self::Suspended
+            | Self::MailerError
+            | Self::Undefined => BounceCause::Soft,
+            Self::Blocked
+            | Self::AuthFailure
+            | Self::SenderRejected
+            | Self::Policy
+            | Self::Filtered
+            | Self::TooLarge
+            | Self::RelayingDenied => BounceCause::Sender,
+        }
+    }
+
+    /// The reason the first pattern of [`PATTERNS`] the text holds as whole words names.
+    pub fn by_words(text: &str) -> Option<Self> {
+        let text = text.to_ascii_lowercase();
+        PATTERNS.iter().find(|(pattern, _)| holds_words(&text, pattern)).map(|&(_, reason)| reason)
+    }
+}
+
+/// A refusal judged: why, and what that means for the reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Bounce {
+    pub cause: BounceCause,
+    pub reason: BounceReason,
+}
+
+impl Bounce {
+    /// Judges a refusal: `text` is the status and the remote's words;
+    /// `permanent` whether the status said 5 (rather than 4).
     ///
     /// A transient failure is never `Gone`, whatever its words: the server
     /// itself did not claim the address is gone for good.
     pub fn of(text: &str, permanent: bool) -> Self {
-        let cause = Self::by_words(text).unwrap_or_else(|| match enhanced_status(text) {
+        let reason = BounceReason::by_words(text).unwrap_or_else(|| match enhanced_status(text) {
             Some(status) if permanent => by_status(status),
-            _ => Self::Soft,
+            _ => BounceReason::Undefined,
         });
-        if !permanent && cause == Self::Gone { Self::Soft } else { cause }
-    }
-
-    /// The first pattern of [`PATTERNS`] the text holds as whole words; `None`: the words say nothing known.
-    pub fn by_words(text: &str) -> Option<Self> {
-        let text = text.to_ascii_lowercase();
-        PATTERNS.iter().find(|(pattern, _)| holds_words(&text, pattern)).map(|&(_, cause)| cause)
+        let cause = match reason.cause() {
+            BounceCause::Gone if !permanent => BounceCause::Soft,
+            cause => cause,
+        };
+        Self { cause, reason }
     }
 }
 
@@ -60,140 +165,140 @@ impl BounceCause {
 /// providers' exact phrases, then the sender's problems, then the soft ones,
 /// then the gone ones, so that a reply naming both a blocklist and an unknown
 /// user never suppresses anyone. Each pattern matches whole words, case-insensitive.
-pub const PATTERNS: &[(&str, BounceCause)] = &[
+pub const PATTERNS: &[(&str, BounceReason)] = &[
     // Microsoft's answer for a recipient its directory does not hold.
-    ("recipient address rejected: access denied", BounceCause::Gone),
+    ("recipient address rejected: access denied", BounceReason::UserUnknown),
     // Reputation, blocklists.
-    ("blocklist", BounceCause::Sender),
-    ("blocklisted", BounceCause::Sender),
-    ("blacklist", BounceCause::Sender),
-    ("blacklisted", BounceCause::Sender),
-    ("block list", BounceCause::Sender),
-    ("black list", BounceCause::Sender),
-    ("denylist", BounceCause::Sender),
-    ("spamhaus", BounceCause::Sender),
-    ("spamcop", BounceCause::Sender),
-    ("rbl", BounceCause::Sender),
-    ("dnsbl", BounceCause::Sender),
-    ("reputation", BounceCause::Sender),
-    ("banned", BounceCause::Sender),
-    ("blocked", BounceCause::Sender),
-    ("sending ip", BounceCause::Sender),
-    ("client host", BounceCause::Sender),
+    ("blocklist", BounceReason::Blocked),
+    ("blocklisted", BounceReason::Blocked),
+    ("blacklist", BounceReason::Blocked),
+    ("blacklisted", BounceReason::Blocked),
+    ("block list", BounceReason::Blocked),
+    ("black list", BounceReason::Blocked),
+    ("denylist", BounceReason::Blocked),
+    ("spamhaus", BounceReason::Blocked),
+    ("spamcop", BounceReason::Blocked),
+    ("rbl", BounceReason::Blocked),
+    ("dnsbl", BounceReason::Blocked),
+    ("reputation", BounceReason::Blocked),
+    ("banned", BounceReason::Blocked),
+    ("blocked", BounceReason::Blocked),
+    ("sending ip", BounceReason::Blocked),
+    ("client host", BounceReason::Blocked),
     // Authentication of the sender.
-    ("spf", BounceCause::Sender),
-    ("dkim", BounceCause::Sender),
-    ("dmarc", BounceCause::Sender),
-    ("authentication", BounceCause::Sender),
-    ("unauthenticated", BounceCause::Sender),
-    ("not authenticated", BounceCause::Sender),
-    ("reverse dns", BounceCause::Sender),
-    ("ptr", BounceCause::Sender),
-    ("rdns", BounceCause::Sender),
-    ("helo", BounceCause::Sender),
-    ("ehlo", BounceCause::Sender),
-    ("starttls", BounceCause::Sender),
-    ("tls", BounceCause::Sender),
-    ("sender address", BounceCause::Sender),
-    ("sender rejected", BounceCause::Sender),
-    ("domain of sender", BounceCause::Sender),
-    ("sender verify failed", BounceCause::Sender),
-    ("access denied", BounceCause::Sender),
+    ("spf", BounceReason::AuthFailure),
+    ("dkim", BounceReason::AuthFailure),
+    ("dmarc", BounceReason::AuthFailure),
+    ("authentication", BounceReason::AuthFailure),
+    ("unauthenticated", BounceReason::AuthFailure),
+    ("not authenticated", BounceReason::AuthFailure),
+    ("reverse dns", BounceReason::AuthFailure),
+    ("ptr", BounceReason::AuthFailure),
+    ("rdns", BounceReason::AuthFailure),
+    ("helo", BounceReason::AuthFailure),
+    ("ehlo", BounceReason::AuthFailure),
+    ("starttls", BounceReason::AuthFailure),
+    ("tls", BounceReason::AuthFailure),
+    ("sender address", BounceReason::SenderRejected),
+    ("sender rejected", BounceReason::SenderRejected),
+    ("domain of sender", BounceReason::SenderRejected),
+    ("sender verify failed", BounceReason::SenderRejected),
+    ("access denied", BounceReason::SenderRejected),
     // Policy and content.
-    ("policy", BounceCause::Sender),
-    ("spam", BounceCause::Sender),
-    ("spammy", BounceCause::Sender),
-    ("junk", BounceCause::Sender),
-    ("bulk", BounceCause::Sender),
-    ("phishing", BounceCause::Sender),
-    ("virus", BounceCause::Sender),
-    ("malware", BounceCause::Sender),
-    ("content", BounceCause::Sender),
-    ("filtered", BounceCause::Sender),
-    ("message too large", BounceCause::Sender),
-    ("message size", BounceCause::Sender),
-    ("size limit", BounceCause::Sender),
-    ("too big", BounceCause::Sender),
-    ("relaying", BounceCause::Sender),
-    ("relay access denied", BounceCause::Sender),
-    ("relay denied", BounceCause::Sender),
-    ("relay not permitted", BounceCause::Sender),
-    ("unable to relay", BounceCause::Sender),
+    ("policy", BounceReason::Policy),
+    ("spam", BounceReason::Filtered),
+    ("spammy", BounceReason::Filtered),
+    ("junk", BounceReason::Filtered),
+    ("bulk", BounceReason::Filtered),
+    ("phishing", BounceReason::Filtered),
+    ("virus", BounceReason::Filtered),
+    ("malware", BounceReason::Filtered),
+    ("content", BounceReason::Filtered),
+    ("filtered", BounceReason::Filtered),
+    ("message too large", BounceReason::TooLarge),
+    ("message size", BounceReason::TooLarge),
+    ("size limit", BounceReason::TooLarge),
+    ("too big", BounceReason::TooLarge),
+    ("relaying", BounceReason::RelayingDenied),
+    ("relay access denied", BounceReason::RelayingDenied),
+    ("relay denied", BounceReason::RelayingDenied),
+    ("relay not permitted", BounceReason::RelayingDenied),
+    ("unable to relay", BounceReason::RelayingDenied),
     // The mailbox or the server will take mail again.
-    ("mailbox full", BounceCause::Soft),
-    ("mailbox is full", BounceCause::Soft),
-    ("mail box full", BounceCause::Soft),
-    ("full mailbox", BounceCause::Soft),
-    ("quota", BounceCause::Soft),
-    ("over quota", BounceCause::Soft),
-    ("overquota", BounceCause::Soft),
-    ("insufficient storage", BounceCause::Soft),
-    ("out of storage", BounceCause::Soft),
-    ("disk full", BounceCause::Soft),
-    ("too many", BounceCause::Soft),
-    ("rate limit", BounceCause::Soft),
-    ("rate limited", BounceCause::Soft),
-    ("ratelimit", BounceCause::Soft),
-    ("ratelimited", BounceCause::Soft),
-    ("frequency limited", BounceCause::Soft),
-    ("try again later", BounceCause::Soft),
-    ("try later", BounceCause::Soft),
-    ("temporarily", BounceCause::Soft),
-    ("temporary", BounceCause::Soft),
-    ("greylisted", BounceCause::Soft),
-    ("greylisting", BounceCause::Soft),
-    ("graylisted", BounceCause::Soft),
-    ("graylisting", BounceCause::Soft),
-    ("expired", BounceCause::Soft),
-    ("timed out", BounceCause::Soft),
-    ("timeout", BounceCause::Soft),
-    ("suspended", BounceCause::Soft),
+    ("mailbox full", BounceReason::MailboxFull),
+    ("mailbox is full", BounceReason::MailboxFull),
+    ("mail box full", BounceReason::MailboxFull),
+    ("full mailbox", BounceReason::MailboxFull),
+    ("quota", BounceReason::MailboxFull),
+    ("over quota", BounceReason::MailboxFull),
+    ("overquota", BounceReason::MailboxFull),
+    ("insufficient storage", BounceReason::MailboxFull),
+    ("out of storage", BounceReason::MailboxFull),
+    ("disk full", BounceReason::MailboxFull),
+    ("too many", BounceReason::RateLimited),
+    ("rate limit", BounceReason::RateLimited),
+    ("rate limited", BounceReason::RateLimited),
+    ("ratelimit", BounceReason::RateLimited),
+    ("ratelimited", BounceReason::RateLimited),
+    ("frequency limited", BounceReason::RateLimited),
+    ("try again later", BounceReason::Temporary),
+    ("try later", BounceReason::Temporary),
+    ("temporarily", BounceReason::Temporary),
+    ("temporary", BounceReason::Temporary),
+    ("greylisted", BounceReason::Temporary),
+    ("greylisting", BounceReason::Temporary),
+    ("graylisted", BounceReason::Temporary),
+    ("graylisting", BounceReason::Temporary),
+    ("expired", BounceReason::Expired),
+    ("timed out", BounceReason::Temporary),
+    ("timeout", BounceReason::Temporary),
+    ("suspended", BounceReason::Suspended),
     // A local delivery program (procmail, a pipe) failed: says nothing of the address.
-    ("x-unix", BounceCause::Soft),
+    ("x-unix", BounceReason::MailerError),
     // The address is gone.
-    ("user unknown", BounceCause::Gone),
-    ("unknown user", BounceCause::Gone),
-    ("user is unknown", BounceCause::Gone),
-    ("unknown recipient", BounceCause::Gone),
-    ("recipient unknown", BounceCause::Gone),
-    ("addressee unknown", BounceCause::Gone),
-    ("unknown address", BounceCause::Gone),
-    ("unknown local part", BounceCause::Gone),
-    ("no such user", BounceCause::Gone),
-    ("no such mailbox", BounceCause::Gone),
-    ("no such recipient", BounceCause::Gone),
-    ("no such address", BounceCause::Gone),
-    ("no such domain", BounceCause::Gone),
-    ("no mailbox", BounceCause::Gone),
-    ("invalid recipient", BounceCause::Gone),
-    ("invalid mailbox", BounceCause::Gone),
-    ("invalid address", BounceCause::Gone),
-    ("invalid user", BounceCause::Gone),
-    ("user not found", BounceCause::Gone),
-    ("recipient not found", BounceCause::Gone),
-    ("mailbox not found", BounceCause::Gone),
-    ("address not found", BounceCause::Gone),
-    ("does not exist", BounceCause::Gone),
-    ("doesn't exist", BounceCause::Gone),
-    ("not exist", BounceCause::Gone),
-    ("doesn't have a", BounceCause::Gone),
-    ("not listed in", BounceCause::Gone),
-    ("unrouteable address", BounceCause::Gone),
-    ("host not found", BounceCause::Gone),
+    ("user unknown", BounceReason::UserUnknown),
+    ("unknown user", BounceReason::UserUnknown),
+    ("user is unknown", BounceReason::UserUnknown),
+    ("unknown recipient", BounceReason::UserUnknown),
+    ("recipient unknown", BounceReason::UserUnknown),
+    ("addressee unknown", BounceReason::UserUnknown),
+    ("unknown address", BounceReason::UserUnknown),
+    ("unknown local part", BounceReason::UserUnknown),
+    ("no such user", BounceReason::UserUnknown),
+    ("no such mailbox", BounceReason::UserUnknown),
+    ("no such recipient", BounceReason::UserUnknown),
+    ("no such address", BounceReason::UserUnknown),
+    ("no such domain", BounceReason::HostUnknown),
+    ("no mailbox", BounceReason::UserUnknown),
+    ("invalid recipient", BounceReason::UserUnknown),
+    ("invalid mailbox", BounceReason::UserUnknown),
+    ("invalid address", BounceReason::UserUnknown),
+    ("invalid user", BounceReason::UserUnknown),
+    ("user not found", BounceReason::UserUnknown),
+    ("recipient not found", BounceReason::UserUnknown),
+    ("mailbox not found", BounceReason::UserUnknown),
+    ("address not found", BounceReason::UserUnknown),
+    ("does not exist", BounceReason::UserUnknown),
+    ("doesn't exist", BounceReason::UserUnknown),
+    ("not exist", BounceReason::UserUnknown),
+    ("doesn't have a", BounceReason::UserUnknown),
+    ("not listed in", BounceReason::UserUnknown),
+    ("unrouteable address", BounceReason::UserUnknown),
+    ("host not found", BounceReason::HostUnknown),
     // RFC 7505 null MX: the domain takes no mail at all.
-    ("host does not accept mail", BounceCause::Gone),
-    ("invalid domain", BounceCause::Gone),
-    ("illegal host", BounceCause::Gone),
-    ("host unknown", BounceCause::Gone),
-    ("unknown host", BounceCause::Gone),
-    ("domain not found", BounceCause::Gone),
-    ("name or service not known", BounceCause::Gone),
-    ("nxdomain", BounceCause::Gone),
-    ("has moved", BounceCause::Gone),
-    ("no longer", BounceCause::Gone),
-    ("disabled", BounceCause::Gone),
-    ("inactive", BounceCause::Gone),
-    ("deactivated", BounceCause::Gone),
+    ("host does not accept mail", BounceReason::HostUnknown),
+    ("invalid domain", BounceReason::HostUnknown),
+    ("illegal host", BounceReason::HostUnknown),
+    ("host unknown", BounceReason::HostUnknown),
+    ("unknown host", BounceReason::HostUnknown),
+    ("domain not found", BounceReason::HostUnknown),
+    ("name or service not known", BounceReason::HostUnknown),
+    ("nxdomain", BounceReason::HostUnknown),
+    ("has moved", BounceReason::HasMoved),
+    ("no longer", BounceReason::HasMoved),
+    ("disabled", BounceReason::Disabled),
+    ("inactive", BounceReason::Disabled),
+    ("deactivated", BounceReason::Disabled),
 ];
 
 /// Whether `pattern` occurs in `text` with no letter or digit right before or after it.
@@ -208,15 +313,22 @@ fn holds_words(text: &str, pattern: &str) -> bool {
 }
 
 /// What the enhanced status of a permanent refusal says when the words said nothing.
-fn by_status((subject, detail): (u16, u16)) -> BounceCause {
+fn by_status((subject, detail): (u16, u16)) -> BounceReason {
     match (subject, detail) {
-        // Bad destination mailbox, system or syntax; moved; null MX (RFC 7505).
-        (1, 0..=3 | 6 | 10) => BounceCause::Gone,
+        // Bad destination mailbox or syntax.
+        (1, 0 | 1 | 3) => BounceReason::UserUnknown,
+        // Bad destination system; null MX (RFC 7505).
+        (1, 2 | 10) => BounceReason::HostUnknown,
+        (1, 6) => BounceReason::HasMoved,
         // Bad sender's mailbox or system address.
-        (1, 7 | 8) => BounceCause::Sender,
-        // Message too long for the mailbox or the system; media not supported; conversion.
-        (2, 3) | (3, 4) | (6, _) | (7, _) => BounceCause::Sender,
-        _ => BounceCause::Soft,
+        (1, 7 | 8) => BounceReason::SenderRejected,
+        (2, 2) => BounceReason::MailboxFull,
+        // Message too long for the mailbox or the system.
+        (2, 3) | (3, 4) => BounceReason::TooLarge,
+        // Media not supported, conversion, security and policy.
+        (6, _) => BounceReason::Filtered,
+        (7, _) => BounceReason::Policy,
+        _ => BounceReason::Undefined,
     }
 }
 

@@ -47,6 +47,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
         return_path,
         message_id,
         detail: format!("abuse report from {user_agent}"),
+        reason: None,
         report_id: Some(whole.report_id()),
     });
     Ok(parsed)

@@ -16,7 +16,7 @@ use super::message::{
     short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::{BounceCause, EmailAddress};
+use crate::domain::{Bounce, EmailAddress};
 
 const STATUS_PARTS: [&str; 2] = ["message/delivery-status", "message/global-delivery-status"];
 const ORIGINAL_PARTS: [&str; 4] = ["message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"];
@@ -39,7 +39,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let report_id = format!("{}:{}", whole.report_id(), short_digest(status.contents()));
     let mut parsed = Parsed { format: ReportFormat::Dsn, reports: vec![], ignored: 0 };
     for (n, fields) in recipients.enumerate() {
-        let Some(kind) = kind_of(fields) else {
+        let Some(bounce) = bounce_of(fields) else {
             parsed.ignored += 1;
             continue;
         };
@@ -50,12 +50,13 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
         // One DSN may be about several recipients: each is its own report.
         let id = per_recipient_id(&report_id, recipient.as_ref(), n);
         parsed.reports.push(Report {
-            kind,
+            kind: ReportKind::of_cause(bounce.cause),
             source: ReportSource::Dsn,
             recipient,
             return_path: return_path.clone(),
             message_id: message_id.clone(),
             detail: detail(fields),
+            reason: Some(bounce.reason),
             report_id: Some(id),
         });
     }
@@ -65,9 +66,9 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     Ok(parsed)
 }
 
-/// What one recipient's fields call for: a bounce of the kind its cause
-/// makes it (see [`BounceCause`]), or nothing.
-fn kind_of(fields: &Fields) -> Option<ReportKind> {
+/// What one recipient's fields call for: a bounce judged by its cause
+/// (see [`Bounce`]), or nothing.
+fn bounce_of(fields: &Fields) -> Option<Bounce> {
     let action = fields.get("Action")?.to_ascii_lowercase();
     if action.split_whitespace().next() != Some("failed") {
         return None;
@@ -77,7 +78,7 @@ fn kind_of(fields: &Fields) -> Option<ReportKind> {
         Some('4') => false,
         _ => return None,
     };
-    Some(ReportKind::of_cause(BounceCause::of(&detail(fields), permanent)))
+    Some(Bounce::of(&detail(fields), permanent))
 }
 
 /// `5.1.1 smtp; 550 5.1.1 … user unknown`: the status and the remote's words.

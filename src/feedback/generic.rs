@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use super::webhook::{Parsed, detail, message_id};
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::EmailAddress;
+use crate::domain::{BounceReason, EmailAddress};
 
 /// More entries than this in one body are refused: split them.
 pub const MAX_ENTRIES: usize = 1000;
@@ -100,6 +100,7 @@ fn report(entry: Entry) -> Result<Report, String> {
         return_path,
         message_id,
         detail: detail(&said),
+        reason: BounceReason::by_words(&said),
         report_id,
     })
 }

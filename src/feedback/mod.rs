@@ -35,7 +35,7 @@ pub mod webhook;
 use crate::clock::Clock;
 use crate::config::BounceSettings;
 use crate::domain::delivery_tag::{delivery_of_message_id, delivery_of_return_path};
-use crate::domain::{BounceCause, ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
+use crate::domain::{BounceCause, BounceReason, ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
 use crate::store::{Consent, DAY, FeedbackEvent, Store, StoreError};
 
 pub use message::{ParseError, Parsed, ReportFormat, parse};
@@ -137,6 +137,9 @@ pub struct Report {
     pub message_id: Option<String>,
     /// The remote's status and diagnostic ("5.1.1 user unknown"), for the record; no address in it.
     pub detail: String,
+    /// Why, as read from the remote's words and status; `None` for complaints
+    /// and for a provider's verdict that came with no words to read.
+    pub reason: Option<BounceReason>,
     /// Identifies the report itself (the DSN's or ARF report's own Message-ID, the SNS MessageId),
     /// so the same report applied twice counts once.
     pub report_id: Option<String>,

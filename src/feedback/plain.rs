@@ -19,7 +19,7 @@ use super::message::{
     short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::{BounceCause, EmailAddress};
+use crate::domain::{Bounce, EmailAddress};
 
 /// Local parts of the senders of bounces.
 const DAEMONS: [&str; 6] = ["mailer-daemon", "postmaster", "mail-daemon", "mailer_daemon", "mdaemon", "mail.delivery"];
@@ -129,9 +129,10 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
             _ => permanent,
         };
         let detail = format!("{} {}", status.unwrap_or_default(), diagnostic).trim().to_owned();
-        let kind = ReportKind::of_cause(BounceCause::of(&detail, permanent));
+        let bounce = Bounce::of(&detail, permanent);
         parsed.reports.push(Report {
-            kind,
+            kind: ReportKind::of_cause(bounce.cause),
+            reason: Some(bounce.reason),
             source: ReportSource::Dsn,
             recipient,
             return_path: return_path.clone(),

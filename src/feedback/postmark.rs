@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::webhook::{Parsed, detail, message_id, recipient};
 use super::{Report, ReportKind, ReportSource};
+use crate::domain::BounceReason;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -77,6 +78,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
             return_path: metadata("return_path"),
             message_id: metadata("message_id").as_deref().and_then(message_id),
             detail: detail(&text),
+            reason: BounceReason::by_words(&text),
             report_id: id.map(|id| format!("postmark:{}:{id}", record.record_type)),
         }],
         ignored: 0,

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::webhook::{Parsed, detail, message_id, recipient};
 use super::{Report, ReportKind, ReportSource};
+use crate::domain::BounceReason;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +111,7 @@ pub fn parse(message: &str, sns_message_id: &str) -> Result<Parsed, String> {
         recipient: recipient(address),
         return_path: return_path.clone(),
         message_id: original_id.clone(),
+        reason: BounceReason::by_words(&detail),
         detail,
         report_id: Some(format!("ses:{}:{}", feedback_id.unwrap_or(sns_message_id), address.trim().to_lowercase())),
     };
