@@ -48,10 +48,18 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
     }
     let kind_name =
         record.kind.as_deref().unwrap_or(if record.record_type == "SpamComplaint" { "SpamComplaint" } else { "" });
-    let kind = match kind_name {
-        "HardBounce" | "BadEmailAddress" => ReportKind::HardBounce,
-        "SoftBounce" | "DnsError" => ReportKind::SoftBounce,
-        "SpamComplaint" => ReportKind::Complaint,
+    // Postmark's bounce types (its "Bounce webhook" docs); the ones about the
+    // message or the sender, not the address, never suppress the reader.
+    let (kind, typed) = match kind_name {
+        "HardBounce" => (ReportKind::HardBounce, None),
+        "BadEmailAddress" => (ReportKind::HardBounce, Some(BounceReason::UserUnknown)),
+        // "Transient" is a delay, like a DSN's `delayed`: nothing failed yet.
+        "SoftBounce" => (ReportKind::SoftBounce, None),
+        "DnsError" => (ReportKind::SoftBounce, Some(BounceReason::Temporary)),
+        "Blocked" => (ReportKind::SenderRefused, Some(BounceReason::Blocked)),
+        "DMARCPolicy" => (ReportKind::SenderRefused, Some(BounceReason::AuthFailure)),
+        "SpamNotification" | "VirusNotification" => (ReportKind::SenderRefused, Some(BounceReason::Filtered)),
+        "SpamComplaint" => (ReportKind::Complaint, None),
         _ => return Ok(Parsed { reports: vec![], ignored: 1 }),
     };
     let email = record.email.as_deref().map(str::trim).filter(|e| !e.is_empty());
@@ -78,7 +86,7 @@ pub fn parse(body: &[u8]) -> Result<Parsed, String> {
             return_path: metadata("return_path"),
             message_id: metadata("message_id").as_deref().and_then(message_id),
             detail: detail(&text),
-            reason: BounceReason::by_words(&text),
+            reason: BounceReason::by_words(&text).or(typed),
             report_id: id.map(|id| format!("postmark:{}:{id}", record.record_type)),
         }],
         ignored: 0,
@@ -169,7 +177,9 @@ mod tests {
             ("Transient", None),
             ("AutoResponder", None),
             ("Unsubscribe", None),
-            ("Blocked", None),
+            ("Blocked", Some(ReportKind::SenderRefused)),
+            ("DMARCPolicy", Some(ReportKind::SenderRefused)),
+            ("SpamNotification", Some(ReportKind::SenderRefused)),
             ("ManuallyDeactivated", None),
         ] {
             let body = BOUNCE.replace("\"HardBounce\"", &format!("\"{kind}\""));

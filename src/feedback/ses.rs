@@ -105,27 +105,38 @@ pub fn parse(message: &str, sns_message_id: &str) -> Result<Parsed, String> {
         .map(|h| h.value.as_str())
         .or(mail.common_headers.as_ref().and_then(|c| c.message_id.as_deref()))
         .and_then(message_id);
-    let report = |kind, address: &str, detail: String, feedback_id: Option<&str>| Report {
+    let report = |kind, typed: Option<BounceReason>, address: &str, detail: String, feedback_id: Option<&str>| Report {
         kind,
         source: ReportSource::Ses,
         recipient: recipient(address),
         return_path: return_path.clone(),
         message_id: original_id.clone(),
-        reason: BounceReason::by_words(&detail),
+        reason: BounceReason::by_words(&detail).or(typed),
         detail,
         report_id: Some(format!("ses:{}:{}", feedback_id.unwrap_or(sns_message_id), address.trim().to_lowercase())),
     };
     match event {
         "Bounce" => {
             let bounce = notification.bounce.ok_or("an SES Bounce notification has no bounce object")?;
-            let kind = match bounce.bounce_type.as_str() {
-                "Permanent" => ReportKind::HardBounce,
-                "Transient" | "Undetermined" => ReportKind::SoftBounce,
-                other => {
+            let sub_type = bounce.bounce_sub_type.as_deref().unwrap_or("General");
+            // SES's sub-type says when a bounce is about the message, not the
+            // address, whatever the bounce type (AWS documents "Permanent" with
+            // any of these): a rejected attachment is never a gone reader.
+            let typed = match sub_type {
+                "MessageTooLarge" => Some(BounceReason::TooLarge),
+                "ContentRejected" | "AttachmentRejected" => Some(BounceReason::Filtered),
+                "MailboxFull" => Some(BounceReason::MailboxFull),
+                "NoEmail" => Some(BounceReason::UserUnknown),
+                _ => None,
+            };
+            let kind = match (bounce.bounce_type.as_str(), typed) {
+                (_, Some(reason)) => ReportKind::of_cause(reason.cause()),
+                ("Permanent", None) => ReportKind::HardBounce,
+                ("Transient" | "Undetermined", None) => ReportKind::SoftBounce,
+                (other, None) => {
                     return Err(format!("unknown SES bounceType {:?}", other.chars().take(32).collect::<String>()));
                 }
             };
-            let sub_type = bounce.bounce_sub_type.as_deref().unwrap_or("General");
             let reports = bounce
                 .bounced_recipients
                 .iter()
@@ -137,7 +148,8 @@ pub fn parse(message: &str, sns_message_id: &str) -> Result<Parsed, String> {
                     } else {
                         said.join(" ")
                     };
-                    report(kind.with_words(&text), &r.email_address, detail(&text), bounce.feedback_id.as_deref())
+                    let kind = kind.with_words(&text);
+                    report(kind, typed, &r.email_address, detail(&text), bounce.feedback_id.as_deref())
                 })
                 .collect();
             Ok(Parsed { reports, ignored: 0 })
@@ -152,7 +164,13 @@ pub fn parse(message: &str, sns_message_id: &str) -> Result<Parsed, String> {
                 .complained_recipients
                 .iter()
                 .map(|r| {
-                    report(ReportKind::Complaint, &r.email_address, detail(&text), complaint.feedback_id.as_deref())
+                    report(
+                        ReportKind::Complaint,
+                        None,
+                        &r.email_address,
+                        detail(&text),
+                        complaint.feedback_id.as_deref(),
+                    )
                 })
                 .collect();
             Ok(Parsed { reports, ignored: 0 })
@@ -240,6 +258,28 @@ mod tests {
             report.report_id.as_deref(),
             Some("ses:00000138111222aa-33322211-cccc-cccc-cccc-ddddaaaa068a-000000:jane@example.com")
         );
+    }
+
+    #[test]
+    fn a_sub_type_about_the_message_never_suppresses_the_reader() {
+        let cases = [
+            ("Permanent", "MessageTooLarge", ReportKind::SenderRefused, BounceReason::TooLarge),
+            ("Transient", "ContentRejected", ReportKind::SenderRefused, BounceReason::Filtered),
+            ("Transient", "AttachmentRejected", ReportKind::SenderRefused, BounceReason::Filtered),
+            ("Permanent", "MailboxFull", ReportKind::SoftBounce, BounceReason::MailboxFull),
+            ("Permanent", "NoEmail", ReportKind::HardBounce, BounceReason::UserUnknown),
+        ];
+        for (bounce_type, sub_type, kind, reason) in cases {
+            // Only SES's own words: no remote status or diagnostic.
+            let body = BOUNCE
+                .replace("\"Permanent\"", &format!("\"{bounce_type}\""))
+                .replace("\"General\"", &format!("\"{sub_type}\""))
+                .replace("\"status\":\"5.1.1\",", "")
+                .replace("\"diagnosticCode\"", "\"ignored\"");
+            let parsed = parse(&body, "id").unwrap();
+            let [report] = parsed.reports.as_slice() else { panic!("{parsed:?}") };
+            assert_eq!((report.kind, report.reason), (kind, Some(reason)), "{bounce_type}/{sub_type}: {report:?}");
+        }
     }
 
     #[test]
