@@ -27,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use ipnet::IpNet;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument as _;
@@ -140,13 +141,18 @@ pub fn router(state: AppState) -> Router {
         hooks = hooks.layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT));
     }
     let open_body = BodyReader::open(BODY_LIMIT, state.body_read_timeout);
-    Router::new()
+    // Pages, boxes, embed.js and JSON go compressed to clients that ask (Brotli
+    // or gzip). Not the pages behind emailed tokens: a secret in a compressed
+    // response that also reflects input is what BREACH reads, and they are small.
+    let compressed = Router::new()
         .route("/", get(pages::index))
         .route("/embed", get(embed::embed_several))
         .route("/embed/{slug}", get(embed::embed_one))
         .route("/embed.js", get(embed::script))
         .route("/healthz", get(healthz))
         .merge(signups)
+        .layer(CompressionLayer::new());
+    compressed
         .merge(tokened)
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(open_body, read_body))
