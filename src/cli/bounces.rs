@@ -15,6 +15,7 @@ use clap::{Subcommand, ValueEnum};
 use crate::app;
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::BounceReason;
 use crate::feedback::{self, Applied, Feedback, Parsed, ReportKind};
 
 #[derive(Debug, Subcommand)]
@@ -39,9 +40,12 @@ pub struct IngestArgs {
     /// The address the message was delivered to (Postfix pipe: `${recipient}`): a VERP address names the delivery.
     #[arg(long, value_name = "ADDRESS")]
     recipient: Option<String>,
-    /// How to print the summary: a line for people, or JSON for scripts.
+    /// How to print the summary: a line for people, or JSON for scripts (which lists each recipient acted on).
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     format: SummaryFormat,
+    /// In the text summary, a line per recipient first: the file, the address, the class, reason and status, and what was done.
+    #[arg(long, short)]
+    verbose: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -83,7 +87,7 @@ pub async fn run(settings: anyhow::Result<Settings>, command: BouncesCommand) ->
         None => ingest_one(&settings, args.file.as_deref(), args.recipient.as_deref(), &mut summary).await,
     };
     if summary.messages > 0 || result.is_ok() {
-        summary.print(args.format)?;
+        summary.print(args.format, args.verbose)?;
     }
     result.map_err(Into::into)
 }
@@ -96,7 +100,8 @@ async fn ingest_one(
     recipient: Option<&str>,
     summary: &mut Summary,
 ) -> Result<(), IngestFailure> {
-    let (raw, name) = match file.filter(|f| f.as_os_str() != "-") {
+    let file = file.filter(|f| f.as_os_str() != "-");
+    let (raw, name) = match file {
         Some(path) => (
             std::fs::read(path)
                 .map_err(|e| IngestFailure::NoInput(format!("could not read {}: {e}", path.display())))?,
@@ -114,7 +119,7 @@ async fn ingest_one(
     let parsed = feedback::parse(&raw, recipient).map_err(|e| IngestFailure::NotAReport(format!("{name}: {e}")))?;
     let feedback = open(settings).await?;
     summary.messages += 1;
-    apply(&feedback, &parsed, summary).await
+    apply(&feedback, &parsed, file, summary).await
 }
 
 /// Every message in `dir/new` and `dir/cur`, each moved once dealt with.
@@ -134,8 +139,13 @@ async fn ingest_maildir(
         summary.messages += 1;
         match feedback::parse(&raw, recipient) {
             Ok(parsed) => {
-                apply(&feedback, &parsed, summary).await?;
-                move_into(&file, &processed)?;
+                let before = summary.recipients.len();
+                apply(&feedback, &parsed, Some(&file), summary).await?;
+                // Named where the file is now, so the operator can open it.
+                let moved = move_into(&file, &processed)?;
+                for acted in &mut summary.recipients[before..] {
+                    acted.file = Some(moved.display().to_string());
+                }
             }
             Err(e) => {
                 eprintln!("{}: {e}; moved to {}", file.display(), unparsed.display());
@@ -153,13 +163,26 @@ async fn open(settings: &Settings) -> Result<Feedback, IngestFailure> {
 
 /// Applies every report of one message; a database error stops at once (the
 /// reports applied before it are recorded, and count as duplicates on the retry).
-async fn apply(feedback: &Feedback, parsed: &Parsed, summary: &mut Summary) -> Result<(), IngestFailure> {
+async fn apply(
+    feedback: &Feedback,
+    parsed: &Parsed,
+    file: Option<&Path>,
+    summary: &mut Summary,
+) -> Result<(), IngestFailure> {
     summary.ignored += parsed.ignored;
     for report in &parsed.reports {
         let applied = feedback.apply(report).await.map_err(|e| {
             IngestFailure::TryLater(super::causes(&anyhow::Error::new(e).context("could not apply the report")))
         })?;
         summary.count(report.kind, &applied);
+        summary.recipients.push(Acted {
+            file: file.map(|f| f.display().to_string()),
+            recipient: report.recipient.as_ref().map(|r| r.as_str().to_owned()),
+            class: report.kind,
+            reason: report.reason,
+            status: report.status().map(str::to_owned),
+            applied,
+        });
     }
     Ok(())
 }
@@ -197,12 +220,15 @@ fn maildir_folder(dir: &Path, name: &str) -> Result<PathBuf, IngestFailure> {
     Ok(folder.join("cur"))
 }
 
-/// Moves a message file into a folder's `cur`, marked seen-by-nobody (`:2,`) as Maildir names files there.
-fn move_into(file: &Path, cur: &Path) -> Result<(), IngestFailure> {
+/// Moves a message file into a folder's `cur`, marked seen-by-nobody (`:2,`)
+/// as Maildir names files there; returns where it is now.
+fn move_into(file: &Path, cur: &Path) -> Result<PathBuf, IngestFailure> {
     let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let name = if name.contains(":2,") { name } else { format!("{name}:2,") };
-    std::fs::rename(file, cur.join(&name))
-        .map_err(|e| IngestFailure::TryLater(format!("could not move {} to {}: {e}", file.display(), cur.display())))
+    let to = cur.join(&name);
+    std::fs::rename(file, &to)
+        .map_err(|e| IngestFailure::TryLater(format!("could not move {} to {}: {e}", file.display(), cur.display())))?;
+    Ok(to)
 }
 
 /// What a run did, for its closing line.
@@ -224,6 +250,47 @@ struct Summary {
     ignored: usize,
     unmatched: usize,
     unreadable: usize,
+    /// Each recipient of each report, in the order read, with what was done.
+    recipients: Vec<Acted>,
+}
+
+/// One recipient acted on: the operator's own record of whom a run touched
+/// and why (the log, by contrast, names nobody).
+#[derive(Debug, serde::Serialize)]
+struct Acted {
+    /// The message's file (in a maildir run, where it was moved to); `None` for standard input.
+    file: Option<String>,
+    /// `None` when the report names no recipient (it was matched by its Message-ID or VERP address alone, or not at all).
+    recipient: Option<String>,
+    class: ReportKind,
+    /// `None` for a complaint, and for a provider's verdict that came with no words.
+    reason: Option<BounceReason>,
+    /// The RFC 3463 status (`5.1.1`), when the report gives one.
+    status: Option<String>,
+    /// `action`: suppressed, counted (with `count`), sender_refused, unsubscribed (with `paused_issue`), duplicate, unmatched.
+    #[serde(flatten)]
+    applied: Applied,
+}
+
+impl Acted {
+    /// "new/1764…:2,: reader@example.org hard_bounce user_unknown 5.1.1: suppressed"
+    fn line(&self) -> String {
+        let mut words = vec![self.recipient.as_deref().unwrap_or("(no recipient named)").to_owned()];
+        words.push(self.class.as_str().to_owned());
+        words.extend(self.reason.map(|r| r.as_str().to_owned()));
+        words.extend(self.status.clone());
+        let action = match &self.applied {
+            Applied::Suppressed => "suppressed".to_owned(),
+            Applied::SenderRefused => "refused for the sender's reasons: recorded against the issue".to_owned(),
+            Applied::SoftBounceCounted { count } => format!("counted ({count} in the window)"),
+            Applied::Unsubscribed { paused_issue: Some(issue) } => format!("unsubscribed; issue #{issue} paused"),
+            Applied::Unsubscribed { paused_issue: None } => "unsubscribed".to_owned(),
+            Applied::Duplicate => "already applied".to_owned(),
+            Applied::Unmatched => "unmatched: nothing changed".to_owned(),
+        };
+        let file = self.file.as_deref().unwrap_or("standard input");
+        format!("{file}: {}: {action}", words.join(" "))
+    }
 }
 
 impl Summary {
@@ -242,15 +309,23 @@ impl Summary {
         }
     }
 
-    fn print(&self, format: SummaryFormat) -> anyhow::Result<()> {
-        let mut out = std::io::stdout().lock();
+    fn print(&self, format: SummaryFormat, verbose: bool) -> anyhow::Result<()> {
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         match format {
             SummaryFormat::Json => {
                 serde_json::to_writer_pretty(&mut out, self)?;
                 writeln!(out)?;
             }
-            SummaryFormat::Text => writeln!(out, "{}", self.line())?,
+            SummaryFormat::Text => {
+                if verbose {
+                    for acted in &self.recipients {
+                        writeln!(out, "{}", acted.line())?;
+                    }
+                }
+                writeln!(out, "{}", self.line())?;
+            }
         }
+        out.flush()?;
         Ok(())
     }
 

@@ -158,7 +158,8 @@ pub enum Command {
         #[command(subcommand)]
         command: SubscribersCommand,
     },
-    /// List the suppression list (bounced, complained and erased addresses), or take an address off it.
+    /// List the suppression list (bounced, complained and erased addresses), take an address off it,
+    /// or review the bounce suppressions that no longer read as gone.
     Suppressions {
         #[command(subcommand)]
         command: subscribers::SuppressionsCommand,

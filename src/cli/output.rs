@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::clock::format_timestamp;
 use crate::domain::{Newsletter, SubscriptionStatus};
+use crate::signup::suppression::review::Reviewed;
 use crate::signup::suppression::{ErasedAddresses, Reason, Suppressed};
 use crate::signup::{ReaderRhythm, RhythmOffer};
 use crate::spreadsheet::neutralise;
@@ -229,6 +230,60 @@ pub fn suppressions(out: &mut impl Write, format: Format, list: &[Suppressed]) -
             let rows: Vec<_> = list
                 .iter()
                 .map(|s| json!({"address": s.address, "reason": s.reason, "since": format_timestamp(s.since)}))
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &rows)?;
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Bounce suppressions as `bulletin suppressions review` lists them.
+pub fn reviewed(out: &mut impl Write, format: Format, list: &[Reviewed]) -> anyhow::Result<()> {
+    let header = ["address", "since", "reason", "cause", "detail"];
+    let cells: Vec<[String; 5]> = list
+        .iter()
+        .map(|r| {
+            [
+                r.address.clone(),
+                format_timestamp(r.since),
+                r.reads_as.reason.map_or("provider's verdict", |reason| reason.as_str()).to_owned(),
+                r.reads_as.cause.as_str().to_owned(),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
+    match format {
+        Format::Table => {
+            table(out, &header, &cells)?;
+            writeln!(out, "{} bounce suppression(s) no longer read as gone", list.len())?;
+        }
+        Format::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(header)?;
+            for row in &cells {
+                w.write_record([
+                    neutralise(&row[0]).as_ref(),
+                    &row[1],
+                    &row[2],
+                    &row[3],
+                    neutralise(&row[4]).as_ref(),
+                ])?;
+            }
+            w.flush()?;
+        }
+        Format::Json => {
+            let rows: Vec<_> = list
+                .iter()
+                .map(|r| {
+                    json!({
+                        "address": r.address,
+                        "since": format_timestamp(r.since),
+                        "reason": r.reads_as.reason,
+                        "cause": r.reads_as.cause,
+                        "detail": r.detail,
+                    })
+                })
                 .collect();
             serde_json::to_writer_pretty(&mut *out, &rows)?;
             writeln!(out)?;

@@ -16,6 +16,7 @@ use crate::app::{self, Services};
 use crate::clock::{Clock, Timestamp, format_timestamp};
 use crate::config::Settings;
 use crate::domain::EmailAddress;
+use crate::signup::suppression::review::{self, ReviewFilter};
 use crate::signup::{Added, CapHeld, Resent, roster, suppression};
 
 /// An address that matches no subscriber (or, for `suppressions remove`,
@@ -116,6 +117,24 @@ pub enum SuppressionsCommand {
     Remove {
         /// The address, as the reader gives it.
         email: String,
+    },
+    /// Bounce suppressions whose recorded bounce no longer reads as "the
+    /// address is gone" (a full mailbox, a blocklist, DMARC: the old rule
+    /// suppressed on any 5.x.x): address, since when, the recorded bounce
+    /// and what it reads as now. `--lift` lifts them, as `remove` does.
+    Review {
+        /// Only those whose bounce reads as this: a cause (`soft`, `sender`) or
+        /// a reason (`mailbox_full`, `blocked`, `auth_failure`, `policy`, …).
+        /// Without it, every bounce suppression that no longer reads as gone.
+        #[arg(long, value_name = "REASON")]
+        reason: Option<ReviewFilter>,
+        /// Lift the suppressions listed: mail to them goes out again (a bounce
+        /// that repeats counts toward `bounces.soft_bounce_limit`).
+        #[arg(long)]
+        lift: bool,
+        /// How to print: a table for people, CSV or JSON for scripts.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
     },
 }
 
@@ -289,6 +308,29 @@ pub async fn suppressions(settings: &Settings, command: SuppressionsCommand) -> 
                         writeln!(out, "Cleared the bounce of {address}: mail to it goes out again.")?;
                     }
                 }
+            }
+        }
+        SuppressionsCommand::Review { reason, lift, format } => {
+            let filter = reason.unwrap_or(ReviewFilter::NotGone);
+            let reviewed = review::review(&services.store, filter).await?;
+            output::reviewed(&mut out, format, &reviewed)?;
+            let closing = if lift && !reviewed.is_empty() {
+                let lifted = review::lift(&services.store, keys, &reviewed).await?;
+                format!(
+                    "Lifted {lifted} suppression(s): mail to them goes out again; a bounce that repeats \
+                     counts toward bounces.soft_bounce_limit."
+                )
+            } else if lift {
+                "Nothing to lift.".to_owned()
+            } else if reviewed.is_empty() {
+                return Ok(());
+            } else {
+                "`bulletin suppressions review --lift` (with the same --reason) lifts them.".to_owned()
+            };
+            // A script's CSV or JSON stays whole: the closing line goes to standard error then.
+            match format {
+                Format::Table => writeln!(out, "{closing}")?,
+                Format::Csv | Format::Json => eprintln!("{closing}"),
             }
         }
     }

@@ -27,6 +27,13 @@ pub enum BounceCause {
 }
 
 impl BounceCause {
+    pub const ALL: [Self; 3] = [Self::Gone, Self::Soft, Self::Sender];
+
+    /// The cause named `name` (`gone`, `soft`, `sender`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Gone => "gone",
@@ -84,6 +91,33 @@ pub enum BounceReason {
 }
 
 impl BounceReason {
+    /// Every reason, in the order above: what an operator may name (`suppressions review --reason`).
+    pub const ALL: [Self; 18] = [
+        Self::UserUnknown,
+        Self::HostUnknown,
+        Self::HasMoved,
+        Self::Disabled,
+        Self::MailboxFull,
+        Self::RateLimited,
+        Self::Temporary,
+        Self::Expired,
+        Self::Suspended,
+        Self::MailerError,
+        Self::Blocked,
+        Self::AuthFailure,
+        Self::SenderRejected,
+        Self::Policy,
+        Self::Filtered,
+        Self::TooLarge,
+        Self::RelayingDenied,
+        Self::Undefined,
+    ];
+
+    /// The reason named `name` ([`BounceReason::as_str`]'s words).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::UserUnknown => "user_unknown",

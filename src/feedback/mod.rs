@@ -145,6 +145,21 @@ pub struct Report {
     pub report_id: Option<String>,
 }
 
+impl Report {
+    /// The RFC 3463 status the report gives (`5.1.1`): the first one in its
+    /// detail, which opens with the DSN's `Status` field where there is one.
+    pub fn status(&self) -> Option<&str> {
+        self.detail.split(|c: char| c.is_whitespace() || matches!(c, ';' | ',' | '(' | ')' | '[' | ']')).find(|word| {
+            let mut parts = word.split('.');
+            let class = parts.next().filter(|c| matches!(*c, "2" | "4" | "5"));
+            let rest: Vec<&str> = parts.collect();
+            class.is_some()
+                && rest.len() == 2
+                && rest.iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+    }
+}
+
 /// What applying a report did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "action")]
@@ -154,6 +169,7 @@ pub enum Applied {
     /// Refused for the sender's reasons: recorded against the issue, the reader left alone.
     SenderRefused,
     /// A soft bounce was counted; `count` within the window so far.
+    #[serde(rename = "counted")]
     SoftBounceCounted { count: u32 },
     /// The reader was unsubscribed and suppressed; `paused_issue` when the issue paused itself.
     Unsubscribed { paused_issue: Option<i64> },
@@ -390,6 +406,25 @@ mod tests {
     fn apply_can_run_on_any_worker_thread() {
         fn is_send<T: Send>(_: T) {}
         let _ = |feedback: &Feedback, report: &Report| is_send(feedback.apply(report));
+    }
+
+    #[test]
+    fn a_status_is_read_from_the_detail() {
+        let report = |detail: &str| Report {
+            kind: ReportKind::HardBounce,
+            source: ReportSource::Dsn,
+            recipient: None,
+            return_path: None,
+            message_id: None,
+            detail: detail.to_owned(),
+            reason: None,
+            report_id: None,
+        };
+        assert_eq!(report("5.1.1 smtp; 550 5.1.1 <address> User unknown").status(), Some("5.1.1"));
+        assert_eq!(report("smtp;552 5.2.2 Quota exceeded").status(), Some("5.2.2"));
+        assert_eq!(report("5.7.606 smtp; 550 banned sending IP [192.0.2.1]").status(), Some("5.7.606"));
+        assert_eq!(report("550 Requested action not taken from 192.0.2.1").status(), None);
+        assert_eq!(report("").status(), None);
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! has not confirmed yet). A bounced address, or one whose reader reported
 //! our mail as spam, is still a subscriber, marked, and named.
 
+pub mod review;
+
 use std::collections::HashMap;
 
 use crate::clock::Timestamp;

@@ -56,7 +56,7 @@ pub use subscribers::{
     Consent, ConsentEvent, MailCap, PreferenceChange, RequestedSubscription, SignupOutcome, SignupRequest,
     SubscriberRow, SubscriptionState,
 };
-pub use suppressions::Suppression;
+pub use suppressions::{BounceRecord, Suppression};
 pub use tokens::{ConfirmOutcome, NewToken, TokenState};
 
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,24 @@ pub struct Suppression {
     pub created_at: Timestamp,
 }
 
+/// Rows of one `IN (…)` list at most, well under SQLite's limit on bound values.
+const CHUNK: usize = 500;
+
+/// One recorded bounce of a subscriber suppressed as `bounced`: what the
+/// remote said when it suppressed (or would have suppressed) the address.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct BounceRecord {
+    pub subscriber_id: i64,
+    pub email: String,
+    pub suppressed_at: Timestamp,
+    /// Where it came from: a report's source (`dsn`, `ses`, …), or `smtp` for
+    /// the reply at sending time.
+    pub source: String,
+    /// The remote's status and words, without addresses.
+    pub detail: String,
+    pub at: Timestamp,
+}
+
 impl Store {
     /// Stops all mail to a subscriber whose mailbox does not exist (5.1.x).
     #[tracing::instrument(level = "debug", skip_all, fields(subscriber_id = subscriber_id))]
@@ -80,6 +98,29 @@ impl Store {
         })
     }
 
+    /// Every hard bounce recorded about a subscriber suppressed as `bounced`
+    /// (not those who complained): the reports (`feedback_events`) and the
+    /// replies at sending time (a `bounced` delivery no report explains),
+    /// by suppression time, subscriber, then record time. A suppression from
+    /// the soft-bounce limit, or from an import, has none.
+    pub async fn bounce_records(&self) -> Result<Vec<BounceRecord>> {
+        reading!(self, |pool| {
+            Ok(sqlx::query_as(
+                "SELECT s.id AS subscriber_id, s.email, s.suppressed_at, f.source, f.detail, f.created_at AS at \
+                 FROM subscribers s JOIN feedback_events f ON f.subscriber_id = s.id AND f.kind = 'hard_bounce' \
+                 WHERE s.suppressed_at IS NOT NULL AND COALESCE(s.suppressed_reason, 'bounced') = 'bounced' \
+                 UNION ALL \
+                 SELECT s.id, s.email, s.suppressed_at, 'smtp', COALESCE(d.last_reply, ''), d.next_attempt_at \
+                 FROM subscribers s JOIN deliveries d ON d.subscriber_id = s.id AND d.status = 'bounced' \
+                 WHERE s.suppressed_at IS NOT NULL AND COALESCE(s.suppressed_reason, 'bounced') = 'bounced' \
+                 AND NOT EXISTS (SELECT 1 FROM feedback_events f WHERE f.delivery_id = d.id) \
+                 ORDER BY 3, 1, 6",
+            )
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
     /// One page of every subscriber's (id, address), by id after `after`.
     pub async fn addresses_page(&self, after: i64, limit: i64) -> Result<Vec<(i64, String)>> {
         reading!(self, |pool| {
@@ -95,26 +136,39 @@ impl Store {
     /// bounce recorded on its subscriber is forgotten. Returns how many
     /// hashes went and whether a bounce was cleared.
     pub async fn remove_suppression(&self, email: &EmailAddress, hashes: &[String]) -> Result<(u64, bool)> {
+        let (removed, cleared) = self.remove_suppressions(std::slice::from_ref(email), hashes).await?;
+        Ok((removed, cleared > 0))
+    }
+
+    /// [`Store::remove_suppression`] for many addresses at once, in one
+    /// transaction: `hashes` are all their keyed hashes. Returns how many
+    /// hashes went and how many subscribers' bounces were cleared.
+    pub async fn remove_suppressions(&self, emails: &[EmailAddress], hashes: &[String]) -> Result<(u64, u64)> {
         in_tx!(self, |tx| {
             let mut removed = 0;
-            if !hashes.is_empty() {
+            for chunk in hashes.chunks(CHUNK) {
                 let mut qb = QueryBuilder::new("DELETE FROM suppressions WHERE email_hash IN (");
                 let mut list = qb.separated(", ");
-                for h in hashes {
+                for h in chunk {
                     list.push_bind(h.as_str());
                 }
                 qb.push(")");
-                removed = qb.build().execute(&mut *tx).await?.rows_affected();
+                removed += qb.build().execute(&mut *tx).await?.rows_affected();
             }
-            let cleared = sqlx::query(
-                "UPDATE subscribers SET suppressed_at = NULL, suppressed_reason = NULL \
-                 WHERE email_key = $1 AND suppressed_at IS NOT NULL",
-            )
-            .bind(email.key())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            Ok((removed, cleared > 0))
+            let mut cleared = 0;
+            for chunk in emails.chunks(CHUNK) {
+                let mut qb = QueryBuilder::new(
+                    "UPDATE subscribers SET suppressed_at = NULL, suppressed_reason = NULL \
+                     WHERE suppressed_at IS NOT NULL AND email_key IN (",
+                );
+                let mut list = qb.separated(", ");
+                for email in chunk {
+                    list.push_bind(email.key());
+                }
+                qb.push(")");
+                cleared += qb.build().execute(&mut *tx).await?.rows_affected();
+            }
+            Ok((removed, cleared))
         })
     }
 
