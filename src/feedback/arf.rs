@@ -10,7 +10,7 @@
 //!
 //! A report about several recipients is one complaint per recipient, each
 //! with its own id, so each is applied once. Who the recipients are is
-//! [`recipients`]' rule, which Microsoft's own format (`jmrp.rs`) shares.
+//! [`Reported::recipients`]' rule, which Microsoft's own format (`jmrp.rs`) shares.
 
 use mail_parser::{Message, MessagePart};
 
@@ -66,8 +66,8 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     parsed.reports = complaints(
         ReportSource::Arf,
         &reported.recipients(),
-        &return_path,
-        &message_id,
+        return_path.as_deref(),
+        message_id.as_deref(),
         &format!("abuse report from {user_agent}"),
         &report_id,
     );
@@ -121,8 +121,8 @@ impl Reported<'_, '_> {
 pub(super) fn complaints(
     source: ReportSource,
     recipients: &[EmailAddress],
-    return_path: &Option<String>,
-    message_id: &Option<String>,
+    return_path: Option<&str>,
+    message_id: Option<&str>,
     detail: &str,
     report_id: &str,
 ) -> Vec<Report> {
@@ -130,8 +130,8 @@ pub(super) fn complaints(
         kind: ReportKind::Complaint,
         source,
         recipient: recipient.cloned(),
-        return_path: return_path.clone(),
-        message_id: message_id.clone(),
+        return_path: return_path.map(str::to_owned),
+        message_id: message_id.map(str::to_owned),
         detail: detail.to_owned(),
         reason: None,
         report_id: Some(per_recipient_id(report_id, recipient, n)),
@@ -293,7 +293,7 @@ mod tests {
     #[test]
     fn without_a_stated_recipient_the_reported_to_is_taken_when_it_can_be_trusted() {
         let reader = Some("reader@example.com".to_owned());
-        assert_eq!(recipients_of(&untagged("Reader <reader@example.com>", "")), [reader.clone()]);
+        assert_eq!(recipients_of(&untagged("Reader <reader@example.com>", "")), [reader]);
         // The provider says it hid addresses, or the To is a stand-in: nobody.
         let said = untagged("reader@example.com", "Redacted-Address: redacted@\r\n");
         assert_eq!(recipients_of(&said), [None]);

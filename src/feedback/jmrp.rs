@@ -37,8 +37,8 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Option<Result<Parsed, ParseError>> 
     let reports = complaints(
         ReportSource::Jmrp,
         &reported.recipients(),
-        &return_path,
-        &message_id,
+        return_path.as_deref(),
+        message_id.as_deref(),
         "abuse report from Microsoft JMRP",
         &report_id,
     );
