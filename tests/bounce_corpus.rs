@@ -55,6 +55,10 @@ fn no_soft_bounce_of_the_corpus_suppresses_a_reader_for_ever() {
     let mut expected: HashMap<String, Vec<(String, String)>> = HashMap::new();
     for line in csv.lines().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
+        // Complaints are held against sisimai's reading in tests/complaints.rs.
+        if fields[3] == "complaint" {
+            continue;
+        }
         expected.entry(fields[0].to_owned()).or_default().push((fields[2].to_lowercase(), fields[3].to_owned()));
     }
     let mut files: Vec<_> = expected.keys().cloned().collect();

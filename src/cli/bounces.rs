@@ -1,5 +1,5 @@
 //! `bulletin bounces ingest`: bounces (DSNs) and spam complaints (ARF
-//! reports) from a mail server, one message on standard input — behind a
+//! reports, Microsoft JMRP mails, SES notifications) from a mail server, one message on standard input — behind a
 //! Postfix `pipe` transport — or a maildir of them from cron.
 //!
 //! The exit status is what a `pipe` transport reads (sysexits): 0 when the
@@ -20,7 +20,7 @@ use crate::feedback::{self, Applied, Feedback, Parsed, ReportKind};
 
 #[derive(Debug, Subcommand)]
 pub enum BouncesCommand {
-    /// Read bounces (DSNs, RFC 3464, and plain-text ones) and spam complaints (ARF, RFC 5965) and act on them.
+    /// Read bounces (DSNs, RFC 3464, and plain-text ones) and spam complaints (ARF, RFC 5965; Microsoft JMRP; SES notifications sent by mail) and act on them.
     ///
     /// Hard bounces suppress the address, soft ones count toward
     /// `bounces.soft_bounce_limit`, a complaint unsubscribes and suppresses.

@@ -119,22 +119,39 @@ fn message_id_data(delivery_id: i64, nonce: Option<i64>) -> Vec<u8> {
 /// Reads the delivery out of a Message-ID Bulletin set (with or without
 /// angle brackets), in either shape. Any other Message-ID is [`Tagged::Untagged`].
 pub fn delivery_of_message_id(keys: &LinkKeys, message_id: &str) -> Tagged {
-    let id = message_id.trim().trim_start_matches('<').trim_end_matches('>').trim();
-    let Some((key, _domain)) = id.rsplit_once('@') else { return Tagged::Untagged };
-    let (key, nonce) = match key.split('.').collect::<Vec<_>>()[..] {
-        [delivery, nonce, mac] if nonce.len() == 16 => match u64::from_str_radix(nonce, 16) {
-            Ok(nonce) => (format!("{delivery}.{mac}"), Some(nonce as i64)),
-            Err(_) => return Tagged::Untagged,
-        },
-        [_, _] => (key.to_owned(), None),
-        _ => return Tagged::Untagged,
-    };
-    let Some((delivery, mac)) = parse_tag(&key, '.') else { return Tagged::Untagged };
+    let Some((delivery, nonce, mac)) = message_id_tag(message_id) else { return Tagged::Untagged };
     if keys.verify_tag(MESSAGE_ID_PURPOSE, &message_id_data(delivery, nonce), &mac) {
         Tagged::Delivery(delivery, nonce)
     } else {
         Tagged::Forged
     }
+}
+
+/// The delivery id, nonce and MAC of a Message-ID of our shape, unverified.
+fn message_id_tag(message_id: &str) -> Option<(i64, Option<i64>, Vec<u8>)> {
+    let id = message_id.trim().trim_start_matches('<').trim_end_matches('>').trim();
+    let (key, _domain) = id.rsplit_once('@')?;
+    let (key, nonce) = match key.split('.').collect::<Vec<_>>()[..] {
+        [delivery, nonce, mac] if nonce.len() == 16 => {
+            (format!("{delivery}.{mac}"), Some(u64::from_str_radix(nonce, 16).ok()? as i64))
+        }
+        [_, _] => (key.to_owned(), None),
+        _ => return None,
+    };
+    let (delivery, mac) = parse_tag(&key, '.')?;
+    Some((delivery, nonce, mac))
+}
+
+/// Whether a return path or a Message-ID has the shape of one of our tags,
+/// whatever the keys: a report carrying one is matched by it, or by nothing
+/// (so a reader named some other way must not be tried instead).
+pub fn has_tag_shape(return_path: Option<&str>, message_id: Option<&str>) -> bool {
+    let verp = return_path.is_some_and(|address| {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+        let tag = address.rsplit_once('@').and_then(|(local, _)| local.rsplit_once('+')).map(|(_, tag)| tag);
+        tag.is_some_and(|tag| parse_tag(tag, '-').is_some())
+    });
+    verp || message_id.is_some_and(|id| message_id_tag(id).is_some())
 }
 
 /// `<digits><sep><16 hex digits>`: a delivery id and its MAC, or `None` for any other shape.
@@ -183,6 +200,18 @@ mod tests {
         assert_eq!(delivery_of_return_path(&keys(), Some(&base), "news+weekly@example.com"), Tagged::Untagged);
         assert_eq!(delivery_of_return_path(&keys(), None, ""), Tagged::Untagged);
         assert_eq!(ReturnPath::parse(""), None);
+    }
+
+    #[test]
+    fn tags_are_told_by_their_shape_alone() {
+        let base = ReturnPath::parse("bounces@example.com").unwrap();
+        let stranger = LinkKeys::new(b"stranger".to_vec(), vec![]);
+        assert!(has_tag_shape(Some(&base.for_delivery(&stranger, 42)), None));
+        let id = format!("<{}@news.example.com>", message_id_key(&stranger, 7, 1));
+        assert!(has_tag_shape(None, Some(&id)));
+        assert!(has_tag_shape(Some("news@example.com"), Some(&id)));
+        assert!(!has_tag_shape(Some("news+weekly@example.com"), Some("<CAF=abc@mail.gmail.com>")));
+        assert!(!has_tag_shape(None, None));
     }
 
     #[test]

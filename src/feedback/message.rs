@@ -1,14 +1,16 @@
 //! One mail message read by `bulletin bounces ingest`: a delivery status
 //! notification (RFC 3464) or an abuse report (RFC 5965), told apart by
 //! their `multipart/report` type and parsed with `mail-parser`; a message
-//! without that part goes to the plain-text bounce reader (`plain.rs`). What both
-//! need — the report's field groups, the original message's headers, the
-//! address the report itself was delivered to — lives here.
+//! without that part is tried as a complaint in a provider's own shape
+//! (Microsoft's JMRP, an Amazon SES notification sent by mail), then goes to
+//! the plain-text bounce reader (`plain.rs`). What they all need — the
+//! report's field groups, the original message's headers, the address the
+//! report itself was delivered to — lives here.
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
-use super::{Report, arf, dsn, plain};
+use super::{Report, arf, dsn, jmrp, plain, ses_mail};
 
 /// What one message held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +33,11 @@ pub enum ReportFormat {
     Arf,
     /// A bounce in plain text (qmail, Exim, older Gmail, Exchange...): see `plain.rs`.
     Plain,
+    /// A complaint from Microsoft's Junk Mail Reporting Program in its own
+    /// format (the reported message attached to a mail from staff@hotmail.com).
+    Jmrp,
+    /// An Amazon SES notification an SNS topic sent by mail.
+    Ses,
 }
 
 /// Why a message is no report Bulletin can read. The message is one line.
@@ -63,7 +70,9 @@ pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, Par
         return Err(ParseError::NotAMessage);
     }
     let whole = Whole { message: &message, raw, envelope_recipient };
-    let Some((report, report_type)) = report_part(&message) else { return plain::read(&whole) };
+    let Some((report, report_type)) = report_part(&message) else {
+        return jmrp::read(&whole).or_else(|| ses_mail::read(&whole)).unwrap_or_else(|| plain::read(&whole));
+    };
     match report_type.as_deref() {
         Some("delivery-status") => dsn::read(&whole, report),
         Some("feedback-report") => arf::read(&whole, report),
@@ -197,14 +206,24 @@ impl Fields {
     /// `type; address` (Final-Recipient, Original-Recipient, Original-Rcpt-To
     /// may go without the type): the address, when the type is rfc822 or absent.
     pub fn address(&self, name: &str) -> Option<&str> {
-        let value = self.get(name)?;
-        let address = match value.split_once(';') {
-            Some((kind, address)) if kind.trim().eq_ignore_ascii_case("rfc822") => address,
-            Some(_) => return None,
-            None => value,
-        };
-        Some(address.trim().trim_start_matches('<').trim_end_matches('>').trim()).filter(|a| !a.is_empty())
+        address_of(self.get(name)?)
     }
+
+    /// The addresses of every field `name` (Original-Rcpt-To may appear once per recipient), in order.
+    pub fn addresses(&self, name: &str) -> Vec<&str> {
+        let name = name.to_ascii_lowercase();
+        self.0.iter().filter(|(n, _)| *n == name).filter_map(|(_, v)| address_of(v)).collect()
+    }
+}
+
+/// The address of a `type; address` value, when the type is rfc822 or absent.
+fn address_of(value: &str) -> Option<&str> {
+    let address = match value.split_once(';') {
+        Some((kind, address)) if kind.trim().eq_ignore_ascii_case("rfc822") => address,
+        Some(_) => return None,
+        None => value,
+    };
+    Some(address.trim().trim_start_matches('<').trim_end_matches('>').trim()).filter(|a| !a.is_empty())
 }
 
 /// A header value on one line.
@@ -215,18 +234,29 @@ fn unfold(value: &str) -> String {
 /// The original message's Message-ID (in angle brackets) and Return-Path,
 /// from a `message/rfc822` part or a `text/rfc822-headers` one.
 pub(super) fn original_headers(part: &MessagePart<'_>) -> (Option<String>, Option<String>) {
-    let from = |message: &Message<'_>| {
+    with_original(part, |message| {
         let id = message.message_id().map(|id| format!("<{}>", id.trim()));
         let return_path = message.return_path().as_text().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty());
         (id, return_path)
-    };
+    })
+    .unwrap_or_default()
+}
+
+/// `read` over the original message of a `message/rfc822` part, or over the
+/// headers of a `text/rfc822-headers` one.
+pub(super) fn with_original<T>(part: &MessagePart<'_>, read: impl FnOnce(&Message<'_>) -> T) -> Option<T> {
     match &part.body {
-        PartType::Message(message) => from(message),
+        PartType::Message(message) => Some(read(message)),
         _ => {
             let text = format!("{}\r\n\r\n", part.text_contents().unwrap_or_default().trim_end());
-            MessageParser::default().parse_headers(text.as_bytes()).map_or((None, None), |m| from(&m))
+            MessageParser::default().parse_headers(text.as_bytes()).map(|m| read(&m))
         }
     }
+}
+
+/// Every value of the header `name` of `message`, as text.
+pub(super) fn text_values(message: &Message<'_>, name: &str) -> Vec<String> {
+    message.header_values(name).filter_map(|v| v.as_text()).map(|v| v.trim().to_owned()).collect()
 }
 
 /// The return path to match a report by: the first address with a `+` tag

@@ -1,6 +1,7 @@
 //! Bounces and complaints that come back after the SMTP reply: a DSN days
 //! after a 250 (RFC 3464), a reader's "Report spam" through a provider's
-//! feedback loop (ARF, RFC 5965), or a provider's webhook (SES, Postmark).
+//! feedback loop (ARF, RFC 5965, or Microsoft's JMRP), or a provider's
+//! notification (SES, Postmark) by webhook or, for SES, by mail.
 //!
 //! Every source is parsed at its edge into a [`Report`]; [`Feedback::apply`]
 //! holds the rules, the same for all of them. A report is matched to the
@@ -25,10 +26,12 @@
 pub mod arf;
 pub mod dsn;
 mod generic;
+mod jmrp;
 mod message;
 mod plain;
 mod postmark;
 mod ses;
+mod ses_mail;
 pub mod sns;
 pub mod webhook;
 
@@ -104,6 +107,8 @@ pub enum ReportSource {
     Dsn,
     /// An abuse report in the Abuse Reporting Format read by `bounces ingest`.
     Arf,
+    /// A complaint in the format of Microsoft's Junk Mail Reporting Program read by `bounces ingest`.
+    Jmrp,
     /// Amazon SES through SNS.
     Ses,
     Postmark,
@@ -117,6 +122,7 @@ impl ReportSource {
         match self {
             Self::Dsn => "dsn",
             Self::Arf => "arf",
+            Self::Jmrp => "jmrp",
             Self::Ses => "ses",
             Self::Postmark => "postmark",
             Self::Generic => "generic",
