@@ -66,7 +66,7 @@
 
   function send(form, email, body) {
     // The API sits beside /subscribe, under the same public URL.
-    var api = form.action.replace(/subscribe$/, "api/subscriptions");
+    var api = form.action.replace(/subscribe(\?.*)?$/, "api/subscriptions");
     return fetch(api, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
