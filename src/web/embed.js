@@ -65,7 +65,7 @@
   }
 
   function send(form, email, body) {
-    // The API sits beside /subscribe, under the same public URL.
+    // The API sits beside /subscribe (a framed box adds ?box=...), under the same public URL.
     var api = form.action.replace(/subscribe(\?.*)?$/, "api/subscriptions");
     return fetch(api, {
       method: "POST",
