@@ -2,8 +2,10 @@
 //! `--iframe` snippet sizes its frame to every state of the box (the form,
 //! an error, the thank-you, "one more step", the per-IP limit), on a phone
 //! and on a desktop; where the site runs no script the frame's default
-//! height fits every state 320 px wide; and without JavaScript the per-IP
-//! limit answers in the frame with the box and the address kept.
+//! height fits every state 320 px wide; two frames on a page each take
+//! their own box's height, and no other origin's message moves them; and
+//! without JavaScript the per-IP limit answers in the frame with the box and
+//! the address kept.
 //!
 //! `cargo test --test frames -- --nocapture` prints the heights it measured.
 
@@ -231,3 +233,48 @@ async fn rate_limited_without_javascript(backend: Backend) {
 }
 
 on_both_backends!(rate_limited_without_javascript);
+
+/// Two framed boxes on one page each take their own box's height, and a
+/// message that does not come from Bulletin's origin moves neither.
+async fn two_frames() {
+    let Some((site, app)) = site_and_app_with(Backend::Sqlite, |_| {}).await else { return };
+    let Some(browser) = Browser::start(PHONE).await else { return };
+    let slugs = ["morning-briefing", "explaining-ukraine"];
+    // The second in a narrow column, where its box is taller.
+    let pasted = format!(
+        "<aside>{}</aside><div style=\"width:320px\">{}</div>",
+        snippet(&app, slugs[0], Snippet::Iframe),
+        snippet(&app, slugs[1], Snippet::Iframe)
+    );
+    site.publish(&pasted);
+    browser.goto(&site.url()).await.unwrap();
+    let mut heights = vec![];
+    for slug in slugs {
+        browser.element(&frame_of(slug)).await.enter_frame().await.unwrap();
+        heights.push(fits(&browser, slug, "box", None).await.frame);
+        browser.enter_parent_frame().await.unwrap();
+    }
+    assert_ne!(heights[0], heights[1], "two boxes of different heights: {heights:?}");
+
+    // The site's own page (or anything on it) posts a height: it is not Bulletin's origin.
+    let forged = "window.addEventListener('message', function (e) { if (e.data === 'after') window.after = true; });\
+                  window.postMessage({ bulletin: 'frame-height', frame: 'bulletin-morning-briefing', height: 40 }, '*');\
+                  window.postMessage('after', '*');";
+    browser.js(forged, vec![]).await;
+    browser
+        .wait_until("the message after the forged one", |client| async move {
+            let seen = client.execute("return window.after === true;", vec![]).await?;
+            Ok(if seen == true { Ok(()) } else { Err(format!("{seen}")) })
+        })
+        .await;
+    let frame = browser.element(&frame_of(slugs[0])).await;
+    let height = browser.js("return arguments[0].clientHeight;", vec![json!(frame)]).await;
+    assert_eq!(height.as_u64(), Some(heights[0]), "a forged message moved the frame");
+    browser.close().await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_frames_on_one_page_take_their_own_heights() {
+    common::bounded(two_frames()).await;
+}
