@@ -9,10 +9,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use bulletin::domain::Rhythm;
 use bulletin::domain::SubscriptionStatus::{Confirmed, Pending};
+use common::boxes::{Snippet, email_field, publish_boxes, site_and_app, submit_box};
 use common::browser::{Browser, DESKTOP, NewsSite, PHONE};
 use common::{Backend, TestApp};
 use fantoccini::key::Key;
@@ -25,70 +25,11 @@ const PAGE_THANKS: &str = "Thank you for signing up. We've sent you a confirmati
 /// Not an address: no `@`.
 const BAD: &str = "reader.example.org";
 
-#[derive(Clone, Copy)]
-enum Snippet {
-    Iframe,
-    Script,
-}
-
-/// What `bulletin --config FILE newsletters snippet SLUG` prints for this app (its public URL).
-fn snippet(app: &TestApp, slug: &str, kind: Snippet) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    let text = format!(
-        "[server]\nsecret = \"{}\"\npublic_url = \"{}\"\n[database]\nurl = \"{}\"\n",
-        common::TEST_SECRET,
-        app.base,
-        app.database_url()
-    );
-    std::fs::write(&config, text).unwrap();
-    let flag = match kind {
-        Snippet::Iframe => "--iframe",
-        Snippet::Script => "--script",
-    };
-    let out = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(&config)
-        .args(["newsletters", "snippet", slug, flag])
-        .env("RUST_LOG", "error")
-        .output()
-        .expect("run bulletin newsletters snippet");
-    assert!(out.status.success(), "snippet {slug} {flag}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A news site whose origin Bulletin lists in `allowed_origins`, and Bulletin.
-async fn site_and_app(backend: Backend) -> Option<(NewsSite, TestApp)> {
-    let site = NewsSite::start().await;
-    let origin = site.origin.clone();
-    let app = TestApp::spawn_with(backend, |s| s.server.allowed_origins = vec![origin]).await?;
-    Some((site, app))
-}
-
-/// Publishes the site's article with these boxes pasted in, each in its own aside.
-fn publish_boxes(site: &NewsSite, app: &TestApp, boxes: &[(&str, Snippet)]) {
-    let body: String =
-        boxes.iter().map(|(slug, kind)| format!("<aside>{}</aside>\n", snippet(app, slug, *kind))).collect();
-    site.publish(&body);
-}
-
-fn email_field(slug: &str) -> String {
-    format!("#bulletin-{slug}-email")
-}
-
 /// The element's computed colour, as the page's own `getComputedStyle` gives it.
 async fn colour(browser: &Browser, element: &fantoccini::elements::Element) -> String {
     let value =
         browser.js("return getComputedStyle(arguments[0]).color;", vec![serde_json::to_value(element).unwrap()]);
     value.await.as_str().unwrap_or_default().to_owned()
-}
-
-/// Types `address` into a box (in the current frame) and presses its button.
-async fn submit_box(browser: &Browser, slug: &str, address: &str) {
-    let field = browser.element(&email_field(slug)).await;
-    field.clear().await.unwrap();
-    field.send_keys(address).await.unwrap();
-    browser.element(&format!("form[data-bulletin=\"{slug}\"] button[type=submit]")).await.click().await.unwrap();
 }
 
 /// A refused address in a box: the error shows under the field, in red, tied to the field, and what was typed stays.

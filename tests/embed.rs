@@ -130,6 +130,111 @@ async fn a_box_without_javascript_answers_in_the_box(backend: Backend) {
     app.stop().await;
 }
 
+/// The address a box's form posts to, as the browser reads it from the page.
+fn action(html: &str) -> String {
+    let at = html.find("action=\"").unwrap_or_else(|| panic!("no form: {html}")) + "action=\"".len();
+    common::visible(&html[at..at + html[at..].find('"').unwrap()])
+}
+
+/// Every refusal of a box's form is the box: a stale form, the per-IP
+/// limit (429), a form too large (413) or unreadable answer with the box,
+/// which the site may frame, with the typed address in its field and the
+/// reason above it; never an error page that no site may frame.
+async fn every_refusal_of_a_box_is_a_box(backend: Backend) {
+    let Some(app) = TestApp::spawn_with(backend, |s| {
+        s.server.allowed_origins = vec![SITE.into()];
+        s.signup.per_ip_per_minute = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let html = app.http.get(app.url(&format!("/embed/{MORNING}"))).send().await.unwrap().text().await.unwrap();
+    let to = action(&html);
+    assert_eq!(to, app.url(&format!("/subscribe?box={MORNING}&theme=light")), "the box says it is one before its body");
+    let form = |email: &str, website: String| {
+        let fields = [
+            ("newsletter", MORNING.to_owned()),
+            ("embed", field(&html, "embed")),
+            ("form", field(&html, "form")),
+            ("ts", field(&html, "ts")),
+            ("timezone", String::new()),
+            ("website", website),
+            ("email", email.to_owned()),
+        ];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::serde_urlencoded_pairs(&fields)
+    };
+    let post = |url: &str, body: String| {
+        app.http.post(url).header("content-type", "application/x-www-form-urlencoded").body(body).send()
+    };
+    let assert_box = |page: &str, typed: &str, reason: &str| {
+        assert!(page.contains(&format!("data-bulletin=\"{MORNING}\"")), "the box: {page}");
+        assert_eq!(field(page, "email"), typed, "what was typed stays: {page}");
+        assert!(common::visible(page).contains(reason), "{reason}: {page}");
+    };
+    let framable = |response: &reqwest::Response| {
+        let policy = csp(response);
+        assert!(policy.ends_with(&format!("frame-ancestors 'self' {SITE}")), "{policy}");
+    };
+
+    // A form left open past its age: asked once more, in the box.
+    app.clock.advance(i64::try_from(app.settings.signup.max_form_age_hours * 3600 + 1).unwrap());
+    let stale = post(&to, form("stale@example.org", String::new())).await.unwrap();
+    assert_eq!(stale.status(), 200);
+    framable(&stale);
+    let page = stale.text().await.unwrap();
+    assert_box(&page, "stale@example.org", "Please press Subscribe once more to finish signing up.");
+    assert_eq!(app.status_of("stale@example.org", MORNING).await, None);
+
+    // A form not sent as a form.
+    let unreadable = app.http.post(&to).header("content-type", "text/plain").body("email=x").send().await.unwrap();
+    assert_eq!(unreadable.status(), 415);
+    framable(&unreadable);
+    assert_box(&unreadable.text().await.unwrap(), "", "Please send the form as a web form.");
+
+    // The last of three per minute, then the per-IP limit.
+    let html = app.http.get(app.url(&format!("/embed/{MORNING}"))).send().await.unwrap().text().await.unwrap();
+    let form = |email: &str, website: String| {
+        let fields = [
+            ("newsletter", MORNING.to_owned()),
+            ("embed", field(&html, "embed")),
+            ("form", field(&html, "form")),
+            ("ts", field(&html, "ts")),
+            ("website", website),
+            ("email", email.to_owned()),
+        ];
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        common::serde_urlencoded_pairs(&fields)
+    };
+    assert_eq!(post(&to, form("first@example.org", String::new())).await.unwrap().status(), 200);
+    let limited = post(&to, form("kept@example.org", String::new())).await.unwrap();
+    assert_eq!(limited.status(), 429);
+    framable(&limited);
+    assert!(limited.headers().contains_key("retry-after"));
+    let page = limited.text().await.unwrap();
+    assert_box(&page, "kept@example.org", "Too many signups from your network. Please try again in");
+    assert!(page.contains("<title>Error: Subscribe to Morning Briefing</title>"), "{page}");
+    assert!(page.contains("class=\"bulletin-notice\" role=\"alert\""), "announced: {page}");
+    assert_eq!(app.status_of("kept@example.org", MORNING).await, None);
+
+    // A form too large (here a bot-sized honeypot before the address).
+    let large = post(&to, form("big@example.org", "x".repeat(20 * 1024))).await.unwrap();
+    assert_eq!(large.status(), 413);
+    framable(&large);
+    assert_box(&large.text().await.unwrap(), "big@example.org", "The form you sent is too large.");
+
+    // The same refusals for a page of ours stay pages that no site may frame.
+    let page = app.url("/subscribe");
+    let large = post(&page, form("big@example.org", "x".repeat(20 * 1024))).await.unwrap();
+    assert_eq!(large.status(), 413);
+    assert!(csp(&large).ends_with("frame-ancestors 'none'"), "{}", csp(&large));
+    let limited = app.post_form("/subscribe", &[("newsletter", MORNING), ("email", "page@example.org")], None).await;
+    assert_eq!(limited.status(), 429);
+    assert!(csp(&limited).ends_with("frame-ancestors 'none'"), "{}", csp(&limited));
+    app.stop().await;
+}
+
 /// A reader whose browser fills in the address and who presses Enter at
 /// once beats the time-trap: they are asked to press once more on a fresh
 /// form and end up signed up. The honeypot still drops a bot in silence.
@@ -286,6 +391,10 @@ fn snippets_carry_the_public_url() {
         iframe.starts_with(&format!("<iframe src=\"https://newsletters.example.org/embed/{MORNING}\"")),
         "{iframe}"
     );
+    // The frame sizes itself from messages of our origin and its own frame only (tests/frames.rs shows it).
+    assert!(iframe.contains(&format!("name=\"bulletin-{MORNING}\"")), "{iframe}");
+    assert!(iframe.contains("event.origin !== \"https://newsletters.example.org\""), "{iframe}");
+    assert!(iframe.contains("event.source !== frame.contentWindow"), "{iframe}");
 
     let unknown = snippet(&["evening-news"]);
     assert!(!unknown.status.success());
@@ -296,5 +405,6 @@ fn snippets_carry_the_public_url() {
 on_both_backends!(
     only_the_boxes_are_framed_and_only_by_allowed_sites,
     a_box_without_javascript_answers_in_the_box,
-    a_quick_reader_is_asked_again_never_dropped
+    a_quick_reader_is_asked_again_never_dropped,
+    every_refusal_of_a_box_is_a_box
 );

@@ -1,12 +1,12 @@
 //! Request bodies: read before any handler runs, bounded in size, in time
 //! and, for requests anyone may send, in the bytes they hold all together.
 //!
-//! A declared length over the limit is refused at once (413) without reading
-//! a byte of it, and a body that has not arrived within
-//! `server.body_read_timeout_seconds` is answered 408 (hyper then closes the
-//! connection, the body being unread). Routes behind a secret (webhooks,
-//! `POST /api/items`) check it before this reader runs, so a wrong secret
-//! costs no body at all. Every other request first reserves its body's size
+//! A declared length over the limit is refused at once (413) without keeping
+//! a byte of it (a framed box's form is read through for its address alone),
+//! and a body that has not arrived within `server.body_read_timeout_seconds`
+//! is answered 408 (hyper then closes the connection, the body being unread).
+//! Routes behind a secret (webhooks, `POST /api/items`) check it before this
+//! reader runs, so a wrong secret costs no body at all. Every other request first reserves its body's size
 //! (the declared length, or the limit when none is declared) from
 //! [`OPEN_BODY_BUDGET`], shared by all connections, and keeps it until it is
 //! answered; when the budget is spent, a request waits up to [`BUDGET_WAIT`]
@@ -24,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
 use super::error::{ApiError, PageError};
+use super::frames::{FramedBox, Typed};
 
 /// Bytes of request bodies that requests without a secret may hold at once:
 /// 256 forms of the largest size; a real signup form is a few hundred bytes.
@@ -62,7 +63,12 @@ pub async fn read_body(State(reader): State<BodyReader>, req: Request, next: Nex
     let limit = reader.limit;
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return body_refused(api, StatusCode::PAYLOAD_TOO_LARGE);
+        let mut refused = body_refused(api, StatusCode::PAYLOAD_TOO_LARGE);
+        if FramedBox::of(req.uri()).is_some() {
+            // A box is drawn again with the reader's address, read from the body holding nothing else.
+            refused.extensions_mut().insert(Typed::scan(req.into_body(), reader.timeout).await);
+        }
+        return refused;
     }
     let (parts, body) = req.into_parts();
     // hyper knows the declared length (or that there is no body); a chunked body may be up to the limit.

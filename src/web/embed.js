@@ -65,8 +65,8 @@
   }
 
   function send(form, email, body) {
-    // The API sits beside /subscribe, under the same public URL.
-    var api = form.action.replace(/subscribe$/, "api/subscriptions");
+    // The API sits beside /subscribe (a framed box adds ?box=...), under the same public URL.
+    var api = form.action.replace(/subscribe(\?.*)?$/, "api/subscriptions");
     return fetch(api, {
       method: "POST",
       headers: { "Content-Type": "application/json" },

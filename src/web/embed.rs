@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::PageError;
+use super::frames::{self, FramedBox};
 use super::pages::render;
 use crate::domain::{Newsletter, NewsletterSlug};
 
@@ -29,20 +30,26 @@ const SCRIPT: &str = include_str!("embed.js");
 /// Our pages' Content-Security-Policy with `frame_ancestors`: our own scripts
 /// and inline styles only, forms and requests to us only.
 pub fn content_security_policy(frame_ancestors: &str) -> String {
+    policy("'self'", frame_ancestors)
+}
+
+fn policy(script_src: &str, frame_ancestors: &str) -> String {
     format!(
-        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; \
+        "default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; img-src 'self' data:; \
          connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors {frame_ancestors}"
     )
 }
 
-/// The policy of the boxes: framed by us and the configured sites only.
+/// The policy of the boxes: framed by us and the configured sites only, and
+/// of inline scripts only the one that tells the framing page the box's height.
 pub fn box_policy(allowed_origins: &[HeaderValue]) -> HeaderValue {
     let mut ancestors = String::from("'self'");
     for origin in allowed_origins.iter().filter_map(|o| o.to_str().ok()) {
         ancestors.push(' ');
         ancestors.push_str(origin);
     }
-    HeaderValue::try_from(content_security_policy(&ancestors)).expect("origins are checked at load")
+    let scripts = format!("'self' {}", frames::sizing_source());
+    HeaderValue::try_from(policy(&scripts, &ancestors)).expect("origins are checked at load")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -137,13 +144,39 @@ impl SignupBox {
 #[template(path = "embed.html")]
 struct EmbedPage {
     theme: &'static str,
+    /// The sites that may frame the box, space-separated: the only ones told its height.
+    parents: String,
+    /// The inline script that tells them ([`frames::SIZING`]).
+    sizing: &'static str,
     heading: String,
     description: String,
     script: String,
     signup: SignupBox,
     thanked: bool,
     thanks: &'static str,
-    press_again: &'static str,
+    /// Said above the form: press once more, or why the form was refused.
+    notice: Option<String>,
+    /// A refusal: the title starts with "Error: ".
+    failed: bool,
+}
+
+impl EmbedPage {
+    fn new(state: &AppState, theme: Theme, signup: SignupBox) -> Self {
+        let parents: Vec<&str> = state.allowed_origins.iter().filter_map(|o| o.to_str().ok()).collect();
+        Self {
+            theme: theme.as_str(),
+            parents: parents.join(" "),
+            sizing: frames::SIZING,
+            heading: String::new(),
+            description: String::new(),
+            script: format!("{}/embed.js", state.signup.links().public_url()),
+            signup,
+            thanked: false,
+            thanks: THANKS,
+            notice: None,
+            failed: false,
+        }
+    }
 }
 
 /// The full page asking to press once more, for a form posted from our own page.
@@ -162,6 +195,7 @@ fn embed_page(state: &AppState, newsletters: &[&Newsletter], theme: Theme) -> Op
     let pairs: Vec<(String, String)> = newsletters.iter().map(|n| (n.slug.to_string(), n.name.clone())).collect();
     let public_url = state.signup.links().public_url();
     let mut signup = SignupBox::new(public_url, &pairs);
+    signup.action = format!("{}?{}", signup.action, FramedBox::query(&signup.slugs, theme));
     signup.hidden.push(("embed", theme.as_str().to_owned()));
     signup.hidden.push(("form", signup.slugs.clone()));
     signup.hidden.push(("ts", super::pages::fresh_stamp(state)));
@@ -169,16 +203,7 @@ fn embed_page(state: &AppState, newsletters: &[&Newsletter], theme: Theme) -> Op
         [one] => (one.name.clone(), one.description.clone()),
         _ => ("Our newsletters".to_owned(), String::new()),
     };
-    Some(EmbedPage {
-        theme: theme.as_str(),
-        heading,
-        description,
-        script: format!("{public_url}/embed.js"),
-        signup,
-        thanked: false,
-        thanks: THANKS,
-        press_again: PRESS_AGAIN,
-    })
+    Some(EmbedPage { heading, description, ..EmbedPage::new(state, theme, signup) })
 }
 
 /// The newsletters of a comma-separated slug list; `None` if one is not ours.
@@ -206,12 +231,9 @@ pub struct Sent<'a> {
     pub again: bool,
 }
 
-/// The answer to a form posted from a box: the box again with what was
-/// sent and what was wrong (422), or asking to press once more (200).
-pub fn box_again(state: &AppState, theme: Theme, sent: &Sent<'_>) -> Response {
-    let Some(mut page) = named(state, sent.boxed).and_then(|found| embed_page(state, &found, theme)) else {
-        return not_ours();
-    };
+/// The box again as sent; `None` when it names a newsletter that is not ours (any more).
+fn sent_box(state: &AppState, theme: Theme, sent: &Sent<'_>) -> Option<EmbedPage> {
+    let mut page = named(state, sent.boxed).and_then(|found| embed_page(state, &found, theme))?;
     let signup = &mut page.signup;
     signup.pick(sent.picked);
     signup.email = sent.email.to_owned();
@@ -219,22 +241,40 @@ pub fn box_again(state: &AppState, theme: Theme, sent: &Sent<'_>) -> Response {
     signup.error = sent.error;
     signup.choice_error = sent.choice_error;
     signup.again = sent.again;
-    let failed = sent.error.is_some() || sent.choice_error.is_some();
-    framed(state, if failed { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK }, &page)
+    page.failed = sent.error.is_some() || sent.choice_error.is_some();
+    page.notice = sent.again.then(|| PRESS_AGAIN.to_owned());
+    Some(page)
+}
+
+/// The answer to a form posted from a box: the box again with what was
+/// sent and what was wrong (422), or asking to press once more (200).
+pub fn box_again(state: &AppState, theme: Theme, sent: &Sent<'_>) -> Response {
+    let Some(page) = sent_box(state, theme, sent) else {
+        return not_ours();
+    };
+    framed(state, if page.failed { StatusCode::UNPROCESSABLE_ENTITY } else { StatusCode::OK }, &page)
+}
+
+/// A refused box form (rate limited, too large, too slow, the server busy or
+/// failing, the form unreadable) answered with the box, as sent, with the
+/// refusal's message above it and its status and Retry-After: a site can
+/// frame a box, never an error page.
+pub fn box_refused(state: &AppState, theme: Theme, sent: &Sent<'_>, error: PageError) -> Response {
+    let Some(mut page) = sent_box(state, theme, sent) else {
+        return error.into_response();
+    };
+    page.notice = Some(error.message.clone());
+    page.failed = true;
+    let mut response = framed(state, error.status, &page);
+    if let Some(secs) = error.retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// The thank-you in place of a box.
 pub fn box_thanks(state: &AppState, theme: Theme) -> Response {
-    let page = EmbedPage {
-        theme: theme.as_str(),
-        heading: String::new(),
-        description: String::new(),
-        script: format!("{}/embed.js", state.signup.links().public_url()),
-        signup: SignupBox::new("", &[]),
-        thanked: true,
-        thanks: THANKS,
-        press_again: PRESS_AGAIN,
-    };
+    let page = EmbedPage { thanked: true, ..EmbedPage::new(state, theme, SignupBox::new("", &[])) };
     framed(state, StatusCode::OK, &page)
 }
 
@@ -339,6 +379,10 @@ struct Snippet<'a> {
     public_url: &'a str,
     slug: &'a str,
     signup: SignupBox,
+    /// The frame's height where the site runs no script.
+    height: u32,
+    /// The script that sizes the frame from the box's messages.
+    listener: String,
 }
 
 /// The HTML a site pastes for one newsletter's box.
@@ -350,5 +394,15 @@ pub fn snippet(
 ) -> Result<String, askama::Error> {
     let public_url = public_url.trim_end_matches('/');
     let signup = SignupBox::new(public_url, &[(slug.to_string(), name.to_owned())]);
-    Snippet { iframe: kind == SnippetKind::Iframe, public_url, slug: slug.as_str(), signup }.render()
+    // `public_url` was checked at load: http(s) with a host, so its origin is a plain ASCII string.
+    let origin = url::Url::parse(public_url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    Snippet {
+        iframe: kind == SnippetKind::Iframe,
+        public_url,
+        slug: slug.as_str(),
+        signup,
+        height: frames::FRAME_HEIGHT,
+        listener: frames::listener(&origin),
+    }
+    .render()
 }

@@ -15,8 +15,10 @@ use crate::store::StoreError;
 /// What a client is told to wait before trying again while the database is unavailable.
 const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 10;
 
-/// An error answered with an HTML page.
-#[derive(Debug)]
+/// An error answered with an HTML page. The response carries it as an
+/// extension too, so a framed box's refusal can be drawn as the box
+/// ([`super::frames::answer_in_box`]).
+#[derive(Debug, Clone)]
 pub struct PageError {
     pub status: StatusCode,
     pub title: &'static str,
@@ -88,11 +90,12 @@ impl From<SignupError> for PageError {
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let page = MessagePage::new(self.title).line(self.message).link("/", "Back to the newsletters");
+        let page = MessagePage::new(self.title).line(self.message.clone()).link("/", "Back to the newsletters");
         let mut response = (self.status, page).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        response.extensions_mut().insert(self);
         response
     }
 }

@@ -10,6 +10,7 @@ mod body;
 pub mod client;
 mod embed;
 mod error;
+mod frames;
 mod items;
 mod pages;
 mod preferences;
@@ -156,6 +157,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokened)
         .fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(open_body, read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), frames::answer_in_box))
         .merge(authenticated)
         .merge(hooks)
         .layer(middleware::from_fn_with_state(state.clone(), identify_client))
@@ -223,7 +225,9 @@ async fn limit_per_ip(State(state): State<AppState>, req: Request, next: Next) -
                 let mut e =
                     error::PageError::new(axum::http::StatusCode::TOO_MANY_REQUESTS, "Too many requests", message);
                 e.retry_after = Some(retry_after);
-                e.into_response()
+                let mut refusal = e.into_response();
+                frames::Typed::keep(req, &mut refusal).await;
+                refusal
             }
         }
     }

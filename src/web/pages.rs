@@ -286,6 +286,20 @@ impl SubscribeForm {
         embed::box_again(state, theme, &sent)
     }
 
+    /// The box again, as sent, with why the server refused it (busy, failing).
+    fn refused_in_box(&self, state: &AppState, theme: Theme, error: PageError) -> Response {
+        let sent = Sent {
+            boxed: &self.form,
+            picked: &self.newsletter,
+            email: &self.email,
+            zone: &self.timezone,
+            error: None,
+            choice_error: None,
+            again: false,
+        };
+        embed::box_refused(state, theme, &sent, error)
+    }
+
     /// Asks to press Subscribe once more, keeping everything that was sent.
     fn press_again(&self, state: &AppState) -> Response {
         match self.theme() {
@@ -350,6 +364,19 @@ async fn subscribe_form(
     form: Result<axum_extra::extract::Form<SubscribeForm>, axum_extra::extract::FormRejection>,
 ) -> Result<(SignupOutcome, Response), PageError> {
     let axum_extra::extract::Form(form) = form.map_err(|e| PageError::rejected(e.status(), e.body_text()))?;
+    match (answer_form(state, ip, headers, &form).await, form.theme()) {
+        (Err(e), Some(theme)) => Ok((SignupOutcome::of_error(e.status), form.refused_in_box(state, theme, e))),
+        (answer, _) => answer,
+    }
+}
+
+/// The answer to a signup form that could be read.
+async fn answer_form(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    form: &SubscribeForm,
+) -> Result<(SignupOutcome, Response), PageError> {
     let theme = form.theme();
     let thanks = || match theme {
         Some(theme) => embed::box_thanks(state, theme),
@@ -371,7 +398,7 @@ async fn subscribe_form(
         let page = match theme {
             Some(theme) => form.in_box(state, theme, &feedback, false),
             None => {
-                (StatusCode::UNPROCESSABLE_ENTITY, render(&index_page(state, Some((&form, feedback))))).into_response()
+                (StatusCode::UNPROCESSABLE_ENTITY, render(&index_page(state, Some((form, feedback))))).into_response()
             }
         };
         Ok((SignupOutcome::Invalid, page))

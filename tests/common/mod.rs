@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod boxes;
 pub mod browser;
 pub mod db;
 pub mod feed_server;
