@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
 
-use super::{Result, Store, reading, with_pool};
+use super::{Db, Result, Store, reading, with_pool};
 use crate::clock::Timestamp;
 use crate::domain::sender_refusal::{most_common, reason_named};
 use crate::domain::{BounceReason, DomainRefusals};
@@ -87,24 +87,23 @@ impl Store {
     }
 
     /// Fills in delivered and attempted for each domain, in one pass over the issues' ledger.
-    ///
-    /// The domain is matched on the end of the subscriber's address key
-    /// (`…@domain`), with `substr` and `length`, which both backends have.
     async fn with_sent_counts(&self, mut domains: Vec<DomainRefusals>, issues: Issues) -> Result<Vec<DomainRefusals>> {
         if domains.is_empty() {
             return Ok(domains);
         }
+        // The domain of the subscriber's address key. Stored addresses hold
+        // one `@` (quoted local parts are refused at the edge). Taken once a
+        // row: matching each wanted domain's suffix instead cost 5 times as
+        // much (200 000 rows, SQLite: 0.5 s against 0.1 s).
+        let domain_of = match &self.db {
+            Db::Sqlite(_) => "substr(s.email_key, instr(s.email_key, '@') + 1)",
+            Db::Postgres(_) => "split_part(s.email_key, '@', 2)",
+        };
         let counts: Vec<(String, i64, i64)> = reading!(self, |pool| {
-            let mut qb = QueryBuilder::new("WITH wanted (domain) AS (VALUES ");
-            let mut values = qb.separated(", ");
-            for d in &domains {
-                values.push("(").push_bind_unseparated(d.domain.clone()).push_unseparated(")");
-            }
-            qb.push(
-                ") SELECT wanted.domain, CAST(SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END) AS BIGINT), \
-                 CAST(COUNT(*) AS BIGINT) FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id \
-                 JOIN wanted ON substr(s.email_key, length(s.email_key) - length(wanted.domain)) = '@' || wanted.domain \
-                 WHERE d.attempts > 0 AND ",
+            let mut qb = QueryBuilder::new("SELECT ");
+            qb.push(domain_of).push(
+                ", CAST(SUM(CASE WHEN d.status = 'sent' THEN 1 ELSE 0 END) AS BIGINT), CAST(COUNT(*) AS BIGINT) \
+                 FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id WHERE d.attempts > 0 AND ",
             );
             match issues {
                 Issues::One(id) => {
@@ -120,7 +119,12 @@ impl Store {
                         .push(")");
                 }
             }
-            qb.push(" GROUP BY wanted.domain");
+            qb.push(" AND ").push(domain_of).push(" IN (");
+            let mut wanted = qb.separated(", ");
+            for d in &domains {
+                wanted.push_bind(d.domain.clone());
+            }
+            qb.push(") GROUP BY ").push(domain_of);
             qb.build_query_as().fetch_all(pool).await?
         });
         let counts: HashMap<String, (i64, i64)> =
