@@ -528,7 +528,7 @@ impl Engine {
             ledger.settle_now(delivery.id, token, settlement).await?;
         }
         if let (DeliveryKind::Issue, Some(issue)) = (delivery.kind, delivery.issue_id) {
-            self.count_refusal(delivery, issue, &verdict, exhausted, now).await?;
+            self.count_refusal(delivery, issue, &verdict, exhausted, now).await;
         }
         match verdict {
             Verdict::Sent(_) => {
@@ -573,6 +573,8 @@ impl Engine {
     /// for the sender's reasons (a 5.x.x one, or a 4.x.x one that used up
     /// every attempt) is recorded for `issue status`, and the first time a
     /// domain passes the warning threshold the log says so, naming the domain only.
+    /// A count that cannot be stored is logged, never a reason to skip what
+    /// the result itself calls for (a suppression, a pause).
     async fn count_refusal(
         &self,
         delivery: &ClaimedDelivery,
@@ -580,22 +582,23 @@ impl Engine {
         verdict: &Verdict,
         exhausted: bool,
         now: crate::clock::Timestamp,
-    ) -> Result<(), StoreError> {
+    ) {
         let refused = match verdict {
             Verdict::Sent(_) | Verdict::NoSuchMailbox(_) | Verdict::Refused(_) => None,
             Verdict::Policy(reply) => sender_refusal(reply, true),
             Verdict::TryAgain(reply) | Verdict::SlowDown(reply) if exhausted => sender_refusal(reply, false),
             // Not answered for good yet (tried again), or maybe delivered.
-            Verdict::TryAgain(_) | Verdict::SlowDown(_) | Verdict::Ambiguous(_) => return Ok(()),
+            Verdict::TryAgain(_) | Verdict::SlowDown(_) | Verdict::Ambiguous(_) => return,
         };
-        let Some(domain) = recipient_domain(&delivery.email) else { return Ok(()) };
-        if let Some(reason) = refused {
-            self.store.record_refusal_at_send(issue, delivery.id, &domain, reason, now).await?;
+        let Some(domain) = recipient_domain(&delivery.email) else { return };
+        if let Some(reason) = refused
+            && let Err(e) = self.store.record_refusal_at_send(issue, delivery.id, &domain, reason, now).await
+        {
+            tracing::warn!(issue, %domain, error = %e, "delivery: a refusal for the sender's reasons was not counted");
         }
         if let Some(line) = self.refusals.answered(issue, &domain, refused) {
             tracing::warn!(issue, %domain, "{line}");
         }
-        Ok(())
     }
 }
 
