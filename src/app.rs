@@ -209,7 +209,8 @@ pub async fn services(settings: &Settings, clock: Clock) -> anyhow::Result<Servi
             .with_return_path(ReturnPath::parse(&settings.bounces.return_path));
     let pace = Pace::from(&settings.sending);
     let engine = Engine::new(store.clone(), outbound, composer.clone(), clock, pace, metrics.clone())
-        .yielding_to(signup.backlog());
+        .yielding_to(signup.backlog())
+        .warning_on_sender_refusals(settings.bounces.refusal_warning());
     Ok(Services { store, signup, engine, composer, digests, feedback, mail_queued, metrics })
 }
 

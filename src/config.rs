@@ -45,6 +45,19 @@ pub struct BounceSettings {
     pub pause_complaint_rate: f64,
     /// ...and it has at least this many complaints, so one complaint on a small list does not pause it.
     pub pause_min_complaints: u32,
+    /// A receiving domain that refuses this share of what it is sent for the
+    /// sender's reasons (blocklist, policy, SPF/DKIM/DMARC, content) is named
+    /// in a warning: in the log while an issue sends, in `issue status`.
+    pub sender_refusal_warning_share: f64,
+    /// ...once it has refused at least this many, so 1 of 2 is no warning.
+    pub sender_refusal_warning_min: u32,
+}
+
+impl BounceSettings {
+    /// When a receiving domain's refusals for the sender's reasons are worth a warning.
+    pub fn refusal_warning(&self) -> crate::domain::RefusalWarning {
+        crate::domain::RefusalWarning { share: self.sender_refusal_warning_share, min: self.sender_refusal_warning_min }
+    }
 }
 
 impl Default for BounceSettings {
@@ -55,6 +68,8 @@ impl Default for BounceSettings {
             soft_bounce_days: 30,
             pause_complaint_rate: 0.003,
             pause_min_complaints: 3,
+            sender_refusal_warning_share: 0.05,
+            sender_refusal_warning_min: 10,
         }
     }
 }
@@ -503,6 +518,15 @@ impl Settings {
                 "bounces.pause_complaint_rate must be a fraction from 0 up to 1, like 0.003 for 0.3 %".into(),
             );
         }
+        let share = bounces.sender_refusal_warning_share;
+        if !(share > 0.0 && share <= 1.0) {
+            return invalid(format!(
+                "bounces.sender_refusal_warning_share must be a fraction above 0 and at most 1, like 0.05 for 5 % (got {share})"
+            ));
+        }
+        if bounces.sender_refusal_warning_min == 0 {
+            return invalid("bounces.sender_refusal_warning_min must be at least 1".into());
+        }
         if bounces.soft_bounce_limit == 0 || bounces.soft_bounce_days == 0 {
             return invalid("bounces.soft_bounce_limit and bounces.soft_bounce_days must be at least 1".into());
         }
@@ -667,6 +691,16 @@ mod tests {
             let path = write(dir.path(), "[bounces]\nreturn_path = \"a-very-long-bounce-mailbox-name@example.com\"\n");
             let err = Settings::load(&path).unwrap_err().to_string();
             assert!(err.contains("bounces.return_path") && err.contains("27"), "{err}");
+            for bad in [
+                "sender_refusal_warning_share = 0.0",
+                "sender_refusal_warning_share = 5",
+                "sender_refusal_warning_min = 0",
+            ] {
+                let path = write(dir.path(), &format!("[bounces]\n{bad}\n"));
+                let err = Settings::load(&path).unwrap_err().to_string();
+                let key = bad.split(' ').next().unwrap();
+                assert!(err.contains(&format!("bounces.{key}")), "{bad}: {err}");
+            }
         });
     }
 

@@ -314,6 +314,15 @@ pub async fn run(settings: &Settings, command: IssueCommand) -> anyhow::Result<(
                     reported.sender_refusals
                 )?;
             }
+            let by_domain = services.store.refusals_by_domain(id, super::refusals::TOP).await?;
+            if !by_domain.is_empty() {
+                writeln!(
+                    out,
+                    "Refused for the sender's reasons by receiving domain (at sending and reported after; \
+                     nobody suppressed):"
+                )?;
+                super::refusals::print(&mut out, &by_domain, &settings.bounces.refusal_warning())?;
+            }
             writeln!(out, "Spam complaints: {}", complaint_rate(reported.complaints, delivered))?;
             let failures = services.store.issue_failures(id, 50).await?;
             if !failures.is_empty() {

@@ -11,6 +11,7 @@ mod output;
 mod progress;
 mod prompt;
 mod reader;
+mod refusals;
 mod stats;
 mod subscribers;
 mod warnings;

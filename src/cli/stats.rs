@@ -9,10 +9,11 @@ use anyhow::{Context, bail};
 use serde_json::json;
 
 use super::output::{Format, table};
+use super::refusals;
 use crate::app;
 use crate::clock::{Clock, format_timestamp};
 use crate::config::Settings;
-use crate::domain::NewsletterSlug;
+use crate::domain::{NewsletterSlug, RefusalWarning};
 use crate::spreadsheet::neutralise;
 use crate::stats::{self, Day, Report};
 
@@ -25,6 +26,7 @@ pub struct StatsArgs {
     #[arg(long, value_name = "DATE", value_parser = Day::parse)]
     since: Option<Day>,
     /// How to print: an aligned table, CSV (the days, a blank line, then the issues) or JSON.
+    /// The receiving domains that refused for the sender's reasons are in the table and JSON.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
     /// Also write one self-contained HTML page with charts to FILE (nothing on it is fetched from elsewhere).
@@ -49,7 +51,7 @@ pub async fn run(settings: &Settings, args: StatsArgs) -> anyhow::Result<()> {
         eprintln!("Wrote {}.", path.display());
     }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    print(&mut out, args.format, &report)?;
+    print(&mut out, args.format, &report, &settings.bounces.refusal_warning())?;
     out.flush()?;
     Ok(())
 }
@@ -68,7 +70,7 @@ const ISSUE_HEADER: [&str; 10] = [
     "complaints",
 ];
 
-fn print(out: &mut impl Write, format: Format, report: &Report) -> anyhow::Result<()> {
+fn print(out: &mut impl Write, format: Format, report: &Report, warning: &RefusalWarning) -> anyhow::Result<()> {
     let days: Vec<[String; 6]> = report
         .newsletters
         .iter()
@@ -109,6 +111,13 @@ fn print(out: &mut impl Write, format: Format, report: &Report) -> anyhow::Resul
             table(out, &DAY_HEADER, &days)?;
             writeln!(out, "\nPer issue:")?;
             table(out, &ISSUE_HEADER, &issues)?;
+            if !report.refusals_by_domain.is_empty() {
+                writeln!(
+                    out,
+                    "\nRefused for the sender's reasons by receiving domain (the issues above; nobody suppressed):"
+                )?;
+                refusals::print(out, &report.refusals_by_domain, warning)?;
+            }
         }
         Format::Csv => {
             csv_block(out, &DAY_HEADER, &days)?;
@@ -116,7 +125,7 @@ fn print(out: &mut impl Write, format: Format, report: &Report) -> anyhow::Resul
             csv_block(out, &ISSUE_HEADER, &issues)?;
         }
         Format::Json => {
-            serde_json::to_writer_pretty(&mut *out, &as_json(report))?;
+            serde_json::to_writer_pretty(&mut *out, &as_json(report, warning))?;
             writeln!(out)?;
         }
     }
@@ -133,7 +142,7 @@ fn csv_block<const N: usize>(out: &mut impl Write, header: &[&str; N], rows: &[[
     Ok(())
 }
 
-fn as_json(report: &Report) -> serde_json::Value {
+fn as_json(report: &Report, warning: &RefusalWarning) -> serde_json::Value {
     let newsletters: Vec<_> = report
         .newsletters
         .iter()
@@ -160,5 +169,6 @@ fn as_json(report: &Report) -> serde_json::Value {
         })
         .collect();
     json!({"days_are": "UTC", "since": report.since.map(|d| d.to_string()),
-           "newsletters": newsletters, "issues": issues})
+           "newsletters": newsletters, "issues": issues,
+           "sender_refusals_by_domain": refusals::as_json(&report.refusals_by_domain, warning)})
 }

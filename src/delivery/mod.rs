@@ -22,6 +22,7 @@ mod issues;
 mod ledger;
 mod outage;
 mod prepared_issues;
+mod refusal_watch;
 mod reply;
 mod throttle;
 
@@ -38,12 +39,15 @@ pub use reply::{Verdict, judge, reply_class};
 
 use crate::clock::Clock;
 use crate::config::SendingSettings;
+use crate::domain::RefusalWarning;
+use crate::domain::sender_refusal::{recipient_domain, sender_refusal};
 use crate::mail::{Channel, Outbound, SendFailure};
 use crate::metrics::Metrics;
 use crate::signup::Backlog;
 use crate::store::{ClaimedDelivery, DeliveryKind, Handover, RelayCap, Settlement, Store, StoreError};
 use connections::{Change, Connections, Refusal, Seat};
 use outage::Outage;
+use refusal_watch::RefusalWatch;
 use throttle::Throttle;
 
 /// How often an idle engine looks for due rows (another instance may have queued some).
@@ -119,6 +123,8 @@ pub struct Engine {
     metrics: Metrics,
     /// Signups waiting to be stored: while there are any, claims come less often.
     signups: Backlog,
+    /// Each receiving domain's refusals for the sender's reasons, per issue sending.
+    refusals: Arc<RefusalWatch>,
 }
 
 impl Engine {
@@ -144,7 +150,14 @@ impl Engine {
             sending: Arc::default(),
             metrics,
             signups: Backlog::default(),
+            refusals: Arc::new(RefusalWatch::new(crate::config::BounceSettings::default().refusal_warning())),
         }
+    }
+
+    /// Warns when a receiving domain's refusals for the sender's reasons pass `warning`
+    /// (`bounces.sender_refusal_warning_share` and `_min`).
+    pub fn warning_on_sender_refusals(self, warning: RefusalWarning) -> Self {
+        Self { refusals: Arc::new(RefusalWatch::new(warning)), ..self }
     }
 
     /// Gives way to a surge of signups: readers waiting for their answer go
@@ -255,6 +268,7 @@ impl Engine {
             for (issue, created_at) in self.store.complete_issues(now).await? {
                 self.sending.lock().expect("never poisoned").remove(&issue);
                 self.composer.forget_issue(issue);
+                self.refusals.forget(issue);
                 tracing::info!(issue, took_seconds = now - created_at, "issue sent: nothing left to deliver");
             }
         }
@@ -513,6 +527,9 @@ impl Engine {
             // What follows from this result (suppression, a pause) needs it stored first.
             ledger.settle_now(delivery.id, token, settlement).await?;
         }
+        if let (DeliveryKind::Issue, Some(issue)) = (delivery.kind, delivery.issue_id) {
+            self.count_refusal(delivery, issue, &verdict, exhausted, now).await;
+        }
         match verdict {
             Verdict::Sent(_) => {
                 self.throttle.sent();
@@ -548,6 +565,40 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// Counts an issue message's final answer per receiving domain: a refusal
+    /// for the sender's reasons (a 5.x.x one, or a 4.x.x one that used up
+    /// every attempt) is recorded for `issue status`, and the first time a
+    /// domain passes the warning threshold the log says so, naming the domain only.
+    /// A count that cannot be stored is logged, never a reason to skip what
+    /// the result itself calls for (a suppression, a pause).
+    async fn count_refusal(
+        &self,
+        delivery: &ClaimedDelivery,
+        issue: i64,
+        verdict: &Verdict,
+        exhausted: bool,
+        now: crate::clock::Timestamp,
+    ) {
+        let refused = match verdict {
+            Verdict::Sent(_) | Verdict::NoSuchMailbox(_) | Verdict::Refused(_) => None,
+            Verdict::Policy(reply) => sender_refusal(reply, true),
+            Verdict::TryAgain(reply) | Verdict::SlowDown(reply) if exhausted => sender_refusal(reply, false),
+            // Not answered for good yet (tried again), or maybe delivered.
+            Verdict::TryAgain(_) | Verdict::SlowDown(_) | Verdict::Ambiguous(_) => return,
+        };
+        let Some(domain) = recipient_domain(&delivery.email) else { return };
+        if let Some(reason) = refused
+            && let Err(e) = self.store.record_refusal_at_send(issue, delivery.id, &domain, reason, now).await
+        {
+            tracing::warn!(issue, %domain, error = %e, "delivery: a refusal for the sender's reasons was not counted");
+        }
+        if let Some(line) = self.refusals.answered(issue, &domain, refused) {
+            tracing::warn!(issue, %domain, "{line}");
+        }
     }
 }
 

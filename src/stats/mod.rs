@@ -12,7 +12,7 @@ mod page;
 use std::fmt;
 
 use crate::clock::Timestamp;
-use crate::domain::{Newsletter, NewsletterSlug};
+use crate::domain::{DomainRefusals, Newsletter, NewsletterSlug};
 use crate::store::{DAY, DailyRow, IssueTally, Store, StoreError};
 
 pub use page::render_page;
@@ -112,7 +112,13 @@ pub struct Report {
     pub since: Option<Day>,
     pub newsletters: Vec<NewsletterHistory>,
     pub issues: Vec<IssueReport>,
+    /// The receiving domains that refused the period's issues most for the
+    /// sender's reasons (at sending or in later reports), most first.
+    pub refusals_by_domain: Vec<DomainRefusals>,
 }
+
+/// Receiving domains shown with their refusals for the sender's reasons.
+pub const TOP_REFUSING_DOMAINS: usize = 10;
 
 /// Gathers the report for `newsletters` (all of them, or the one asked for) from `since` on.
 pub async fn gather(store: &Store, newsletters: &[Newsletter], since: Option<Day>) -> Result<Report, StatsError> {
@@ -124,6 +130,7 @@ pub async fn gather(store: &Store, newsletters: &[Newsletter], since: Option<Day
     let since_at = since.map_or(i64::MIN, Day::start);
     let days = store.daily_activity(only, since_day).await?;
     let tallies = store.issue_tallies(only, since_at).await?;
+    let refusals_by_domain = store.refusals_by_domain_since(only, since_at, TOP_REFUSING_DOMAINS).await?;
     let histories = newsletters
         .iter()
         .map(|n| NewsletterHistory {
@@ -138,7 +145,7 @@ pub async fn gather(store: &Store, newsletters: &[Newsletter], since: Option<Day
             Some(issue_report(t, newsletter))
         })
         .collect();
-    Ok(Report { since, newsletters: histories, issues })
+    Ok(Report { since, newsletters: histories, issues, refusals_by_domain })
 }
 
 fn day_tally(row: &DailyRow) -> DayTally {

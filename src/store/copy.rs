@@ -100,6 +100,7 @@ const TABLES: &[Table] = &[
         "claim_token", "lease_until", "last_reply", "created_at", "sent_at", "message_nonce"),
     table!("feedback_events": "id", "subscriber_id", "delivery_id", "issue_id", "kind", "source", "detail",
         "report_id", "created_at"),
+    table!("sender_refusals": "id", "issue_id", "delivery_id", "domain", "reason", "source", "created_at"),
     table!("suppressions": "email_hash", "reason", "created_at"),
     table!("settings": "name", "value"; " ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
 ];

@@ -5,9 +5,11 @@
 
 use sqlx::QueryBuilder;
 
+use super::refusals::INSERT_REFUSAL;
 use super::subscribers::record_consent;
 use super::{Consent, Result, Store, in_tx, reading};
 use crate::clock::Timestamp;
+use crate::domain::sender_refusal::{recipient_domain, sender_reason};
 
 /// A delivery a report named (by VERP or Message-ID), with what the rules need.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -132,7 +134,30 @@ impl Store {
     /// reader and the delivery left as they are. `None`: a duplicate.
     #[tracing::instrument(skip_all)]
     pub async fn record_sender_refusal(&self, event: &FeedbackEvent<'_>) -> Result<Option<()>> {
-        in_tx!(self, |tx| { Ok(insert_event!(tx, event).then_some(())) })
+        in_tx!(self, |tx| {
+            if !insert_event!(tx, event) {
+                return Ok(None);
+            }
+            // Counted per issue and receiving domain too (`store::refusals`), as a refusal at SMTP time is.
+            if let Some(issue) = event.issue_id {
+                let address: Option<String> = sqlx::query_scalar("SELECT email_key FROM subscribers WHERE id = $1")
+                    .bind(event.subscriber_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(domain) = address.as_deref().and_then(recipient_domain) {
+                    sqlx::query(INSERT_REFUSAL)
+                        .bind(issue)
+                        .bind(event.delivery_id)
+                        .bind(domain)
+                        .bind(sender_reason(event.detail).as_str())
+                        .bind("report")
+                        .bind(event.at)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            Ok(Some(()))
+        })
     }
 
     /// A soft bounce: counted with the reader's others after `since`; at

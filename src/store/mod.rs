@@ -19,6 +19,7 @@ mod items;
 mod mail_server;
 mod newsletters;
 mod readers;
+mod refusals;
 mod rhythms;
 mod signups;
 mod stats;
