@@ -16,7 +16,7 @@ use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 use super::message::{
     ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, per_recipient_id, pick_return_path,
-    short_digest,
+    short_digest, smtp_code, status_of,
 };
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::{Bounce, EmailAddress};
@@ -25,7 +25,7 @@ use crate::domain::{Bounce, EmailAddress};
 const DAEMONS: [&str; 6] = ["mailer-daemon", "postmaster", "mail-daemon", "mailer_daemon", "mdaemon", "mail.delivery"];
 
 /// Subjects of bounces (compared in lower case, anywhere in the subject).
-const SUBJECTS: [&str; 16] = [
+const SUBJECTS: [&str; 18] = [
     "undelivered mail",
     "undeliverable",
     "delivery status notification",
@@ -42,10 +42,12 @@ const SUBJECTS: [&str; 16] = [
     "mail system error",
     "permanent delivery failure",
     "message not delivered",
+    "could not be delivered",
+    "error sending your mail",
 ];
 
 /// Words of a bounce's notice (lower case).
-const OPENINGS: [&str; 9] = [
+const OPENINGS: [&str; 12] = [
     "this is the qmail-send program",
     "this message was created automatically by mail delivery software",
     "could not be delivered to one or more",
@@ -55,10 +57,14 @@ const OPENINGS: [&str; 9] = [
     "delivery has failed to these recipients",
     "the following address(es) failed",
     "message could not be delivered",
+    "there was an error delivering your mail",
+    "trouble delivering your message",
+    // An SMTP transcript (InterScan, DragonFly): what the remote said to our RCPT TO.
+    "rcpt to",
 ];
 
 /// Lines that start the quoted original message: the notice ends there.
-const ORIGINAL_MARKERS: [&str; 9] = [
+const ORIGINAL_MARKERS: [&str; 11] = [
     "--- below this line is a copy of the message",
     "- this is a copy of the message",
     "----- original message",
@@ -68,6 +74,8 @@ const ORIGINAL_MARKERS: [&str; 9] = [
     "- this is a copy of your message",
     "----- message header follows",
     "--- original message",
+    "message headers follow",
+    "original message headers",
 ];
 
 const ORIGINAL_PARTS: [&str; 4] = ["message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"];
@@ -152,10 +160,17 @@ fn looks_like_bounce(message: &Message<'_>, notice: &str) -> bool {
     if subject.starts_with("re:") || subject.starts_with("aw:") {
         return false;
     }
-    let from_daemon = message.from().and_then(|f| f.first()).and_then(|a| a.address()).is_some_and(|address| {
-        let local = address.rsplit_once('@').map_or(address, |(l, _)| l).to_ascii_lowercase();
+    let is_daemon = |address: &str| {
+        let local = address.trim().trim_matches(['<', '>']);
+        let local = local.rsplit_once('@').map_or(local, |(l, _)| l).to_ascii_lowercase();
         DAEMONS.iter().any(|d| local == *d)
-    });
+    };
+    // By its address, or its name when the address is empty (DragonFly's `MAILER-DAEMON <>`),
+    // or the daemon's return path.
+    let from_daemon = message.from().and_then(|f| f.first()).is_some_and(|from| match from.address() {
+        Some(address) if !address.trim().is_empty() => is_daemon(address),
+        _ => from.name().is_some_and(is_daemon),
+    }) || message.return_path().as_text().is_some_and(is_daemon);
     let null_sender = message.return_path().as_text().is_some_and(|p| p.trim().trim_matches(['<', '>']).is_empty())
         || message.header_raw("Return-Path").is_some_and(|p| p.trim() == "<>");
     let bounce_subject = SUBJECTS.iter().any(|s| subject.contains(s));
@@ -195,7 +210,7 @@ fn quoted_message_id(quoted: &str) -> Option<String> {
 }
 
 /// The addresses the bounce itself came from and went to: never a failed recipient.
-fn own_addresses(message: &Message<'_>) -> Vec<String> {
+pub(super) fn own_addresses(message: &Message<'_>) -> Vec<String> {
     [message.from(), message.to()]
         .into_iter()
         .flatten()
@@ -204,24 +219,41 @@ fn own_addresses(message: &Message<'_>) -> Vec<String> {
 }
 
 /// The failed recipients the notice names, each with the lines after it.
-fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
+pub(super) fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
     let lines: Vec<&str> = notice.lines().collect();
     let mut found: Vec<(String, String)> = vec![];
-    for (i, line) in lines.iter().enumerate() {
-        let Some((address, rest)) = recipient_line(line) else { continue };
-        if own.contains(&address.to_ascii_lowercase()) || found.iter().any(|(a, _)| a.eq_ignore_ascii_case(&address)) {
+    let named = |line: &str| recipient_line(line).or_else(|| recipient_in_sentence(line));
+    let mut i = 0;
+    while i < lines.len() {
+        let Some((address, rest)) = named(lines[i]) else {
+            i += 1;
             continue;
-        }
+        };
         let mut diagnostic = vec![rest];
-        for next in lines.iter().skip(i + 1).take(8) {
-            let another = recipient_line(next).is_some_and(|(a, _)| !a.eq_ignore_ascii_case(&address));
-            if next.trim().is_empty() && diagnostic.len() > 1 || another {
+        let mut next = i + 1;
+        while let Some(line) = lines.get(next).filter(|_| next <= i + 8) {
+            let another = named(line).is_some_and(|(a, _)| !a.eq_ignore_ascii_case(&address));
+            if line.trim().is_empty() && diagnostic.len() > 1 || another {
                 break;
             }
-            diagnostic.push(next.trim().to_owned());
+            diagnostic.push(line.trim().to_owned());
+            next += 1;
+        }
+        i = next;
+        if own.contains(&address.to_ascii_lowercase()) {
+            continue;
         }
         let diagnostic = diagnostic.into_iter().filter(|d| !d.is_empty()).collect::<Vec<_>>().join(" ");
-        found.push((address, diagnostic));
+        // Named again further on (Exchange's and X3's "technical details"):
+        // the words there are about it too, and often the only SMTP ones.
+        match found.iter_mut().find(|(a, _)| a.eq_ignore_ascii_case(&address)) {
+            Some((_, earlier)) => {
+                if !diagnostic.is_empty() {
+                    *earlier = format!("{earlier} {diagnostic}").trim().to_owned();
+                }
+            }
+            None => found.push((address, diagnostic)),
+        }
     }
     found
 }
@@ -231,15 +263,16 @@ fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
 /// indented or not, `a@b on 1/1/2010`, Sendmail's `<a@b>... User unknown`,
 /// maybe after an SMTP code), or last after a label (`Unknown user: a@b`).
 fn recipient_line(line: &str) -> Option<(String, String)> {
-    let trimmed = line.trim();
+    // Without a transcript's direction marks (`<<< 550 …`) and a list's bullet (`* a@b`).
+    let trimmed = line.trim().trim_start_matches(['>', '<', '*']).trim_start();
     let (code, trimmed) = match trimmed.split_once(' ') {
         Some((code, rest)) if smtp_code(code) => (format!("{code} "), rest.trim_start()),
         _ => (String::new(), trimmed),
     };
     if let Some((label, last)) = trimmed.rsplit_once(": ")
         && !label.contains('@')
-        // Words, not a quoted header's name (`Message-ID:`, `From:`).
-        && label.trim().contains(' ')
+        // Words, not a quoted header's name (`Message-ID:`, `From:`); au's `Recipient:` is one.
+        && (label.trim().contains(' ') || label.trim().eq_ignore_ascii_case("recipient"))
         && let Ok(address) = EmailAddress::parse(bare_address(last))
     {
         return Some((address.as_str().to_owned(), format!("{code}{label}")));
@@ -257,14 +290,33 @@ fn recipient_line(line: &str) -> Option<(String, String)> {
     fits.then(|| (address.as_str().to_owned(), format!("{code}{}", rest.trim())))
 }
 
-/// `<a@b>:`, `"a@b":`, `<a@b>...` without what surrounds the address.
+/// `<a@b>:`, `"a@b":`, `<a@b>...`, Outlook's `a@b<mailto:a@b>` without what surrounds the address.
 fn bare_address(word: &str) -> &str {
+    let word = word.split_once("<mailto:").map_or(word, |(address, _)| address);
     word.trim_end_matches(['.', ':', ',', ';']).trim_matches(['<', '>', '"'])
 }
 
-/// A three-digit SMTP reply code of a failure (`550`, `452`).
-fn smtp_code(word: &str) -> bool {
-    word.len() == 3 && word.bytes().all(|b| b.is_ascii_digit()) && matches!(&word[..1], "4" | "5")
+/// A recipient named in angle brackets inside a sentence, and the line's
+/// other words: after `to`, `recipient` or `RCPT TO:` ("There was an error
+/// delivering your mail to <a@b>", "rejected recipient <a@b>"), or quoted by
+/// the remote's reply (`553 5.3.0 <a@b>... No such user`, `550 <a@b>: …`).
+fn recipient_in_sentence(line: &str) -> Option<(String, String)> {
+    let mut from = 0;
+    while let Some(open) = line[from..].find('<').map(|at| from + at) {
+        let close = open + line[open..].find('>')?;
+        from = close + 1;
+        let Ok(address) = EmailAddress::parse(&line[open + 1..close]) else { continue };
+        let before = line[..open].trim_end().to_ascii_lowercase();
+        let after = line[close + 1..].trim_start();
+        let led = before.ends_with("rcpt to:")
+            || before.rsplit(char::is_whitespace).next().is_some_and(|word| ["to", "recipient"].contains(&word));
+        let quoted_by_reply = (after.starts_with("...") || after.starts_with(':')) && status_of(&before).is_some();
+        if led || quoted_by_reply {
+            let rest = format!("{} {}", line[..open].trim(), after);
+            return Some((address.as_str().to_owned(), rest.trim().to_owned()));
+        }
+    }
+    None
 }
 
 /// The notice's own SMTP words when no recipient line carries any.
@@ -275,22 +327,6 @@ fn notice_diagnostic(notice: &str) -> String {
         .find(|l| status_of(l).is_some())
         .map(|l| l.split_whitespace().filter(|w| !w.contains('@')).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-/// The RFC 3463 status in `text` (`5.1.1`, qmail's `#5.1.1`), else one made
-/// of the SMTP reply code (`550` gives `5.0.0`).
-fn status_of(text: &str) -> Option<String> {
-    let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || "()#[];,<>-".contains(c)).collect();
-    let enhanced = words.iter().map(|w| w.trim_end_matches(['.', ':'])).find(|w| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..].iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-    });
-    if let Some(status) = enhanced {
-        return Some(status.to_owned());
-    }
-    words.iter().map(|w| w.trim_end_matches(':')).find(|w| smtp_code(w)).map(|code| format!("{}.0.0", &code[..1]))
 }
 
 #[cfg(test)]
@@ -408,11 +444,72 @@ mod tests {
     }
 
     #[test]
+    fn a_sentence_or_a_transcript_may_name_the_recipient() {
+        let hard = |a: &str, status: &str| vec![(a.to_owned(), ReportKind::HardBounce, status.to_owned())];
+        // DragonFly: "There was an error delivering your mail to <a@b>", from `MAILER-DAEMON <>`.
+        assert_eq!(summary(&read_fixture("lhost-dragonfly-24.eml")), hard("userunknown@libsisimai.net", "5.1.1"));
+        assert_eq!(summary(&read_fixture("lhost-dragonfly-10.eml")), hard("hasmoved@libsisimai.net", "5.1.6"));
+        // InterScan: the RCPT TO of its transcript, and the reply after it.
+        assert_eq!(summary(&read_fixture("lhost-trendmicro-01.eml")), hard("kijitora@example.co.jp", "5.1.1"));
+        // "rejected recipient <a@b> … [550 5.1.1 User unknown]".
+        assert_eq!(summary(&read_fixture("lhost-x6-02.eml")), hard("kijitora@libsisimai.org", "5.1.1"));
+        // au's `Recipient: <a@b>` and a transcript's `<<< 550 <a@b>: User unknown`.
+        assert_eq!(
+            summary(&read_fixture("lhost-ezweb-07.eml")),
+            hard("this-local-part-does-not-exist@ezweb.ne.jp", "5.0.0")
+        );
+        // Zoho: the address, then the remote's `ERROR_CODE :5.1.1 <a@b>... User Unknown`.
+        assert_eq!(summary(&read_fixture("lhost-zoho-01.eml")), hard("kijitora@example.co.jp", "5.1.1"));
+    }
+
+    #[test]
+    fn a_recipient_named_twice_keeps_the_words_of_both_places() {
+        // X3 lists it with a bullet, then gives the remote's reply under "Technical details".
+        assert_eq!(
+            summary(&read_fixture("lhost-x3-03.eml")),
+            [("kijitora@example.co.jp".to_owned(), ReportKind::HardBounce, "5.3.0".to_owned())]
+        );
+        // Office 365's text alone (no delivery-status part): `a@b<mailto:a@b>`, then the diagnostic.
+        let parsed = read_fixture("lhost-office365-01.eml");
+        assert_eq!(
+            summary(&parsed),
+            [("kijitora@example.com".to_owned(), ReportKind::HardBounce, "5.1.10".to_owned())]
+        );
+        assert!(parsed.reports[0].detail.contains("RecipientNotFound"), "{}", parsed.reports[0].detail);
+    }
+
+    #[test]
+    fn a_report_whose_parts_are_lost_is_read_by_its_words() {
+        // Its boundary parameter matches none of its parts: no delivery-status part to read.
+        assert_eq!(
+            summary(&read_fixture("rhost-google-02.eml")),
+            [("neko-nyaan@example.org".to_owned(), ReportKind::HardBounce, "5.1.1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_bounce_passing_on_another_mtas_report_is_that_report() {
+        let parsed = parse(&corpus_fixture("lhost-x5-01.eml"), None).unwrap();
+        assert_eq!(parsed.format, ReportFormat::Dsn);
+        assert_eq!(
+            summary(&parsed),
+            [("kijitora@neko.example.org".to_owned(), ReportKind::HardBounce, "5.1.1".to_owned())]
+        );
+        // A daemon's mail with our own newsletter attached, and no recipient named, stays unread.
+        let no_report = "From: MAILER-DAEMON@mx.example.org\r\nSubject: Undeliverable: Hello\r\n\
+            Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+            Your message could not be delivered.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n\
+            From: news@example.com\r\nSubject: Hello\r\n\r\nBody\r\n--b--\r\n";
+        assert!(matches!(parse(no_report.as_bytes(), None), Err(ParseError::MissingPart(..))));
+    }
+
+    #[test]
     fn statuses_come_from_the_words_near_the_recipient() {
         assert_eq!(status_of("Sorry, no mailbox here by that name. (#5.1.1)").as_deref(), Some("5.1.1"));
         assert_eq!(status_of("host mx said: 452 mailbox full").as_deref(), Some("4.0.0"));
         assert_eq!(status_of("550-5.1.1 The email account does not exist").as_deref(), Some("5.1.1"));
         assert_eq!(status_of("retry timeout exceeded"), None);
+        assert_eq!(status_of("Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1").as_deref(), Some("5.1.1"));
     }
 
     /// How many of the shared corpus's files parse as a report, and how many of
