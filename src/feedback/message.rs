@@ -8,7 +8,7 @@
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 
-use super::{Report, arf, dsn, plain};
+use super::{Report, arf, dsn, plain, ses_mail};
 
 /// What one message held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub enum ReportFormat {
     Arf,
     /// A bounce in plain text (qmail, Exim, older Gmail, Exchange...): see `plain.rs`.
     Plain,
+    /// An Amazon SES notification sent as mail by an SNS email subscription: see `ses_mail.rs`.
+    Ses,
 }
 
 /// Why a message is no report Bulletin can read. The message is one line.
@@ -63,6 +65,9 @@ pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, Par
         return Err(ParseError::NotAMessage);
     }
     let whole = Whole { message: &message, raw, envelope_recipient };
+    if let Some(parsed) = ses_mail::read(&whole) {
+        return Ok(parsed);
+    }
     let Some((report, report_type)) = report_part(&message) else {
         return plain::read(&whole).or_else(|error| forwarded(&whole, error));
     };

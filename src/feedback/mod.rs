@@ -29,6 +29,7 @@ mod message;
 mod plain;
 mod postmark;
 mod ses;
+mod ses_mail;
 pub mod sns;
 pub mod webhook;
 
