@@ -180,13 +180,33 @@ fn looks_like_bounce(message: &Message<'_>, notice: &str) -> bool {
 }
 
 /// The bounce's own text: its first text/plain part (the message's body
-/// for a single-part one), with line ends made `\n` (CR alone too).
+/// for a single-part one), else its first HTML part as text (AOL's and
+/// some Exchange notices come in HTML alone), with line ends made `\n`
+/// (CR alone too).
 fn notice_text(message: &Message<'_>) -> String {
     let part = message.parts.iter().find(|p| {
         matches!(p.body, PartType::Text(_)) && p.content_type().is_none_or(|ct| ct.subtype() != Some("html"))
     });
-    let text = part.and_then(MessagePart::text_contents).unwrap_or_default();
+    let text = match part.and_then(MessagePart::text_contents) {
+        Some(text) => text.to_owned(),
+        None => message
+            .parts
+            .iter()
+            .find_map(|p| match &p.body {
+                PartType::Html(html) => Some(html_text(html)),
+                _ => None,
+            })
+            .unwrap_or_default(),
+    };
     text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// An HTML notice as plain lines: links as their words (a `mailto:` link
+/// as its address), no decoration, lines wide enough that none is broken.
+fn html_text(html: &str) -> String {
+    html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
+        .string_from_read(html.as_bytes(), 10_000)
+        .unwrap_or_default()
 }
 
 /// The notice, and the quoted original after it when the text holds one.
@@ -501,6 +521,20 @@ mod tests {
             Your message could not be delivered.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n\
             From: news@example.com\r\nSubject: Hello\r\n\r\nBody\r\n--b--\r\n";
         assert!(matches!(parse(no_report.as_bytes(), None), Err(ParseError::MissingPart(..))));
+    }
+
+    #[test]
+    fn a_notice_in_html_alone_is_read_as_its_text() {
+        let bounce = "From: Postmaster <Postmaster@mail.example.net>\r\nSubject: Undeliverable: Hello\r\n\
+            Content-Type: text/html; charset=UTF-8\r\n\r\n\
+            <html><head><style>p { color: red }</style></head><body>\
+            <p>We were unable to deliver your message to the following address</p>\
+            <p><a href=\"mailto:bo@example.org\">bo@example.org</a></p>\
+            <p>because: 550 5.1.1 User unknown</p></body></html>\r\n";
+        assert_eq!(
+            summary(&parse(bounce.as_bytes(), None).unwrap()),
+            [("bo@example.org".to_owned(), ReportKind::HardBounce, "5.1.1".to_owned())]
+        );
     }
 
     #[test]
