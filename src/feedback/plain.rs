@@ -283,8 +283,12 @@ pub(super) fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> 
 /// indented or not, `a@b on 1/1/2010`, Sendmail's `<a@b>... User unknown`,
 /// maybe after an SMTP code), or last after a label (`Unknown user: a@b`).
 fn recipient_line(line: &str) -> Option<(String, String)> {
-    // Without a transcript's direction marks (`<<< 550 …`) and a list's bullet (`* a@b`).
-    let trimmed = line.trim().trim_start_matches(['>', '<', '*']).trim_start();
+    // Without a transcript's direction mark (`<<< 550 …`) or a list's bullet (`* a@b`).
+    let trimmed = line.trim();
+    let trimmed = match trimmed.split_once(char::is_whitespace) {
+        Some((mark, rest)) if ["<<<", ">>>", "*", "-"].contains(&mark) => rest.trim_start(),
+        _ => trimmed,
+    };
     let (code, trimmed) = match trimmed.split_once(' ') {
         Some((code, rest)) if smtp_code(code) => (format!("{code} "), rest.trim_start()),
         _ => (String::new(), trimmed),
