@@ -239,13 +239,29 @@ pub(super) fn own_addresses(message: &Message<'_>) -> Vec<String> {
 }
 
 /// The failed recipients the notice names, each with the lines after it.
+/// A remote's reply quoting an address names a recipient only when nothing
+/// else in the notice does: the address it quotes may be the one an alias
+/// forwarded to, not the one we sent to.
 pub(super) fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
+    let found = recipients_named(notice, own, false);
+    if found.is_empty() { recipients_named(notice, own, true) } else { found }
+}
+
+/// [`recipients`], with a reply quoting an address (`replies_name`) taken for a recipient or not.
+fn recipients_named(notice: &str, own: &[String], replies_name: bool) -> Vec<(String, String)> {
     let lines: Vec<&str> = notice.lines().collect();
     let mut found: Vec<(String, String)> = vec![];
-    let named = |line: &str| recipient_line(line).or_else(|| recipient_in_sentence(line));
+    let named = |line: &str| recipient_line(line).or_else(|| recipient_in_sentence(line, replies_name));
     let mut i = 0;
     while i < lines.len() {
         let Some((address, rest)) = named(lines[i]) else {
+            // A reply quoting one already named (X3's "technical details"):
+            // its words are about that one, and often the only SMTP ones.
+            if let Some((address, rest)) = recipient_in_sentence(lines[i], true)
+                && let Some((_, earlier)) = found.iter_mut().find(|(a, _)| a.eq_ignore_ascii_case(&address))
+            {
+                *earlier = format!("{earlier} {rest}").trim().to_owned();
+            }
             i += 1;
             continue;
         };
@@ -264,8 +280,7 @@ pub(super) fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> 
             continue;
         }
         let diagnostic = diagnostic.into_iter().filter(|d| !d.is_empty()).collect::<Vec<_>>().join(" ");
-        // Named again further on (Exchange's and X3's "technical details"):
-        // the words there are about it too, and often the only SMTP ones.
+        // Named again further on (Exchange's "diagnostic information"): the words there are about it too.
         match found.iter_mut().find(|(a, _)| a.eq_ignore_ascii_case(&address)) {
             Some((_, earlier)) => {
                 if !diagnostic.is_empty() {
@@ -322,9 +337,9 @@ fn bare_address(word: &str) -> &str {
 
 /// A recipient named in angle brackets inside a sentence, and the line's
 /// other words: after `to`, `recipient` or `RCPT TO:` ("There was an error
-/// delivering your mail to <a@b>", "rejected recipient <a@b>"), or quoted by
-/// the remote's reply (`553 5.3.0 <a@b>... No such user`, `550 <a@b>: …`).
-fn recipient_in_sentence(line: &str) -> Option<(String, String)> {
+/// delivering your mail to <a@b>", "rejected recipient <a@b>"), or, with
+/// `replies`, quoted by the remote's reply (`553 5.3.0 <a@b>... No such user`).
+fn recipient_in_sentence(line: &str, replies: bool) -> Option<(String, String)> {
     let mut from = 0;
     while let Some(open) = line[from..].find('<').map(|at| from + at) {
         let close = open + line[open..].find('>')?;
@@ -334,7 +349,8 @@ fn recipient_in_sentence(line: &str) -> Option<(String, String)> {
         let after = line[close + 1..].trim_start();
         let led = before.ends_with("rcpt to:")
             || before.rsplit(char::is_whitespace).next().is_some_and(|word| ["to", "recipient"].contains(&word));
-        let quoted_by_reply = (after.starts_with("...") || after.starts_with(':')) && status_of(&before).is_some();
+        let quoted_by_reply =
+            replies && (after.starts_with("...") || after.starts_with(':')) && status_of(&before).is_some();
         if led || quoted_by_reply {
             let rest = format!("{} {}", line[..open].trim(), after);
             return Some((address.as_str().to_owned(), rest.trim().to_owned()));
@@ -500,6 +516,22 @@ mod tests {
             [("kijitora@example.com".to_owned(), ReportKind::HardBounce, "5.1.10".to_owned())]
         );
         assert!(parsed.reports[0].detail.contains("RecipientNotFound"), "{}", parsed.reports[0].detail);
+    }
+
+    #[test]
+    fn an_address_a_reply_quotes_is_a_recipient_only_when_none_is_named() {
+        // As Amazon WorkMail writes it: the reply quotes the address an alias forwarded to.
+        let bounce = "From: MAILER-DAEMON@mail.example.net\r\nSubject: Delivery Status Notification (Failure)\r\n\r\n\
+            An error occurred while trying to deliver the mail to the following recipients:\r\n\
+            reader@example.org\r\n\r\nTechnical report:\r\n\r\n\
+            Diagnostic-Code: smtp; 550 5.2.1 <forwarded@example.net>... User Unknown\r\n";
+        let found: Vec<String> =
+            summary(&parse(bounce.as_bytes(), None).unwrap()).into_iter().map(|(a, ..)| a).collect();
+        assert_eq!(found, ["reader@example.org"]);
+        let unnamed = bounce.replace("reader@example.org\r\n", "");
+        let found: Vec<String> =
+            summary(&parse(unnamed.as_bytes(), None).unwrap()).into_iter().map(|(a, ..)| a).collect();
+        assert_eq!(found, ["forwarded@example.net"]);
     }
 
     #[test]
