@@ -1,9 +1,11 @@
 //! One mail message read by `bulletin bounces ingest`: a delivery status
 //! notification (RFC 3464) or an abuse report (RFC 5965), told apart by
 //! their `multipart/report` type and parsed with `mail-parser`; a message
-//! without that part goes to the plain-text bounce reader (`plain.rs`). What both
-//! need — the report's field groups, the original message's headers, the
-//! address the report itself was delivered to — lives here.
+//! without that part (or whose report lacks the part it promised) goes to
+//! the plain-text bounce reader (`plain.rs`), and an SES notification sent
+//! by mail to `ses_mail.rs`. What they share — the report's field groups, the
+//! original message's headers, the address the report itself was delivered
+//! to, the status in a remote's words — lives here.
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
