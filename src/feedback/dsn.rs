@@ -9,12 +9,13 @@
 //! `4.x.x`, the server gave up retrying, is never gone); `delayed`,
 //! `delivered`, `relayed` and `expanded` call for nothing.
 
-use mail_parser::MessagePart;
+use mail_parser::{MessagePart, MimeHeaders, PartType};
 
 use super::message::{
     Fields, ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, per_recipient_id, pick_return_path,
-    short_digest,
+    short_digest, status_of,
 };
+use super::plain;
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::{Bounce, EmailAddress};
 
@@ -32,21 +33,28 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let return_path = pick_return_path(whole.delivered_to().into_iter().chain(original_return_path));
     let body = String::from_utf8_lossy(status.contents());
     let groups = Fields::groups(&body);
-    // The first group is about the message; each further one about a recipient.
-    let recipients = groups.iter().skip(1).filter(|g| g.get("Action").is_some() || g.get("Status").is_some());
+    // The first group is about the message; each further one about a
+    // recipient. Some MTAs (AOL's, McAfee's) run the two together or leave
+    // the first out: a group that names a recipient is about one wherever it stands.
+    let recipients = groups.iter().enumerate().filter(|(n, g)| {
+        (*n > 0 || recipient_field(g).is_some()) && (g.get("Action").is_some() || g.get("Status").is_some())
+    });
     // Its own id with a digest of what it reports: reports that share a
     // Message-ID (some MTAs reuse one) are still told apart.
     let report_id = format!("{}:{}", whole.report_id(), short_digest(status.contents()));
     let mut parsed = Parsed { format: ReportFormat::Dsn, reports: vec![], ignored: 0 };
-    for (n, fields) in recipients.enumerate() {
+    let recipients: Vec<&Fields> = recipients.map(|(_, g)| g).collect();
+    let single = recipients.len() == 1;
+    for (n, fields) in recipients.into_iter().enumerate() {
         let Some(bounce) = bounce_of(fields) else {
             parsed.ignored += 1;
             continue;
         };
-        let recipient = fields
-            .address("Original-Recipient")
-            .or_else(|| fields.address("Final-Recipient"))
-            .and_then(|a| EmailAddress::parse(a).ok());
+        let recipient = recipient_field(fields).and_then(|a| EmailAddress::parse(a).ok()).or_else(|| {
+            // A garbled one (Sendmail's `RFC822; @mx.example.org`): the
+            // notice's words name it when the report is about one recipient.
+            single.then(|| notice_recipient(whole, &children)).flatten()
+        });
         // One DSN may be about several recipients: each is its own report.
         let id = per_recipient_id(&report_id, recipient.as_ref(), n);
         parsed.reports.push(Report {
@@ -66,6 +74,22 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     Ok(parsed)
 }
 
+/// The recipient a group names: its Original-Recipient, else its Final-Recipient.
+fn recipient_field(fields: &Fields) -> Option<&str> {
+    fields.address("Original-Recipient").or_else(|| fields.address("Final-Recipient"))
+}
+
+/// The one recipient the report's human-readable part names, if it names exactly one.
+fn notice_recipient(whole: &Whole<'_, '_>, children: &[&MessagePart<'_>]) -> Option<EmailAddress> {
+    let notice = children.iter().find(|p| matches!(p.body, PartType::Text(_)) && !p.is_content_type("text", "html"))?;
+    let text = notice.text_contents()?.replace("\r\n", "\n");
+    let found = plain::recipients(&text, &plain::own_addresses(whole.message));
+    match found.as_slice() {
+        [(address, _)] => EmailAddress::parse(address).ok(),
+        _ => None,
+    }
+}
+
 /// What one recipient's fields call for: a bounce judged by its cause
 /// (see [`Bounce`]), or nothing.
 fn bounce_of(fields: &Fields) -> Option<Bounce> {
@@ -73,7 +97,7 @@ fn bounce_of(fields: &Fields) -> Option<Bounce> {
     if action.split_whitespace().next() != Some("failed") {
         return None;
     }
-    let permanent = match fields.get("Status").unwrap_or_default().trim().chars().next() {
+    let permanent = match status(fields)?.chars().next() {
         Some('5') => true,
         Some('4') => false,
         _ => return None,
@@ -81,9 +105,18 @@ fn bounce_of(fields: &Fields) -> Option<Bounce> {
     Some(Bounce::of(&detail(fields), permanent))
 }
 
+/// The recipient's status; without a Status field (McAfee's reports), the
+/// one its Diagnostic-Code names.
+fn status(fields: &Fields) -> Option<String> {
+    match fields.get("Status") {
+        Some(status) => Some(status.trim().to_owned()),
+        None => status_of(fields.get("Diagnostic-Code")?),
+    }
+}
+
 /// `5.1.1 smtp; 550 5.1.1 … user unknown`: the status and the remote's words.
 fn detail(fields: &Fields) -> String {
-    let status = fields.get("Status").unwrap_or_default();
+    let status = status(fields).unwrap_or_default();
     let diagnostic = fields.get("Diagnostic-Code").unwrap_or_default();
     format!("{status} {diagnostic}").trim().to_owned()
 }
@@ -191,6 +224,37 @@ mod tests {
         assert_eq!(report.return_path.as_deref(), Some("bounces+99-aaaaaaaaaaaaaaaa@news.example.com"));
         let plain = parse(raw.as_bytes(), None).unwrap();
         assert_eq!(plain.reports[0].return_path.as_deref(), Some("news@example.com"));
+    }
+
+    fn corpus(name: &str) -> Vec<(Option<String>, ReportKind, String)> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bounces").join(name);
+        let parsed = parse(&std::fs::read(path).unwrap(), None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(parsed.format, ReportFormat::Dsn, "{name}");
+        let status = |r: &Report| r.detail.split_whitespace().next().unwrap_or_default().to_owned();
+        parsed
+            .reports
+            .iter()
+            .map(|r| (r.recipient.as_ref().map(|a| a.as_str().to_owned()), r.kind, status(r)))
+            .collect()
+    }
+
+    #[test]
+    fn a_recipient_group_is_one_wherever_it_stands() {
+        let hard = |a: &str, s: &str| vec![(Some(a.to_owned()), ReportKind::HardBounce, s.to_owned())];
+        // AOL runs the per-message and per-recipient fields together in one group.
+        assert_eq!(corpus("rhost-aol-04.eml"), hard("kijitora@example.co.jp", "5.1.1"));
+        assert_eq!(corpus("rhost-aol-01.eml"), hard("kijitora@example.jp", "5.4.4"));
+        // McAfee: no per-message group, no Status (its Diagnostic-Code has it), in multipart/mixed.
+        assert_eq!(corpus("lhost-mcafee-02.eml"), hard("kijitora@example.jp", "5.1.1"));
+    }
+
+    #[test]
+    fn a_garbled_recipient_is_the_one_the_notice_names() {
+        // Sendmail's `Final-Recipient: RFC822; @mx.example.org`; the notice says `<kijitora@example.org>`.
+        assert_eq!(
+            corpus("lhost-sendmail-15.eml"),
+            [(Some("kijitora@example.org".to_owned()), ReportKind::HardBounce, "5.1.2".to_owned())]
+        );
     }
 
     #[test]

@@ -3,9 +3,10 @@
 //! their `multipart/report` type and parsed with `mail-parser`; a message
 //! without that part is tried as a complaint in a provider's own shape
 //! (Microsoft's JMRP, an Amazon SES notification sent by mail), then goes to
-//! the plain-text bounce reader (`plain.rs`). What they all need — the
-//! report's field groups, the original message's headers, the address the
-//! report itself was delivered to — lives here.
+//! the plain-text bounce reader (`plain.rs`), as does a report that lacks the
+//! part it promised. What they all share — the report's field groups, the
+//! original message's headers, the address the report itself was delivered
+//! to, the status in a remote's words — lives here.
 
 use mail_parser::{Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
@@ -71,14 +72,16 @@ pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, Par
     }
     let whole = Whole { message: &message, raw, envelope_recipient };
     let Some((report, report_type)) = report_part(&message) else {
-        return jmrp::read(&whole).or_else(|| ses_mail::read(&whole)).unwrap_or_else(|| plain::read(&whole));
+        return jmrp::read(&whole)
+            .or_else(|| ses_mail::read(&whole))
+            .unwrap_or_else(|| plain::read(&whole).or_else(|error| forwarded(&whole, error)));
     };
-    match report_type.as_deref() {
+    let read = match report_type.as_deref() {
         Some("delivery-status") => dsn::read(&whole, report),
         Some("feedback-report") => arf::read(&whole, report),
         _ => {
             // No (or another) report-type: go by the parts it holds.
-            if has_part(&message, report, &["message/delivery-status", "message/global-delivery-status"]) {
+            if has_part(&message, report, &STATUS_PARTS) {
                 dsn::read(&whole, report)
             } else if has_part(&message, report, &["message/feedback-report"]) {
                 arf::read(&whole, report)
@@ -86,7 +89,41 @@ pub fn parse(raw: &[u8], envelope_recipient: Option<&str>) -> Result<Parsed, Par
                 Err(ParseError::NotAReport)
             }
         }
+    };
+    match read {
+        // A report without the part it promised (Office 365 sends the text
+        // alone; a wrong boundary hides every part) may still say in words
+        // whom it is about: read it as a plain-text bounce, which asks for a
+        // daemon's headers before it takes a message for one.
+        Err(error @ (ParseError::MissingPart(..) | ParseError::NotAReport)) => plain::read(&whole).or(Err(error)),
+        read => read,
     }
+}
+
+const STATUS_PARTS: [&str; 2] = ["message/delivery-status", "message/global-delivery-status"];
+
+/// A bounce that names no recipient itself but carries another MTA's report
+/// as its attachment (a gateway passing on the bounce it got): that report.
+/// Our own mail is never a report, so an attached one is the bounce, not the
+/// original. Otherwise `error` stands.
+fn forwarded(whole: &Whole<'_, '_>, error: ParseError) -> Result<Parsed, ParseError> {
+    if !matches!(error, ParseError::MissingPart(..)) {
+        return Err(error);
+    }
+    let attached = whole.message.parts.iter().filter_map(|part| match &part.body {
+        PartType::Message(inner) if report_part(inner).is_some() => Some(inner),
+        _ => None,
+    });
+    for inner in attached {
+        let inner_whole =
+            Whole { message: inner, raw: inner.raw_message(), envelope_recipient: whole.envelope_recipient };
+        if let Some((report, _)) = report_part(inner)
+            && let Ok(parsed) = dsn::read(&inner_whole, report)
+        {
+            return Ok(parsed);
+        }
+    }
+    Err(error)
 }
 
 /// One recipient's report within a report about several (`report_id` of the
@@ -138,11 +175,20 @@ impl Whole<'_, '_> {
     }
 }
 
-/// The `multipart/report` part (the message itself, or one inside it) and its report-type.
+/// The `multipart/report` part (the message itself, or one inside it) and
+/// its report-type; else a multipart holding a delivery-status part (McAfee
+/// sends one in `multipart/mixed`), with no report-type.
 fn report_part<'a, 'x>(message: &'a Message<'x>) -> Option<(&'a MessagePart<'x>, Option<String>)> {
-    message.parts.iter().find(|part| part.is_content_type("multipart", "report")).map(|part| {
+    let report = message.parts.iter().find(|part| part.is_content_type("multipart", "report")).map(|part| {
         let report_type = part.content_type().and_then(|ct| ct.attribute("report-type")).map(str::to_ascii_lowercase);
         (part, report_type)
+    });
+    report.or_else(|| {
+        message
+            .parts
+            .iter()
+            .find(|part| matches!(part.body, PartType::Multipart(_)) && has_part(message, part, &STATUS_PARTS))
+            .map(|part| (part, None))
     })
 }
 
@@ -265,4 +311,25 @@ pub(super) fn pick_return_path(candidates: impl IntoIterator<Item = String>) -> 
     let candidates: Vec<String> = candidates.into_iter().filter(|c| !c.trim().is_empty()).collect();
     let tagged = |c: &&String| c.rsplit_once('@').is_some_and(|(local, _)| local.contains('+'));
     candidates.iter().find(tagged).or(candidates.first()).cloned()
+}
+
+/// The RFC 3463 status in `text` (`5.1.1`, qmail's `#5.1.1`), else one made
+/// of the SMTP reply code (`550` gives `5.0.0`).
+pub(super) fn status_of(text: &str) -> Option<String> {
+    let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || "()#[];:,<>-".contains(c)).collect();
+    let enhanced = words.iter().map(|w| w.trim_end_matches(['.', ':'])).find(|w| {
+        let parts: Vec<&str> = w.split('.').collect();
+        parts.len() == 3
+            && matches!(parts[0], "2" | "4" | "5")
+            && parts[1..].iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if let Some(status) = enhanced {
+        return Some(status.to_owned());
+    }
+    words.iter().map(|w| w.trim_end_matches(':')).find(|w| smtp_code(w)).map(|code| format!("{}.0.0", &code[..1]))
+}
+
+/// A three-digit SMTP reply code of a failure (`550`, `452`).
+pub(super) fn smtp_code(word: &str) -> bool {
+    word.len() == 3 && word.bytes().all(|b| b.is_ascii_digit()) && matches!(&word[..1], "4" | "5")
 }

@@ -16,7 +16,7 @@ use mail_parser::{Message, MessagePart, MimeHeaders, PartType};
 
 use super::message::{
     ParseError, Parsed, ReportFormat, Whole, is_one_of, original_headers, per_recipient_id, pick_return_path,
-    short_digest,
+    short_digest, smtp_code, status_of,
 };
 use super::{Report, ReportKind, ReportSource};
 use crate::domain::{Bounce, EmailAddress};
@@ -25,7 +25,7 @@ use crate::domain::{Bounce, EmailAddress};
 const DAEMONS: [&str; 6] = ["mailer-daemon", "postmaster", "mail-daemon", "mailer_daemon", "mdaemon", "mail.delivery"];
 
 /// Subjects of bounces (compared in lower case, anywhere in the subject).
-const SUBJECTS: [&str; 16] = [
+const SUBJECTS: [&str; 18] = [
     "undelivered mail",
     "undeliverable",
     "delivery status notification",
@@ -42,10 +42,12 @@ const SUBJECTS: [&str; 16] = [
     "mail system error",
     "permanent delivery failure",
     "message not delivered",
+    "could not be delivered",
+    "error sending your mail",
 ];
 
 /// Words of a bounce's notice (lower case).
-const OPENINGS: [&str; 9] = [
+const OPENINGS: [&str; 12] = [
     "this is the qmail-send program",
     "this message was created automatically by mail delivery software",
     "could not be delivered to one or more",
@@ -55,10 +57,14 @@ const OPENINGS: [&str; 9] = [
     "delivery has failed to these recipients",
     "the following address(es) failed",
     "message could not be delivered",
+    "there was an error delivering your mail",
+    "trouble delivering your message",
+    // An SMTP transcript (InterScan, DragonFly): what the remote said to our RCPT TO.
+    "rcpt to",
 ];
 
 /// Lines that start the quoted original message: the notice ends there.
-const ORIGINAL_MARKERS: [&str; 9] = [
+const ORIGINAL_MARKERS: [&str; 11] = [
     "--- below this line is a copy of the message",
     "- this is a copy of the message",
     "----- original message",
@@ -68,6 +74,8 @@ const ORIGINAL_MARKERS: [&str; 9] = [
     "- this is a copy of your message",
     "----- message header follows",
     "--- original message",
+    "message headers follow",
+    "original message headers",
 ];
 
 const ORIGINAL_PARTS: [&str; 4] = ["message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"];
@@ -152,10 +160,17 @@ fn looks_like_bounce(message: &Message<'_>, notice: &str) -> bool {
     if subject.starts_with("re:") || subject.starts_with("aw:") {
         return false;
     }
-    let from_daemon = message.from().and_then(|f| f.first()).and_then(|a| a.address()).is_some_and(|address| {
-        let local = address.rsplit_once('@').map_or(address, |(l, _)| l).to_ascii_lowercase();
+    let is_daemon = |address: &str| {
+        let local = address.trim().trim_matches(['<', '>']);
+        let local = local.rsplit_once('@').map_or(local, |(l, _)| l).to_ascii_lowercase();
         DAEMONS.iter().any(|d| local == *d)
-    });
+    };
+    // By its address, or its name when the address is empty (DragonFly's `MAILER-DAEMON <>`),
+    // or the daemon's return path.
+    let from_daemon = message.from().and_then(|f| f.first()).is_some_and(|from| match from.address() {
+        Some(address) if !address.trim().is_empty() => is_daemon(address),
+        _ => from.name().is_some_and(is_daemon),
+    }) || message.return_path().as_text().is_some_and(is_daemon);
     let null_sender = message.return_path().as_text().is_some_and(|p| p.trim().trim_matches(['<', '>']).is_empty())
         || message.header_raw("Return-Path").is_some_and(|p| p.trim() == "<>");
     let bounce_subject = SUBJECTS.iter().any(|s| subject.contains(s));
@@ -165,13 +180,33 @@ fn looks_like_bounce(message: &Message<'_>, notice: &str) -> bool {
 }
 
 /// The bounce's own text: its first text/plain part (the message's body
-/// for a single-part one), with line ends made `\n` (CR alone too).
+/// for a single-part one), else its first HTML part as text (AOL's and
+/// some Exchange notices come in HTML alone), with line ends made `\n`
+/// (CR alone too).
 fn notice_text(message: &Message<'_>) -> String {
     let part = message.parts.iter().find(|p| {
         matches!(p.body, PartType::Text(_)) && p.content_type().is_none_or(|ct| ct.subtype() != Some("html"))
     });
-    let text = part.and_then(MessagePart::text_contents).unwrap_or_default();
+    let text = match part.and_then(MessagePart::text_contents) {
+        Some(text) => text.to_owned(),
+        None => message
+            .parts
+            .iter()
+            .find_map(|p| match &p.body {
+                PartType::Html(html) => Some(html_text(html)),
+                _ => None,
+            })
+            .unwrap_or_default(),
+    };
     text.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+/// An HTML notice as plain lines: links as their words (a `mailto:` link
+/// as its address), no decoration, lines wide enough that none is broken.
+fn html_text(html: &str) -> String {
+    html2text::config::with_decorator(html2text::render::TrivialDecorator::new())
+        .string_from_read(html.as_bytes(), 10_000)
+        .unwrap_or_default()
 }
 
 /// The notice, and the quoted original after it when the text holds one.
@@ -195,7 +230,7 @@ fn quoted_message_id(quoted: &str) -> Option<String> {
 }
 
 /// The addresses the bounce itself came from and went to: never a failed recipient.
-fn own_addresses(message: &Message<'_>) -> Vec<String> {
+pub(super) fn own_addresses(message: &Message<'_>) -> Vec<String> {
     [message.from(), message.to()]
         .into_iter()
         .flatten()
@@ -204,24 +239,56 @@ fn own_addresses(message: &Message<'_>) -> Vec<String> {
 }
 
 /// The failed recipients the notice names, each with the lines after it.
-fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
+/// A remote's reply quoting an address names a recipient only when nothing
+/// else in the notice does: the address it quotes may be the one an alias
+/// forwarded to, not the one we sent to.
+pub(super) fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
+    let found = recipients_named(notice, own, false);
+    if found.is_empty() { recipients_named(notice, own, true) } else { found }
+}
+
+/// [`recipients`], with a reply quoting an address (`replies_name`) taken for a recipient or not.
+fn recipients_named(notice: &str, own: &[String], replies_name: bool) -> Vec<(String, String)> {
     let lines: Vec<&str> = notice.lines().collect();
     let mut found: Vec<(String, String)> = vec![];
-    for (i, line) in lines.iter().enumerate() {
-        let Some((address, rest)) = recipient_line(line) else { continue };
-        if own.contains(&address.to_ascii_lowercase()) || found.iter().any(|(a, _)| a.eq_ignore_ascii_case(&address)) {
+    let named = |line: &str| recipient_line(line).or_else(|| recipient_in_sentence(line, replies_name));
+    let mut i = 0;
+    while i < lines.len() {
+        let Some((address, rest)) = named(lines[i]) else {
+            // A reply quoting one already named (X3's "technical details"):
+            // its words are about that one, and often the only SMTP ones.
+            if let Some((address, rest)) = recipient_in_sentence(lines[i], true)
+                && let Some((_, earlier)) = found.iter_mut().find(|(a, _)| a.eq_ignore_ascii_case(&address))
+            {
+                *earlier = format!("{earlier} {rest}").trim().to_owned();
+            }
+            i += 1;
             continue;
-        }
+        };
         let mut diagnostic = vec![rest];
-        for next in lines.iter().skip(i + 1).take(8) {
-            let another = recipient_line(next).is_some_and(|(a, _)| !a.eq_ignore_ascii_case(&address));
-            if next.trim().is_empty() && diagnostic.len() > 1 || another {
+        let mut next = i + 1;
+        while let Some(line) = lines.get(next).filter(|_| next <= i + 8) {
+            let another = named(line).is_some_and(|(a, _)| !a.eq_ignore_ascii_case(&address));
+            if line.trim().is_empty() && diagnostic.len() > 1 || another {
                 break;
             }
-            diagnostic.push(next.trim().to_owned());
+            diagnostic.push(line.trim().to_owned());
+            next += 1;
+        }
+        i = next;
+        if own.contains(&address.to_ascii_lowercase()) {
+            continue;
         }
         let diagnostic = diagnostic.into_iter().filter(|d| !d.is_empty()).collect::<Vec<_>>().join(" ");
-        found.push((address, diagnostic));
+        // Named again further on (Exchange's "diagnostic information"): the words there are about it too.
+        match found.iter_mut().find(|(a, _)| a.eq_ignore_ascii_case(&address)) {
+            Some((_, earlier)) => {
+                if !diagnostic.is_empty() {
+                    *earlier = format!("{earlier} {diagnostic}").trim().to_owned();
+                }
+            }
+            None => found.push((address, diagnostic)),
+        }
     }
     found
 }
@@ -231,15 +298,20 @@ fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
 /// indented or not, `a@b on 1/1/2010`, Sendmail's `<a@b>... User unknown`,
 /// maybe after an SMTP code), or last after a label (`Unknown user: a@b`).
 fn recipient_line(line: &str) -> Option<(String, String)> {
+    // Without a transcript's direction mark (`<<< 550 …`) or a list's bullet (`* a@b`).
     let trimmed = line.trim();
+    let trimmed = match trimmed.split_once(char::is_whitespace) {
+        Some((mark, rest)) if ["<<<", ">>>", "*", "-"].contains(&mark) => rest.trim_start(),
+        _ => trimmed,
+    };
     let (code, trimmed) = match trimmed.split_once(' ') {
         Some((code, rest)) if smtp_code(code) => (format!("{code} "), rest.trim_start()),
         _ => (String::new(), trimmed),
     };
     if let Some((label, last)) = trimmed.rsplit_once(": ")
         && !label.contains('@')
-        // Words, not a quoted header's name (`Message-ID:`, `From:`).
-        && label.trim().contains(' ')
+        // Words, not a quoted header's name (`Message-ID:`, `From:`); au's `Recipient:` is one.
+        && (label.trim().contains(' ') || label.trim().eq_ignore_ascii_case("recipient"))
         && let Ok(address) = EmailAddress::parse(bare_address(last))
     {
         return Some((address.as_str().to_owned(), format!("{code}{label}")));
@@ -257,14 +329,34 @@ fn recipient_line(line: &str) -> Option<(String, String)> {
     fits.then(|| (address.as_str().to_owned(), format!("{code}{}", rest.trim())))
 }
 
-/// `<a@b>:`, `"a@b":`, `<a@b>...` without what surrounds the address.
+/// `<a@b>:`, `"a@b":`, `<a@b>...`, Outlook's `a@b<mailto:a@b>` without what surrounds the address.
 fn bare_address(word: &str) -> &str {
+    let word = word.split_once("<mailto:").map_or(word, |(address, _)| address);
     word.trim_end_matches(['.', ':', ',', ';']).trim_matches(['<', '>', '"'])
 }
 
-/// A three-digit SMTP reply code of a failure (`550`, `452`).
-fn smtp_code(word: &str) -> bool {
-    word.len() == 3 && word.bytes().all(|b| b.is_ascii_digit()) && matches!(&word[..1], "4" | "5")
+/// A recipient named in angle brackets inside a sentence, and the line's
+/// other words: after `to`, `recipient` or `RCPT TO:` ("There was an error
+/// delivering your mail to <a@b>", "rejected recipient <a@b>"), or, with
+/// `replies`, quoted by the remote's reply (`553 5.3.0 <a@b>... No such user`).
+fn recipient_in_sentence(line: &str, replies: bool) -> Option<(String, String)> {
+    let mut from = 0;
+    while let Some(open) = line[from..].find('<').map(|at| from + at) {
+        let close = open + line[open..].find('>')?;
+        from = close + 1;
+        let Ok(address) = EmailAddress::parse(&line[open + 1..close]) else { continue };
+        let before = line[..open].trim_end().to_ascii_lowercase();
+        let after = line[close + 1..].trim_start();
+        let led = before.ends_with("rcpt to:")
+            || before.rsplit(char::is_whitespace).next().is_some_and(|word| ["to", "recipient"].contains(&word));
+        let quoted_by_reply =
+            replies && (after.starts_with("...") || after.starts_with(':')) && status_of(&before).is_some();
+        if led || quoted_by_reply {
+            let rest = format!("{} {}", line[..open].trim(), after);
+            return Some((address.as_str().to_owned(), rest.trim().to_owned()));
+        }
+    }
+    None
 }
 
 /// The notice's own SMTP words when no recipient line carries any.
@@ -275,22 +367,6 @@ fn notice_diagnostic(notice: &str) -> String {
         .find(|l| status_of(l).is_some())
         .map(|l| l.split_whitespace().filter(|w| !w.contains('@')).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-/// The RFC 3463 status in `text` (`5.1.1`, qmail's `#5.1.1`), else one made
-/// of the SMTP reply code (`550` gives `5.0.0`).
-fn status_of(text: &str) -> Option<String> {
-    let words: Vec<&str> = text.split(|c: char| c.is_whitespace() || "()#[];,<>-".contains(c)).collect();
-    let enhanced = words.iter().map(|w| w.trim_end_matches(['.', ':'])).find(|w| {
-        let parts: Vec<&str> = w.split('.').collect();
-        parts.len() == 3
-            && matches!(parts[0], "2" | "4" | "5")
-            && parts[1..].iter().all(|p| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
-    });
-    if let Some(status) = enhanced {
-        return Some(status.to_owned());
-    }
-    words.iter().map(|w| w.trim_end_matches(':')).find(|w| smtp_code(w)).map(|code| format!("{}.0.0", &code[..1]))
 }
 
 #[cfg(test)]
@@ -408,11 +484,102 @@ mod tests {
     }
 
     #[test]
+    fn a_sentence_or_a_transcript_may_name_the_recipient() {
+        let hard = |a: &str, status: &str| vec![(a.to_owned(), ReportKind::HardBounce, status.to_owned())];
+        // DragonFly: "There was an error delivering your mail to <a@b>", from `MAILER-DAEMON <>`.
+        assert_eq!(summary(&read_fixture("lhost-dragonfly-24.eml")), hard("userunknown@libsisimai.net", "5.1.1"));
+        assert_eq!(summary(&read_fixture("lhost-dragonfly-10.eml")), hard("hasmoved@libsisimai.net", "5.1.6"));
+        // InterScan: the RCPT TO of its transcript, and the reply after it.
+        assert_eq!(summary(&read_fixture("lhost-trendmicro-01.eml")), hard("kijitora@example.co.jp", "5.1.1"));
+        // "rejected recipient <a@b> … [550 5.1.1 User unknown]".
+        assert_eq!(summary(&read_fixture("lhost-x6-02.eml")), hard("kijitora@libsisimai.org", "5.1.1"));
+        // au's `Recipient: <a@b>` and a transcript's `<<< 550 <a@b>: User unknown`.
+        assert_eq!(
+            summary(&read_fixture("lhost-ezweb-07.eml")),
+            hard("this-local-part-does-not-exist@ezweb.ne.jp", "5.0.0")
+        );
+        // Zoho: the address, then the remote's `ERROR_CODE :5.1.1 <a@b>... User Unknown`.
+        assert_eq!(summary(&read_fixture("lhost-zoho-01.eml")), hard("kijitora@example.co.jp", "5.1.1"));
+    }
+
+    #[test]
+    fn a_recipient_named_twice_keeps_the_words_of_both_places() {
+        // X3 lists it with a bullet, then gives the remote's reply under "Technical details".
+        assert_eq!(
+            summary(&read_fixture("lhost-x3-03.eml")),
+            [("kijitora@example.co.jp".to_owned(), ReportKind::HardBounce, "5.3.0".to_owned())]
+        );
+        // Office 365's text alone (no delivery-status part): `a@b<mailto:a@b>`, then the diagnostic.
+        let parsed = read_fixture("lhost-office365-01.eml");
+        assert_eq!(
+            summary(&parsed),
+            [("kijitora@example.com".to_owned(), ReportKind::HardBounce, "5.1.10".to_owned())]
+        );
+        assert!(parsed.reports[0].detail.contains("RecipientNotFound"), "{}", parsed.reports[0].detail);
+    }
+
+    #[test]
+    fn an_address_a_reply_quotes_is_a_recipient_only_when_none_is_named() {
+        // As Amazon WorkMail writes it: the reply quotes the address an alias forwarded to.
+        let bounce = "From: MAILER-DAEMON@mail.example.net\r\nSubject: Delivery Status Notification (Failure)\r\n\r\n\
+            An error occurred while trying to deliver the mail to the following recipients:\r\n\
+            reader@example.org\r\n\r\nTechnical report:\r\n\r\n\
+            Diagnostic-Code: smtp; 550 5.2.1 <forwarded@example.net>... User Unknown\r\n";
+        let found: Vec<String> =
+            summary(&parse(bounce.as_bytes(), None).unwrap()).into_iter().map(|(a, ..)| a).collect();
+        assert_eq!(found, ["reader@example.org"]);
+        let unnamed = bounce.replace("reader@example.org\r\n", "");
+        let found: Vec<String> =
+            summary(&parse(unnamed.as_bytes(), None).unwrap()).into_iter().map(|(a, ..)| a).collect();
+        assert_eq!(found, ["forwarded@example.net"]);
+    }
+
+    #[test]
+    fn a_report_whose_parts_are_lost_is_read_by_its_words() {
+        // Its boundary parameter matches none of its parts: no delivery-status part to read.
+        assert_eq!(
+            summary(&read_fixture("rhost-google-02.eml")),
+            [("neko-nyaan@example.org".to_owned(), ReportKind::HardBounce, "5.1.1".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_bounce_passing_on_another_mtas_report_is_that_report() {
+        let parsed = parse(&corpus_fixture("lhost-x5-01.eml"), None).unwrap();
+        assert_eq!(parsed.format, ReportFormat::Dsn);
+        assert_eq!(
+            summary(&parsed),
+            [("kijitora@neko.example.org".to_owned(), ReportKind::HardBounce, "5.1.1".to_owned())]
+        );
+        // A daemon's mail with our own newsletter attached, and no recipient named, stays unread.
+        let no_report = "From: MAILER-DAEMON@mx.example.org\r\nSubject: Undeliverable: Hello\r\n\
+            Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+            Your message could not be delivered.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n\
+            From: news@example.com\r\nSubject: Hello\r\n\r\nBody\r\n--b--\r\n";
+        assert!(matches!(parse(no_report.as_bytes(), None), Err(ParseError::MissingPart(..))));
+    }
+
+    #[test]
+    fn a_notice_in_html_alone_is_read_as_its_text() {
+        let bounce = "From: Postmaster <Postmaster@mail.example.net>\r\nSubject: Undeliverable: Hello\r\n\
+            Content-Type: text/html; charset=UTF-8\r\n\r\n\
+            <html><head><style>p { color: red }</style></head><body>\
+            <p>We were unable to deliver your message to the following address</p>\
+            <p><a href=\"mailto:bo@example.org\">bo@example.org</a></p>\
+            <p>because: 550 5.1.1 User unknown</p></body></html>\r\n";
+        assert_eq!(
+            summary(&parse(bounce.as_bytes(), None).unwrap()),
+            [("bo@example.org".to_owned(), ReportKind::HardBounce, "5.1.1".to_owned())]
+        );
+    }
+
+    #[test]
     fn statuses_come_from_the_words_near_the_recipient() {
         assert_eq!(status_of("Sorry, no mailbox here by that name. (#5.1.1)").as_deref(), Some("5.1.1"));
         assert_eq!(status_of("host mx said: 452 mailbox full").as_deref(), Some("4.0.0"));
         assert_eq!(status_of("550-5.1.1 The email account does not exist").as_deref(), Some("5.1.1"));
         assert_eq!(status_of("retry timeout exceeded"), None);
+        assert_eq!(status_of("Invalid Address, ERROR_CODE :550, ERROR_CODE :5.1.1").as_deref(), Some("5.1.1"));
     }
 
     /// How many of the shared corpus's files parse as a report, and how many of
