@@ -120,6 +120,10 @@ async fn burst(app: &TestApp, victim: &str, round: u8) {
         let ip = format!("198.51.{round}.{i}");
         let r = app.post_form("/subscribe", &[("email", victim), ("newsletter", "morning-briefing")], Some(&ip)).await;
         assert_eq!(r.status(), 200, "each IP is within its own limit");
+        // True whether this one sent a mail or the cap held it back.
+        let page = common::visible(&r.text().await.unwrap());
+        assert!(page.contains("We've sent you a confirmation email."), "{page}");
+        assert!(page.contains("signing up again won't send another right away"), "{page}");
     }
 }
 

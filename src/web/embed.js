@@ -3,7 +3,8 @@
    /subscribe and gets the full page, so a failure here falls back to that. */
 (function () {
   "use strict";
-  var THANKS = "Thank you for signing up for this newsletter. We've sent you a confirmation email.";
+  var THANKS = "Thank you for signing up for this newsletter. We've sent you a confirmation email. " +
+    "If it hasn't come within a few minutes, look in your spam folder: signing up again won't send another right away.";
   var INVALID = "Please enter a correct email address";
   var TRY_AGAIN = "Something went wrong. Please try again in a moment.";
 

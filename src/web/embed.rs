@@ -21,6 +21,11 @@ use crate::domain::{Newsletter, NewsletterSlug};
 
 /// What a box says once the signup went through, in place of the form.
 pub const THANKS: &str = "Thank you for signing up for this newsletter. We've sent you a confirmation email.";
+/// True for every accepted-looking signup, also when the per-address cap held
+/// the mail back (a confirmation went out minutes ago), and says nothing of
+/// whether the address is subscribed.
+pub const NO_RESEND: &str =
+    "If it hasn't come within a few minutes, look in your spam folder: signing up again won't send another right away.";
 /// What a reader whose form came back faster than a person types is asked to do.
 pub const PRESS_AGAIN: &str = "Please press Subscribe once more to finish signing up.";
 
@@ -153,7 +158,7 @@ struct EmbedPage {
     script: String,
     signup: SignupBox,
     thanked: bool,
-    thanks: &'static str,
+    thanks: String,
     /// Said above the form: press once more, or why the form was refused.
     notice: Option<String>,
     /// A refusal: the title starts with "Error: ".
@@ -172,7 +177,7 @@ impl EmbedPage {
             script: format!("{}/embed.js", state.signup.links().public_url()),
             signup,
             thanked: false,
-            thanks: THANKS,
+            thanks: format!("{THANKS} {NO_RESEND}"),
             notice: None,
             failed: false,
         }

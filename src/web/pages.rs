@@ -321,6 +321,7 @@ const SOMETHING_WRONG: &str = "Something went wrong with this form. Please reloa
 fn thank_you() -> Response {
     MessagePage::new("Thank you for signing up")
         .line("Thank you for signing up. We've sent you a confirmation email.")
+        .line(super::embed::NO_RESEND)
         .line("Please open it and confirm to start receiving your newsletters.")
         .into_response()
 }
