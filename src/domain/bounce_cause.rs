@@ -9,6 +9,11 @@
 //! the enhanced status (RFC 3463) decides only when no pattern matches.
 //! Suppressing a reader for ever is the one thing that cannot be undone, so
 //! what is not recognised as "this address is gone" is at most soft.
+//!
+//! Words also mean what the server had accepted before it said them
+//! ([`SmtpStage`]): "user unknown" in reply to MAIL FROM is about our own
+//! address, and in reply to DATA comes from a server that took the
+//! recipient a moment earlier, so the address exists.
 
 /// What a refusal means for the reader it was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -66,6 +71,14 @@ pub enum BounceReason {
     Expired,
     /// An account on hold for now.
     Suspended,
+    /// The server took the recipient, then refused the message in words that
+    /// say the address is gone: a filter in disguise, usually the reader's
+    /// own (NTT docomo and au answer "Unknown user" after DATA when the
+    /// reader refuses mail from computers or from our domain). Soft, not the
+    /// sender's problem: a reader whose filter refuses us for ever is then
+    /// suppressed by `bounces.soft_bounce_limit`, and one whose filter changes
+    /// is not lost.
+    RecipientFilter,
     /// A local delivery program failed: says nothing of the address.
     MailerError,
     /// Blocklists, reputation, the sending IP.
@@ -95,6 +108,7 @@ impl BounceReason {
             Self::Temporary => "temporary",
             Self::Expired => "expired",
             Self::Suspended => "suspended",
+            Self::RecipientFilter => "recipient_filter",
             Self::MailerError => "mailer_error",
             Self::Blocked => "blocked",
             Self::AuthFailure => "auth_failure",
@@ -116,6 +130,7 @@ impl BounceReason {
             | Self::Temporary
             | Self::Expired
             | Self::Suspended
+            | Self::RecipientFilter
             | Self::MailerError
             | Self::Undefined => BounceCause::Soft,
             Self::Blocked
@@ -128,9 +143,10 @@ impl BounceReason {
         }
     }
 
-    /// The reason the first pattern of [`PATTERNS`] the text holds as whole words names.
+    /// The reason the first pattern of [`PATTERNS`] the text holds as whole
+    /// words names; a folded line's break counts as one space.
     pub fn by_words(text: &str) -> Option<Self> {
-        let text = text.to_ascii_lowercase();
+        let text = plain_words(text);
         PATTERNS.iter().find(|(pattern, _)| holds_words(&text, pattern)).map(|&(_, reason)| reason)
     }
 }
@@ -144,15 +160,31 @@ pub struct Bounce {
 
 impl Bounce {
     /// Judges a refusal: `text` is the status and the remote's words;
-    /// `permanent` whether the status said 5 (rather than 4).
+    /// `permanent` whether the status said 5 (rather than 4). The stage is
+    /// the one the text names, if any (see [`Self::at`]).
+    pub fn of(text: &str, permanent: bool) -> Self {
+        Self::at(None, text, permanent)
+    }
+
+    /// Judges a refusal made at `stage` of the conversation (when the caller
+    /// knows it: the SMTP client, or a report that names it away from the
+    /// remote's words), else at the stage `text` names.
     ///
     /// A transient failure is never `Gone`, whatever its words: the server
-    /// itself did not claim the address is gone for good.
-    pub fn of(text: &str, permanent: bool) -> Self {
+    /// itself did not claim the address is gone for good. Nor is one made
+    /// before RCPT (it is about our address or name: the sender's problem)
+    /// or after it (the server had taken the address: [`BounceReason::RecipientFilter`]).
+    pub fn at(stage: Option<SmtpStage>, text: &str, permanent: bool) -> Self {
         let reason = BounceReason::by_words(text).unwrap_or_else(|| match enhanced_status(text) {
             Some(status) if permanent => by_status(status),
             _ => BounceReason::Undefined,
         });
+        let stage = stage.or_else(|| SmtpStage::named_in(text)).map(|stage| stage.unless_rcpt_words(text));
+        let reason = match (stage, reason.cause()) {
+            (Some(SmtpStage::BeforeRcpt), BounceCause::Gone) => BounceReason::SenderRejected,
+            (Some(SmtpStage::Data), BounceCause::Gone) => BounceReason::RecipientFilter,
+            _ => reason,
+        };
         let cause = match reason.cause() {
             BounceCause::Gone if !permanent => BounceCause::Soft,
             cause => cause,
@@ -168,6 +200,15 @@ impl Bounce {
 pub const PATTERNS: &[(&str, BounceReason)] = &[
     // Microsoft's answer for a recipient its directory does not hold.
     ("recipient address rejected: access denied", BounceReason::UserUnknown),
+    // A "<address>: User unknown" reply with the address left empty: the
+    // server (au/KDDI) answers after DATA, when it has no one recipient in
+    // hand, so the refusal is its filter's, not of an unknown address.
+    ("550 : user unknown", BounceReason::RecipientFilter),
+    ("550: : user unknown", BounceReason::RecipientFilter),
+    // Hotmail's and cPanel's sentences for a domain that takes no mail: they go
+    // on with "try again" and "may be blacklisted", which must not win.
+    ("domain is not reachable", BounceReason::HostUnknown),
+    ("the account or domain may not exist", BounceReason::HostUnknown),
     // Reputation, blocklists.
     ("blocklist", BounceReason::Blocked),
     ("blocklisted", BounceReason::Blocked),
@@ -252,6 +293,8 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("expired", BounceReason::Expired),
     ("timed out", BounceReason::Temporary),
     ("timeout", BounceReason::Temporary),
+    // A broken DNS answer (Postfix may give up on it with 5.4.4): a fault of the moment.
+    ("malformed or unexpected name server reply", BounceReason::Temporary),
     ("suspended", BounceReason::Suspended),
     // A local delivery program (procmail, a pipe) failed: says nothing of the address.
     ("x-unix", BounceReason::MailerError),
@@ -269,6 +312,7 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("no such recipient", BounceReason::UserUnknown),
     ("no such address", BounceReason::UserUnknown),
     ("no such domain", BounceReason::HostUnknown),
+    ("domain does not exist", BounceReason::HostUnknown),
     ("no mailbox", BounceReason::UserUnknown),
     ("invalid recipient", BounceReason::UserUnknown),
     ("invalid mailbox", BounceReason::UserUnknown),
@@ -284,9 +328,15 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("doesn't have a", BounceReason::UserUnknown),
     ("not listed in", BounceReason::UserUnknown),
     ("unrouteable address", BounceReason::UserUnknown),
+    // Exchange 2003 and IMail.
+    ("recipient name is not recognized", BounceReason::UserUnknown),
+    ("invalid final delivery userid", BounceReason::UserUnknown),
     ("host not found", BounceReason::HostUnknown),
-    // RFC 7505 null MX: the domain takes no mail at all.
+    // RFC 7505 null MX, no MX and no address: the domain takes no mail at all.
     ("host does not accept mail", BounceReason::HostUnknown),
+    ("indicated no smtp service", BounceReason::HostUnknown),
+    ("couldn't find a mail exchanger", BounceReason::HostUnknown),
+    ("no mx found", BounceReason::HostUnknown),
     ("invalid domain", BounceReason::HostUnknown),
     ("illegal host", BounceReason::HostUnknown),
     ("host unknown", BounceReason::HostUnknown),
@@ -301,15 +351,116 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("deactivated", BounceReason::Disabled),
 ];
 
+/// `text` in lower case with each run of white space one space, as [`PATTERNS`] and stage markers are written.
+fn plain_words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+}
+
 /// Whether `pattern` occurs in `text` with no letter or digit right before or after it.
 fn holds_words(text: &str, pattern: &str) -> bool {
+    words_at(text, pattern).is_some()
+}
+
+/// Where `pattern` first occurs in `text` as whole words (see [`holds_words`]).
+fn words_at(text: &str, pattern: &str) -> Option<usize> {
     let bytes = text.as_bytes();
-    text.match_indices(pattern).any(|(at, _)| {
+    text.match_indices(pattern).map(|(at, _)| at).find(|&at| {
         let end = at + pattern.len();
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(end).copied();
         !before.is_some_and(|b| b.is_ascii_alphanumeric()) && !after.is_some_and(|b| b.is_ascii_alphanumeric())
     })
+}
+
+/// Where in the SMTP conversation a server refused: what it had taken
+/// before tells what its words can mean (see [`Bounce::at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpStage {
+    /// The greeting, EHLO/HELO or MAIL FROM: the server has not heard of the
+    /// reader yet, so what it refuses is us.
+    BeforeRcpt,
+    Rcpt,
+    /// DATA or the end of the data: the server had taken the recipient.
+    Data,
+}
+
+/// How MTAs name the command a reply answered: Postfix's "(in reply to … command)",
+/// Exim's "SMTP error from remote mail server after …", Sendmail's
+/// transcript (`>>> DATA`), qmail's "Connected to … but …".
+const STAGE_MARKERS: &[(&str, SmtpStage)] = &[
+    ("refused to talk to me", SmtpStage::BeforeRcpt),
+    ("in reply to ehlo command", SmtpStage::BeforeRcpt),
+    ("in reply to helo command", SmtpStage::BeforeRcpt),
+    ("in reply to mail from command", SmtpStage::BeforeRcpt),
+    ("in reply to rcpt to command", SmtpStage::Rcpt),
+    ("in reply to data command", SmtpStage::Data),
+    ("in reply to end of data command", SmtpStage::Data),
+    ("server after initial connection", SmtpStage::BeforeRcpt),
+    ("server after ehlo", SmtpStage::BeforeRcpt),
+    ("server after helo", SmtpStage::BeforeRcpt),
+    ("server after mail from", SmtpStage::BeforeRcpt),
+    ("server after pipelined mail from", SmtpStage::BeforeRcpt),
+    ("server after rcpt to", SmtpStage::Rcpt),
+    ("server after pipelined rcpt to", SmtpStage::Rcpt),
+    ("server after data", SmtpStage::Data),
+    ("server after pipelined data", SmtpStage::Data),
+    ("server after end of data", SmtpStage::Data),
+    (">>> ehlo", SmtpStage::BeforeRcpt),
+    (">>> helo", SmtpStage::BeforeRcpt),
+    (">>> mail from", SmtpStage::BeforeRcpt),
+    (">>> rcpt to", SmtpStage::Rcpt),
+    (">>> data", SmtpStage::Data),
+    ("but greeting failed", SmtpStage::BeforeRcpt),
+    ("but my name was rejected", SmtpStage::BeforeRcpt),
+    ("but sender was rejected", SmtpStage::BeforeRcpt),
+    // m-FILTER's "-------SMTP command" section.
+    ("smtp command data", SmtpStage::Data),
+];
+
+/// Words that put a refusal at RCPT whatever command a report shows last:
+/// a reply to DATA asking for a recipient first (the client sent RCPT and
+/// DATA together, PIPELINING, and the refusal it reports came at RCPT), and
+/// Postfix's "Recipient address rejected", said only at RCPT.
+const RCPT_WORDS: [&str; 6] = [
+    "need rcpt",
+    "rcpt first",
+    "no valid recipients",
+    "rcpt commands were rejected",
+    "must precede data",
+    "recipient address rejected",
+];
+
+impl SmtpStage {
+    /// The stage `text` (a diagnostic, a bounce's notice or transcript) names
+    /// first; `None` when it names none.
+    pub fn named_in(text: &str) -> Option<Self> {
+        let text = plain_words(text);
+        let first = STAGE_MARKERS
+            .iter()
+            .filter_map(|&(marker, stage)| words_at(&text, marker).map(|at| (at, stage)))
+            .min_by_key(|&(at, _)| at)
+            .map(|(_, stage)| stage);
+        first.map(|stage| stage.unless_rcpt_words(&text))
+    }
+
+    /// `Rcpt` for a refusal shown at DATA whose words belong to RCPT (see [`RCPT_WORDS`]).
+    fn unless_rcpt_words(self, text: &str) -> Self {
+        let text = plain_words(text);
+        match self {
+            Self::Data if RCPT_WORDS.iter().any(|words| holds_words(&text, words)) => Self::Rcpt,
+            stage => stage,
+        }
+    }
+
+    /// The stage a notice about several recipients names for `address`: in
+    /// the paragraphs that mention it (Postfix writes one per recipient).
+    pub fn named_about(notice: &str, address: &str) -> Option<Self> {
+        let address = address.to_ascii_lowercase();
+        let notice = notice.replace("\r\n", "\n");
+        let about: Vec<&str> = notice.split("\n\n").filter(|p| p.to_ascii_lowercase().contains(&address)).collect();
+        Self::named_in(&about.join("\n"))
+    }
 }
 
 /// What the enhanced status of a permanent refusal says when the words said nothing.
@@ -322,6 +473,8 @@ fn by_status((subject, detail): (u16, u16)) -> BounceReason {
         (1, 6) => BounceReason::HasMoved,
         // Bad sender's mailbox or system address.
         (1, 7 | 8) => BounceReason::SenderRejected,
+        // Unable to route, given up on: no MX, no address, for good.
+        (4, 4) => BounceReason::HostUnknown,
         (2, 2) => BounceReason::MailboxFull,
         // Message too long for the mailbox or the system.
         (2, 3) | (3, 4) => BounceReason::TooLarge,
@@ -383,10 +536,78 @@ mod tests {
             ("5.1.8 smtp; 553 5.1.8 Bad sender address", Sender),
             ("5.4.4 smtp; 550 Host not found", Gone),
             ("5.0.0 smtp; 550 Service unavailable; client host [192.0.2.1] blocked using zen.spamhaus.org", Sender),
+            // Phrases that must win over the softer words after them.
+            ("5.5.0 smtp;554 the domain is not reachable. Please check the domain and try again", Gone),
+            ("The account or domain may not exist, they may be blacklisted, or missing the proper dns entries.", Gone),
+            ("5.4.4 Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)", Gone),
+            ("an MX or SRV record indicated no SMTP service", Gone),
+            ("The recipient name is not recognized", Gone),
+            ("Invalid final delivery userid: reader@example.org", Gone),
+            // A bare 5.4.4, given up routing; but a broken DNS answer is of the moment.
+            ("5.4.4 smtp; 550 5.4.4 unroutable", Gone),
+            (
+                "5.4.4 X-Postfix; Name service error for name=example.org type=MX: Malformed or unexpected name server reply",
+                Soft,
+            ),
+            // A folded line reads as one.
+            ("5.0.0 smtp; 550 The user\r\n    is unknown", Gone),
         ];
         for (text, cause) in cases {
             assert_eq!(BounceCause::of(text, true), cause, "{text}");
         }
+    }
+
+    #[test]
+    fn the_command_refused_changes_what_gone_words_mean() {
+        let at = |stage, text| Bounce::at(stage, text, true);
+        let unknown = "5.0.0 smtp; 550 Unknown user reader@example.org";
+        assert_eq!(at(Some(SmtpStage::Rcpt), unknown).reason, BounceReason::UserUnknown);
+        assert_eq!(at(None, unknown).cause, Gone);
+        let after_data = at(Some(SmtpStage::Data), unknown);
+        assert_eq!((after_data.cause, after_data.reason), (Soft, BounceReason::RecipientFilter));
+        assert_eq!(at(Some(SmtpStage::BeforeRcpt), unknown).cause, Sender);
+        // Only gone-words change: the sender's problems and the soft ones stay.
+        assert_eq!(at(Some(SmtpStage::Data), "554 5.7.1 spam").reason, BounceReason::Filtered);
+        assert_eq!(at(Some(SmtpStage::Data), "552 5.2.2 mailbox full").reason, BounceReason::MailboxFull);
+        // The stage named in the words themselves.
+        let postfix = "550 Unknown user (in reply to end of DATA\n    command)";
+        assert_eq!(Bounce::of(postfix, true).reason, BounceReason::RecipientFilter);
+        let exim = "SMTP error from remote mail server after MAIL FROM:<n@example.com>: 553 5.1.0 does not exist";
+        assert_eq!(Bounce::of(exim, true).reason, BounceReason::SenderRejected);
+        let qmail = "Connected to 192.0.2.1 but my name was rejected. Remote host said: 501 5.0.0 Invalid domain name";
+        assert_eq!(Bounce::of(qmail, true).cause, Sender);
+        // au's empty-address reply is its filter's whatever the stage.
+        assert_eq!(Bounce::of("5.0.0 smtp; 550 : User unknown", true).reason, BounceReason::RecipientFilter);
+        assert_eq!(Bounce::of("550: : User unknown", true).cause, Soft);
+    }
+
+    #[test]
+    fn stages_are_read_from_what_mtas_write() {
+        let cases = [
+            ("host mx said: 550 x (in reply to RCPT TO command)", Some(SmtpStage::Rcpt)),
+            ("host mx said: 550 x (in reply to end of DATA command)", Some(SmtpStage::Data)),
+            ("host mx refused to talk to me: 554 go away", Some(SmtpStage::BeforeRcpt)),
+            ("SMTP error from remote mail server after end of data:\n 550 x", Some(SmtpStage::Data)),
+            ("SMTP error from remote mail server after RCPT TO:<a@example.org>: 550 x", Some(SmtpStage::Rcpt)),
+            ("... while talking to mx.example.org.:\n>>> DATA\n<<< 550 Unknown user", Some(SmtpStage::Data)),
+            ("Connected to 192.0.2.1 but sender was rejected.", Some(SmtpStage::BeforeRcpt)),
+            ("550 5.1.1 user unknown", None),
+            ("the database after data loss", None),
+            // Pipelined: the transcript shows DATA last, the 503 says the recipient was refused.
+            (">>> DATA\n<<< 550 5.2.1 inactive\n<<< 503 5.5.1 RCPT first", Some(SmtpStage::Rcpt)),
+            (">>> DATA\n<<< 550 unknown user\n<<< 503 Valid RCPT command must precede DATA", Some(SmtpStage::Rcpt)),
+        ];
+        for (text, stage) in cases {
+            assert_eq!(SmtpStage::named_in(text), stage, "{text}");
+        }
+        // Postfix's RCPT-time words, shown by a pipelining client as a reply to DATA.
+        let mfilter = "550 5.1.1 <a@example.org>: Recipient address rejected: User unknown";
+        assert_eq!(Bounce::at(Some(SmtpStage::Data), mfilter, true).cause, Gone);
+        let notice = "<a@example.org>: host mx said: 550 Unknown user (in reply to end of DATA command)\n\n\
+                      <b@example.org>: host mx said: 550 Unknown user (in reply to RCPT TO command)\n";
+        assert_eq!(SmtpStage::named_about(notice, "A@example.org"), Some(SmtpStage::Data));
+        assert_eq!(SmtpStage::named_about(notice, "b@example.org"), Some(SmtpStage::Rcpt));
+        assert_eq!(SmtpStage::named_about(notice, "c@example.org"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ pub mod status;
 pub mod token;
 mod zone_aliases;
 
-pub use bounce_cause::{Bounce, BounceCause, BounceReason};
+pub use bounce_cause::{Bounce, BounceCause, BounceReason, SmtpStage};
 pub use delivery_tag::{ReturnPath, Tagged};
 pub use email::{EmailAddress, EmailError};
 pub use newsletter::{Newsletter, NewsletterSlug};

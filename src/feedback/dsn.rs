@@ -16,7 +16,7 @@ use super::message::{
     short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::{Bounce, EmailAddress};
+use crate::domain::{Bounce, EmailAddress, SmtpStage};
 
 const STATUS_PARTS: [&str; 2] = ["message/delivery-status", "message/global-delivery-status"];
 const ORIGINAL_PARTS: [&str; 4] = ["message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"];
@@ -33,20 +33,34 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let body = String::from_utf8_lossy(status.contents());
     let groups = Fields::groups(&body);
     // The first group is about the message; each further one about a recipient.
-    let recipients = groups.iter().skip(1).filter(|g| g.get("Action").is_some() || g.get("Status").is_some());
+    let recipients: Vec<&Fields> =
+        groups.iter().skip(1).filter(|g| g.get("Action").is_some() || g.get("Status").is_some()).collect();
+    // The command a refusal answered is often named only in the words for people
+    // (Postfix's "in reply to end of DATA command", Sendmail's transcript).
+    // That part comes first (RFC 3462), often with no Content-Type of its own.
+    let notice = children.first().filter(|p| !is_one_of(p, &STATUS_PARTS)).and_then(|p| p.text_contents());
     // Its own id with a digest of what it reports: reports that share a
     // Message-ID (some MTAs reuse one) are still told apart.
     let report_id = format!("{}:{}", whole.report_id(), short_digest(status.contents()));
     let mut parsed = Parsed { format: ReportFormat::Dsn, reports: vec![], ignored: 0 };
-    for (n, fields) in recipients.enumerate() {
-        let Some(bounce) = bounce_of(fields) else {
-            parsed.ignored += 1;
-            continue;
-        };
+    let alone = recipients.len() == 1;
+    for (n, fields) in recipients.into_iter().enumerate() {
         let recipient = fields
             .address("Original-Recipient")
             .or_else(|| fields.address("Final-Recipient"))
             .and_then(|a| EmailAddress::parse(a).ok());
+        let stage = SmtpStage::named_in(&detail(fields)).or_else(|| {
+            let notice = notice?;
+            if alone {
+                SmtpStage::named_in(notice)
+            } else {
+                SmtpStage::named_about(notice, recipient.as_ref()?.as_str())
+            }
+        });
+        let Some(bounce) = bounce_of(fields, stage) else {
+            parsed.ignored += 1;
+            continue;
+        };
         // One DSN may be about several recipients: each is its own report.
         let id = per_recipient_id(&report_id, recipient.as_ref(), n);
         parsed.reports.push(Report {
@@ -67,8 +81,8 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
 }
 
 /// What one recipient's fields call for: a bounce judged by its cause
-/// (see [`Bounce`]), or nothing.
-fn bounce_of(fields: &Fields) -> Option<Bounce> {
+/// (see [`Bounce`]) and the stage it came at, or nothing.
+fn bounce_of(fields: &Fields, stage: Option<SmtpStage>) -> Option<Bounce> {
     let action = fields.get("Action")?.to_ascii_lowercase();
     if action.split_whitespace().next() != Some("failed") {
         return None;
@@ -78,7 +92,7 @@ fn bounce_of(fields: &Fields) -> Option<Bounce> {
         Some('4') => false,
         _ => return None,
     };
-    Some(Bounce::of(&detail(fields), permanent))
+    Some(Bounce::at(stage, &detail(fields), permanent))
 }
 
 /// `5.1.1 smtp; 550 5.1.1 … user unknown`: the status and the remote's words.
