@@ -19,7 +19,7 @@ use super::message::{
     short_digest,
 };
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::{Bounce, EmailAddress};
+use crate::domain::{Bounce, EmailAddress, SmtpStage};
 
 /// Local parts of the senders of bounces.
 const DAEMONS: [&str; 6] = ["mailer-daemon", "postmaster", "mail-daemon", "mailer_daemon", "mdaemon", "mail.delivery"];
@@ -57,8 +57,23 @@ const OPENINGS: [&str; 9] = [
     "message could not be delivered",
 ];
 
+/// Words of a notice that says the server is still trying (a delay warning):
+/// any other bounce is the server giving up, final even when it says no status.
+const STILL_TRYING: [&str; 7] = [
+    "temporary",
+    "temporarily",
+    "delayed",
+    "will be retried",
+    "still trying",
+    "not yet been delivered",
+    "attempts will continue",
+];
+
 /// Lines that start the quoted original message: the notice ends there.
-const ORIGINAL_MARKERS: [&str; 9] = [
+const ORIGINAL_MARKERS: [&str; 11] = [
+    // Lotus Notes, m-FILTER.
+    "------- returned message",
+    "-------original message",
     "--- below this line is a copy of the message",
     "- this is a copy of the message",
     "----- original message",
@@ -113,7 +128,11 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
     if found.is_empty() {
         return Err(ParseError::MissingPart("plain-text bounce", "recipient address"));
     }
-    let permanent = notice.to_ascii_lowercase().contains("permanent");
+    // One recipient: the command refused may be named anywhere in the notice
+    // (Sendmail's transcript comes before the address).
+    let alone = found.len() == 1;
+    let lower = notice.to_ascii_lowercase();
+    let permanent = lower.contains("permanent") || !STILL_TRYING.iter().any(|w| lower.contains(w));
     // As a DSN's: its own id with a digest of the notice, then the recipient.
     let report_id = format!("{}:{}", whole.report_id(), short_digest(notice.as_bytes()));
     let mut parsed = Parsed { format: ReportFormat::Plain, reports: vec![], ignored: 0 };
@@ -129,7 +148,8 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
             _ => permanent,
         };
         let detail = format!("{} {}", status.unwrap_or_default(), diagnostic).trim().to_owned();
-        let bounce = Bounce::of(&detail, permanent);
+        let stage = SmtpStage::named_in(&detail).or_else(|| alone.then(|| SmtpStage::named_in(notice)).flatten());
+        let bounce = Bounce::at(stage, &detail, permanent);
         parsed.reports.push(Report {
             kind: ReportKind::of_cause(bounce.cause),
             reason: Some(bounce.reason),
@@ -212,15 +232,22 @@ fn recipients(notice: &str, own: &[String]) -> Vec<(String, String)> {
         if own.contains(&address.to_ascii_lowercase()) || found.iter().any(|(a, _)| a.eq_ignore_ascii_case(&address)) {
             continue;
         }
+        // Sendmail's "554 <a>... reason" is a whole failure on one line: the next is another's.
+        let one_line = line.split_whitespace().next().is_some_and(smtp_code);
         let mut diagnostic = vec![rest];
-        for next in lines.iter().skip(i + 1).take(8) {
+        for next in lines.iter().skip(i + 1).take(if one_line { 0 } else { 8 }) {
             let another = recipient_line(next).is_some_and(|(a, _)| !a.eq_ignore_ascii_case(&address));
-            if next.trim().is_empty() && diagnostic.len() > 1 || another {
+            // Blank lines between the address and its words are skipped; one after them ends them.
+            if next.trim().is_empty() && diagnostic.iter().any(|d| !d.trim().is_empty()) || another {
                 break;
             }
             diagnostic.push(next.trim().to_owned());
         }
-        let diagnostic = diagnostic.into_iter().filter(|d| !d.is_empty()).collect::<Vec<_>>().join(" ");
+        let mut diagnostic = diagnostic.into_iter().filter(|d| !d.is_empty()).collect::<Vec<_>>().join(" ");
+        // Nothing after the address: Lotus Notes writes the reason on the line above it.
+        if diagnostic.is_empty() && i > 0 && recipient_line(lines[i - 1]).is_none() {
+            diagnostic = lines[i - 1].trim().to_owned();
+        }
         found.push((address, diagnostic));
     }
     found
