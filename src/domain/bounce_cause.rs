@@ -179,6 +179,17 @@ impl Bounce {
             Some(status) if permanent => by_status(status),
             _ => BounceReason::Undefined,
         });
+        Self::judged(reason, stage, text, permanent)
+    }
+
+    /// Judges a refusal by its words alone (and the stage they name), as
+    /// [`Self::of`] does; `None` when they say nothing known, for a caller
+    /// that then keeps a provider's own verdict.
+    pub fn by_words(text: &str, permanent: bool) -> Option<Self> {
+        BounceReason::by_words(text).map(|reason| Self::judged(reason, None, text, permanent))
+    }
+
+    fn judged(reason: BounceReason, stage: Option<SmtpStage>, text: &str, permanent: bool) -> Self {
         let stage = stage.or_else(|| SmtpStage::named_in(text)).map(|stage| stage.unless_rcpt_words(text));
         let reason = match (stage, reason.cause()) {
             (Some(SmtpStage::BeforeRcpt), BounceCause::Gone) => BounceReason::SenderRejected,
