@@ -6,14 +6,16 @@ pub mod email;
 mod mail_domain;
 pub mod newsletter;
 pub mod rhythm;
+pub mod smtp_stage;
 pub mod status;
 pub mod token;
 mod zone_aliases;
 
-pub use bounce_cause::{Bounce, BounceCause, BounceReason, SmtpStage};
+pub use bounce_cause::{Bounce, BounceCause, BounceReason};
 pub use delivery_tag::{ReturnPath, Tagged};
 pub use email::{EmailAddress, EmailError};
 pub use newsletter::{Newsletter, NewsletterSlug};
 pub use rhythm::{Rhythm, RhythmError, Zone, ZoneError};
+pub use smtp_stage::SmtpStage;
 pub use status::{ConsentSource, IssueStatus, SubscriptionStatus};
 pub use token::{ConfirmationToken, LinkClaim, LinkKeys, LinkPurpose, LinkRef, LinkSubject, TokenHash};

@@ -408,6 +408,29 @@ mod tests {
     }
 
     #[test]
+    fn a_reason_above_the_address_or_on_its_own_line() {
+        // Lotus Notes writes the reason on the line above the address.
+        let [(address, kind, _)] = summary(&read_fixture("lhost-notes-03.eml")).try_into().unwrap();
+        assert_eq!((address.as_str(), kind), ("kijitora@example.com", ReportKind::HardBounce));
+        // Sendmail's "554 <a>... reason" is all of that recipient's: the
+        // "Host unknown" line after it is about another.
+        let found: Vec<(String, ReportKind)> =
+            summary(&read_fixture("lhost-v5sendmail-07.eml")).into_iter().map(|(a, k, _)| (a, k)).collect();
+        let expected = [
+            ("kijitora@example.org", ReportKind::SoftBounce),
+            ("mikeneko@example.org", ReportKind::HardBounce),
+            ("hachiware@example.edu", ReportKind::HardBounce),
+        ];
+        assert_eq!(found, expected.map(|(a, k)| (a.to_owned(), k)));
+        // m-FILTER: blank lines between the address and its words, and "SMTP
+        // command: DATA" for a refusal Postfix's words place at RCPT.
+        let [(_, kind, status)] = summary(&read_fixture("lhost-mfilter-02.eml")).try_into().unwrap();
+        assert_eq!((kind, status.as_str()), (ReportKind::HardBounce, "5.1.1"));
+        let [(_, kind, _)] = summary(&read_fixture("lhost-mfilter-03.eml")).try_into().unwrap();
+        assert_eq!(kind, ReportKind::SoftBounce, "550 No such user, after DATA");
+    }
+
+    #[test]
     fn lines_ended_by_cr_alone_are_read_too() {
         let raw =
             String::from_utf8(corpus_fixture("lhost-qmail-16.eml")).unwrap().replace("\r\n", "\n").replace('\n', "\r");
