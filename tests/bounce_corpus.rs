@@ -12,32 +12,39 @@ use bulletin::feedback::{ReportKind, parse};
 
 /// Bounces sisimai rates soft that Bulletin reads as a gone address, on purpose.
 const GONE_THOUGH_SISIMAI_SAYS_SOFT: &[(&str, &str)] = &[
-    // The remote says in words the user is unknown. sisimai reads some of these as
-    // "filtered" or "rejected" from what it knows of the host (NTT docomo answers
-    // "Unknown user" when the reader's own filter refuses the sender): either way the
-    // reader cannot get our mail, and nothing in the bounce says it will change.
+    // The remote says in words the user is unknown, and nothing says at which command:
+    // a refusal of RCPT, as far as anyone can tell. sisimai reads some of these as
+    // "filtered" from what it knows of the host (NTT docomo answers "Unknown user" when
+    // the reader's own filter refuses the sender) or as its default for an unknown
+    // mailer; the same words after DATA are soft here too (see recipient_filter).
     ("lhost-amazonses-02.eml", "550 Unknown user"),
+    ("lhost-exchange2003-04.eml", "Recipient Not Found"),
     ("lhost-messagingserver-06.eml", "550 5.2.1 User Unknown"),
-    ("lhost-office365-04.eml", "550 5.1.351 unknown recipient; 550 User unknown"),
-    ("lhost-postfix-03.eml", "550 Unknown user"),
-    ("lhost-postfix-35.eml", "550 User unknown"),
-    ("lhost-sendmail-40.eml", "550 Unknown user"),
-    ("rfc3464-01.eml", "550 5.1.1 User Unknown"),
+    ("lhost-postfix-07.eml", "550 <address>: User unknown"),
+    ("lhost-x2-01.eml", "This user doesn't have a example.co.jp account"),
     ("rfc3464-42.eml", "The email account that you tried to reach does not exist"),
-    ("rfc3464-57.eml", "550 User unknown"),
-    ("rhost-nttdocomo-02.eml", "550 Unknown user"),
-    ("rhost-nttdocomo-03.eml", "550 Unknown user"),
+    // The remote's own reply in the fields says 5.1.1 User Unknown; sisimai goes by the
+    // words for people ("Not enough disk space"), which name neither address nor status.
+    ("rfc3464-01.eml", "550 5.1.1 User Unknown"),
     // sisimai's "suspend": a disabled or inactive account. Gmail disables an account
     // after two years unused and deletes it later; a newsletter should stop there.
+    // Sendmail's transcripts show ">>> DATA" last, but the 503 "need RCPT" that
+    // follows says the refusal came at RCPT (pipelined): the address itself.
     ("lhost-powermta-01.eml", "5.2.1 mailbox disabled … User Unknown"),
     ("lhost-sendmail-35.eml", "525 5.7.13 Disabled recipient address"),
     ("rhost-google-07.eml", "550 5.2.1 The email account that you tried to reach is inactive"),
 ];
 
 /// Bounces sisimai rates hard that Bulletin leaves soft (they count toward
-/// `bounces.soft_bounce_limit`), on purpose: the words may describe a passing DNS fault.
+/// `bounces.soft_bounce_limit`), on purpose.
 const SOFT_THOUGH_SISIMAI_SAYS_HARD: &[(&str, &str)] = &[
-    ("lhost-outlook-03.eml", "554 the domain is not reachable"),
+    // After end of data, the domain said not to exist is our sender's, not the reader's.
+    ("lhost-exim-37.eml", "after end of data: 553 neko.example.com does not exist"),
+    // A delay warning: the server still tries for 7 days and will say if it gives up.
+    ("lhost-opensmtpd-12.eml", "No MX found for domain … only a temporary failure report"),
+    // sisimai names this recipient "userunknown", but its own reply is a full mailbox.
+    ("lhost-qmail-25.eml", "552 5.2.2 … Mailbox full"),
+    // A broken DNS answer: sisimai itself rates the same words soft in lhost-postfix-17.
     ("rhost-aol-06.eml", "Malformed or unexpected name server reply"),
 ];
 

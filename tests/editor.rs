@@ -113,6 +113,37 @@ async fn soft_and_hard_failures(backend: Backend) {
     app.stop().await;
 }
 
+/// "User unknown" after the server took the recipient and the body is a
+/// filter's disguise (NTT docomo, au): the delivery fails, the reader stays;
+/// the same words in reply to RCPT suppress.
+async fn an_unknown_user_after_data_is_not_suppressed(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else { return };
+    let all = ["filtered@example.org".to_owned(), "gone@example.org".to_owned(), "fine@example.org".to_owned()];
+    app.import_confirmed("weekend-reads", &all).await;
+    app.mail.reply_to_end_of_data("filtered@example.org", 550, "Unknown user filtered@example.org");
+    app.mail.reply_to_rcpt("gone@example.org", 550, "Unknown user gone@example.org");
+
+    let id = app.queue_issue("weekend-reads", "Saturday", ISSUE).await;
+    app.wait_issue(id, "done").await;
+    let counts = app.delivery_counts(id).await;
+    assert_eq!(
+        (counts.get("sent"), counts.get("bounced"), counts.get("failed")),
+        (Some(&1), Some(&1), Some(&1)),
+        "{counts:?}"
+    );
+    assert!(app.mail.mails_to("filtered@example.org").is_empty(), "refused at the end of data");
+
+    // The next issue goes to the filtered reader again (now taken), not to the gone one.
+    app.mail.clear_reply("filtered@example.org");
+    let newsletter = app.newsletter("weekend-reads").await;
+    assert_eq!(app.store.audience_size(newsletter.id).await.unwrap(), 2);
+    let next = app.queue_issue("weekend-reads", "Next Saturday", "More news.").await;
+    app.wait_issue(next, "done").await;
+    assert_eq!(app.mail.mails_to("filtered@example.org").len(), 1);
+    assert!(app.mail.mails_to("gone@example.org").is_empty());
+    app.stop().await;
+}
+
 /// 5.7.x (policy, reputation) is not the reader's fault: no suppression, but
 /// repeated refusals pause the issue until an editor resumes it.
 async fn policy_refusals_pause_the_issue(backend: Backend) {
@@ -295,6 +326,7 @@ on_both_backends!(
     dkim_signs_the_list_headers,
     issue_arrives_once_with_list_headers,
     soft_and_hard_failures,
+    an_unknown_user_after_data_is_not_suppressed,
     policy_refusals_pause_the_issue,
     unsubscribe_during_a_send,
 );

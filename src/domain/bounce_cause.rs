@@ -9,6 +9,13 @@
 //! the enhanced status (RFC 3463) decides only when no pattern matches.
 //! Suppressing a reader for ever is the one thing that cannot be undone, so
 //! what is not recognised as "this address is gone" is at most soft.
+//!
+//! Words also mean what the server had accepted before it said them
+//! ([`SmtpStage`]): "user unknown" in reply to MAIL FROM is about our own
+//! address, and in reply to DATA comes from a server that took the
+//! recipient a moment earlier, so the address exists.
+
+use super::smtp_stage::SmtpStage;
 
 /// What a refusal means for the reader it was about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -48,11 +55,6 @@ impl BounceCause {
     pub fn of(text: &str, permanent: bool) -> Self {
         Bounce::of(text, permanent).cause
     }
-
-    /// The cause the first pattern of [`PATTERNS`] the text holds names; `None`: the words say nothing known.
-    pub fn by_words(text: &str) -> Option<Self> {
-        BounceReason::by_words(text).map(BounceReason::cause)
-    }
 }
 
 /// Why a server refused, in a few words an operator can count and search by
@@ -73,6 +75,14 @@ pub enum BounceReason {
     Expired,
     /// An account on hold for now.
     Suspended,
+    /// The server took the recipient, then refused the message in words that
+    /// say the address is gone: a filter in disguise, usually the reader's
+    /// own (NTT docomo and au answer "Unknown user" after DATA when the
+    /// reader refuses mail from computers or from our domain). Soft, not the
+    /// sender's problem: a reader whose filter refuses us for ever is then
+    /// suppressed by `bounces.soft_bounce_limit`, and one whose filter changes
+    /// is not lost.
+    RecipientFilter,
     /// A local delivery program failed: says nothing of the address.
     MailerError,
     /// Blocklists, reputation, the sending IP.
@@ -92,11 +102,12 @@ pub enum BounceReason {
 
 impl BounceReason {
     /// Every reason, in the order above: what an operator may name (`suppressions review --reason`).
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::UserUnknown,
         Self::HostUnknown,
         Self::HasMoved,
         Self::Disabled,
+        Self::RecipientFilter,
         Self::MailboxFull,
         Self::RateLimited,
         Self::Temporary,
@@ -129,6 +140,7 @@ impl BounceReason {
             Self::Temporary => "temporary",
             Self::Expired => "expired",
             Self::Suspended => "suspended",
+            Self::RecipientFilter => "recipient_filter",
             Self::MailerError => "mailer_error",
             Self::Blocked => "blocked",
             Self::AuthFailure => "auth_failure",
@@ -150,6 +162,7 @@ impl BounceReason {
             | Self::Temporary
             | Self::Expired
             | Self::Suspended
+            | Self::RecipientFilter
             | Self::MailerError
             | Self::Undefined => BounceCause::Soft,
             Self::Blocked
@@ -162,9 +175,10 @@ impl BounceReason {
         }
     }
 
-    /// The reason the first pattern of [`PATTERNS`] the text holds as whole words names.
+    /// The reason the first pattern of [`PATTERNS`] the text holds as whole
+    /// words names; a folded line's break counts as one space.
     pub fn by_words(text: &str) -> Option<Self> {
-        let text = text.to_ascii_lowercase();
+        let text = plain_words(text);
         PATTERNS.iter().find(|(pattern, _)| holds_words(&text, pattern)).map(|&(_, reason)| reason)
     }
 }
@@ -178,15 +192,42 @@ pub struct Bounce {
 
 impl Bounce {
     /// Judges a refusal: `text` is the status and the remote's words;
-    /// `permanent` whether the status said 5 (rather than 4).
+    /// `permanent` whether the status said 5 (rather than 4). The stage is
+    /// the one the text names, if any (see [`Self::at`]).
+    pub fn of(text: &str, permanent: bool) -> Self {
+        Self::at(None, text, permanent)
+    }
+
+    /// Judges a refusal made at `stage` of the conversation (when the caller
+    /// knows it: the SMTP client, or a report that names it away from the
+    /// remote's words), else at the stage `text` names.
     ///
     /// A transient failure is never `Gone`, whatever its words: the server
-    /// itself did not claim the address is gone for good.
-    pub fn of(text: &str, permanent: bool) -> Self {
+    /// itself did not claim the address is gone for good. Nor is one made
+    /// before RCPT (it is about our address or name: the sender's problem)
+    /// or after it (the server had taken the address: [`BounceReason::RecipientFilter`]).
+    pub fn at(stage: Option<SmtpStage>, text: &str, permanent: bool) -> Self {
         let reason = BounceReason::by_words(text).unwrap_or_else(|| match enhanced_status(text) {
             Some(status) if permanent => by_status(status),
             _ => BounceReason::Undefined,
         });
+        Self::judged(reason, stage, text, permanent)
+    }
+
+    /// Judges a refusal by its words alone (and the stage they name), as
+    /// [`Self::of`] does; `None` when they say nothing known, for a caller
+    /// that then keeps a provider's own verdict.
+    pub fn by_words(text: &str, permanent: bool) -> Option<Self> {
+        BounceReason::by_words(text).map(|reason| Self::judged(reason, None, text, permanent))
+    }
+
+    fn judged(reason: BounceReason, stage: Option<SmtpStage>, text: &str, permanent: bool) -> Self {
+        let stage = stage.or_else(|| SmtpStage::named_in(text)).map(|stage| stage.unless_rcpt_words(text));
+        let reason = match (stage, reason.cause()) {
+            (Some(SmtpStage::BeforeRcpt), BounceCause::Gone) => BounceReason::SenderRejected,
+            (Some(SmtpStage::Data), BounceCause::Gone) => BounceReason::RecipientFilter,
+            _ => reason,
+        };
         let cause = match reason.cause() {
             BounceCause::Gone if !permanent => BounceCause::Soft,
             cause => cause,
@@ -202,6 +243,15 @@ impl Bounce {
 pub const PATTERNS: &[(&str, BounceReason)] = &[
     // Microsoft's answer for a recipient its directory does not hold.
     ("recipient address rejected: access denied", BounceReason::UserUnknown),
+    // A "<address>: User unknown" reply with the address left empty: the
+    // server (au/KDDI) answers after DATA, when it has no one recipient in
+    // hand, so the refusal is its filter's, not of an unknown address.
+    ("550 : user unknown", BounceReason::RecipientFilter),
+    ("550: : user unknown", BounceReason::RecipientFilter),
+    // Hotmail's and cPanel's sentences for a domain that takes no mail: they go
+    // on with "try again" and "may be blacklisted", which must not win.
+    ("domain is not reachable", BounceReason::HostUnknown),
+    ("the account or domain may not exist", BounceReason::HostUnknown),
     // Reputation, blocklists.
     ("blocklist", BounceReason::Blocked),
     ("blocklisted", BounceReason::Blocked),
@@ -286,6 +336,8 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("expired", BounceReason::Expired),
     ("timed out", BounceReason::Temporary),
     ("timeout", BounceReason::Temporary),
+    // A broken DNS answer (Postfix may give up on it with 5.4.4): a fault of the moment.
+    ("malformed or unexpected name server reply", BounceReason::Temporary),
     ("suspended", BounceReason::Suspended),
     // A local delivery program (procmail, a pipe) failed: says nothing of the address.
     ("x-unix", BounceReason::MailerError),
@@ -303,6 +355,7 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("no such recipient", BounceReason::UserUnknown),
     ("no such address", BounceReason::UserUnknown),
     ("no such domain", BounceReason::HostUnknown),
+    ("domain does not exist", BounceReason::HostUnknown),
     ("no mailbox", BounceReason::UserUnknown),
     ("invalid recipient", BounceReason::UserUnknown),
     ("invalid mailbox", BounceReason::UserUnknown),
@@ -318,9 +371,15 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("doesn't have a", BounceReason::UserUnknown),
     ("not listed in", BounceReason::UserUnknown),
     ("unrouteable address", BounceReason::UserUnknown),
+    // Exchange 2003 and IMail.
+    ("recipient name is not recognized", BounceReason::UserUnknown),
+    ("invalid final delivery userid", BounceReason::UserUnknown),
     ("host not found", BounceReason::HostUnknown),
-    // RFC 7505 null MX: the domain takes no mail at all.
+    // RFC 7505 null MX, no MX and no address: the domain takes no mail at all.
     ("host does not accept mail", BounceReason::HostUnknown),
+    ("indicated no smtp service", BounceReason::HostUnknown),
+    ("couldn't find a mail exchanger", BounceReason::HostUnknown),
+    ("no mx found", BounceReason::HostUnknown),
     ("invalid domain", BounceReason::HostUnknown),
     ("illegal host", BounceReason::HostUnknown),
     ("host unknown", BounceReason::HostUnknown),
@@ -335,10 +394,20 @@ pub const PATTERNS: &[(&str, BounceReason)] = &[
     ("deactivated", BounceReason::Disabled),
 ];
 
+/// `text` in lower case with each run of white space one space, as [`PATTERNS`] and stage markers are written.
+pub(super) fn plain_words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ").to_ascii_lowercase()
+}
+
 /// Whether `pattern` occurs in `text` with no letter or digit right before or after it.
-fn holds_words(text: &str, pattern: &str) -> bool {
+pub(super) fn holds_words(text: &str, pattern: &str) -> bool {
+    words_at(text, pattern).is_some()
+}
+
+/// Where `pattern` first occurs in `text` as whole words (see [`holds_words`]).
+pub(super) fn words_at(text: &str, pattern: &str) -> Option<usize> {
     let bytes = text.as_bytes();
-    text.match_indices(pattern).any(|(at, _)| {
+    text.match_indices(pattern).map(|(at, _)| at).find(|&at| {
         let end = at + pattern.len();
         let before = at.checked_sub(1).map(|i| bytes[i]);
         let after = bytes.get(end).copied();
@@ -356,6 +425,8 @@ fn by_status((subject, detail): (u16, u16)) -> BounceReason {
         (1, 6) => BounceReason::HasMoved,
         // Bad sender's mailbox or system address.
         (1, 7 | 8) => BounceReason::SenderRejected,
+        // Unable to route, given up on: no MX, no address, for good.
+        (4, 4) => BounceReason::HostUnknown,
         (2, 2) => BounceReason::MailboxFull,
         // Message too long for the mailbox or the system.
         (2, 3) | (3, 4) => BounceReason::TooLarge,
@@ -417,10 +488,49 @@ mod tests {
             ("5.1.8 smtp; 553 5.1.8 Bad sender address", Sender),
             ("5.4.4 smtp; 550 Host not found", Gone),
             ("5.0.0 smtp; 550 Service unavailable; client host [192.0.2.1] blocked using zen.spamhaus.org", Sender),
+            // Phrases that must win over the softer words after them.
+            ("5.5.0 smtp;554 the domain is not reachable. Please check the domain and try again", Gone),
+            ("The account or domain may not exist, they may be blacklisted, or missing the proper dns entries.", Gone),
+            ("5.4.4 Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)", Gone),
+            ("an MX or SRV record indicated no SMTP service", Gone),
+            ("The recipient name is not recognized", Gone),
+            ("Invalid final delivery userid: reader@example.org", Gone),
+            // A bare 5.4.4, given up routing; but a broken DNS answer is of the moment.
+            ("5.4.4 smtp; 550 5.4.4 unroutable", Gone),
+            (
+                "5.4.4 X-Postfix; Name service error for name=example.org type=MX: Malformed or unexpected name server reply",
+                Soft,
+            ),
+            // A folded line reads as one.
+            ("5.0.0 smtp; 550 The user\r\n    is unknown", Gone),
         ];
         for (text, cause) in cases {
             assert_eq!(BounceCause::of(text, true), cause, "{text}");
         }
+    }
+
+    #[test]
+    fn the_command_refused_changes_what_gone_words_mean() {
+        let at = |stage, text| Bounce::at(stage, text, true);
+        let unknown = "5.0.0 smtp; 550 Unknown user reader@example.org";
+        assert_eq!(at(Some(SmtpStage::Rcpt), unknown).reason, BounceReason::UserUnknown);
+        assert_eq!(at(None, unknown).cause, Gone);
+        let after_data = at(Some(SmtpStage::Data), unknown);
+        assert_eq!((after_data.cause, after_data.reason), (Soft, BounceReason::RecipientFilter));
+        assert_eq!(at(Some(SmtpStage::BeforeRcpt), unknown).cause, Sender);
+        // Only gone-words change: the sender's problems and the soft ones stay.
+        assert_eq!(at(Some(SmtpStage::Data), "554 5.7.1 spam").reason, BounceReason::Filtered);
+        assert_eq!(at(Some(SmtpStage::Data), "552 5.2.2 mailbox full").reason, BounceReason::MailboxFull);
+        // The stage named in the words themselves.
+        let postfix = "550 Unknown user (in reply to end of DATA\n    command)";
+        assert_eq!(Bounce::of(postfix, true).reason, BounceReason::RecipientFilter);
+        let exim = "SMTP error from remote mail server after MAIL FROM:<n@example.com>: 553 5.1.0 does not exist";
+        assert_eq!(Bounce::of(exim, true).reason, BounceReason::SenderRejected);
+        let qmail = "Connected to 192.0.2.1 but my name was rejected. Remote host said: 501 5.0.0 Invalid domain name";
+        assert_eq!(Bounce::of(qmail, true).cause, Sender);
+        // au's empty-address reply is its filter's whatever the stage.
+        assert_eq!(Bounce::of("5.0.0 smtp; 550 : User unknown", true).reason, BounceReason::RecipientFilter);
+        assert_eq!(Bounce::of("550: : User unknown", true).cause, Soft);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use super::message::{
 };
 use super::plain;
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::{Bounce, EmailAddress};
+use crate::domain::{Bounce, EmailAddress, SmtpStage};
 
 const STATUS_PARTS: [&str; 2] = ["message/delivery-status", "message/global-delivery-status"];
 const ORIGINAL_PARTS: [&str; 4] = ["message/rfc822", "message/global", "text/rfc822-headers", "message/global-headers"];
@@ -39,6 +39,10 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let recipients = groups.iter().enumerate().filter(|(n, g)| {
         (*n > 0 || recipient_field(g).is_some()) && (g.get("Action").is_some() || g.get("Status").is_some())
     });
+    // The command a refusal answered is often named only in the words for people
+    // (Postfix's "in reply to end of DATA command", Sendmail's transcript).
+    // That part comes first (RFC 3462), often with no Content-Type of its own.
+    let notice = children.first().filter(|p| !is_one_of(p, &STATUS_PARTS)).and_then(|p| p.text_contents());
     // Its own id with a digest of what it reports: reports that share a
     // Message-ID (some MTAs reuse one) are still told apart.
     let report_id = format!("{}:{}", whole.report_id(), short_digest(status.contents()));
@@ -46,15 +50,23 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let recipients: Vec<&Fields> = recipients.map(|(_, g)| g).collect();
     let single = recipients.len() == 1;
     for (n, fields) in recipients.into_iter().enumerate() {
-        let Some(bounce) = bounce_of(fields) else {
-            parsed.ignored += 1;
-            continue;
-        };
         let recipient = recipient_field(fields).and_then(|a| EmailAddress::parse(a).ok()).or_else(|| {
             // A garbled one (Sendmail's `RFC822; @mx.example.org`): the
             // notice's words name it when the report is about one recipient.
             single.then(|| notice_recipient(whole, &children)).flatten()
         });
+        let stage = SmtpStage::named_in(&detail(fields)).or_else(|| {
+            let notice = notice?;
+            if single {
+                SmtpStage::named_in(notice)
+            } else {
+                SmtpStage::named_about(notice, recipient.as_ref()?.as_str())
+            }
+        });
+        let Some(bounce) = bounce_of(fields, stage) else {
+            parsed.ignored += 1;
+            continue;
+        };
         // One DSN may be about several recipients: each is its own report.
         let id = per_recipient_id(&report_id, recipient.as_ref(), n);
         parsed.reports.push(Report {
@@ -91,8 +103,8 @@ fn notice_recipient(whole: &Whole<'_, '_>, children: &[&MessagePart<'_>]) -> Opt
 }
 
 /// What one recipient's fields call for: a bounce judged by its cause
-/// (see [`Bounce`]), or nothing.
-fn bounce_of(fields: &Fields) -> Option<Bounce> {
+/// (see [`Bounce`]) and the stage it came at, or nothing.
+fn bounce_of(fields: &Fields, stage: Option<SmtpStage>) -> Option<Bounce> {
     let action = fields.get("Action")?.to_ascii_lowercase();
     if action.split_whitespace().next() != Some("failed") {
         return None;
@@ -102,7 +114,7 @@ fn bounce_of(fields: &Fields) -> Option<Bounce> {
         Some('4') => false,
         _ => return None,
     };
-    Some(Bounce::of(&detail(fields), permanent))
+    Some(Bounce::at(stage, &detail(fields), permanent))
 }
 
 /// The recipient's status; without a Status field (McAfee's reports), the

@@ -38,7 +38,7 @@ pub mod webhook;
 use crate::clock::Clock;
 use crate::config::BounceSettings;
 use crate::domain::delivery_tag::{delivery_of_message_id, delivery_of_return_path};
-use crate::domain::{BounceCause, BounceReason, ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
+use crate::domain::{Bounce, BounceCause, BounceReason, ConsentSource, EmailAddress, LinkKeys, ReturnPath, Tagged};
 use crate::store::{Consent, DAY, FeedbackEvent, Store, StoreError};
 
 pub use message::{ParseError, Parsed, ReportFormat, parse};
@@ -90,12 +90,7 @@ impl ReportKind {
             Self::SoftBounce => false,
             Self::SenderRefused | Self::Complaint => return self,
         };
-        match BounceCause::by_words(detail) {
-            Some(cause) => {
-                Self::of_cause(if permanent || cause != BounceCause::Gone { cause } else { BounceCause::Soft })
-            }
-            None => self,
-        }
+        Bounce::by_words(detail, permanent).map_or(self, |bounce| Self::of_cause(bounce.cause))
     }
 }
 

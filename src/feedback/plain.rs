@@ -19,7 +19,7 @@ use super::message::{
     short_digest, smtp_code, status_of,
 };
 use super::{Report, ReportKind, ReportSource};
-use crate::domain::{Bounce, EmailAddress};
+use crate::domain::{Bounce, EmailAddress, SmtpStage};
 
 /// Local parts of the senders of bounces.
 const DAEMONS: [&str; 6] = ["mailer-daemon", "postmaster", "mail-daemon", "mailer_daemon", "mdaemon", "mail.delivery"];
@@ -63,8 +63,23 @@ const OPENINGS: [&str; 12] = [
     "rcpt to",
 ];
 
+/// Words of a notice that says the server is still trying (a delay warning):
+/// any other bounce is the server giving up, final even when it says no status.
+const STILL_TRYING: [&str; 7] = [
+    "temporary",
+    "temporarily",
+    "delayed",
+    "will be retried",
+    "still trying",
+    "not yet been delivered",
+    "attempts will continue",
+];
+
 /// Lines that start the quoted original message: the notice ends there.
-const ORIGINAL_MARKERS: [&str; 11] = [
+const ORIGINAL_MARKERS: [&str; 13] = [
+    // Lotus Notes, m-FILTER.
+    "------- returned message",
+    "-------original message",
     "--- below this line is a copy of the message",
     "- this is a copy of the message",
     "----- original message",
@@ -121,7 +136,11 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
     if found.is_empty() {
         return Err(ParseError::MissingPart("plain-text bounce", "recipient address"));
     }
-    let permanent = notice.to_ascii_lowercase().contains("permanent");
+    // One recipient: the command refused may be named anywhere in the notice
+    // (Sendmail's transcript comes before the address).
+    let alone = found.len() == 1;
+    let lower = notice.to_ascii_lowercase();
+    let permanent = lower.contains("permanent") || !STILL_TRYING.iter().any(|w| lower.contains(w));
     // As a DSN's: its own id with a digest of the notice, then the recipient.
     let report_id = format!("{}:{}", whole.report_id(), short_digest(notice.as_bytes()));
     let mut parsed = Parsed { format: ReportFormat::Plain, reports: vec![], ignored: 0 };
@@ -137,7 +156,8 @@ pub(super) fn read(whole: &Whole<'_, '_>) -> Result<Parsed, ParseError> {
             _ => permanent,
         };
         let detail = format!("{} {}", status.unwrap_or_default(), diagnostic).trim().to_owned();
-        let bounce = Bounce::of(&detail, permanent);
+        let stage = SmtpStage::named_in(&detail).or_else(|| alone.then(|| SmtpStage::named_in(notice)).flatten());
+        let bounce = Bounce::at(stage, &detail, permanent);
         parsed.reports.push(Report {
             kind: ReportKind::of_cause(bounce.cause),
             reason: Some(bounce.reason),
@@ -265,11 +285,16 @@ fn recipients_named(notice: &str, own: &[String], replies_name: bool) -> Vec<(St
             i += 1;
             continue;
         };
+        let at = i;
+        // Sendmail's "554 <a>... reason" is a whole failure on one line: the next is another's.
+        let one_line = lines[at].split_whitespace().next().is_some_and(smtp_code);
         let mut diagnostic = vec![rest];
-        let mut next = i + 1;
-        while let Some(line) = lines.get(next).filter(|_| next <= i + 8) {
+        let mut next = at + 1;
+        while let Some(line) = lines.get(next).filter(|_| next <= at + if one_line { 0 } else { 8 }) {
             let another = named(line).is_some_and(|(a, _)| !a.eq_ignore_ascii_case(&address));
-            if line.trim().is_empty() && diagnostic.len() > 1 || another {
+            // Blank lines between the address and its words are skipped; one after them ends them.
+            let said = diagnostic.len() > 1 && diagnostic.iter().any(|d| !d.trim().is_empty());
+            if line.trim().is_empty() && said || another {
                 break;
             }
             diagnostic.push(line.trim().to_owned());
@@ -279,7 +304,11 @@ fn recipients_named(notice: &str, own: &[String], replies_name: bool) -> Vec<(St
         if own.contains(&address.to_ascii_lowercase()) {
             continue;
         }
-        let diagnostic = diagnostic.into_iter().filter(|d| !d.is_empty()).collect::<Vec<_>>().join(" ");
+        let mut diagnostic = diagnostic.into_iter().filter(|d| !d.is_empty()).collect::<Vec<_>>().join(" ");
+        // Nothing after the address: Lotus Notes writes the reason on the line above it.
+        if diagnostic.is_empty() && at > 0 && named(lines[at - 1]).is_none() {
+            diagnostic = lines[at - 1].trim().to_owned();
+        }
         // Named again further on (Exchange's "diagnostic information"): the words there are about it too.
         match found.iter_mut().find(|(a, _)| a.eq_ignore_ascii_case(&address)) {
             Some((_, earlier)) => {
@@ -454,6 +483,29 @@ mod tests {
             (address.as_str(), kind, status.as_str()),
             ("shironeko@example.jp", ReportKind::HardBounce, "5.1.1")
         );
+    }
+
+    #[test]
+    fn a_reason_above_the_address_or_on_its_own_line() {
+        // Lotus Notes writes the reason on the line above the address.
+        let [(address, kind, _)] = summary(&read_fixture("lhost-notes-03.eml")).try_into().unwrap();
+        assert_eq!((address.as_str(), kind), ("kijitora@example.com", ReportKind::HardBounce));
+        // Sendmail's "554 <a>... reason" is all of that recipient's: the
+        // "Host unknown" line after it is about another.
+        let found: Vec<(String, ReportKind)> =
+            summary(&read_fixture("lhost-v5sendmail-07.eml")).into_iter().map(|(a, k, _)| (a, k)).collect();
+        let expected = [
+            ("kijitora@example.org", ReportKind::SoftBounce),
+            ("mikeneko@example.org", ReportKind::HardBounce),
+            ("hachiware@example.edu", ReportKind::HardBounce),
+        ];
+        assert_eq!(found, expected.map(|(a, k)| (a.to_owned(), k)));
+        // m-FILTER: blank lines between the address and its words, and "SMTP
+        // command: DATA" for a refusal Postfix's words place at RCPT.
+        let [(_, kind, status)] = summary(&read_fixture("lhost-mfilter-02.eml")).try_into().unwrap();
+        assert_eq!((kind, status.as_str()), (ReportKind::HardBounce, "5.1.1"));
+        let [(_, kind, _)] = summary(&read_fixture("lhost-mfilter-03.eml")).try_into().unwrap();
+        assert_eq!(kind, ReportKind::SoftBounce, "550 No such user, after DATA");
     }
 
     #[test]

@@ -141,7 +141,8 @@ impl Channel {
         let envelope = message.envelope();
         let (Some(from), [to]) = (envelope.from(), envelope.to()) else {
             let decision = decision.await;
-            let refused = SendFailure::Rejected { code: 0, reply: "one sender and one recipient expected".into() };
+            let refused =
+                SendFailure::Rejected { code: 0, reply: "one sender and one recipient expected".into(), stage: None };
             let sent = go(&decision).then_some(Err(refused));
             return (decision, sent);
         };

@@ -35,6 +35,7 @@ use tokio_rustls::TlsConnector;
 
 use super::MailError;
 use super::tls::{ImplicitTls, Trust, said_once, tls_failure};
+use crate::domain::SmtpStage;
 
 /// How to reach the SMTP server, parsed once from `mail.smtp_url`.
 #[derive(Debug, Clone)]
@@ -301,9 +302,11 @@ pub enum SendFailure {
     /// AUTH): the server is down or misconfigured, whatever the message.
     #[error("the mail server cannot be reached: {0}")]
     Unreachable(String),
-    /// The server replied with an error code before accepting the message.
+    /// The server replied with an error code before accepting the message;
+    /// `stage` is the command it answered (`None`: not a step of a delivery),
+    /// which tells what its words can mean ([`SmtpStage`]).
     #[error("refused by the mail server: {reply}")]
-    Rejected { code: u16, reply: String },
+    Rejected { code: u16, reply: String, stage: Option<SmtpStage> },
     /// The connection failed before the body was handed over: nothing was delivered.
     #[error("the connection failed before the message was sent: {0}")]
     Connection(String),
@@ -359,23 +362,23 @@ impl SmtpConnection {
         let announced = if self.pipelining {
             // Every reply is read, whichever fails, so the next command meets its own reply.
             let group = Pipelined(format!("{mail}{rcpt}{Data}"));
-            let mail = step(timeout, "MAIL FROM", conn.command(group)).await;
+            let mail = step(timeout, "MAIL FROM", Some(SmtpStage::BeforeRcpt), conn.command(group)).await;
             let rcpt = if matches!(mail, Err(SendFailure::Connection(_))) {
                 mail.clone()
             } else {
-                step(timeout, "RCPT TO", conn.read_response()).await
+                step(timeout, "RCPT TO", Some(SmtpStage::Rcpt), conn.read_response()).await
             };
             let data = if matches!(rcpt, Err(SendFailure::Connection(_))) {
                 rcpt.clone()
             } else {
-                step(timeout, "DATA", conn.read_response()).await
+                step(timeout, "DATA", Some(SmtpStage::Data), conn.read_response()).await
             };
             self.in_data = data.is_ok();
             mail.and(rcpt).and(data).map(|_| Announced::Data)
         } else {
             async {
-                step(timeout, "MAIL FROM", conn.command(mail)).await?;
-                step(timeout, "RCPT TO", conn.command(rcpt)).await
+                step(timeout, "MAIL FROM", Some(SmtpStage::BeforeRcpt), conn.command(mail)).await?;
+                step(timeout, "RCPT TO", Some(SmtpStage::Rcpt), conn.command(rcpt)).await
             }
             .await
             .map(|_| Announced::Envelope)
@@ -401,8 +404,8 @@ impl SmtpConnection {
     pub async fn accepts_us(&mut self, probe: &Address, timeout: Duration) -> Result<(), SendFailure> {
         let conn = &mut self.conn;
         let announced = async {
-            step(timeout, "MAIL FROM", conn.command(Mail::new(None, vec![]))).await?;
-            step(timeout, "RCPT TO", conn.command(Rcpt::new(probe.clone(), vec![]))).await
+            step(timeout, "MAIL FROM", Some(SmtpStage::BeforeRcpt), conn.command(Mail::new(None, vec![]))).await?;
+            step(timeout, "RCPT TO", Some(SmtpStage::Rcpt), conn.command(Rcpt::new(probe.clone(), vec![]))).await
         };
         let result = match announced.await {
             Err(SendFailure::Rejected { reply, .. }) if refuses_hello(&reply) => {
@@ -411,7 +414,7 @@ impl SmtpConnection {
             Err(SendFailure::Connection(detail)) => Err(SendFailure::Unreachable(detail)),
             _ => Ok(()),
         };
-        let _ = step(timeout, "RSET", self.conn.command(Rset)).await;
+        let _ = step(timeout, "RSET", None, self.conn.command(Rset)).await;
         result
     }
 
@@ -421,7 +424,7 @@ impl SmtpConnection {
     pub async fn data(&mut self, message: &[u8], timeout: Duration) -> Result<String, SendFailure> {
         let conn = &mut self.conn;
         if !std::mem::take(&mut self.in_data) {
-            step(timeout, "DATA", conn.command(Data)).await?;
+            step(timeout, "DATA", Some(SmtpStage::Data), conn.command(Data)).await?;
         }
         // Bodies are 7-bit (lettre encodes every part); anything else goes through lettre's own encoder.
         let sent = match std::str::from_utf8(message) {
@@ -432,7 +435,11 @@ impl SmtpConnection {
             Err(_) => Err(SendFailure::AfterData(format!("no reply to the end of data within {timeout:?}"))),
             Ok(Ok(response)) => Ok(format!("{} {}", response.code(), response.message().collect::<Vec<_>>().join(" "))),
             Ok(Err(e)) => match e.status() {
-                Some(code) => Err(SendFailure::Rejected { code: code_number(code), reply: server_reply(&e) }),
+                Some(code) => Err(SendFailure::Rejected {
+                    code: code_number(code),
+                    reply: server_reply(&e),
+                    stage: Some(SmtpStage::Data),
+                }),
                 None => Err(SendFailure::AfterData(e.to_string())),
             },
         }
@@ -440,7 +447,7 @@ impl SmtpConnection {
 
     /// Drops the announced message (RSET) so the connection can carry the next one.
     pub async fn reset(&mut self, timeout: Duration) -> Result<(), SendFailure> {
-        step(timeout, "RSET", self.conn.command(Rset)).await.map(drop)
+        step(timeout, "RSET", None, self.conn.command(Rset)).await.map(drop)
     }
 
     /// Says goodbye, waiting at most `timeout` for the server's reply.
@@ -494,6 +501,7 @@ fn hello_refused(hello: &str, reply: &str) -> String {
 async fn step(
     timeout: Duration,
     name: &str,
+    stage: Option<SmtpStage>,
     command: impl std::future::Future<
         Output = Result<lettre::transport::smtp::response::Response, lettre::transport::smtp::Error>,
     >,
@@ -502,7 +510,7 @@ async fn step(
         Err(_) => Err(SendFailure::Connection(format!("no reply to {name} within {timeout:?}"))),
         Ok(Ok(response)) => Ok(response),
         Ok(Err(e)) => Err(match e.status() {
-            Some(code) => SendFailure::Rejected { code: code_number(code), reply: server_reply(&e) },
+            Some(code) => SendFailure::Rejected { code: code_number(code), reply: server_reply(&e), stage },
             None => SendFailure::Connection(said_once(&e.to_string())),
         }),
     }

@@ -43,12 +43,23 @@ impl ReceivedMail {
     }
 }
 
+/// Set replies by recipient address (lower case): the command each answers, its code and text.
+type Replies = Arc<Mutex<HashMap<String, (At, u16, String)>>>;
+
+/// The command a recipient's set reply answers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum At {
+    Rcpt,
+    /// The end of the data: the recipient was accepted first.
+    EndOfData,
+}
+
 #[derive(Clone)]
 struct Sink {
     hellos: Arc<AtomicUsize>,
     hello_names: Arc<Mutex<Vec<String>>>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
-    replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    replies: Replies,
     /// This connection's client said EHLO already (each connection has its own handler).
     greeted: bool,
     from: String,
@@ -68,8 +79,8 @@ impl Handler for Sink {
 
     fn rcpt(&mut self, to: &str) -> Response {
         match self.replies.lock().unwrap().get(&to.to_lowercase()) {
-            Some((code, text)) => Response::custom(*code, text.clone()),
-            None => response::OK,
+            Some((At::Rcpt, code, text)) => Response::custom(*code, text.clone()),
+            _ => response::OK,
         }
     }
 
@@ -86,6 +97,21 @@ impl Handler for Sink {
     }
 
     fn data_end(&mut self) -> Response {
+        let refusal = self.to.iter().find_map(|to| match self.replies.lock().unwrap().get(&to.to_lowercase()) {
+            Some((At::EndOfData, code, text)) => {
+                // mailin stays in DATA after an error reply to the end of data; the
+                // transaction is over (RFC 5321 §4.1.1.4), so its state machine is told it went well.
+                let mut refusal = Response::custom(*code, text.clone());
+                refusal.is_error = false;
+                Some(refusal)
+            }
+            _ => None,
+        });
+        if let Some(refusal) = refusal {
+            self.to.clear();
+            self.buffer.clear();
+            return refusal;
+        }
         let mail = ReceivedMail {
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
@@ -133,7 +159,7 @@ pub struct MailSink {
     hellos: Arc<AtomicUsize>,
     hello_names: Arc<Mutex<Vec<String>>>,
     mails: Arc<Mutex<Vec<ReceivedMail>>>,
-    replies: Arc<Mutex<HashMap<String, (u16, String)>>>,
+    replies: Replies,
 }
 
 impl MailSink {
@@ -182,7 +208,12 @@ impl MailSink {
 
     /// Answers RCPT TO for `address` with this reply from now on.
     pub fn reply_to_rcpt(&self, address: &str, code: u16, text: &str) {
-        self.replies.lock().unwrap().insert(address.to_lowercase(), (code, text.to_owned()));
+        self.replies.lock().unwrap().insert(address.to_lowercase(), (At::Rcpt, code, text.to_owned()));
+    }
+
+    /// Accepts RCPT TO for `address`, then answers the end of its data with this reply from now on.
+    pub fn reply_to_end_of_data(&self, address: &str, code: u16, text: &str) {
+        self.replies.lock().unwrap().insert(address.to_lowercase(), (At::EndOfData, code, text.to_owned()));
     }
 
     /// Accepts `address` normally again.
