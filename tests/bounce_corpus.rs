@@ -19,20 +19,15 @@ const GONE_THOUGH_SISIMAI_SAYS_SOFT: &[(&str, &str)] = &[
     // mailer; the same words after DATA are soft here too (see recipient_filter).
     ("lhost-amazonses-02.eml", "550 Unknown user"),
     ("lhost-exchange2003-04.eml", "Recipient Not Found"),
-    ("lhost-messagingserver-06.eml", "550 5.2.1 User Unknown"),
     ("lhost-postfix-07.eml", "550 <address>: User unknown"),
     ("lhost-x2-01.eml", "This user doesn't have a example.co.jp account"),
     ("rfc3464-42.eml", "The email account that you tried to reach does not exist"),
     // The remote's own reply in the fields says 5.1.1 User Unknown; sisimai goes by the
     // words for people ("Not enough disk space"), which name neither address nor status.
     ("rfc3464-01.eml", "550 5.1.1 User Unknown"),
-    // sisimai's "suspend": a disabled or inactive account. Gmail disables an account
-    // after two years unused and deletes it later; a newsletter should stop there.
-    // Sendmail's transcripts show ">>> DATA" last, but the 503 "need RCPT" that
-    // follows says the refusal came at RCPT (pipelined): the address itself.
-    ("lhost-powermta-01.eml", "5.2.1 mailbox disabled … User Unknown"),
-    ("lhost-sendmail-35.eml", "525 5.7.13 Disabled recipient address"),
-    ("rhost-google-07.eml", "550 5.2.1 The email account that you tried to reach is inactive"),
+    // sisimai's "suspend", from the notice's "The user(s) account is disabled"; the
+    // remote's reply is "550 user unknown (in reply to RCPT TO command)".
+    ("lhost-ezweb-02.eml", "550 user unknown (in reply to RCPT TO command)"),
 ];
 
 /// Bounces sisimai rates hard that Bulletin leaves soft (they count toward
@@ -40,12 +35,19 @@ const GONE_THOUGH_SISIMAI_SAYS_SOFT: &[(&str, &str)] = &[
 const SOFT_THOUGH_SISIMAI_SAYS_HARD: &[(&str, &str)] = &[
     // After end of data, the domain said not to exist is our sender's, not the reader's.
     ("lhost-exim-37.eml", "after end of data: 553 neko.example.com does not exist"),
-    // A delay warning: the server still tries for 7 days and will say if it gives up.
-    ("lhost-opensmtpd-12.eml", "No MX found for domain … only a temporary failure report"),
     // sisimai names this recipient "userunknown", but its own reply is a full mailbox.
     ("lhost-qmail-25.eml", "552 5.2.2 … Mailbox full"),
+    // RFC 7505 gives 5.7.27 to "the *sender* address has a null MX": our domain's
+    // problem, not the reader's, whatever the words ("Host does not accept mail").
+    ("lhost-sendmail-57.eml", "Status: 5.7.27 … 550 Host does not accept mail"),
     // A broken DNS answer: sisimai itself rates the same words soft in lhost-postfix-17.
     ("rhost-aol-06.eml", "Malformed or unexpected name server reply"),
+];
+
+/// Notices sisimai rates hard that are no failure yet: Bulletin acts on none.
+const DELAYS_THOUGH_SISIMAI_SAYS_HARD: &[(&str, &str)] = &[
+    // A delay warning: the server still tries for 7 days and will say if it gives up.
+    ("lhost-opensmtpd-12.eml", "No MX found for domain … only a temporary failure report"),
 ];
 
 fn listed(list: &[(&'static str, &str)]) -> Vec<&'static str> {
@@ -75,6 +77,10 @@ fn no_soft_bounce_of_the_corpus_suppresses_a_reader_for_ever() {
     for file in &files {
         let raw = std::fs::read(dir.join(file)).unwrap();
         let parsed = parse(&raw, None).unwrap_or_else(|e| panic!("{file} parses: {e}"));
+        if listed(DELAYS_THOUGH_SISIMAI_SAYS_HARD).contains(&file.as_str()) {
+            assert!(parsed.reports.is_empty() && parsed.ignored > 0, "{file}: a delay, nothing failed: {parsed:?}");
+            continue;
+        }
         assert!(!parsed.reports.is_empty(), "{file}: a bounce");
         for report in &parsed.reports {
             let recipient = report.recipient.as_ref().map(|r| r.as_str().to_lowercase()).unwrap_or_default();

@@ -181,7 +181,8 @@ mod tests {
             (Rcpt, 550, "550 5.7.606 Access denied, banned sending IP [192.0.2.1]", Sender),
             (Rcpt, 554, "554 5.7.1 Email rejected per DMARC policy", Sender),
             (Rcpt, 554, "554 5.7.1 Message refused", Sender),
-            (Rcpt, 550, "550 5.7.1 user unknown", Gone),
+            // Gone-words under a policy status: the evidence disagrees, the reversible reading wins.
+            (Rcpt, 550, "550 5.7.1 user unknown", Soft),
             (Rcpt, 550, "550 5.0.0 user unknown", Gone),
             (Rcpt, 550, "550 5.0.0 Requested action not taken", Soft),
             (Rcpt, 550, "550 Connection frequency limited", Soft),

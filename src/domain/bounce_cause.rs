@@ -4,11 +4,14 @@
 //! (`feedback`) use, so a refusal means the same thing whichever way it came.
 //!
 //! The class digit alone lies often: servers answer `550 5.1.1` for a full
-//! mailbox and `554 5.7.1` for an unknown user, and a bare `5.0.0` says
-//! nothing. So the remote's words are read first, through [`PATTERNS`], and
-//! the enhanced status (RFC 3463) decides only when no pattern matches.
-//! Suppressing a reader for ever is the one thing that cannot be undone, so
-//! what is not recognised as "this address is gone" is at most soft.
+//! mailbox, and a bare `5.0.0` says nothing. So the remote's words are read
+//! first, through [`PATTERNS`], and the enhanced status (RFC 3463) decides
+//! only when no pattern matches. Suppressing a reader for ever is the one
+//! thing that cannot be undone, so what is not recognised as "this address
+//! is gone" is at most soft, and so is "user unknown" under a status that
+//! says policy (5.7.x) or the mailbox's state (5.2.x): sisimai reads the
+//! same "5.2.1 User Unknown" as gone from one host and as a filter from
+//! another, and only the soft reading can be taken back.
 //!
 //! Words also mean what the server had accepted before it said them
 //! ([`SmtpStage`]): "user unknown" in reply to MAIL FROM is about our own
@@ -226,6 +229,17 @@ impl Bounce {
         let reason = match (stage, reason.cause()) {
             (Some(SmtpStage::BeforeRcpt), BounceCause::Gone) => BounceReason::SenderRejected,
             (Some(SmtpStage::Data), BounceCause::Gone) => BounceReason::RecipientFilter,
+            // Words that say gone under a status that says something else: a
+            // policy ("550 5.7.1 User Unknown", often a filter's disguise) or
+            // the mailbox's state ("5.2.1 mailbox disabled … User Unknown").
+            // The evidence disagrees, and suppressing for ever is the one thing
+            // that cannot be undone, so the reading that can be wins: soft,
+            // and `bounces.soft_bounce_limit` suppresses a reader it stays true of.
+            (_, BounceCause::Gone) => match enhanced_status(text) {
+                Some((7, _)) => BounceReason::RecipientFilter,
+                Some((2, _)) => BounceReason::Suspended,
+                _ => reason,
+            },
             _ => reason,
         };
         let cause = match reason.cause() {
@@ -476,7 +490,9 @@ mod tests {
             ("5.1.1 smtp; 550 5.1.1 <address>: Recipient address rejected: User unknown", Gone),
             ("5.1.1 smtp; 550 5.1.1 mailbox full", Soft),
             ("5.2.2 smtp; 552 5.2.2 Quota exceeded", Soft),
-            ("5.7.1 smtp; 550 5.7.1 user unknown", Gone),
+            ("5.7.1 smtp; 550 5.7.1 user unknown", Soft),
+            ("5.2.1 smtp; 550 5.2.1 <address>... User Unknown", Soft),
+            ("5.0.0 smtp; 550 5.1.1 <address>... User Unknown", Gone),
             ("5.0.0 smtp; 550 user unknown", Gone),
             ("5.0.0 smtp; 550 Requested action not taken", Soft),
             ("5.7.606 smtp; 550 5.7.606 Access denied, banned sending IP [192.0.2.1]", Sender),

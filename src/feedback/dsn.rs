@@ -49,13 +49,17 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
     let mut parsed = Parsed { format: ReportFormat::Dsn, reports: vec![], ignored: 0 };
     let recipients: Vec<&Fields> = recipients.map(|(_, g)| g).collect();
     let single = recipients.len() == 1;
+    // What the notice says of each recipient, for groups that carry no words of
+    // the remote's (OpenSMTPD writes `Status: 5.0.0` alone, the reply in the notice).
+    let named = notice.map(|text| plain::recipients(&text.replace("\r\n", "\n"), &plain::own_addresses(whole.message)));
     for (n, fields) in recipients.into_iter().enumerate() {
         let recipient = recipient_field(fields).and_then(|a| EmailAddress::parse(a).ok()).or_else(|| {
             // A garbled one (Sendmail's `RFC822; @mx.example.org`): the
             // notice's words name it when the report is about one recipient.
             single.then(|| notice_recipient(whole, &children)).flatten()
         });
-        let stage = SmtpStage::named_in(&detail(fields)).or_else(|| {
+        let detail = detail(fields, named.as_deref(), recipient.as_ref());
+        let stage = SmtpStage::named_in(&detail).or_else(|| {
             let notice = notice?;
             if single {
                 SmtpStage::named_in(notice)
@@ -63,7 +67,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
                 SmtpStage::named_about(notice, recipient.as_ref()?.as_str())
             }
         });
-        let Some(bounce) = bounce_of(fields, stage) else {
+        let Some(bounce) = bounce_of(fields, &detail, stage) else {
             parsed.ignored += 1;
             continue;
         };
@@ -75,7 +79,7 @@ pub(super) fn read(whole: &Whole<'_, '_>, report: &MessagePart<'_>) -> Result<Pa
             recipient,
             return_path: return_path.clone(),
             message_id: message_id.clone(),
-            detail: detail(fields),
+            detail,
             reason: Some(bounce.reason),
             report_id: Some(id),
         });
@@ -104,7 +108,7 @@ fn notice_recipient(whole: &Whole<'_, '_>, children: &[&MessagePart<'_>]) -> Opt
 
 /// What one recipient's fields call for: a bounce judged by its cause
 /// (see [`Bounce`]) and the stage it came at, or nothing.
-fn bounce_of(fields: &Fields, stage: Option<SmtpStage>) -> Option<Bounce> {
+fn bounce_of(fields: &Fields, detail: &str, stage: Option<SmtpStage>) -> Option<Bounce> {
     let action = fields.get("Action")?.to_ascii_lowercase();
     if action.split_whitespace().next() != Some("failed") {
         return None;
@@ -114,7 +118,7 @@ fn bounce_of(fields: &Fields, stage: Option<SmtpStage>) -> Option<Bounce> {
         Some('4') => false,
         _ => return None,
     };
-    Some(Bounce::at(stage, &detail(fields), permanent))
+    Some(Bounce::at(stage, detail, permanent))
 }
 
 /// The recipient's status; without a Status field (McAfee's reports), the
@@ -126,11 +130,16 @@ fn status(fields: &Fields) -> Option<String> {
     }
 }
 
-/// `5.1.1 smtp; 550 5.1.1 … user unknown`: the status and the remote's words.
-fn detail(fields: &Fields) -> String {
+/// `5.1.1 smtp; 550 5.1.1 … user unknown`: the status and the remote's
+/// words, from the Diagnostic-Code, else from what the notice (`named`: each
+/// address it names with its lines) says of this recipient.
+fn detail(fields: &Fields, named: Option<&[(String, String)]>, recipient: Option<&EmailAddress>) -> String {
     let status = status(fields).unwrap_or_default();
-    let diagnostic = fields.get("Diagnostic-Code").unwrap_or_default();
-    format!("{status} {diagnostic}").trim().to_owned()
+    let diagnostic = fields.get("Diagnostic-Code").map(str::to_owned).or_else(|| {
+        let recipient = recipient?.as_str();
+        named?.iter().find(|(address, _)| address.eq_ignore_ascii_case(recipient)).map(|(_, words)| words.clone())
+    });
+    format!("{status} {}", diagnostic.unwrap_or_default()).trim().to_owned()
 }
 
 #[cfg(test)]
@@ -258,6 +267,19 @@ mod tests {
         assert_eq!(corpus("rhost-aol-01.eml"), hard("kijitora@example.jp", "5.4.4"));
         // McAfee: no per-message group, no Status (its Diagnostic-Code has it), in multipart/mixed.
         assert_eq!(corpus("lhost-mcafee-02.eml"), hard("kijitora@example.jp", "5.1.1"));
+    }
+
+    #[test]
+    fn a_group_without_words_takes_the_notices_words_for_its_recipient() {
+        // OpenSMTPD: `Status: 5.0.0` and no Diagnostic-Code; each recipient's
+        // reply is in the notice, and each is judged by its own.
+        assert_eq!(
+            corpus("lhost-opensmtpd-17.eml"),
+            vec![
+                (Some("userunknown@libsisimai.net".to_owned()), ReportKind::HardBounce, "5.0.0".to_owned()),
+                (Some("mailboxfull@libsisimai.net".to_owned()), ReportKind::SoftBounce, "5.0.0".to_owned()),
+            ]
+        );
     }
 
     #[test]

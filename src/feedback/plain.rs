@@ -463,7 +463,8 @@ mod tests {
     fn yahoo_names_it_before_the_remote_reply() {
         let parsed = read_fixture("lhost-yahoo-05.eml");
         let [(address, kind, _)] = summary(&parsed).try_into().unwrap_or_else(|s| panic!("{s:?}"));
-        assert_eq!((address.as_str(), kind), ("kijitora@example.co.jp", ReportKind::HardBounce));
+        // "550 5.2.1 … User Unknown": gone-words under a mailbox-state status, soft (bounce_cause.rs).
+        assert_eq!((address.as_str(), kind), ("kijitora@example.co.jp", ReportKind::SoftBounce));
     }
 
     #[test]
