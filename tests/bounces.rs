@@ -837,15 +837,17 @@ on_both_backends!(
 
 /// A permanent refusal is read by its cause, not its class digit: the
 /// sender's IP on a blocklist suppresses nobody and is counted against the
-/// issue, a full mailbox is a soft bounce, and the words "user unknown"
-/// under a 5.7.1 still mean the address is gone.
+/// issue, a full mailbox is a soft bounce, the words "user unknown" under a
+/// bare 5.0.0 mean the address is gone, and under a 5.7.1 (a policy: the
+/// evidence disagrees) only a soft bounce.
 async fn a_bounce_is_read_by_its_cause(backend: Backend) {
-    let Some((app, issue, mails)) = sent_issue(backend, &["ada", "bo", "cy"], |_| {}).await else { return };
+    let Some((app, issue, mails)) = sent_issue(backend, &["ada", "bo", "cy", "di"], |_| {}).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let config = config_for(&app, dir.path());
     let said = [
         ("5.7.606", "550 5.7.606 Access denied, banned sending IP [192.0.2.1]"),
         ("5.2.2", "552 5.2.2 Quota exceeded"),
+        ("5.0.0", "550 user unknown"),
         ("5.7.1", "550 5.7.1 user unknown"),
     ];
     let mut summaries = vec![];
@@ -855,7 +857,7 @@ async fn a_bounce_is_read_by_its_cause(backend: Backend) {
         assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
         summaries.push(stdout_of(&out).trim().to_owned());
     }
-    assert_eq!(events(&app).await, 3, "each report recorded");
+    assert_eq!(events(&app).await, 4, "each report recorded");
     assert_eq!(
         summaries[0],
         "1 message: 0 hard bounces suppressed, 0 soft bounces counted, \
@@ -868,11 +870,17 @@ async fn a_bounce_is_read_by_its_cause(backend: Backend) {
         summaries[1]
     );
     assert!(summaries[2].starts_with("1 message: 1 hard bounce suppressed"), "{}", summaries[2]);
+    assert!(
+        summaries[3].starts_with("1 message: 0 hard bounces suppressed, 1 soft bounce counted"),
+        "{}",
+        summaries[3]
+    );
     assert!(suppressed(&app, "cy").await, "a gone address is suppressed");
+    assert!(!suppressed(&app, "di").await, "user unknown under a policy status is soft");
     assert!(!suppressed(&app, "ada").await, "the sender's problem is not the reader's");
     assert!(!suppressed(&app, "bo").await, "a full mailbox is soft");
     let status = issue_status(&config, issue);
-    assert!(status.contains("Bounces reported after sending: 1 hard, 1 soft"), "{status}");
+    assert!(status.contains("Bounces reported after sending: 1 hard, 2 soft"), "{status}");
     assert!(status.contains("Refused for the sender's reasons after sending: 1 (not the readers' fault"), "{status}");
     app.stop().await;
 }
