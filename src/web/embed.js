@@ -27,9 +27,9 @@
     style.id = "bulletin-styles";
     style.textContent =
       ":where(form.bulletin .visually-hidden){position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);white-space:nowrap}" +
-      ":where(form.bulletin label){display:block;margin-bottom:.25rem}" +
-      ":where(form.bulletin .bulletin-row){display:flex;flex-wrap:wrap;gap:.5rem}" +
-      ":where(form.bulletin input[type=email]){flex:1 1 14rem;font:inherit;padding:.45rem .6rem;border:1px solid #767676;border-radius:4px}" +
+      ":where(form.bulletin .bulletin-row){display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-end}" +
+      ":where(form.bulletin .bulletin-field){flex:1 14rem;display:grid;gap:.25rem}" +
+      ":where(form.bulletin input[type=email]){box-sizing:border-box;width:100%;font:inherit;padding:.45rem .6rem;border:1px solid #767676;border-radius:4px}" +
       ":where(form.bulletin button){font:inherit;padding:.45rem 1rem;border:0;border-radius:4px;background:#1a4d8f;color:#fff;cursor:pointer}" +
       ":where(form.bulletin .bulletin-error){color:#b00020;font-weight:600}" +
       ":where(form.bulletin .bulletin-status:empty){display:none}";
@@ -37,6 +37,16 @@
   }
 
   function field(form, selector) { return form.querySelector(selector); }
+
+  // Pasted twice, fixed ids would clash: each copy takes its own.
+  function identify(form, email) {
+    if (document.getElementById(email.id) === email) return;
+    var base = "bulletin-" + form.dataset.bulletin.replace(/,/g, "-"), id = base + "-email";
+    for (var n = 2; document.getElementById(id); n++) id = base + "-" + n + "-email";
+    email.id = id;
+    field(form, ".bulletin-error").id = id + "-error";
+    (email.closest("label") || field(form, "label[for]")).htmlFor = id;
+  }
 
   function showError(form, email, text) {
     var error = field(form, ".bulletin-error");
@@ -105,6 +115,7 @@
     form.bulletinReady = true;
     var email = field(form, "input[name=email]");
     if (!email || !field(form, ".bulletin-error") || !field(form, "[data-bulletin-status]")) return;
+    identify(form, email);
     form.addEventListener("submit", function (event) {
       event.preventDefault();
       if (form.getAttribute("aria-busy") === "true") return;

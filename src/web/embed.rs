@@ -89,8 +89,10 @@ pub struct Choice {
 pub struct SignupBox {
     /// The `data-bulletin` value: the slugs the box is for, comma-separated.
     pub slugs: String,
-    /// Prefix of the element ids, unique on a page that has several boxes.
-    pub id: String,
+    /// Prefix of the element ids, unique on a page of ours that has several
+    /// boxes. `None` in a pasted snippet: a site may paste it twice, so it
+    /// carries no ids and `embed.js` gives each copy its own.
+    pub id: Option<String>,
     pub action: String,
     /// Who the box subscribes to, for screen readers: "Morning Briefing".
     pub subject: String,
@@ -123,7 +125,7 @@ impl SignupBox {
         };
         Self {
             slugs: slugs.join(","),
-            id: format!("bulletin-{}", slugs.join("-")),
+            id: Some(format!("bulletin-{}", slugs.join("-"))),
             action: format!("{public_url}/subscribe"),
             subject,
             choices,
@@ -398,7 +400,7 @@ pub fn snippet(
     kind: SnippetKind,
 ) -> Result<String, askama::Error> {
     let public_url = public_url.trim_end_matches('/');
-    let signup = SignupBox::new(public_url, &[(slug.to_string(), name.to_owned())]);
+    let signup = SignupBox { id: None, ..SignupBox::new(public_url, &[(slug.to_string(), name.to_owned())]) };
     // `public_url` was checked at load: http(s) with a host, so its origin is a plain ASCII string.
     let origin = url::Url::parse(public_url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
     Snippet {
