@@ -625,4 +625,140 @@ on_both_backends!(
     a_second_signup_changes_nothing,
     preferences_show_and_change_the_rhythm,
     the_second_press_keeps_the_choice,
+    a_framed_box_offers_rhythms_and_stores_the_pick,
 );
+
+/// The options of the first `<select>` in `html`: (value, selected, label).
+fn select_options(html: &str) -> Vec<(String, bool, String)> {
+    let start = html.find("<select").unwrap_or_else(|| panic!("no select in {html}"));
+    let select = &html[start..start + html[start..].find("</select>").expect("select closes")];
+    select
+        .split("<option")
+        .skip(1)
+        .map(|o| {
+            let (attrs, rest) = o.split_once('>').expect("option opens");
+            let a = attributes(attrs);
+            let label = common::visible(&rest[..rest.find("</option>").expect("option closes")]);
+            (a["value"].clone(), a.contains_key("selected"), label)
+        })
+        .collect()
+}
+
+/// The text of the label that wraps the box's `<select>`.
+fn select_label(html: &str) -> String {
+    let select = html.find("<select").expect("a select");
+    let start = html[..select].rfind("<label").expect("a label wraps the select");
+    assert!(!html[start..select].contains("</label>"), "the label wraps the select: {html}");
+    let mut text = String::new();
+    for piece in html[start..select].split('<').skip(1) {
+        text.push_str(piece.split_once('>').expect("tag closes").1);
+    }
+    common::visible(&text).trim().to_owned()
+}
+
+/// The address a box's form posts to, as the browser reads it from the page.
+fn action(html: &str) -> String {
+    let at = html.find("action=\"").unwrap_or_else(|| panic!("no form: {html}")) + "action=\"".len();
+    common::visible(&html[at..at + html[at..].find('"').unwrap()])
+}
+
+/// A framed box of a newsletter that offers rhythms shows them in a
+/// labelled select, the default first and picked; a reader without
+/// JavaScript who picks weekly gets weekly stored, with the zone a script
+/// would have filled. The box for several offers "each newsletter's usual"
+/// first; a newsletter without rhythms shows no choice.
+async fn a_framed_box_offers_rhythms_and_stores_the_pick(backend: Backend) {
+    let Some(app) = spawn(backend).await else {
+        return;
+    };
+    let a = &app;
+    let get = |path: String| async move { a.http.get(a.url(&path)).send().await.unwrap().text().await.unwrap() };
+    let html = get(format!("/embed/{MORNING}")).await;
+    let options = select_options(&html);
+    let shown: Vec<(&str, bool)> = options.iter().map(|(v, s, _)| (v.as_str(), *s)).collect();
+    assert_eq!(shown, [("daily", true), ("immediate", false), ("weekly", false)], "{html}");
+    assert_eq!(select_options(&html)[2].2, Rhythm::Weekly.label());
+    assert_eq!(select_label(&html), "How often would you like to hear from us?");
+    assert!(html.contains("name=\"rhythm\""), "{html}");
+    let zone = tags(&html, "input").into_iter().find(|i| i.get("name").map(String::as_str) == Some("timezone"));
+    assert!(zone.expect("a zone field").contains_key("data-browser-zone"), "filled by embed.js");
+
+    let mut fields =
+        posted(form_after(&html, "<main>"), &[("email", "box@example.org"), ("timezone", "America/New_York")]);
+    fields.push(("rhythm".into(), "weekly".into()));
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let post = |to: String, body: String| {
+        app.http.post(to).header("content-type", "application/x-www-form-urlencoded").body(body).send()
+    };
+    let done = post(action(&html), common::serde_urlencoded_pairs(&pairs)).await.unwrap();
+    assert_eq!(done.status(), 200);
+    assert!(common::visible(&done.text().await.unwrap()).contains("We've sent you a confirmation email."));
+    assert_eq!(
+        app.rhythm_of("box@example.org", MORNING).await,
+        Some((Some(Rhythm::Weekly), Some("America/New_York".into())))
+    );
+
+    let several = get(format!("/embed?newsletters={MORNING},{WEEKEND}")).await;
+    let options = select_options(&several);
+    assert_eq!((options[0].0.as_str(), options[0].1), ("", true), "{several}");
+    assert_eq!(options[0].2, "Each newsletter's usual rhythm");
+    assert!(options.iter().any(|(v, s, _)| v == "weekly" && !s));
+    assert_eq!(select_label(&several), "How often would you like Morning Briefing and Weekend Reads?");
+    let set = [("email", "both@example.org"), ("newsletter", MORNING), ("newsletter", WEEKEND)];
+    let mut fields = posted(form_after(&several, "<main>"), &set);
+    fields.push(("rhythm".into(), "weekly".into()));
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(post(action(&several), common::serde_urlencoded_pairs(&pairs)).await.unwrap().status(), 200);
+    for slug in [MORNING, WEEKEND] {
+        assert_eq!(app.rhythm_of("both@example.org", slug).await, Some((Some(Rhythm::Weekly), None)), "{slug}");
+    }
+
+    let plain = get("/embed/explaining-ukraine".to_owned()).await;
+    assert!(plain.contains("data-bulletin=\"explaining-ukraine\""), "{plain}");
+    assert!(!plain.contains("<select") && !plain.contains("How often"), "no rhythms, no choice: {plain}");
+    app.stop().await;
+}
+
+/// `bulletin newsletters snippet` for a newsletter with rhythms prints the
+/// choice with no ids (a site may paste the box twice); without, none.
+#[test]
+fn the_script_snippet_offers_rhythms() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\npublic_url = \"https://newsletters.example.org/\"\n[database]\nurl = \"sqlite://{}\"\n\
+             [[newsletters]]\nslug = \"{MORNING}\"\nname = \"Morning Briefing\"\n\
+             [newsletters.digest]\ntimezone = \"Europe/Kyiv\"\nrhythms = [\"daily\", \"immediate\", \"weekly\"]\n\
+             [[newsletters]]\nslug = \"{WEEKEND}\"\nname = \"Weekend Reads\"\n",
+            dir.path().join("b.db").display()
+        ),
+    )
+    .unwrap();
+    let snippet = |slug: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulletin"))
+            .arg("--config")
+            .arg(&config)
+            .args(["newsletters", "snippet", slug, "--script"])
+            .env_remove("BULLETIN_CONFIG")
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run bulletin");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let html = snippet(MORNING);
+    let options: Vec<(String, bool)> = select_options(&html).into_iter().map(|(v, s, _)| (v, s)).collect();
+    let expected: Vec<(String, bool)> =
+        [("daily", true), ("immediate", false), ("weekly", false)].map(|(v, s)| (v.to_owned(), s)).into();
+    assert_eq!(options, expected, "{html}");
+    assert_eq!(select_label(&html), "How often would you like to hear from us?");
+    assert!(html.contains("<select name=\"rhythm\">"), "{html}");
+    assert!(!html.contains(" id=") && !html.contains(" for="), "no fixed ids in a pasted box: {html}");
+    assert!(html.contains("name=\"timezone\"") && html.contains("data-browser-zone"), "{html}");
+
+    let plain = snippet(WEEKEND);
+    assert!(plain.contains(&format!("data-bulletin=\"{WEEKEND}\"")), "{plain}");
+    assert!(!plain.contains("<select") && !plain.contains("How often"), "no rhythms, no choice: {plain}");
+}

@@ -304,7 +304,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 bail!("there is no newsletter \"{slug}\" in the configuration; `bulletin newsletters list` shows them");
             };
             let kind = if iframe { web::SnippetKind::Iframe } else { web::SnippetKind::Script };
-            println!("{}", web::snippet(settings.public_url(), &slug, &newsletter.name, kind)?);
+            // Checked at load, so a plan that does not parse cannot be here.
+            let plan = newsletter.digest.as_ref().and_then(|d| DigestPlan::from_settings(d).ok());
+            let offer = plan.as_ref().and_then(RhythmOffer::from_plan);
+            println!("{}", web::snippet(settings.public_url(), &slug, &newsletter.name, offer.as_ref(), kind)?);
             Ok(())
         }
         Command::Subscribers { command: SubscribersCommand::List { newsletter, status, format } } => {

@@ -16,8 +16,9 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::PageError;
 use super::frames::{self, FramedBox};
-use super::pages::render;
+use super::pages::{RhythmField, render};
 use crate::domain::{Newsletter, NewsletterSlug};
+use crate::signup::RhythmOffer;
 
 /// What a box says once the signup went through, in place of the form.
 pub const THANKS: &str = "Thank you for signing up for this newsletter. We've sent you a confirmation email.";
@@ -99,6 +100,8 @@ pub struct SignupBox {
     /// Checkboxes when the box offers several newsletters.
     pub choices: Vec<Choice>,
     pub hidden: Vec<(&'static str, String)>,
+    /// A `<select>` of rhythms when the box's newsletters offer them.
+    pub(super) rhythm: Option<RhythmField>,
     pub email: String,
     pub zone: String,
     pub error: Option<&'static str>,
@@ -130,6 +133,7 @@ impl SignupBox {
             subject,
             choices,
             hidden,
+            rhythm: None,
             email: String::new(),
             zone: String::new(),
             error: None,
@@ -206,11 +210,21 @@ fn embed_page(state: &AppState, newsletters: &[&Newsletter], theme: Theme) -> Op
     signup.hidden.push(("embed", theme.as_str().to_owned()));
     signup.hidden.push(("form", signup.slugs.clone()));
     signup.hidden.push(("ts", super::pages::fresh_stamp(state)));
+    signup.rhythm = box_rhythm(state, newsletters);
     let (heading, description) = match newsletters {
         [one] => (one.name.clone(), one.description.clone()),
         _ => ("Our newsletters".to_owned(), String::new()),
     };
     Some(EmbedPage { heading, description, ..EmbedPage::new(state, theme, signup) })
+}
+
+/// The rhythm choice of a box for `newsletters`, as our own page offers it.
+fn box_rhythm(state: &AppState, newsletters: &[&Newsletter]) -> Option<RhythmField> {
+    let offers = state.signup.offers();
+    match newsletters {
+        [one] => offers.of(one.id).map(RhythmField::single),
+        _ => RhythmField::several(&newsletters.iter().filter_map(|n| Some((*n, offers.of(n.id)?))).collect::<Vec<_>>()),
+    }
 }
 
 /// The newsletters of a comma-separated slug list; `None` if one is not ours.
@@ -231,6 +245,7 @@ pub struct Sent<'a> {
     /// The box's own newsletters (its `form` field).
     pub boxed: &'a str,
     pub picked: &'a [String],
+    pub rhythm: &'a str,
     pub email: &'a str,
     pub zone: &'a str,
     pub error: Option<&'static str>,
@@ -243,6 +258,9 @@ fn sent_box(state: &AppState, theme: Theme, sent: &Sent<'_>) -> Option<EmbedPage
     let mut page = named(state, sent.boxed).and_then(|found| embed_page(state, &found, theme))?;
     let signup = &mut page.signup;
     signup.pick(sent.picked);
+    if let Some(rhythm) = signup.rhythm.as_mut() {
+        rhythm.pick(sent.rhythm);
+    }
     signup.email = sent.email.to_owned();
     signup.zone = sent.zone.to_owned();
     signup.error = sent.error;
@@ -392,15 +410,21 @@ struct Snippet<'a> {
     listener: String,
 }
 
-/// The HTML a site pastes for one newsletter's box.
+/// The HTML a site pastes for one newsletter's box, with its rhythm choice
+/// when it offers rhythms.
 pub fn snippet(
     public_url: &str,
     slug: &NewsletterSlug,
     name: &str,
+    offer: Option<&RhythmOffer>,
     kind: SnippetKind,
 ) -> Result<String, askama::Error> {
     let public_url = public_url.trim_end_matches('/');
-    let signup = SignupBox { id: None, ..SignupBox::new(public_url, &[(slug.to_string(), name.to_owned())]) };
+    let signup = SignupBox {
+        id: None,
+        rhythm: offer.map(RhythmField::single),
+        ..SignupBox::new(public_url, &[(slug.to_string(), name.to_owned())])
+    };
     // `public_url` was checked at load: http(s) with a host, so its origin is a plain ASCII string.
     let origin = url::Url::parse(public_url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
     Snippet {

@@ -93,6 +93,7 @@ impl FramedBox {
 pub struct Typed {
     pub email: String,
     pub picked: Vec<String>,
+    pub rhythm: String,
     pub zone: String,
 }
 
@@ -103,6 +104,7 @@ impl Typed {
             match &*name {
                 "email" => typed.email = value.into_owned(),
                 "newsletter" => typed.picked.push(value.into_owned()),
+                "rhythm" => typed.rhythm = value.into_owned(),
                 "timezone" => typed.zone = value.into_owned(),
                 _ => {}
             }
@@ -212,6 +214,7 @@ pub async fn answer_in_box(State(state): State<AppState>, req: Request, next: Ne
     let sent = Sent {
         boxed: &framed.slugs,
         picked: &typed.picked,
+        rhythm: &typed.rhythm,
         email: &typed.email,
         zone: &typed.zone,
         error: None,

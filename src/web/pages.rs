@@ -89,17 +89,18 @@ impl RhythmOption {
     }
 }
 
-/// The rhythm radio buttons of a signup form whose newsletters offer rhythms.
-struct RhythmField {
-    legend: String,
-    options: Vec<RhythmOption>,
-    picked: String,
+/// The rhythm choice of a signup form whose newsletters offer rhythms:
+/// radio buttons on our page, a labelled `<select>` in a box.
+pub(super) struct RhythmField {
+    pub legend: String,
+    pub options: Vec<RhythmOption>,
+    pub picked: String,
     /// When digests arrive, if the form's newsletters agree on it.
-    timing: Option<String>,
+    pub timing: Option<String>,
 }
 
 impl RhythmField {
-    fn single(offer: &RhythmOffer) -> Self {
+    pub fn single(offer: &RhythmOffer) -> Self {
         Self {
             legend: "How often would you like to hear from us?".to_owned(),
             options: offer.rhythms.iter().copied().map(RhythmOption::of).collect(),
@@ -111,7 +112,7 @@ impl RhythmField {
     /// One choice for the form that takes several newsletters, naming those
     /// it applies to: their rhythms when they all offer the same, else every
     /// rhythm any offers, after "each newsletter's usual".
-    fn several(offers: &[(&Newsletter, &RhythmOffer)]) -> Option<Self> {
+    pub fn several(offers: &[(&Newsletter, &RhythmOffer)]) -> Option<Self> {
         let (_, first) = *offers.first()?;
         let names: Vec<&str> = offers.iter().map(|(n, _)| n.name.as_str()).collect();
         let legend = match names.split_last() {
@@ -129,6 +130,13 @@ impl RhythmField {
         options
             .extend(Rhythm::ALL.into_iter().filter(|r| offers.iter().any(|(_, o)| o.offers(*r))).map(RhythmOption::of));
         Some(Self { legend, options, picked: String::new(), timing: None })
+    }
+
+    /// Picks what a refused or repeated form sent, if it is on offer here.
+    pub fn pick(&mut self, sent: &str) {
+        if self.options.iter().any(|o| o.value == sent) {
+            self.picked = sent.to_owned();
+        }
     }
 }
 
@@ -225,8 +233,8 @@ fn index_page(state: &AppState, sent: Option<(&SubscribeForm, FormFeedback)>) ->
             }
         };
         *state = field;
-        if let Some(rhythm) = pace.rhythm.as_mut().filter(|r| r.options.iter().any(|o| o.value == form.rhythm)) {
-            rhythm.picked = form.rhythm.clone();
+        if let Some(rhythm) = pace.rhythm.as_mut() {
+            rhythm.pick(&form.rhythm);
         }
         pace.rhythm_error = f.rhythm_error;
         pace.zone = form.timezone.clone();
@@ -275,9 +283,11 @@ impl SubscribeForm {
             boxed: &self.form,
             picked: &self.newsletter,
             email: &self.email,
+            rhythm: &self.rhythm,
             zone: &self.timezone,
             error: feedback.email_error.or(feedback.rhythm_error.as_ref().or(feedback.zone_error.as_ref()).map(|_| {
-                // A box has no rhythm field and fills the zone itself: neither can be the reader's doing.
+                // A box offers only the rhythms on offer when it was drawn and fills the zone
+                // itself: a refused one is a stale box, not the reader's doing.
                 SOMETHING_WRONG
             })),
             choice_error: feedback.choice_error,
@@ -292,6 +302,7 @@ impl SubscribeForm {
             boxed: &self.form,
             picked: &self.newsletter,
             email: &self.email,
+            rhythm: &self.rhythm,
             zone: &self.timezone,
             error: None,
             choice_error: None,
