@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use bulletin::config::{DigestSettings, Settings};
 use bulletin::domain::{Rhythm, SubscriptionStatus};
+use common::boxes::{Snippet, site_and_app_with, snippet_configured, submit_box};
+use common::browser::{Browser, DESKTOP};
 use common::{Backend, TestApp};
 use serde_json::json;
 
@@ -626,6 +628,7 @@ on_both_backends!(
     preferences_show_and_change_the_rhythm,
     the_second_press_keeps_the_choice,
     a_framed_box_offers_rhythms_and_stores_the_pick,
+    a_rhythm_picked_in_a_script_box_is_stored,
 );
 
 /// The options of the first `<select>` in `html`: (value, selected, label).
@@ -761,4 +764,34 @@ fn the_script_snippet_offers_rhythms() {
     let plain = snippet(WEEKEND);
     assert!(plain.contains(&format!("data-bulletin=\"{WEEKEND}\"")), "{plain}");
     assert!(!plain.contains("<select") && !plain.contains("How often"), "no rhythms, no choice: {plain}");
+}
+
+/// A reader in New York picks weekly in a script box pasted on a news site:
+/// it answers in place, and weekly in their browser's zone is stored.
+async fn a_rhythm_picked_in_a_script_box_is_stored(backend: Backend) {
+    let Some((site, app)) = site_and_app_with(backend, configure).await else { return };
+    let Some(browser) = Browser::start(DESKTOP).await else { return };
+    browser.set_time_zone("America/New_York").await;
+    let offer = format!(
+        "[[newsletters]]\nslug = \"{MORNING}\"\nname = \"Morning Briefing\"\n\
+         [newsletters.digest]\ntimezone = \"Europe/Kyiv\"\nrhythms = [\"daily\", \"immediate\", \"weekly\"]\n"
+    );
+    site.publish(&format!("<aside>{}</aside>", snippet_configured(&app, MORNING, Snippet::Script, &offer)));
+    browser.goto(&site.url()).await.unwrap();
+    let select = format!("form[data-bulletin=\"{MORNING}\"] select[name=rhythm]");
+    browser.element(&format!("{select} option[value=weekly]")).await.click().await.unwrap();
+    submit_box(&browser, MORNING, "picker@example.org").await;
+    browser
+        .text_containing(
+            &format!("form[data-bulletin=\"{MORNING}\"] [data-bulletin-status]"),
+            "We've sent you a confirmation email.",
+        )
+        .await;
+    assert_eq!(
+        app.rhythm_of("picker@example.org", MORNING).await,
+        Some((Some(Rhythm::Weekly), Some("America/New_York".into())))
+    );
+    assert_eq!(browser.current_url().await.unwrap().as_str(), site.url(), "the news page stays");
+    browser.close().await;
+    app.stop().await;
 }

@@ -16,10 +16,15 @@ pub enum Snippet {
 
 /// What `bulletin --config FILE newsletters snippet SLUG` prints for this app (its public URL).
 pub fn snippet(app: &TestApp, slug: &str, kind: Snippet) -> String {
+    snippet_configured(app, slug, kind, "")
+}
+
+/// [`snippet`] with more configuration (TOML, such as `[[newsletters]]` tables) after the app's.
+pub fn snippet_configured(app: &TestApp, slug: &str, kind: Snippet, more: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     let text = format!(
-        "[server]\nsecret = \"{}\"\npublic_url = \"{}\"\n[database]\nurl = \"{}\"\n",
+        "[server]\nsecret = \"{}\"\npublic_url = \"{}\"\n[database]\nurl = \"{}\"\n{more}",
         super::TEST_SECRET,
         app.base,
         app.database_url()
