@@ -12,7 +12,7 @@
 mod common;
 
 use bulletin::domain::SubscriptionStatus::Pending;
-use common::boxes::{Snippet, email_field, site_and_app_with, snippet, submit_box};
+use common::boxes::{Snippet, email_field, site_and_app_with, snippet, snippet_configured, submit_box};
 use common::browser::{Browser, DESKTOP, PHONE, Window};
 use common::{Backend, TestApp};
 use fantoccini::Locator;
@@ -203,6 +203,44 @@ async fn default_height() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_height_fits_every_state_at_320_px() {
     common::bounded(default_height()).await;
+}
+
+/// Every newsletter offers rhythms, Explaining Ukraine's box (the tallest) has them.
+fn rhythm_settings(s: &mut bulletin::config::Settings) {
+    settings(s);
+    for n in &mut s.newsletters {
+        n.digest = Some(bulletin::config::DigestSettings {
+            rhythms: vec!["daily".into(), "immediate".into(), "weekly".into()],
+            ..Default::default()
+        });
+    }
+}
+
+/// The same for a box that offers rhythms: its snippet's taller default fits every state.
+async fn rhythm_default_height() {
+    let slug = "explaining-ukraine";
+    let Some(browser) = Browser::start(Window { width: 800, ..DESKTOP }).await else { return };
+    let Some((site, app)) = site_and_app_with(Backend::Sqlite, rhythm_settings).await else { return };
+    let offer = format!(
+        "[[newsletters]]\nslug = \"{slug}\"\nname = \"Explaining Ukraine\"\n\
+         [newsletters.digest]\nrhythms = [\"daily\", \"immediate\", \"weekly\"]\n"
+    );
+    let pasted = snippet_configured(&app, slug, Snippet::Iframe, &offer);
+    let frame_only = &pasted[..pasted.find("<script>").expect("the snippet's script")];
+    let at = frame_only.find(" height=\"").expect("the frame's height") + " height=\"".len();
+    let default: u64 = frame_only[at..at + frame_only[at..].find('"').unwrap()].parse().expect("a height in pixels");
+    assert!(default > 420, "taller than a box without rhythms: {frame_only}");
+    site.publish(&format!("<div style=\"width:320px\">{frame_only}</div>"));
+    let measured = walk(&browser, &app, &site.url(), slug, Some(default)).await;
+    report(&format!("320 px, no script on the site, {slug} with rhythms"), &measured);
+    assert!(measured.iter().any(|m| m.content > 420), "the rhythm choice makes the box taller: {default}");
+    app.stop().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_height_of_a_rhythm_box_fits_every_state_at_320_px() {
+    common::bounded(rhythm_default_height()).await;
 }
 
 /// Without JavaScript, the per-IP limit answers inside the frame with the

@@ -432,7 +432,7 @@ pub fn snippet(
         public_url,
         slug: slug.as_str(),
         signup,
-        height: frames::FRAME_HEIGHT,
+        height: if offer.is_some() { frames::RHYTHM_FRAME_HEIGHT } else { frames::FRAME_HEIGHT },
         listener: frames::listener(&origin),
     }
     .render()

@@ -34,6 +34,11 @@ use super::error::PageError;
 /// longer description.
 pub const FRAME_HEIGHT: u32 = 420;
 
+/// [`FRAME_HEIGHT`] for a box that offers rhythms: its select and the line
+/// on when digests arrive make the tallest state 533 px (the same thank-you,
+/// as tests/frames.rs measures it), and the same line more.
+pub const RHYTHM_FRAME_HEIGHT: u32 = 560;
+
 /// The box page's inline script that posts its height to the framing page.
 pub const SIZING: &str = include_str!("frame_sizing.js");
 
