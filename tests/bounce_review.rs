@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use bulletin::domain::EmailAddress;
 use bulletin::store::FeedbackEvent;
-use common::bin::bulletin;
+use common::bin::{bulletin, stdout_of};
 use common::{Backend, TestApp};
 use serde_json::{Value, json};
 
@@ -35,25 +34,8 @@ async fn app_with(backend: Backend, readers: &[&str], dir: &Path) -> Option<(Tes
 
 /// Runs `bulletin bounces ingest ARGS` with `stdin`, as Postfix's pipe does.
 fn ingest(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(["bounces", "ingest"])
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bulletin");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(out.status.success(), "failed ({:?}): {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
+    let args: Vec<&str> = ["bounces", "ingest"].into_iter().chain(args.iter().copied()).collect();
+    common::bin::bulletin_with_stdin(config, &args, stdin, "error")
 }
 
 fn json_of(out: &Output) -> Value {

@@ -8,15 +8,14 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use bulletin::config::Settings;
 use bulletin::domain::{EmailAddress, SubscriptionStatus};
 use bulletin::feedback::{Applied, Feedback};
-use common::bin::{SilentServer, bulletin, bulletin_within, issue_status, ledger};
+use common::bin::{SilentServer, bulletin, bulletin_within, issue_status, ledger, stdout_of};
 use common::db::HeldLock;
 use common::postfix::PostfixSink;
 use common::postfix_smtpd::{PostfixSmtpd, SmtpdOptions};
@@ -102,25 +101,8 @@ fn arf(mail: &ReceivedMail, id: &str) -> String {
 
 /// Runs `bulletin bounces ingest ARGS` with `stdin`, as Postfix's pipe does.
 fn ingest(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(["bounces", "ingest"])
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bulletin");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(out.status.success(), "failed ({:?}): {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
+    let args: Vec<&str> = ["bounces", "ingest"].into_iter().chain(args.iter().copied()).collect();
+    common::bin::bulletin_with_stdin(config, &args, stdin, "error")
 }
 
 /// The config the binary runs with: the app's database and secret, and its `[bounces]`.

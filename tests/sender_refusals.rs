@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use common::bin::{bulletin, issue_status, write_config};
+use common::bin::{bulletin, issue_status, stdout_of, write_config};
 use common::smtp::ReceivedMail;
 use common::{Backend, MailSink, TestDb};
 use serde_json::Value;
@@ -61,24 +60,7 @@ fn dsn(mail: &ReceivedMail, id: &str, status: &str, diagnostic: &str) -> String 
 
 /// Runs the binary with `RUST_LOG=warn` (the log an operator sees) and `stdin`.
 fn run_logged(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BULLETIN_CONFIG")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run bulletin");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn stdout_of(out: &Output) -> String {
-    assert!(out.status.success(), "failed ({:?}): {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
+    common::bin::bulletin_with_stdin(config, args, stdin, "warn")
 }
 
 /// A database with `BLOCKED` readers at example.net and `ACCEPTED` at

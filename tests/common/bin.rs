@@ -7,6 +7,33 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// Runs `bulletin --config CONFIG ARGS` with `stdin` (a bounce, as Postfix's
+/// pipe hands it over) and the log at `log` (`error`, or `warn` for what an
+/// operator sees).
+pub fn bulletin_with_stdin(config: &Path, args: &[&str], stdin: &str, log: &str) -> Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bulletin"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("BULLETIN_CONFIG")
+        .env("RUST_LOG", log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run bulletin");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// What a run that must succeed printed.
+pub fn stdout_of(out: &Output) -> String {
+    assert!(out.status.success(), "failed ({:?}): {}", out.status.code(), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
 /// Runs `bulletin --config CONFIG ARGS` as an operator would from a script:
 /// no terminal on standard input, log lines only for errors.
 pub fn bulletin(config: &Path, args: &[&str]) -> Output {
