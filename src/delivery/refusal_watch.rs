@@ -23,7 +23,8 @@ struct Seen {
 
 pub struct RefusalWatch {
     warning: RefusalWarning,
-    seen: Mutex<HashMap<(i64, String), Seen>>,
+    /// Issue → domain → what this engine saw; a finished issue is forgotten.
+    seen: Mutex<HashMap<i64, HashMap<String, Seen>>>,
 }
 
 impl RefusalWatch {
@@ -36,7 +37,12 @@ impl RefusalWatch {
     /// warning the first time the domain passes the threshold in this issue.
     pub fn answered(&self, issue: i64, domain: &str, refused: Option<BounceReason>) -> Option<String> {
         let mut seen = self.seen.lock().expect("never poisoned");
-        let entry = seen.entry((issue, domain.to_owned())).or_default();
+        let domains = seen.entry(issue).or_default();
+        // Called for every message: the domain is copied only the first time.
+        if !domains.contains_key(domain) {
+            domains.insert(domain.to_owned(), Seen::default());
+        }
+        let entry = domains.get_mut(domain).expect("just inserted");
         entry.attempted += 1;
         let reason = refused?;
         match entry.refused.iter_mut().find(|(r, _)| *r == reason) {
@@ -54,7 +60,7 @@ impl RefusalWatch {
 
     /// Forgets a finished issue.
     pub fn forget(&self, issue: i64) {
-        self.seen.lock().expect("never poisoned").retain(|(i, _), _| *i != issue);
+        self.seen.lock().expect("never poisoned").remove(&issue);
     }
 }
 
@@ -80,6 +86,6 @@ mod tests {
         }
         assert!(watch.answered(2, "example.net", Some(BounceReason::Blocked)).is_none(), "another issue counts anew");
         watch.forget(1);
-        assert!(watch.seen.lock().unwrap().keys().all(|(issue, _)| *issue == 2));
+        assert!(watch.seen.lock().unwrap().keys().all(|issue| *issue == 2));
     }
 }

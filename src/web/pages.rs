@@ -279,26 +279,17 @@ impl SubscribeForm {
 
     /// The box again, as sent, with what was wrong.
     fn in_box(&self, state: &AppState, theme: Theme, feedback: &FormFeedback, again: bool) -> Response {
-        let sent = Sent {
-            boxed: &self.form,
-            picked: &self.newsletter,
-            email: &self.email,
-            rhythm: &self.rhythm,
-            zone: &self.timezone,
-            error: feedback.email_error.or(feedback.rhythm_error.as_ref().or(feedback.zone_error.as_ref()).map(|_| {
-                // A box offers only the rhythms on offer when it was drawn and fills the zone
-                // itself: a refused one is a stale box, not the reader's doing.
-                SOMETHING_WRONG
-            })),
-            choice_error: feedback.choice_error,
-            again,
-        };
+        // A box offers only the rhythms on offer when it was drawn and fills the zone
+        // itself: a refused one is a stale box, not the reader's doing.
+        let stale = feedback.rhythm_error.as_ref().or(feedback.zone_error.as_ref()).map(|_| SOMETHING_WRONG);
+        let sent =
+            Sent { error: feedback.email_error.or(stale), choice_error: feedback.choice_error, again, ..self.sent() };
         embed::box_again(state, theme, &sent)
     }
 
-    /// The box again, as sent, with why the server refused it (busy, failing).
-    fn refused_in_box(&self, state: &AppState, theme: Theme, error: PageError) -> Response {
-        let sent = Sent {
+    /// What the reader sent, to draw the box again with.
+    fn sent(&self) -> Sent<'_> {
+        Sent {
             boxed: &self.form,
             picked: &self.newsletter,
             email: &self.email,
@@ -307,7 +298,12 @@ impl SubscribeForm {
             error: None,
             choice_error: None,
             again: false,
-        };
+        }
+    }
+
+    /// The box again, as sent, with why the server refused it (busy, failing).
+    fn refused_in_box(&self, state: &AppState, theme: Theme, error: PageError) -> Response {
+        let sent = self.sent();
         embed::box_refused(state, theme, &sent, error)
     }
 
